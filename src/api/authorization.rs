@@ -1,0 +1,184 @@
+//! The `verdict.v1.Authorization` service.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{check_input, check_response};
+use super::error::ApiError;
+use super::proto;
+use super::proto::authorization_server::Authorization;
+use crate::bundle::{Snapshot, SnapshotHandle};
+use crate::engine;
+
+/// Batches with at least this many checks are split across blocking threads.
+const PARALLEL_BATCH_THRESHOLD: usize = 32;
+
+/// Request limits enforced before the engine sees a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most checks in one `BatchCheck`.
+    pub max_batch: usize,
+    /// The deepest nesting of lists and records in context and entity attributes.
+    pub max_json_depth: usize,
+}
+
+/// The gRPC handlers; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AuthorizationService {
+    snapshots: Arc<SnapshotHandle>,
+    limits: Limits,
+}
+
+impl AuthorizationService {
+    /// Returns a service answering from `snapshots`.
+    pub fn new(snapshots: Arc<SnapshotHandle>, limits: Limits) -> Self {
+        Self { snapshots, limits }
+    }
+
+    fn snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
+        self.snapshots.load().ok_or(ApiError::NoSnapshot)
+    }
+}
+
+/// Decides one converted request against one snapshot.
+fn decide(
+    snapshot: &Snapshot,
+    request: proto::CheckRequest,
+    prefix: &str,
+    limits: Limits,
+) -> Result<proto::CheckResponse, ApiError> {
+    let input = check_input(request, prefix)?.normalized(limits.max_json_depth)?;
+    let request = engine::Request::prepare(input, snapshot)?;
+    let decision = engine::decide(snapshot, &request)?;
+    Ok(check_response(decision, &snapshot.version))
+}
+
+fn batch_result(result: Result<proto::CheckResponse, ApiError>) -> proto::BatchCheckResult {
+    use proto::batch_check_result::Result as Item;
+    let item = match result {
+        Ok(response) => Item::Response(response),
+        Err(error) => Item::Error(proto::CheckError {
+            code: error.code() as i32,
+            message: error.client_message(),
+        }),
+    };
+    proto::BatchCheckResult { result: Some(item) }
+}
+
+fn timestamp(time: SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(time)
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthorizationService {
+    #[tracing::instrument(name = "Check", skip_all)]
+    async fn check(
+        &self,
+        request: Request<proto::CheckRequest>,
+    ) -> Result<Response<proto::CheckResponse>, Status> {
+        let snapshot = self.snapshot()?;
+        let response = decide(&snapshot, request.into_inner(), "", self.limits)?;
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(name = "BatchCheck", skip_all, fields(checks))]
+    async fn batch_check(
+        &self,
+        request: Request<proto::BatchCheckRequest>,
+    ) -> Result<Response<proto::BatchCheckResponse>, Status> {
+        let proto::BatchCheckRequest { checks } = request.into_inner();
+        tracing::Span::current().record("checks", checks.len());
+        if checks.len() > self.limits.max_batch {
+            return Err(ApiError::BatchTooLarge {
+                count: checks.len(),
+                limit: self.limits.max_batch,
+            }
+            .into());
+        }
+        // INVARIANT: one snapshot answers every item.
+        let snapshot = self.snapshot()?;
+        let limits = self.limits;
+        let results = if checks.len() < PARALLEL_BATCH_THRESHOLD {
+            checks
+                .into_iter()
+                .enumerate()
+                .map(|(i, check)| {
+                    batch_result(decide(&snapshot, check, &format!("checks[{i}]."), limits))
+                })
+                .collect()
+        } else {
+            decide_in_parallel(&snapshot, checks, limits).await?
+        };
+        Ok(Response::new(proto::BatchCheckResponse {
+            results,
+            snapshot_version: snapshot.version.clone(),
+        }))
+    }
+
+    #[tracing::instrument(name = "Status", skip_all)]
+    async fn status(
+        &self,
+        _request: Request<proto::StatusRequest>,
+    ) -> Result<Response<proto::StatusResponse>, Status> {
+        let snapshot = self.snapshots.load();
+        let last_load_error = self
+            .snapshots
+            .last_failure()
+            .map(|failure| proto::LoadFailure {
+                message: failure.message.clone(),
+                at: Some(timestamp(failure.at)),
+            });
+        let response = match snapshot {
+            Some(snapshot) => proto::StatusResponse {
+                snapshot_version: snapshot.version.clone(),
+                loaded_at: Some(timestamp(snapshot.loaded_at)),
+                policies: snapshot.policy_count() as u64,
+                tuples: snapshot.tuples.tuple_count() as u64,
+                entities: snapshot.entity_count as u64,
+                schema: snapshot.schema.is_some(),
+                last_load_error,
+            },
+            None => proto::StatusResponse {
+                last_load_error,
+                ..proto::StatusResponse::default()
+            },
+        };
+        Ok(Response::new(response))
+    }
+}
+
+/// Splits a large batch into one chunk per core, each decided on a blocking thread, and
+/// returns the results in request order.
+async fn decide_in_parallel(
+    snapshot: &Arc<Snapshot>,
+    checks: Vec<proto::CheckRequest>,
+    limits: Limits,
+) -> Result<Vec<proto::BatchCheckResult>, ApiError> {
+    let total = checks.len();
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let chunk_size = total.div_ceil(workers).max(1);
+    let mut checks = checks.into_iter().enumerate().peekable();
+    let mut tasks = Vec::with_capacity(workers);
+    while checks.peek().is_some() {
+        let chunk: Vec<_> = checks.by_ref().take(chunk_size).collect();
+        let snapshot = Arc::clone(snapshot);
+        tasks.push(tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .map(|(i, check)| {
+                    batch_result(decide(&snapshot, check, &format!("checks[{i}]."), limits))
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut results = Vec::with_capacity(total);
+    for task in tasks {
+        let chunk = task
+            .await
+            .map_err(|e| ApiError::Internal(format!("batch worker failed: {e}")))?;
+        results.extend(chunk);
+    }
+    Ok(results)
+}

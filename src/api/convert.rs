@@ -1,0 +1,254 @@
+//! Converting protobuf messages to engine types and back.
+//!
+//! Messages are destructured exhaustively, so a new proto field is a compile error here until it
+//! is handled.
+
+use prost_types::value::Kind;
+use serde_json::{Map, Number, Value};
+
+use super::proto;
+use crate::engine::{
+    CheckInput, Decision, EntityInput, EntityRef, EvaluationError, Outcome, PropertyDecision,
+};
+
+/// A protobuf message that cannot become an engine request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// A required field is absent.
+    #[error("{0}: required field is missing")]
+    Missing(String),
+    /// A field has a value the API does not accept.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field path, such as `context.amount`.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Converts a `CheckRequest`; `prefix` names the message in errors (`checks[3].` in a batch).
+pub fn check_input(
+    request: proto::CheckRequest,
+    prefix: &str,
+) -> Result<CheckInput, ProtocolError> {
+    let proto::CheckRequest {
+        principal,
+        action,
+        resource,
+        context,
+        entities,
+        properties,
+    } = request;
+    let entities = entities
+        .into_iter()
+        .enumerate()
+        .map(|(i, entity)| entity_input(entity, &format!("{prefix}entities[{i}]")))
+        .collect::<Result<_, _>>()?;
+    Ok(CheckInput {
+        principal: entity_ref(principal, &format!("{prefix}principal"))?,
+        action,
+        resource: entity_ref(resource, &format!("{prefix}resource"))?,
+        context: struct_to_map(context, &format!("{prefix}context"))?,
+        entities,
+        properties,
+    })
+}
+
+fn entity_ref(entity: Option<proto::EntityRef>, field: &str) -> Result<EntityRef, ProtocolError> {
+    let proto::EntityRef { r#type, id } =
+        entity.ok_or_else(|| ProtocolError::Missing(field.to_owned()))?;
+    Ok(EntityRef {
+        entity_type: r#type,
+        id,
+    })
+}
+
+fn entity_input(entity: proto::Entity, field: &str) -> Result<EntityInput, ProtocolError> {
+    let proto::Entity {
+        uid,
+        attrs,
+        parents,
+    } = entity;
+    Ok(EntityInput {
+        uid: entity_ref(uid, &format!("{field}.uid"))?,
+        attrs: struct_to_map(attrs, &format!("{field}.attrs"))?,
+        parents: parents
+            .into_iter()
+            .enumerate()
+            .map(|(i, parent)| entity_ref(Some(parent), &format!("{field}.parents[{i}]")))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Converts a `Struct` to JSON. Numbers stay doubles here; the engine's normalisation turns
+/// whole ones into Longs and rejects the rest with the field's path.
+fn struct_to_map(
+    value: Option<prost_types::Struct>,
+    field: &str,
+) -> Result<Map<String, Value>, ProtocolError> {
+    let mut path = field.to_owned();
+    fields_to_map(value.map(|s| s.fields).unwrap_or_default(), &mut path)
+}
+
+fn fields_to_map(
+    fields: std::collections::BTreeMap<String, prost_types::Value>,
+    path: &mut String,
+) -> Result<Map<String, Value>, ProtocolError> {
+    let len = path.len();
+    let mut out = Map::with_capacity(fields.len());
+    for (key, value) in fields {
+        path.push('.');
+        path.push_str(&key);
+        let value = to_json(value, path)?;
+        path.truncate(len);
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+fn to_json(value: prost_types::Value, path: &mut String) -> Result<Value, ProtocolError> {
+    let invalid = |path: &str, reason: &str| ProtocolError::Invalid {
+        field: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    // Recursion is bounded: prost refuses to decode messages nested more than 100 deep.
+    match value.kind {
+        None | Some(Kind::NullValue(_)) => Err(invalid(path, "null is not a Cedar value")),
+        Some(Kind::BoolValue(b)) => Ok(Value::Bool(b)),
+        Some(Kind::StringValue(s)) => Ok(Value::String(s)),
+        Some(Kind::NumberValue(n)) => Number::from_f64(n)
+            .map(Value::Number)
+            .ok_or_else(|| invalid(path, "not a finite number")),
+        Some(Kind::StructValue(s)) => fields_to_map(s.fields, path).map(Value::Object),
+        Some(Kind::ListValue(list)) => {
+            let len = path.len();
+            let mut out = Vec::with_capacity(list.values.len());
+            for (i, item) in list.values.into_iter().enumerate() {
+                path.push_str(&format!("[{i}]"));
+                out.push(to_json(item, path)?);
+                path.truncate(len);
+            }
+            Ok(Value::Array(out))
+        }
+    }
+}
+
+/// Converts an engine decision to a `CheckResponse`.
+pub fn check_response(decision: Decision, snapshot_version: &str) -> proto::CheckResponse {
+    let Decision {
+        outcome,
+        determining_policies,
+        errors,
+        properties,
+        relation_depth_exceeded,
+    } = decision;
+    proto::CheckResponse {
+        decision: decision_code(outcome),
+        determining_policies,
+        errors: errors.into_iter().map(evaluation_error).collect(),
+        properties: properties.into_iter().map(property_decision).collect(),
+        snapshot_version: snapshot_version.to_owned(),
+        relation_depth_exceeded,
+    }
+}
+
+fn decision_code(outcome: Outcome) -> i32 {
+    match outcome {
+        Outcome::Allow => proto::Decision::Allow as i32,
+        Outcome::Deny => proto::Decision::Deny as i32,
+    }
+}
+
+fn evaluation_error(error: EvaluationError) -> proto::EvaluationError {
+    let EvaluationError { policy_id, message } = error;
+    proto::EvaluationError { policy_id, message }
+}
+
+fn property_decision(property: PropertyDecision) -> proto::PropertyDecision {
+    let PropertyDecision {
+        name,
+        outcome,
+        determining_policies,
+        errors,
+    } = property;
+    proto::PropertyDecision {
+        name,
+        decision: decision_code(outcome),
+        determining_policies,
+        errors: errors.into_iter().map(evaluation_error).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_types::{ListValue, Struct};
+
+    use super::*;
+
+    fn number(n: f64) -> prost_types::Value {
+        prost_types::Value {
+            kind: Some(Kind::NumberValue(n)),
+        }
+    }
+
+    fn request_with_context(fields: Vec<(&str, prost_types::Value)>) -> proto::CheckRequest {
+        proto::CheckRequest {
+            principal: Some(proto::EntityRef {
+                r#type: "User".to_owned(),
+                id: "alice".to_owned(),
+            }),
+            action: "read".to_owned(),
+            resource: Some(proto::EntityRef {
+                r#type: "Document".to_owned(),
+                id: "d".to_owned(),
+            }),
+            context: Some(Struct {
+                fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            }),
+            entities: Vec::new(),
+            properties: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn missing_principal_is_named() {
+        let mut request = request_with_context(Vec::new());
+        request.principal = None;
+        assert_eq!(
+            check_input(request, "checks[2].").unwrap_err().to_string(),
+            "checks[2].principal: required field is missing"
+        );
+    }
+
+    #[test]
+    fn null_and_non_finite_values_are_rejected_with_their_path() {
+        let list = prost_types::Value {
+            kind: Some(Kind::ListValue(ListValue {
+                values: vec![number(1.0), prost_types::Value { kind: None }],
+            })),
+        };
+        let err = check_input(request_with_context(vec![("xs", list)]), "").unwrap_err();
+        assert_eq!(err.to_string(), "context.xs[1]: null is not a Cedar value");
+        let err = check_input(request_with_context(vec![("n", number(f64::NAN))]), "").unwrap_err();
+        assert_eq!(err.to_string(), "context.n: not a finite number");
+    }
+
+    #[test]
+    fn whole_numbers_reach_the_engine_as_integers() {
+        let input = check_input(request_with_context(vec![("n", number(42.0))]), "")
+            .unwrap()
+            .normalized(8)
+            .unwrap();
+        assert_eq!(input.context.get("n"), Some(&Value::from(42)));
+        let err = check_input(request_with_context(vec![("n", number(4.5))]), "")
+            .unwrap()
+            .normalized(8)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("context.n: `4.5` is not an integer"),
+            "{err}"
+        );
+    }
+}

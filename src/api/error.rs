@@ -1,0 +1,91 @@
+//! The one mapping from errors to gRPC statuses.
+//!
+//! | error | status |
+//! |---|---|
+//! | malformed request, batch over the limit | `INVALID_ARGUMENT` |
+//! | no snapshot loaded yet | `UNAVAILABLE` |
+//! | anything else | `INTERNAL`, with a generic message; the detail is logged |
+
+use tonic::{Code, Status};
+
+use super::convert::ProtocolError;
+use crate::engine::RequestError;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The protobuf message is missing a field or has a malformed one.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The request does not fit the snapshot (schema, relations).
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// A batch has more checks than the configured limit.
+    #[error("checks: {count} checks exceed the batch limit of {limit}")]
+    BatchTooLarge {
+        /// Checks in the batch.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// No snapshot has been loaded yet.
+    #[error("no policy bundle is loaded yet")]
+    NoSnapshot,
+    /// A bug or an environment failure; the detail is logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Returns the gRPC code for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Protocol(_) | Self::Request(_) | Self::BatchTooLarge { .. } => {
+                Code::InvalidArgument
+            }
+            Self::NoSnapshot => Code::Unavailable,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// Returns the message a client may see: everything but internal details.
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::Internal(detail) => {
+                tracing::error!(detail = %detail, "internal error");
+                "internal error; see the server log".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        Status::new(error.code(), error.client_message())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_table() {
+        let invalid = ApiError::from(ProtocolError::Missing("principal".to_owned()));
+        assert_eq!(Status::from(invalid).code(), Code::InvalidArgument);
+        let batch = Status::from(ApiError::BatchTooLarge {
+            count: 101,
+            limit: 100,
+        });
+        assert_eq!(batch.code(), Code::InvalidArgument);
+        assert_eq!(
+            batch.message(),
+            "checks: 101 checks exceed the batch limit of 100"
+        );
+        assert_eq!(Status::from(ApiError::NoSnapshot).code(), Code::Unavailable);
+        let internal = Status::from(ApiError::Internal("join error: task panicked".to_owned()));
+        assert_eq!(internal.code(), Code::Internal);
+        assert!(!internal.message().contains("panicked"));
+    }
+}

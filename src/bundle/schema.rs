@@ -1,0 +1,365 @@
+//! The optional Cedar schema, and the catalog of relations each entity type exposes to Cedar.
+//!
+//! Relations reach Cedar as attributes whose values are userset entities of type
+//! [`USERSET_TYPE`]. Under a schema, an entity type's relations are exactly its attributes of
+//! that type, and every tuple must use a declared relation; without a schema, a type's
+//! relations are those its objects have in some tuple.
+//!
+//! Verdict declares `namespace Verdict { entity Userset in [Userset]; }` itself unless the
+//! schema already does, so a schema only has to reference `Verdict::Userset`.
+
+use std::str::FromStr;
+
+use cedar_policy::{EntityId, EntityTypeName, EntityUid, Schema, SchemaFragment};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::{Map, Value, json};
+
+use super::error::LoadError;
+use super::files::BundleFile;
+use crate::diagnostics::{error_chain, line_column, located_messages};
+use crate::relations::{RelationId, TupleIndex, display_uid};
+
+/// The Cedar entity type of userset entities.
+pub const USERSET_TYPE: &str = "Verdict::Userset";
+
+/// What Verdict adds to a schema that does not declare [`USERSET_TYPE`].
+const USERSET_FRAGMENT: &str = "namespace Verdict { entity Userset in [Userset]; }";
+
+/// A parsed schema and what Verdict needs to know about it.
+#[derive(Debug)]
+pub(super) struct LoadedSchema {
+    pub(super) schema: Schema,
+    /// Every declared entity type, fully qualified.
+    entity_types: FxHashSet<String>,
+    /// Relation attributes per entity type, fully qualified.
+    relations: FxHashMap<String, Vec<String>>,
+}
+
+impl LoadedSchema {
+    /// Returns whether the schema declares `entity_type`.
+    pub(super) fn declares_type(&self, entity_type: &str) -> bool {
+        self.entity_types.contains(entity_type)
+    }
+
+    /// Returns whether `relation` is a declared relation attribute of `entity_type`.
+    pub(super) fn declares_relation(&self, entity_type: &str, relation: &str) -> bool {
+        self.relations
+            .get(entity_type)
+            .is_some_and(|list| list.iter().any(|r| r == relation))
+    }
+}
+
+/// Parses and combines the schema files; `None` when there are none or they are invalid.
+pub(super) fn load(files: &[BundleFile], errors: &mut Vec<LoadError>) -> Option<LoadedSchema> {
+    if files.is_empty() {
+        return None;
+    }
+    let before = errors.len();
+    let mut fragments = Vec::new();
+    for file in files {
+        let parsed = if file.relative.ends_with(".json") {
+            SchemaFragment::from_json_str(&file.text).map_err(|e| located_messages(&e))
+        } else {
+            SchemaFragment::from_cedarschema_str(&file.text)
+                .map(|(fragment, _warnings)| fragment)
+                .map_err(|e| located_messages(&e))
+        };
+        match parsed {
+            Ok(fragment) => fragments.push(fragment),
+            Err(located) => {
+                for l in located {
+                    let (line, column) = line_column(&file.text, l.offset.unwrap_or(0));
+                    errors.push(LoadError::at(&file.path, line, column, l.message));
+                }
+            }
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+
+    let relations = relation_attributes(&fragments);
+    let schema = match combine(fragments) {
+        Ok(schema) => schema,
+        Err(message) => {
+            let path = match files {
+                [only] => only.path.clone(),
+                _ => files
+                    .first()
+                    .and_then(|f| f.path.parent())
+                    .map(|p| p.join("*.cedarschema"))
+                    .unwrap_or_default(),
+            };
+            errors.push(LoadError::file(path, message));
+            return None;
+        }
+    };
+    let entity_types = schema.entity_types().map(ToString::to_string).collect();
+    Some(LoadedSchema {
+        schema,
+        entity_types,
+        relations,
+    })
+}
+
+/// Builds the schema, adding the userset type unless the fragments declare it.
+fn combine(fragments: Vec<SchemaFragment>) -> Result<Schema, String> {
+    let userset = SchemaFragment::from_cedarschema_str(USERSET_FRAGMENT)
+        .map(|(fragment, _)| fragment)
+        .map_err(|e| error_chain(&e))?;
+    let with_userset = fragments.iter().cloned().chain([userset]);
+    match Schema::from_schema_fragments(with_userset) {
+        Ok(schema) => Ok(schema),
+        Err(first_error) => match Schema::from_schema_fragments(fragments) {
+            // The schema declares `Verdict::Userset` itself.
+            Ok(schema) if schema.entity_types().any(|t| t.to_string() == USERSET_TYPE) => {
+                Ok(schema)
+            }
+            _ => Err(error_chain(&first_error)),
+        },
+    }
+}
+
+/// Finds attributes typed `Verdict::Userset` in the fragments' JSON form.
+fn relation_attributes(fragments: &[SchemaFragment]) -> FxHashMap<String, Vec<String>> {
+    let mut relations: FxHashMap<String, Vec<String>> = FxHashMap::default();
+    for fragment in fragments {
+        let Ok(Value::Object(namespaces)) = fragment.clone().to_json_value() else {
+            continue;
+        };
+        for (namespace, body) in &namespaces {
+            let Some(Value::Object(entity_types)) = body.get("entityTypes") else {
+                continue;
+            };
+            for (name, definition) in entity_types {
+                let Some(Value::Object(attributes)) = definition
+                    .get("shape")
+                    .and_then(|shape| shape.get("attributes"))
+                else {
+                    continue;
+                };
+                let qualified = if namespace.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{namespace}::{name}")
+                };
+                for (attribute, ty) in attributes {
+                    if is_userset_type(namespace, ty) {
+                        relations
+                            .entry(qualified.clone())
+                            .or_default()
+                            .push(attribute.clone());
+                    }
+                }
+            }
+        }
+    }
+    relations
+}
+
+fn is_userset_type(namespace: &str, ty: &Value) -> bool {
+    let kind = ty.get("type").and_then(Value::as_str);
+    let name = match kind {
+        Some("Entity" | "EntityOrCommon") => ty.get("name").and_then(Value::as_str),
+        // The JSON schema format also allows `{"type": "Verdict::Userset"}`.
+        other => other,
+    };
+    match name {
+        Some(name) => name == USERSET_TYPE || (namespace == "Verdict" && name == "Userset"),
+        None => false,
+    }
+}
+
+/// One relation an entity type exposes to Cedar as an attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    /// The attribute name, such as `viewer`.
+    pub name: Box<str>,
+    /// The relation in the tuple index, if any tuple uses it.
+    pub id: Option<RelationId>,
+}
+
+/// The relations of each entity type, as Cedar attributes.
+///
+/// The relation `viewer` of `Document::"roadmap"` is the attribute `viewer` of that entity,
+/// whose value is the userset entity `Verdict::Userset::"Document::\"roadmap\"#viewer"`.
+#[derive(Debug, Clone)]
+pub struct RelationCatalog {
+    by_type: FxHashMap<Box<str>, Vec<Relation>>,
+    userset_type: EntityTypeName,
+}
+
+impl RelationCatalog {
+    /// Starts from the schema's declared relations (or nothing).
+    pub(super) fn new(schema: Option<&LoadedSchema>) -> Result<Self, String> {
+        let mut by_type: FxHashMap<Box<str>, Vec<Relation>> = FxHashMap::default();
+        if let Some(schema) = schema {
+            for (entity_type, names) in &schema.relations {
+                by_type.insert(
+                    entity_type.as_str().into(),
+                    names
+                        .iter()
+                        .map(|name| Relation {
+                            name: name.as_str().into(),
+                            id: None,
+                        })
+                        .collect(),
+                );
+            }
+        }
+        let userset_type = EntityTypeName::from_str(USERSET_TYPE).map_err(|e| error_chain(&e))?;
+        Ok(Self {
+            by_type,
+            userset_type,
+        })
+    }
+
+    /// Adds the tuples' relations (only without a schema: a schema's list is complete) and
+    /// resolves every relation to its id in the index.
+    pub(super) fn with_tuple_relations(mut self, index: &TupleIndex, from_schema: bool) -> Self {
+        if !from_schema {
+            for entity_type in index.type_names() {
+                let Some(type_id) = index.type_id(entity_type) else {
+                    continue;
+                };
+                let relations = index.relations_of_type(type_id);
+                if relations.is_empty() {
+                    continue;
+                }
+                self.by_type.insert(
+                    entity_type.into(),
+                    relations
+                        .iter()
+                        .map(|&id| Relation {
+                            name: index.relation_name(id).into(),
+                            id: None,
+                        })
+                        .collect(),
+                );
+            }
+        }
+        for relations in self.by_type.values_mut() {
+            for relation in relations.iter_mut() {
+                relation.id = index.relation_id(&relation.name);
+            }
+            relations.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        self
+    }
+
+    /// Returns the relations of `entity_type`, sorted by name.
+    pub fn relations(&self, entity_type: &str) -> &[Relation] {
+        self.by_type.get(entity_type).map_or(&[], Vec::as_slice)
+    }
+
+    /// Returns whether `name` is a relation of `entity_type`.
+    pub fn is_relation(&self, entity_type: &str, name: &str) -> bool {
+        self.relations(entity_type).iter().any(|r| &*r.name == name)
+    }
+
+    /// Returns the uid of the userset entity for the `relation` of `entity_type::id`.
+    pub fn userset_uid(&self, entity_type: &str, id: &str, relation: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(
+            self.userset_type.clone(),
+            EntityId::new(userset_entity_id(entity_type, id, relation)),
+        )
+    }
+
+    /// Returns the relation attributes of `entity_type::id` in Cedar's JSON entity format.
+    pub fn attributes_json(&self, entity_type: &str, id: &str) -> Map<String, Value> {
+        self.relations(entity_type)
+            .iter()
+            .map(|relation| {
+                let userset = userset_entity_id(entity_type, id, &relation.name);
+                (
+                    relation.name.to_string(),
+                    json!({"__entity": {"type": USERSET_TYPE, "id": userset}}),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The id of a userset entity: the object uid as Cedar prints it, `#`, the relation.
+fn userset_entity_id(entity_type: &str, id: &str, relation: &str) -> String {
+    format!("{}#{relation}", display_uid(entity_type, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn file(name: &str, text: &str) -> BundleFile {
+        BundleFile {
+            path: PathBuf::from(format!("b/{name}")),
+            relative: name.to_owned(),
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn userset_attributes_are_relations_and_the_type_is_added() {
+        let mut errors = Vec::new();
+        let schema = load(
+            &[file(
+                "s.cedarschema",
+                "entity User in [Verdict::Userset];\nnamespace Acme { entity Doc { viewer: Verdict::Userset, title: String }; }",
+            )],
+            &mut errors,
+        )
+        .unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(schema.declares_relation("Acme::Doc", "viewer"));
+        assert!(!schema.declares_relation("Acme::Doc", "title"));
+        assert!(schema.declares_type("Verdict::Userset"));
+        assert!(schema.declares_type("User"));
+    }
+
+    #[test]
+    fn a_schema_may_declare_the_userset_type_itself() {
+        let mut errors = Vec::new();
+        let schema = load(
+            &[file(
+                "s.cedarschema",
+                "namespace Verdict { entity Userset in [Userset]; }\nentity Doc { owner: Verdict::Userset };",
+            )],
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(schema.unwrap().declares_relation("Doc", "owner"));
+    }
+
+    #[test]
+    fn schema_syntax_errors_are_located() {
+        let mut errors = Vec::new();
+        let schema = load(
+            &[file(
+                "s.cedarschema",
+                "entity User;\nentity Doc { owner: };\n",
+            )],
+            &mut errors,
+        );
+        assert!(schema.is_none());
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].to_string().starts_with("b/s.cedarschema:2:"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn undeclared_types_are_reported_against_the_file() {
+        let mut errors = Vec::new();
+        let schema = load(
+            &[file("s.cedarschema", "entity Doc in [Folder];")],
+            &mut errors,
+        );
+        assert!(schema.is_none());
+        assert_eq!(errors.len(), 1);
+        let text = errors[0].to_string();
+        assert!(text.starts_with("b/s.cedarschema: "), "{text}");
+        assert!(text.contains("Folder"), "{text}");
+    }
+}

@@ -1,0 +1,285 @@
+//! Decision test cases kept with a bundle (`tests/*.yaml`), run by `verdict test` and by
+//! `cargo test`.
+//!
+//! ```yaml
+//! cases:
+//!   - name: nested team member may read the roadmap
+//!     request:
+//!       principal: User::"bob"
+//!       action: read
+//!       resource: Document::"roadmap"
+//!       context: {scopes: ["documents:read"]}
+//!     expect:
+//!       decision: allow
+//!       reasons: [document-read]      # each must be a determining policy; [] means none
+//!       errors: 0                     # evaluation errors (default 0)
+//!       properties: {ssn: deny}       # per requested property
+//!   - name: a fraction is not a Long
+//!     request: {principal: User::"a", action: read, resource: Document::"d", context: {n: 1.5}}
+//!     expect:
+//!       invalid: "context.n"          # the request is rejected; the message contains this
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::bundle::{LoadError, Snapshot};
+use crate::diagnostics::io_reason;
+use crate::engine::{self, CheckInput, DEFAULT_MAX_JSON_DEPTH, Decision, Outcome};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    #[serde(default)]
+    #[allow(dead_code, reason = "documentation for readers of the file")]
+    description: Option<String>,
+    cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    request: CheckInput,
+    expect: Expect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Expected {
+    Allow,
+    Deny,
+}
+
+impl Expected {
+    fn matches(self, outcome: Outcome) -> bool {
+        matches!(
+            (self, outcome),
+            (Self::Allow, Outcome::Allow) | (Self::Deny, Outcome::Deny)
+        )
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    decision: Option<Expected>,
+    reasons: Option<Vec<String>>,
+    errors: Option<usize>,
+    #[serde(default)]
+    properties: BTreeMap<String, Expected>,
+    relation_depth_exceeded: Option<bool>,
+    invalid: Option<String>,
+}
+
+/// The result of one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseResult {
+    /// The case file.
+    pub path: PathBuf,
+    /// The line of the case's `name:` in the file (1-based; 0 if not found).
+    pub line: usize,
+    /// The case's name.
+    pub name: String,
+    /// Why it failed; `None` when it passed.
+    pub failure: Option<String>,
+}
+
+/// Returns the case files of a bundle: `DIR/tests/*.yaml` and `*.yml`, sorted.
+pub fn discover(bundle_dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let dir = bundle_dir.join("tests");
+    let entries = std::fs::read_dir(&dir).map_err(|e| {
+        LoadError::file(
+            &dir,
+            format!("cannot read test directory: {}", io_reason(&e)),
+        )
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| LoadError::file(&dir, io_reason(&e)))?
+            .path();
+        let is_yaml = path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml");
+        if is_yaml {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Runs every case of one file against `snapshot`; a file that cannot be read or parsed is an
+/// error with its line and column.
+pub fn run_file(snapshot: &Snapshot, path: &Path) -> Result<Vec<CaseResult>, LoadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LoadError::file(path, format!("cannot read: {}", io_reason(&e))))?;
+    let file: CaseFile = serde_yaml_ng::from_str(&text).map_err(|e| match e.location() {
+        Some(at) => LoadError::at(path, at.line(), at.column(), yaml_reason(&e)),
+        None => LoadError::file(path, yaml_reason(&e)),
+    })?;
+    let mut search_from = 0;
+    let mut results = Vec::with_capacity(file.cases.len());
+    for case in file.cases {
+        let line = find_name_line(&text, &case.name, &mut search_from);
+        let failure = run_case(snapshot, case.request, &case.expect).err();
+        results.push(CaseResult {
+            path: path.to_path_buf(),
+            line,
+            name: case.name,
+            failure,
+        });
+    }
+    Ok(results)
+}
+
+fn yaml_reason(error: &serde_yaml_ng::Error) -> String {
+    let text = error.to_string();
+    match text.find(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+/// Finds the line of `name: <name>` at or after byte `from`, so cases are reported where they
+/// are written.
+fn find_name_line(text: &str, name: &str, from: &mut usize) -> usize {
+    let rest = text.get(*from..).unwrap_or_default();
+    for (offset, line) in line_offsets(rest) {
+        let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+        if let Some(value) = trimmed.strip_prefix("name:") {
+            let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+            if value == name {
+                let at = *from + offset;
+                *from = at + line.len();
+                return text[..at].matches('\n').count() + 1;
+            }
+        }
+    }
+    0
+}
+
+fn line_offsets(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut offset = 0;
+    text.split_inclusive('\n').map(move |line| {
+        let start = offset;
+        offset += line.len();
+        (start, line)
+    })
+}
+
+fn run_case(snapshot: &Snapshot, input: CheckInput, expect: &Expect) -> Result<(), String> {
+    let decision = input
+        .normalized(DEFAULT_MAX_JSON_DEPTH)
+        .and_then(|input| engine::Request::prepare(input, snapshot))
+        .and_then(|request| engine::decide(snapshot, &request));
+    let decision = match (decision, &expect.invalid) {
+        (Err(error), Some(wanted)) => {
+            let message = error.to_string();
+            return if message.contains(wanted.as_str()) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "expected a rejection containing `{wanted}`, got `{message}`"
+                ))
+            };
+        }
+        (Err(error), None) => return Err(format!("request rejected: {error}")),
+        (Ok(decision), Some(wanted)) => {
+            return Err(format!(
+                "expected a rejection containing `{wanted}`, got {}",
+                describe(&decision)
+            ));
+        }
+        (Ok(decision), None) => decision,
+    };
+    check_decision(&decision, expect)
+}
+
+fn describe(decision: &Decision) -> String {
+    let mut text = format!(
+        "{} (determining: [{}], errors: {}",
+        decision.outcome.as_str(),
+        decision.determining_policies.join(", "),
+        decision.errors.len()
+    );
+    for error in &decision.errors {
+        text.push_str(&format!("; {}: {}", error.policy_id, error.message));
+    }
+    if decision.relation_depth_exceeded {
+        text.push_str(", relation depth exceeded");
+    }
+    text.push(')');
+    text
+}
+
+fn check_decision(decision: &Decision, expect: &Expect) -> Result<(), String> {
+    let mut problems = Vec::new();
+    if let Some(wanted) = expect.decision
+        && !wanted.matches(decision.outcome)
+    {
+        problems.push(format!("expected {wanted:?}").to_lowercase());
+    }
+    match expect.reasons.as_deref() {
+        Some([]) if !decision.determining_policies.is_empty() => {
+            problems.push("expected no determining policies".to_owned());
+        }
+        Some(reasons) => {
+            for reason in reasons {
+                if !decision.determining_policies.contains(reason) {
+                    problems.push(format!(
+                        "expected `{reason}` among the determining policies"
+                    ));
+                }
+            }
+        }
+        None => {}
+    }
+    let wanted_errors = expect.errors.unwrap_or(0);
+    if decision.errors.len() != wanted_errors {
+        problems.push(format!("expected {wanted_errors} evaluation errors"));
+    }
+    if let Some(wanted) = expect.relation_depth_exceeded
+        && wanted != decision.relation_depth_exceeded
+    {
+        problems.push(format!("expected relation_depth_exceeded: {wanted}"));
+    }
+    for (name, wanted) in &expect.properties {
+        match decision.properties.iter().find(|p| &p.name == name) {
+            Some(property) if wanted.matches(property.outcome) => {}
+            Some(property) => problems.push(format!(
+                "expected property `{name}` {}, got {}",
+                format!("{wanted:?}").to_lowercase(),
+                property.outcome.as_str()
+            )),
+            None => problems.push(format!("property `{name}` was not requested")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}; got {}",
+            problems.join("; "),
+            describe(decision)
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_names_are_found_in_order() {
+        let text = "cases:\n  - name: a\n    x: 1\n  - name: \"b\"\n  - name: a\n";
+        let mut from = 0;
+        assert_eq!(find_name_line(text, "a", &mut from), 2);
+        assert_eq!(find_name_line(text, "b", &mut from), 4);
+        assert_eq!(find_name_line(text, "a", &mut from), 5);
+        assert_eq!(find_name_line(text, "zzz", &mut from), 0);
+    }
+}

@@ -1,0 +1,128 @@
+//! `verdict serve`, in the order of a script: tracing, config, first snapshot, bind, serve
+//! until a signal, drain.
+
+use std::sync::Arc;
+
+use super::{EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK, EXIT_USAGE};
+use crate::bundle::{self, LoadOptions, SnapshotHandle};
+use crate::config::ServeArgs;
+use crate::{server, telemetry};
+
+pub(super) fn run(args: ServeArgs) -> u8 {
+    // 1. Tracing. The filter is read here, in CLI glue: VERDICT_LOG, else RUST_LOG.
+    let filter = std::env::var("VERDICT_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok();
+    telemetry::init_tracing(args.log_format, filter.as_deref());
+
+    // 2. Config, before anything is bound.
+    let config = match args.validate() {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "invalid configuration");
+            eprintln!("error: {error}");
+            return EXIT_USAGE;
+        }
+    };
+    tracing::info!(
+        policies = %config.policies.display(),
+        grpc_addr = %config.grpc_addr,
+        max_relation_depth = config.max_relation_depth,
+        max_batch = config.max_batch,
+        max_message_bytes = config.max_message_bytes,
+        max_json_depth = config.max_json_depth,
+        "starting verdict {}",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // 3. The first snapshot; an invalid bundle stops here with every error.
+    let options = LoadOptions {
+        max_relation_depth: config.max_relation_depth,
+    };
+    let snapshot = match bundle::load(&config.policies, options) {
+        Ok(snapshot) => snapshot,
+        Err(invalid) => {
+            for error in invalid.errors() {
+                tracing::error!(%error, "invalid bundle");
+            }
+            eprintln!(
+                "error: the bundle {} is invalid, not serving:\n{invalid}",
+                config.policies.display()
+            );
+            return EXIT_INVALID_BUNDLE;
+        }
+    };
+    for warning in &snapshot.warnings {
+        tracing::warn!(%warning, "policy validation warning");
+    }
+    tracing::info!(
+        version = %snapshot.version,
+        policies = snapshot.policy_count(),
+        tuples = snapshot.tuples.tuple_count(),
+        entities = snapshot.entity_count,
+        schema = snapshot.schema.is_some(),
+        "bundle loaded"
+    );
+    let snapshots = Arc::new(SnapshotHandle::with(snapshot));
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return EXIT_FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        // 4. Bind, and say where.
+        let listener = match tokio::net::TcpListener::bind(config.grpc_addr).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(addr = %config.grpc_addr, %error, "cannot bind the gRPC listener");
+                eprintln!("error: cannot listen on {}: {error}", config.grpc_addr);
+                return EXIT_FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(addr) => tracing::info!(%addr, "grpc listening"),
+            Err(error) => tracing::warn!(%error, "cannot read the bound address"),
+        }
+        // 5. Serve until SIGINT or SIGTERM, then drain.
+        match server::run(&config, snapshots, listener, shutdown_signal()).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                EXIT_OK
+            }
+            Err(error) => {
+                tracing::error!(%error, "server failed");
+                EXIT_FAILURE
+            }
+        }
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

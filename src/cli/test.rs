@@ -1,0 +1,86 @@
+//! `verdict test DIR`: run the decision test cases kept with a bundle.
+
+use std::path::PathBuf;
+
+use super::{EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK};
+use crate::bundle::{self, LoadOptions};
+use crate::cases;
+
+/// Arguments of `verdict test`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TestArgs {
+    /// The bundle directory; cases are read from DIR/tests/*.yaml.
+    #[arg(default_value = crate::config::DEFAULT_POLICIES)]
+    pub dir: PathBuf,
+    /// Case files to run instead of DIR/tests/*.yaml.
+    #[arg(long = "cases")]
+    pub case_files: Vec<PathBuf>,
+    /// Print every case, not only failures.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+pub(super) fn run(args: TestArgs) -> u8 {
+    let snapshot = match bundle::load(&args.dir, LoadOptions::default()) {
+        Ok(snapshot) => snapshot,
+        Err(invalid) => {
+            eprintln!("{invalid}");
+            return EXIT_INVALID_BUNDLE;
+        }
+    };
+    let files = if args.case_files.is_empty() {
+        match cases::discover(&args.dir) {
+            Ok(files) => files,
+            Err(error) => {
+                eprintln!("{error}");
+                return EXIT_FAILURE;
+            }
+        }
+    } else {
+        args.case_files
+    };
+    if files.is_empty() {
+        eprintln!(
+            "{}: no test cases (expected tests/*.yaml)",
+            args.dir.display()
+        );
+        return EXIT_FAILURE;
+    }
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for file in &files {
+        let results = match cases::run_file(&snapshot, file) {
+            Ok(results) => results,
+            Err(error) => {
+                eprintln!("{error}");
+                failed += 1;
+                continue;
+            }
+        };
+        for result in results {
+            match &result.failure {
+                None => {
+                    passed += 1;
+                    if args.verbose {
+                        println!(
+                            "ok   {}:{}: {}",
+                            result.path.display(),
+                            result.line,
+                            result.name
+                        );
+                    }
+                }
+                Some(why) => {
+                    failed += 1;
+                    println!(
+                        "FAIL {}:{}: {}: {why}",
+                        result.path.display(),
+                        result.line,
+                        result.name
+                    );
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 { EXIT_OK } else { EXIT_FAILURE }
+}

@@ -1,0 +1,122 @@
+//! Turning errors into one-line messages, and Cedar's byte offsets into lines and columns.
+//!
+//! Cedar reports parse and validation errors as miette diagnostics whose labels carry byte
+//! offsets into the text it parsed, never a file name or a line. A leaf module: it imports
+//! nothing from the crate.
+
+use miette::Diagnostic;
+
+/// Returns an I/O error as a lowercase phrase.
+pub fn io_reason(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        std::io::ErrorKind::InvalidData => "not valid utf-8 text".to_owned(),
+        _ => {
+            let text = error.to_string();
+            let mut chars = text.chars();
+            match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => text,
+            }
+        }
+    }
+}
+
+/// Returns the 1-based line and character column of a byte offset in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..offset].chars().count() + 1;
+    (line, column)
+}
+
+/// Returns an error and all its causes joined with `: `.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// One located problem out of a diagnostic: the byte offset of its first label, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// Byte offset of the problem in the text Cedar parsed, when it has a label.
+    pub offset: Option<usize>,
+    /// The message, its causes, the label and the help, joined with `: `.
+    pub message: String,
+}
+
+/// Flattens a diagnostic (and the diagnostics related to it) into located messages: the
+/// message, its causes, the first label's text and the help, joined with `: `.
+pub fn located_messages<D>(diagnostic: &D) -> Vec<Located>
+where
+    D: Diagnostic + std::error::Error + 'static,
+{
+    let mut out = vec![locate(diagnostic, error_chain(diagnostic))];
+    if let Some(related) = diagnostic.related() {
+        for other in related {
+            out.push(locate(other, other.to_string()));
+        }
+    }
+    out.dedup();
+    out
+}
+
+fn locate(diagnostic: &dyn Diagnostic, mut message: String) -> Located {
+    let first_label = diagnostic.labels().and_then(|mut labels| labels.next());
+    let offset = first_label.as_ref().map(miette::LabeledSpan::offset);
+    if let Some(label) = first_label.as_ref().and_then(|l| l.label()) {
+        message.push_str(": ");
+        message.push_str(label);
+    }
+    if let Some(help) = diagnostic.help() {
+        message.push_str(": ");
+        message.push_str(&help.to_string());
+    }
+    Located { offset, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_become_lines_and_character_columns() {
+        let text = "ab\ncdé\nf";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 2), (1, 3));
+        assert_eq!(line_column(text, 3), (2, 1));
+        // `é` is two bytes: the offset after it is column 4.
+        assert_eq!(line_column(text, 7), (2, 4));
+        assert_eq!(line_column(text, 8), (3, 1));
+        // Past the end and inside a character are clamped, not a panic.
+        assert_eq!(line_column(text, 100), (3, 2));
+        assert_eq!(line_column(text, 6), (2, 3));
+    }
+
+    #[test]
+    fn cedar_parse_errors_keep_their_label() {
+        let err =
+            cedar_policy::Policy::parse(None, "permit(principal, action, resource)").unwrap_err();
+        let located = located_messages(&err);
+        assert_eq!(located[0].offset, Some(35));
+        assert_eq!(
+            located[0].message,
+            "unexpected end of input: expected `;` or identifier"
+        );
+    }
+}

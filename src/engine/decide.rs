@@ -1,0 +1,85 @@
+//! Evaluating a prepared request against its snapshot.
+
+use cedar_policy::{AuthorizationError, Response};
+
+use super::decision::{Decision, EvaluationError, Outcome, PropertyDecision};
+use super::request::{Request, RequestError};
+use super::slice;
+use crate::bundle::Snapshot;
+use crate::diagnostics::error_chain;
+
+/// Decides `request` against `snapshot`, the snapshot it was prepared with.
+///
+/// Only a request whose entities cannot form a consistent slice is an error; everything else,
+/// including evaluation errors and a relation search that hits the depth bound, is a decision.
+pub fn decide(snapshot: &Snapshot, request: &Request) -> Result<Decision, RequestError> {
+    debug_assert_eq!(
+        request.snapshot_version, snapshot.version,
+        "a request is decided against the snapshot it was prepared with"
+    );
+    let slice = slice::build(snapshot, request)?;
+    let evaluate = |cedar_request| {
+        snapshot
+            .authorizer
+            .is_authorized(cedar_request, &snapshot.policies, &slice.entities)
+    };
+    let (mut outcome, mut determining_policies, errors) = summarize(&evaluate(&request.cedar));
+    if slice.relation_depth_exceeded && outcome == Outcome::Allow {
+        // Membership could not be decided: a forbid that depends on it might have matched.
+        outcome = Outcome::Deny;
+        determining_policies.clear();
+    }
+    let properties = request
+        .properties
+        .iter()
+        .map(|(name, cedar_request)| {
+            if outcome == Outcome::Deny {
+                return PropertyDecision {
+                    name: name.clone(),
+                    outcome: Outcome::Deny,
+                    determining_policies: Vec::new(),
+                    errors: Vec::new(),
+                };
+            }
+            let (outcome, determining_policies, errors) = summarize(&evaluate(cedar_request));
+            PropertyDecision {
+                name: name.clone(),
+                outcome,
+                determining_policies,
+                errors,
+            }
+        })
+        .collect();
+    Ok(Decision {
+        outcome,
+        determining_policies,
+        errors,
+        properties,
+        relation_depth_exceeded: slice.relation_depth_exceeded,
+    })
+}
+
+fn summarize(response: &Response) -> (Outcome, Vec<String>, Vec<EvaluationError>) {
+    let outcome = match response.decision() {
+        cedar_policy::Decision::Allow => Outcome::Allow,
+        cedar_policy::Decision::Deny => Outcome::Deny,
+    };
+    let mut determining: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(ToString::to_string)
+        .collect();
+    determining.sort_unstable();
+    let mut errors: Vec<EvaluationError> = response
+        .diagnostics()
+        .errors()
+        .map(|error| match error {
+            AuthorizationError::PolicyEvaluationError(e) => EvaluationError {
+                policy_id: e.policy_id().to_string(),
+                message: error_chain(e.inner()),
+            },
+        })
+        .collect();
+    errors.sort_by(|a, b| a.policy_id.cmp(&b.policy_id));
+    (outcome, determining, errors)
+}

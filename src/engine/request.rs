@@ -1,0 +1,443 @@
+//! Requests: the caller's input, and the validated [`Request`] the engine decides.
+//!
+//! [`CheckInput`] is what a caller wrote (from protobuf, JSON or a YAML test case). It becomes a
+//! [`Request`] only against a snapshot, because the snapshot's schema decides how the context
+//! and the caller's entities are read and whether they are valid. Validation happens once, here;
+//! [`crate::engine::decide`] never fails on input.
+
+use std::str::FromStr;
+
+use cedar_policy::{
+    Context, Entity, EntityId, EntityTypeName, EntityUid, RequestValidationError,
+    RestrictedExpression,
+};
+use rustc_hash::FxHashSet;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::json::{normalize_json, normalize_map};
+use crate::bundle::{Snapshot, USERSET_TYPE};
+use crate::diagnostics::error_chain;
+use crate::relations::{display_uid, parse_entity_type, parse_entity_uid};
+
+/// The context key that carries the property name in property-level checks.
+pub const PROPERTY_CONTEXT_KEY: &str = "property";
+
+/// A request the engine cannot decide; the caller must treat it as a deny.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// A field is malformed or inconsistent with the snapshot (its schema, its relations).
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field, as a path such as `entities[2].attrs.owner`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> RequestError {
+    RequestError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A Cedar entity named by type and id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "EntityRefRepr")]
+pub struct EntityRef {
+    /// The entity type, such as `User` or `Acme::User`.
+    pub entity_type: String,
+    /// The entity id.
+    pub id: String,
+}
+
+/// Accepts `User::"alice"` as well as `{type: User, id: alice}` in JSON and YAML.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EntityRefRepr {
+    Text(String),
+    Fields {
+        #[serde(rename = "type")]
+        entity_type: String,
+        id: String,
+    },
+}
+
+impl TryFrom<EntityRefRepr> for EntityRef {
+    type Error = String;
+
+    fn try_from(repr: EntityRefRepr) -> Result<Self, String> {
+        match repr {
+            EntityRefRepr::Fields { entity_type, id } => Ok(Self { entity_type, id }),
+            EntityRefRepr::Text(text) => {
+                let uid = parse_entity_uid(&text)
+                    .map_err(|e| format!("`{text}` is not an entity uid: {}", e.reason))?;
+                Ok(Self {
+                    entity_type: uid.entity_type.to_owned(),
+                    id: uid.id.into_owned(),
+                })
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for EntityRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&display_uid(&self.entity_type, &self.id))
+    }
+}
+
+/// Entity data supplied with a request.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityInput {
+    /// The entity.
+    pub uid: EntityRef,
+    /// Attributes in Cedar's JSON entity format.
+    #[serde(default)]
+    pub attrs: Map<String, Value>,
+    /// Parents, added to the bundle's.
+    #[serde(default)]
+    pub parents: Vec<EntityRef>,
+}
+
+/// A check as the caller wrote it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInput {
+    /// Who asks.
+    pub principal: EntityRef,
+    /// An action id such as `read`, or a full action uid such as `Acme::Action::"read"`.
+    pub action: String,
+    /// What is asked about.
+    pub resource: EntityRef,
+    /// The Cedar context.
+    #[serde(default)]
+    pub context: Map<String, Value>,
+    /// Entity data for this request only.
+    #[serde(default)]
+    pub entities: Vec<EntityInput>,
+    /// Properties to decide one by one.
+    #[serde(default)]
+    pub properties: Vec<String>,
+}
+
+impl CheckInput {
+    /// Returns the input with its JSON normalised for Cedar (see [`normalize_json`]).
+    pub fn normalized(mut self, max_depth: usize) -> Result<Self, RequestError> {
+        let context = std::mem::take(&mut self.context);
+        self.context = normalize_map(context, &mut "context".to_owned(), max_depth)?;
+        for (i, entity) in self.entities.iter_mut().enumerate() {
+            let attrs = std::mem::take(&mut entity.attrs);
+            let path = format!("entities[{i}].attrs");
+            entity.attrs = match normalize_json(Value::Object(attrs), &path, max_depth)? {
+                Value::Object(attrs) => attrs,
+                _ => Map::new(),
+            };
+        }
+        Ok(self)
+    }
+}
+
+/// The principal or the resource of a request.
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    pub(super) uid: EntityUid,
+    pub(super) entity_type: String,
+    pub(super) id: String,
+}
+
+/// A request validated against one snapshot.
+///
+/// INVARIANT: decided only against the snapshot it was prepared with (checked in debug
+/// builds), because the schema, the bundle's entities and the relations shaped it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub(super) principal: Target,
+    pub(super) resource: Target,
+    pub(super) action: EntityUid,
+    pub(super) cedar: cedar_policy::Request,
+    /// Each requested property with the Cedar request that decides it.
+    pub(super) properties: Vec<(String, cedar_policy::Request)>,
+    /// The caller's entities, merged with the bundle's data and validated.
+    pub(super) supplied: Vec<Entity>,
+    pub(super) snapshot_version: String,
+}
+
+impl Request {
+    /// Validates `input` against `snapshot`. The input's JSON must already be normalised
+    /// ([`CheckInput::normalized`]).
+    pub fn prepare(input: CheckInput, snapshot: &Snapshot) -> Result<Self, RequestError> {
+        let CheckInput {
+            principal,
+            action,
+            resource,
+            context,
+            entities,
+            properties,
+        } = input;
+        let principal = target(principal, "principal", snapshot)?;
+        let resource = target(resource, "resource", snapshot)?;
+        let action = action_uid(&action, snapshot)?;
+        let schema = snapshot.schema.as_ref();
+        if schema.is_some() && !snapshot.actions.contains_key(&action) {
+            return Err(invalid(
+                "action",
+                format!("`{action}` is not declared in the schema"),
+            ));
+        }
+
+        let mut seen = FxHashSet::default();
+        for (i, name) in properties.iter().enumerate() {
+            if name.is_empty() {
+                return Err(invalid(format!("properties[{i}]"), "must not be empty"));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(invalid(
+                    format!("properties[{i}]"),
+                    format!("duplicate property `{name}`"),
+                ));
+            }
+        }
+        if !properties.is_empty() && context.contains_key(PROPERTY_CONTEXT_KEY) {
+            return Err(invalid(
+                format!("context.{PROPERTY_CONTEXT_KEY}"),
+                "is reserved for property-level checks when `properties` are requested",
+            ));
+        }
+
+        let context =
+            Context::from_json_value(Value::Object(context), schema.map(|s| (s, &action)))
+                .map_err(|e| invalid("context", error_chain(&e)))?;
+        let cedar_request = |context: Context| {
+            cedar_policy::Request::new(
+                principal.uid.clone(),
+                action.clone(),
+                resource.uid.clone(),
+                context,
+                schema,
+            )
+            .map_err(Box::new)
+        };
+        let cedar = cedar_request(context.clone()).map_err(request_validation)?;
+        let properties = properties
+            .into_iter()
+            .map(|name| {
+                let with_property = context
+                    .clone()
+                    .merge([(
+                        PROPERTY_CONTEXT_KEY.to_owned(),
+                        RestrictedExpression::new_string(name.clone()),
+                    )])
+                    .map_err(|e| invalid("properties", error_chain(&e)))?;
+                let request = cedar_request(with_property).map_err(|e| {
+                    invalid(
+                        "properties",
+                        format!(
+                            "the schema's context for `{action}` must declare `{PROPERTY_CONTEXT_KEY}?: String` for property-level checks: {}",
+                            error_chain(&e)
+                        ),
+                    )
+                })?;
+                Ok((name, request))
+            })
+            .collect::<Result<Vec<_>, RequestError>>()?;
+        let supplied = supplied_entities(entities, snapshot)?;
+        Ok(Self {
+            principal,
+            resource,
+            action,
+            cedar,
+            properties,
+            supplied,
+            snapshot_version: snapshot.version.clone(),
+        })
+    }
+}
+
+fn request_validation(error: Box<RequestValidationError>) -> RequestError {
+    let field =
+        match error.as_ref() {
+            RequestValidationError::UndeclaredPrincipalType(_)
+            | RequestValidationError::InvalidPrincipalType(_) => "principal",
+            RequestValidationError::UndeclaredResourceType(_)
+            | RequestValidationError::InvalidResourceType(_) => "resource",
+            RequestValidationError::InvalidContext(_)
+            | RequestValidationError::TypeOfContext(_) => "context",
+            RequestValidationError::UndeclaredAction(_)
+            | RequestValidationError::ExternalAction(_) => "action",
+            _ => "request",
+        };
+    invalid(field, error_chain(error.as_ref()))
+}
+
+/// Returns the Cedar type for `name`, from the snapshot's cache when it knows the type.
+fn entity_type_name(
+    name: &str,
+    field: &str,
+    snapshot: &Snapshot,
+) -> Result<EntityTypeName, RequestError> {
+    if let Some(known) = snapshot.type_names.get(name) {
+        return Ok(known.clone());
+    }
+    if name.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    parse_entity_type(name)
+        .ok()
+        .and_then(|_| EntityTypeName::from_str(name).ok())
+        .ok_or_else(|| {
+            invalid(
+                field,
+                format!("`{name}` is not a Cedar entity type (identifiers joined by `::`)"),
+            )
+        })
+}
+
+fn entity_uid(
+    entity: &EntityRef,
+    field: &str,
+    snapshot: &Snapshot,
+) -> Result<EntityUid, RequestError> {
+    let entity_type = entity_type_name(&entity.entity_type, &format!("{field}.type"), snapshot)?;
+    if entity.id.is_empty() {
+        return Err(invalid(format!("{field}.id"), "must not be empty"));
+    }
+    Ok(EntityUid::from_type_name_and_id(
+        entity_type,
+        EntityId::new(&entity.id),
+    ))
+}
+
+fn target(entity: EntityRef, field: &str, snapshot: &Snapshot) -> Result<Target, RequestError> {
+    let uid = entity_uid(&entity, field, snapshot)?;
+    if uid.type_name().to_string() == USERSET_TYPE {
+        return Err(invalid(
+            format!("{field}.type"),
+            format!("`{USERSET_TYPE}` is Verdict's own type for relations"),
+        ));
+    }
+    Ok(Target {
+        uid,
+        entity_type: entity.entity_type,
+        id: entity.id,
+    })
+}
+
+/// Reads `read` as `Action::"read"`, or a full uid such as `Acme::Action::"read"`.
+fn action_uid(text: &str, snapshot: &Snapshot) -> Result<EntityUid, RequestError> {
+    if text.is_empty() {
+        return Err(invalid("action", "must not be empty"));
+    }
+    if !(text.ends_with('"') && text.contains("::\"")) {
+        let action_type = entity_type_name("Action", "action", snapshot)?;
+        return Ok(EntityUid::from_type_name_and_id(
+            action_type,
+            EntityId::new(text),
+        ));
+    }
+    let parsed = parse_entity_uid(text).map_err(|e| {
+        invalid(
+            "action",
+            format!("`{text}` is not an action uid: {}", e.reason),
+        )
+    })?;
+    let entity_type = entity_type_name(parsed.entity_type, "action", snapshot)?;
+    if entity_type.basename() != "Action" {
+        return Err(invalid(
+            "action",
+            format!("`{text}` is not an action: its type must be `Action` or end in `::Action`"),
+        ));
+    }
+    Ok(EntityUid::from_type_name_and_id(
+        entity_type,
+        EntityId::new(parsed.id.as_ref()),
+    ))
+}
+
+/// Validates the caller's entities and merges each with the bundle's data for the same uid.
+fn supplied_entities(
+    inputs: Vec<EntityInput>,
+    snapshot: &Snapshot,
+) -> Result<Vec<Entity>, RequestError> {
+    let mut seen = FxHashSet::default();
+    let mut out = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.into_iter().enumerate() {
+        let field = format!("entities[{i}]");
+        let uid = entity_uid(&input.uid, &format!("{field}.uid"), snapshot)?;
+        if uid.type_name().basename() == "Action" {
+            return Err(invalid(
+                format!("{field}.uid"),
+                "action entities come from the schema or the bundle, not the request",
+            ));
+        }
+        if uid.type_name().to_string() == USERSET_TYPE {
+            return Err(invalid(
+                format!("{field}.uid"),
+                format!("`{USERSET_TYPE}` entities come from tuples, not the request"),
+            ));
+        }
+        if !seen.insert(uid.clone()) {
+            return Err(invalid(
+                format!("{field}.uid"),
+                format!("duplicate entity `{uid}`"),
+            ));
+        }
+        let entity_type = &input.uid.entity_type;
+        let mut json = match snapshot.entities.get(&uid) {
+            Some(existing) => existing
+                .to_json_value()
+                .map_err(|e| invalid(&field, error_chain(&e)))?,
+            None => json!({
+                "uid": {"type": entity_type, "id": input.uid.id},
+                "attrs": snapshot.relations.attributes_json(entity_type, &input.uid.id),
+                "parents": [],
+            }),
+        };
+        let (Some(Value::Object(attrs)), Some(Value::Array(parents))) =
+            (json.get("attrs").cloned(), json.get("parents").cloned())
+        else {
+            return Err(invalid(
+                &field,
+                "the bundle's data for this entity is not an entity",
+            ));
+        };
+        let mut attrs = attrs;
+        let mut parents = parents;
+        for (name, value) in input.attrs {
+            if snapshot.relations.is_relation(entity_type, &name) {
+                return Err(invalid(
+                    format!("{field}.attrs.{name}"),
+                    format!(
+                        "`{name}` is a relation of `{entity_type}`; relations come from tuples"
+                    ),
+                ));
+            }
+            if attrs.contains_key(&name) {
+                return Err(invalid(
+                    format!("{field}.attrs.{name}"),
+                    format!("the bundle already defines `{name}` for `{uid}`"),
+                ));
+            }
+            attrs.insert(name, value);
+        }
+        for (p, parent) in input.parents.iter().enumerate() {
+            // Validates the parent's type and id; Cedar reads the JSON form below.
+            entity_uid(parent, &format!("{field}.parents[{p}]"), snapshot)?;
+            let parent_json = json!({"type": parent.entity_type, "id": parent.id});
+            if !parents.contains(&parent_json) {
+                parents.push(parent_json);
+            }
+        }
+        if let Value::Object(fields) = &mut json {
+            fields.insert("attrs".to_owned(), Value::Object(attrs));
+            fields.insert("parents".to_owned(), Value::Array(parents));
+        }
+        let entity = Entity::from_json_value(json, snapshot.schema.as_ref())
+            .map_err(|e| invalid(&field, error_chain(&e)))?;
+        out.push(entity);
+    }
+    Ok(out)
+}

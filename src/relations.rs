@@ -1,0 +1,22 @@
+//! Relationship tuples: their syntax, the frozen in-memory index, and userset membership search.
+//!
+//! Owns: parsing Zanzibar-style tuples (`Document::"roadmap"#viewer@Team::"eng"#member`), the
+//! [`TupleIndex`] built from them, and the bounded graph search that answers "is this subject in
+//! that userset?" for one request.
+//!
+//! Does not own: Cedar. This module knows entity types and ids only as strings; the engine turns
+//! search results into Cedar entities. It is pure and synchronous: no I/O, no async.
+//!
+//! Invariants: a [`TupleIndex`] is immutable once built; a search touches only the usersets
+//! reachable from the one it starts at, never a precomputed closure of the whole graph.
+
+mod index;
+mod search;
+mod tuple;
+
+pub use index::{EntityIdx, RelationId, TupleIndex, TupleIndexBuilder, TypeId, UsersetId};
+pub use search::{Membership, SearchScratch, Subject};
+pub use tuple::{
+    EntityUidText, SubjectText, TupleParseError, TupleText, display_uid, is_identifier,
+    parse_entity_type, parse_entity_uid, parse_tuple_line,
+};

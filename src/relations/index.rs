@@ -1,0 +1,383 @@
+//! The frozen tuple index.
+//!
+//! Every entity type, relation, entity and userset is interned to a dense `u32`. A userset is
+//! an (object, relation) pair; its edges are stored in compressed sparse rows, sorted, so that
+//! "is this entity a direct subject?" is a binary search and the memory cost of a direct tuple
+//! is one `u32`:
+//!
+//! ```text
+//! offsets[u] .. offsets[u + 1]  ->  direct subjects   (EntityIdx, sorted)
+//!                                   wildcard types    (TypeId, sorted)
+//!                                   userset subjects  (UsersetId, sorted)
+//! ```
+//!
+//! Entity ids are only interned for entities that appear in tuples; an entity that appears in
+//! none simply has no relations.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::tuple::{EntityUidText, SubjectText, TupleText};
+
+macro_rules! dense_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(u32);
+
+        impl $name {
+            #[allow(dead_code, reason = "not every kind of id indexes a vector")]
+            fn index(self) -> usize {
+                self.0 as usize
+            }
+
+            fn from_len(len: usize) -> Self {
+                // INVARIANT: fewer than 2^32 distinct values; a bundle that large cannot be
+                // held in memory anyway, so saturating keeps this total without a panic.
+                Self(u32::try_from(len).unwrap_or(u32::MAX))
+            }
+        }
+    };
+}
+
+dense_id!(
+    /// An interned entity type.
+    TypeId
+);
+dense_id!(
+    /// An interned relation name.
+    RelationId
+);
+dense_id!(
+    /// An interned entity (type and id) that appears in some tuple.
+    EntityIdx
+);
+dense_id!(
+    /// An interned userset: an object and one of its relations.
+    UsersetId
+);
+
+/// The immutable index of every tuple in a bundle.
+#[derive(Debug, Default)]
+pub struct TupleIndex {
+    type_names: Vec<Box<str>>,
+    type_ids: FxHashMap<Box<str>, TypeId>,
+    relation_names: Vec<Box<str>>,
+    relation_ids: FxHashMap<Box<str>, RelationId>,
+    /// Entity ids per type, indexed by `TypeId`.
+    entities: Vec<FxHashMap<Box<str>, EntityIdx>>,
+    entity_count: usize,
+    usersets: FxHashMap<(EntityIdx, RelationId), UsersetId>,
+    /// `offsets[u]` is where userset `u`'s edges start in each of the three edge arrays.
+    offsets: Vec<EdgeOffsets>,
+    direct: Vec<EntityIdx>,
+    wildcards: Vec<TypeId>,
+    children: Vec<UsersetId>,
+    /// Relations that objects of each type have in some tuple, indexed by `TypeId`, sorted.
+    relations_by_type: Vec<Vec<RelationId>>,
+    tuple_count: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct EdgeOffsets {
+    direct: u32,
+    wildcards: u32,
+    children: u32,
+}
+
+/// Edges of one userset, borrowed from the index.
+pub(super) struct UsersetEdges<'a> {
+    pub(super) direct: &'a [EntityIdx],
+    pub(super) wildcards: &'a [TypeId],
+    pub(super) children: &'a [UsersetId],
+}
+
+impl TupleIndex {
+    /// Returns the number of distinct tuples.
+    pub fn tuple_count(&self) -> usize {
+        self.tuple_count
+    }
+
+    /// Returns the number of distinct usersets (object and relation pairs with a subject).
+    pub fn userset_count(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Returns the number of distinct entities named by tuples.
+    pub fn entity_count(&self) -> usize {
+        self.entity_count
+    }
+
+    /// Returns every entity type named by some tuple.
+    pub fn type_names(&self) -> impl Iterator<Item = &str> {
+        self.type_names.iter().map(AsRef::as_ref)
+    }
+
+    /// Returns the interned id of an entity type, if any tuple names it.
+    pub fn type_id(&self, entity_type: &str) -> Option<TypeId> {
+        self.type_ids.get(entity_type).copied()
+    }
+
+    /// Returns the name of an interned entity type.
+    pub fn type_name(&self, id: TypeId) -> &str {
+        self.type_names.get(id.index()).map_or("", AsRef::as_ref)
+    }
+
+    /// Returns the interned id of a relation, if any tuple uses it.
+    pub fn relation_id(&self, relation: &str) -> Option<RelationId> {
+        self.relation_ids.get(relation).copied()
+    }
+
+    /// Returns the name of an interned relation.
+    pub fn relation_name(&self, id: RelationId) -> &str {
+        self.relation_names
+            .get(id.index())
+            .map_or("", AsRef::as_ref)
+    }
+
+    /// Returns the relations that objects of `entity_type` have in some tuple.
+    pub fn relations_of_type(&self, entity_type: TypeId) -> &[RelationId] {
+        self.relations_by_type
+            .get(entity_type.index())
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Returns the interned entity, if any tuple names it.
+    pub fn entity(&self, entity_type: TypeId, id: &str) -> Option<EntityIdx> {
+        self.entities.get(entity_type.index())?.get(id).copied()
+    }
+
+    /// Returns the userset of `object`'s `relation`, if it has any subject.
+    pub fn userset(&self, object: EntityIdx, relation: RelationId) -> Option<UsersetId> {
+        self.usersets.get(&(object, relation)).copied()
+    }
+
+    pub(super) fn edges(&self, userset: UsersetId) -> UsersetEdges<'_> {
+        let i = userset.index();
+        let (Some(start), Some(end)) = (self.offsets.get(i), self.offsets.get(i + 1)) else {
+            return UsersetEdges {
+                direct: &[],
+                wildcards: &[],
+                children: &[],
+            };
+        };
+        UsersetEdges {
+            direct: self
+                .direct
+                .get(start.direct as usize..end.direct as usize)
+                .unwrap_or(&[]),
+            wildcards: self
+                .wildcards
+                .get(start.wildcards as usize..end.wildcards as usize)
+                .unwrap_or(&[]),
+            children: self
+                .children
+                .get(start.children as usize..end.children as usize)
+                .unwrap_or(&[]),
+        }
+    }
+}
+
+/// Collects tuples, then freezes them into a [`TupleIndex`].
+#[derive(Debug, Default)]
+pub struct TupleIndexBuilder {
+    index: TupleIndex,
+    direct_edges: Vec<(UsersetId, EntityIdx)>,
+    wildcard_edges: Vec<(UsersetId, TypeId)>,
+    child_edges: Vec<(UsersetId, UsersetId)>,
+    type_relations: FxHashSet<(TypeId, RelationId)>,
+}
+
+impl TupleIndexBuilder {
+    /// Returns an empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one tuple; duplicates are counted once.
+    pub fn add(&mut self, tuple: &TupleText<'_>) {
+        let object = self.intern_entity(&tuple.object);
+        let object_type = self.intern_type(tuple.object.entity_type);
+        let relation = self.intern_relation(tuple.relation);
+        self.type_relations.insert((object_type, relation));
+        let userset = self.intern_userset(object, relation);
+        match &tuple.subject {
+            SubjectText::Entity(subject) => {
+                let subject = self.intern_entity(subject);
+                self.direct_edges.push((userset, subject));
+            }
+            SubjectText::Wildcard { entity_type } => {
+                let subject_type = self.intern_type(entity_type);
+                self.wildcard_edges.push((userset, subject_type));
+            }
+            SubjectText::Userset {
+                object: subject_object,
+                relation: subject_relation,
+            } => {
+                let subject_object = self.intern_entity(subject_object);
+                let subject_relation = self.intern_relation(subject_relation);
+                let child = self.intern_userset(subject_object, subject_relation);
+                self.child_edges.push((userset, child));
+            }
+        }
+    }
+
+    /// Sorts and deduplicates the edges and returns the frozen index.
+    pub fn finish(self) -> TupleIndex {
+        let Self {
+            mut index,
+            mut direct_edges,
+            mut wildcard_edges,
+            mut child_edges,
+            type_relations,
+        } = self;
+        direct_edges.sort_unstable();
+        direct_edges.dedup();
+        wildcard_edges.sort_unstable();
+        wildcard_edges.dedup();
+        child_edges.sort_unstable();
+        child_edges.dedup();
+        index.tuple_count = direct_edges.len() + wildcard_edges.len() + child_edges.len();
+
+        let userset_count = index.usersets.len();
+        index.offsets = Vec::with_capacity(userset_count + 1);
+        index.direct = direct_edges.iter().map(|&(_, e)| e).collect();
+        index.wildcards = wildcard_edges.iter().map(|&(_, t)| t).collect();
+        index.children = child_edges.iter().map(|&(_, c)| c).collect();
+        let (mut d, mut w, mut c) = (0usize, 0usize, 0usize);
+        for u in 0..userset_count {
+            index.offsets.push(EdgeOffsets {
+                direct: to_u32(d),
+                wildcards: to_u32(w),
+                children: to_u32(c),
+            });
+            let userset = UsersetId::from_len(u);
+            d += direct_edges[d..].partition_point(|&(x, _)| x == userset);
+            w += wildcard_edges[w..].partition_point(|&(x, _)| x == userset);
+            c += child_edges[c..].partition_point(|&(x, _)| x == userset);
+        }
+        index.offsets.push(EdgeOffsets {
+            direct: to_u32(d),
+            wildcards: to_u32(w),
+            children: to_u32(c),
+        });
+
+        index.relations_by_type = vec![Vec::new(); index.type_names.len()];
+        for (entity_type, relation) in type_relations {
+            if let Some(list) = index.relations_by_type.get_mut(entity_type.index()) {
+                list.push(relation);
+            }
+        }
+        for list in &mut index.relations_by_type {
+            list.sort_unstable();
+        }
+        index
+    }
+
+    fn intern_type(&mut self, name: &str) -> TypeId {
+        if let Some(&id) = self.index.type_ids.get(name) {
+            return id;
+        }
+        let id = TypeId::from_len(self.index.type_names.len());
+        self.index.type_names.push(name.into());
+        self.index.type_ids.insert(name.into(), id);
+        self.index.entities.push(FxHashMap::default());
+        id
+    }
+
+    fn intern_relation(&mut self, name: &str) -> RelationId {
+        if let Some(&id) = self.index.relation_ids.get(name) {
+            return id;
+        }
+        let id = RelationId::from_len(self.index.relation_names.len());
+        self.index.relation_names.push(name.into());
+        self.index.relation_ids.insert(name.into(), id);
+        id
+    }
+
+    fn intern_entity(&mut self, uid: &EntityUidText<'_>) -> EntityIdx {
+        let entity_type = self.intern_type(uid.entity_type);
+        let next = EntityIdx::from_len(self.index.entity_count);
+        let Some(ids) = self.index.entities.get_mut(entity_type.index()) else {
+            return next;
+        };
+        if let Some(&id) = ids.get(uid.id.as_ref()) {
+            return id;
+        }
+        ids.insert(uid.id.as_ref().into(), next);
+        self.index.entity_count += 1;
+        next
+    }
+
+    fn intern_userset(&mut self, object: EntityIdx, relation: RelationId) -> UsersetId {
+        let next = UsersetId::from_len(self.index.usersets.len());
+        *self
+            .index
+            .usersets
+            .entry((object, relation))
+            .or_insert(next)
+    }
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relations::parse_tuple_line;
+
+    fn build(lines: &[&str]) -> TupleIndex {
+        let mut builder = TupleIndexBuilder::new();
+        for line in lines {
+            builder.add(&parse_tuple_line(line).unwrap().unwrap());
+        }
+        builder.finish()
+    }
+
+    #[test]
+    fn duplicates_count_once_and_edges_land_in_their_userset() {
+        let index = build(&[
+            r##"Doc::"a"#viewer@User::"u1""##,
+            r##"Doc::"a"#viewer@User::"u1""##,
+            r##"Doc::"a"#viewer@User::*"##,
+            r##"Doc::"a"#viewer@Team::"t"#member"##,
+            r##"Team::"t"#member@User::"u2""##,
+            r##"Doc::"b"#owner@User::"u2""##,
+        ]);
+        assert_eq!(index.tuple_count(), 5);
+        let doc = index.type_id("Doc").unwrap();
+        let user = index.type_id("User").unwrap();
+        let viewer = index.relation_id("viewer").unwrap();
+        let a = index.entity(doc, "a").unwrap();
+        let u1 = index.entity(user, "u1").unwrap();
+        let edges = index.edges(index.userset(a, viewer).unwrap());
+        assert_eq!(edges.direct, &[u1]);
+        assert_eq!(edges.wildcards, &[user]);
+        assert_eq!(edges.children.len(), 1);
+        let mut names: Vec<_> = index
+            .relations_of_type(doc)
+            .iter()
+            .map(|&r| index.relation_name(r))
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, ["owner", "viewer"]);
+        assert!(index.relations_of_type(user).is_empty());
+        // A userset that only appears as a subject exists but has no edges of its own.
+        let team = index.type_id("Team").unwrap();
+        let t = index.entity(team, "t").unwrap();
+        let member = index.relation_id("member").unwrap();
+        assert_eq!(
+            index.edges(index.userset(t, member).unwrap()).direct.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn empty_index_answers_nothing() {
+        let index = TupleIndexBuilder::new().finish();
+        assert_eq!(index.tuple_count(), 0);
+        assert_eq!(index.type_id("User"), None);
+        assert_eq!(index.userset_count(), 0);
+    }
+}

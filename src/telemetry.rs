@@ -1,0 +1,27 @@
+//! Telemetry: logging setup now; metrics and the decision log (see the observability issue)
+//! plug in here.
+//!
+//! Logs go through `tracing`, lowercase messages with structured fields. Never log tokens,
+//! context values or other caller secrets.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// The filter used when neither `VERDICT_LOG` nor `RUST_LOG` is set.
+const DEFAULT_LOG_FILTER: &str = "info";
+
+/// Installs the global tracing subscriber, writing to stderr. `filter` is an `EnvFilter`
+/// directive string (from `VERDICT_LOG` or `RUST_LOG`); `None` means `info`.
+pub fn init_tracing(format: LogFormat, filter: Option<&str>) {
+    let filter = EnvFilter::try_new(filter.unwrap_or(DEFAULT_LOG_FILTER))
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
