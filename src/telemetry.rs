@@ -4,6 +4,8 @@
 //! Logs go through `tracing`, lowercase messages with structured fields. Never log tokens,
 //! context values or other caller secrets.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -18,6 +20,7 @@ pub fn init_tracing(format: LogFormat, filter: Option<&str>) {
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second initialisation (tests) keeps the first subscriber.
     let _ = match format {

@@ -1,0 +1,104 @@
+//! Engine benchmarks: Verdict's decision path on the example bundle, and userset membership
+//! search by nesting depth. Run with `cargo bench --bench engine`; `cargo test --benches` runs
+//! each once as a smoke test.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benches"
+)]
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::json;
+use verdict::bundle::{self, LoadOptions};
+use verdict::engine::{self, CheckInput};
+use verdict::relations::{SearchScratch, TupleIndexBuilder, parse_tuple_line};
+
+fn example_requests() -> Vec<(&'static str, CheckInput)> {
+    let input = |value: serde_json::Value| serde_json::from_value::<CheckInput>(value).unwrap();
+    vec![
+        (
+            "nested-team-read",
+            input(
+                json!({"principal": "User::\"bob\"", "action": "read", "resource": "Document::\"roadmap\"", "context": {"scopes": ["documents:read"]}}),
+            ),
+        ),
+        (
+            "default-deny",
+            input(
+                json!({"principal": "User::\"dave\"", "action": "read", "resource": "Document::\"roadmap\"", "context": {"scopes": ["documents:read"]}}),
+            ),
+        ),
+        (
+            "function-level",
+            input(
+                json!({"principal": "User::\"erin\"", "action": "DeleteUser", "resource": "Api::\"admin\""}),
+            ),
+        ),
+        (
+            "properties",
+            input(
+                json!({"principal": "User::\"carol\"", "action": "readProfile", "resource": "User::\"bob\"", "properties": ["name", "email", "ssn"]}),
+            ),
+        ),
+    ]
+}
+
+fn decision(c: &mut Criterion) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let snapshot = bundle::load(&dir, LoadOptions::default()).unwrap();
+    let mut group = c.benchmark_group("decision/example-bundle");
+    group.throughput(Throughput::Elements(1));
+    for (name, input) in example_requests() {
+        group.bench_with_input(
+            BenchmarkId::new("prepare+decide", name),
+            &input,
+            |b, input| {
+                b.iter(|| {
+                    let request =
+                        engine::Request::prepare(black_box(input.clone()), &snapshot).unwrap();
+                    engine::decide(&snapshot, &request).unwrap()
+                });
+            },
+        );
+        let request = engine::Request::prepare(input.clone(), &snapshot).unwrap();
+        group.bench_with_input(BenchmarkId::new("decide", name), &request, |b, request| {
+            b.iter(|| engine::decide(&snapshot, black_box(request)).unwrap());
+        });
+    }
+    group.finish();
+}
+
+fn membership_by_depth(c: &mut Criterion) {
+    let mut group = c.benchmark_group("relations/membership-by-depth");
+    for depth in [1u32, 4, 16, 32] {
+        let mut builder = TupleIndexBuilder::new();
+        for i in 0..depth {
+            let line = format!("Team::\"t{i}\"#member@Team::\"t{}\"#member", i + 1);
+            builder.add(&parse_tuple_line(&line).unwrap().unwrap());
+        }
+        let last = format!("Team::\"t{depth}\"#member@User::\"u\"");
+        builder.add(&parse_tuple_line(&last).unwrap().unwrap());
+        let index = builder.finish();
+        let team = index.type_id("Team").unwrap();
+        let start = index
+            .userset(
+                index.entity(team, "t0").unwrap(),
+                index.relation_id("member").unwrap(),
+            )
+            .unwrap();
+        let subject = index.subject("User", "u");
+        let mut scratch = SearchScratch::default();
+        group.bench_with_input(BenchmarkId::from_parameter(depth), &depth, |b, _| {
+            b.iter(|| index.membership(black_box(start), black_box(subject), 64, &mut scratch));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decision, membership_by_depth);
+criterion_main!(benches);

@@ -1,0 +1,322 @@
+//! The `verdict` binary as a user runs it: exit codes, messages, environment variables.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+fn verdict() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_verdict"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    for var in [
+        "VERDICT_POLICIES",
+        "VERDICT_GRPC_ADDR",
+        "VERDICT_LOG",
+        "RUST_LOG",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    verdict().args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Copies the example bundle (without its tests) into a fresh directory.
+fn copy_of_example() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(common::example_bundle()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    dir
+}
+
+#[test]
+fn validate_accepts_the_example_and_rejects_a_broken_copy_with_file_and_line() {
+    let ok = run(&["validate", "policies"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(
+        text(&ok.stdout).starts_with("policies: valid: "),
+        "{}",
+        text(&ok.stdout)
+    );
+
+    let broken = copy_of_example();
+    let tuples = broken.path().join("teams.tuples");
+    let mut content = std::fs::read_to_string(&tuples).unwrap();
+    content.push_str("Team::\"eng\"#member User::\"eve\"\n");
+    std::fs::write(&tuples, content).unwrap();
+    std::fs::write(
+        broken.path().join("extra.cedar"),
+        "permit (principal, action, resource) when { resource.nope };\n",
+    )
+    .unwrap();
+    let out = run(&["validate", broken.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let root = broken.path().display();
+    assert!(
+        stderr.contains(&format!(
+            "{root}/teams.tuples:12:19: expected `@` after the relation"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{root}/extra.cedar:1:")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("invalid: 5 error(s)"), "{stderr}");
+}
+
+#[test]
+fn test_runs_the_bundle_cases_and_fails_on_a_mismatch() {
+    let ok = run(&["test", "policies"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stdout));
+    let stdout = text(&ok.stdout);
+    let summary = stdout.lines().last().unwrap();
+    assert!(summary.ends_with(" passed, 0 failed"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("mismatch.yaml");
+    std::fs::write(
+        &cases,
+        "cases:\n  - name: bob is no admin\n    request: {principal: User::\"bob\", action: DeleteUser, resource: Api::\"admin\"}\n    expect: {decision: allow}\n",
+    )
+    .unwrap();
+    let out = run(&["test", "policies", "--cases", cases.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "FAIL {}:2: bob is no admin: expected allow; got deny",
+            cases.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+
+    let broken = copy_of_example();
+    std::fs::write(
+        broken.path().join("bad.cedar"),
+        "permit (principal, action, resource)",
+    )
+    .unwrap();
+    let out = run(&[
+        "test",
+        broken.path().to_str().unwrap(),
+        "--cases",
+        cases.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("bad.cedar:1:37:"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_exit_codes_say_allow_deny_or_bad_request() {
+    let allow = run(&[
+        "check",
+        "--principal",
+        "User::\"bob\"",
+        "--action",
+        "read",
+        "--resource",
+        "Document::\"roadmap\"",
+        "--context",
+        r#"{"scopes": ["documents:read"]}"#,
+    ]);
+    assert_eq!(allow.status.code(), Some(0), "{}", text(&allow.stderr));
+    let stdout = text(&allow.stdout);
+    assert!(stdout.starts_with("ALLOW\n"), "{stdout}");
+    assert!(
+        stdout.contains("document-read (./policies/documents.cedar:"),
+        "{stdout}"
+    );
+
+    let deny = run(&[
+        "check",
+        "--principal",
+        "User::\"dave\"",
+        "--action",
+        "DeleteUser",
+        "--resource",
+        "Api::\"admin\"",
+        "--json",
+    ]);
+    assert_eq!(deny.status.code(), Some(2));
+    let answer: serde_json::Value = serde_json::from_slice(&deny.stdout).unwrap();
+    assert_eq!(answer["decision"], "deny");
+    assert_eq!(answer["determining_policies"], json!([]));
+
+    let not_an_object = run(&[
+        "check",
+        "--principal",
+        "User::\"bob\"",
+        "--action",
+        "read",
+        "--resource",
+        "Document::\"roadmap\"",
+        "--context",
+        "[1, 2]",
+    ]);
+    assert_eq!(not_an_object.status.code(), Some(64));
+    assert!(
+        text(&not_an_object.stderr).contains("invalid request"),
+        "{}",
+        text(&not_an_object.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let request = dir.path().join("request.json");
+    std::fs::write(
+        &request,
+        json!({
+            "principal": "User::\"carol\"",
+            "action": "readProfile",
+            "resource": {"type": "User", "id": "bob"},
+            "properties": ["email", "ssn"],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = run(&["check", "--request", request.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["properties"][0]["decision"], "allow");
+    assert_eq!(answer["properties"][1]["decision"], "deny");
+
+    let usage = run(&["check", "--principal", "User::\"bob\""]);
+    assert_eq!(usage.status.code(), Some(64));
+}
+
+#[test]
+fn serve_refuses_an_invalid_bundle_or_config_with_a_readable_message() {
+    let broken = copy_of_example();
+    std::fs::write(
+        broken.path().join("oops.tuples"),
+        "\n\nDocument::\"x\"#viewer@\n",
+    )
+    .unwrap();
+    let out = verdict()
+        .args(["serve", "--grpc-addr", "127.0.0.1:0"])
+        .env("VERDICT_POLICIES", broken.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("is invalid, not serving"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}/oops.tuples:3:22: expected subject type",
+            broken.path().display()
+        )),
+        "{stderr}"
+    );
+
+    let out = verdict()
+        .args(["serve"])
+        .env("VERDICT_GRPC_ADDR", "not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        text(&out.stderr).contains(
+            "--grpc-addr (VERDICT_GRPC_ADDR): `not-an-address` is not an ip:port address"
+        )
+    );
+}
+
+/// Reads the child's stderr until the "grpc listening" line and returns the address.
+fn wait_for_listening(child: &mut std::process::Child) -> String {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line
+                .split("addr=")
+                .nth(1)
+                .filter(|_| line.contains("grpc listening"))
+            {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("server did not report its address")
+}
+
+#[test]
+fn serve_reads_its_settings_from_the_environment_and_stops_cleanly_on_sigterm() {
+    let mut child = verdict()
+        .env(
+            "VERDICT_POLICIES",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+        )
+        .env("VERDICT_GRPC_ADDR", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_listening(&mut child);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let decision = runtime.block_on(async {
+        let mut client = verdict::api::proto::authorization_client::AuthorizationClient::connect(
+            format!("http://{addr}"),
+        )
+        .await
+        .unwrap();
+        client
+            .check(common::check(
+                ("User", "bob"),
+                "read",
+                ("Document", "roadmap"),
+                json!({"scopes": ["documents:read"]}),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .decision
+    });
+    assert_eq!(decision, common::ALLOW);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,0 +1,170 @@
+//! Test harness: bundle directory -> running server on 127.0.0.1:0 -> real tonic client, with an
+//! injected shutdown.
+
+#![allow(
+    dead_code,
+    reason = "each test crate uses a different part of the harness"
+)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use verdict::api::proto::{self, authorization_client::AuthorizationClient};
+use verdict::bundle::{self, LoadOptions, SnapshotHandle};
+use verdict::config::{DEFAULT_MAX_BATCH, DEFAULT_MAX_MESSAGE_BYTES, LogFormat, ValidConfig};
+
+/// The example bundle shipped in `policies/`.
+pub fn example_bundle() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+/// The configuration `serve` would use by default, on an ephemeral loopback port.
+pub fn test_config(policies: &Path) -> ValidConfig {
+    ValidConfig {
+        policies: policies.to_path_buf(),
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        max_relation_depth: bundle::DEFAULT_MAX_RELATION_DEPTH,
+        max_batch: DEFAULT_MAX_BATCH,
+        max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        max_json_depth: verdict::engine::DEFAULT_MAX_JSON_DEPTH,
+        log_format: LogFormat::Text,
+    }
+}
+
+/// A running server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub snapshots: Arc<SnapshotHandle>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// Loads `bundle` and serves it with the default configuration.
+    pub async fn start(bundle: &Path) -> Self {
+        let config = test_config(bundle);
+        Self::start_with(config).await
+    }
+
+    /// Loads the configured bundle and serves it.
+    pub async fn start_with(config: ValidConfig) -> Self {
+        let options = LoadOptions {
+            max_relation_depth: config.max_relation_depth,
+        };
+        let snapshot = bundle::load(&config.policies, options).unwrap();
+        Self::serve(config, Arc::new(SnapshotHandle::with(snapshot))).await
+    }
+
+    /// Serves whatever `snapshots` holds (possibly nothing).
+    pub async fn serve(config: ValidConfig, snapshots: Arc<SnapshotHandle>) -> Self {
+        let listener = tokio::net::TcpListener::bind(config.grpc_addr)
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let handle = Arc::clone(&snapshots);
+        let task = tokio::spawn(async move {
+            verdict::server::run(&config, handle, listener, async {
+                let _ = shutdown_rx.await;
+            })
+            .await
+        });
+        Self {
+            addr,
+            snapshots,
+            shutdown: Some(shutdown_tx),
+            task: Some(task),
+        }
+    }
+
+    /// Returns a connected channel.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Returns a connected Authorization client.
+    pub async fn client(&self) -> AuthorizationClient<Channel> {
+        AuthorizationClient::new(self.channel().await)
+    }
+
+    /// Shuts the server down and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Converts JSON to a protobuf `Struct`.
+pub fn to_struct(value: serde_json::Value) -> prost_types::Struct {
+    let serde_json::Value::Object(fields) = value else {
+        panic!("a Struct is a JSON object");
+    };
+    prost_types::Struct {
+        fields: fields.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
+    }
+}
+
+fn to_value(value: serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(b),
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap()),
+        serde_json::Value::String(s) => Kind::StringValue(s),
+        serde_json::Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.into_iter().map(to_value).collect(),
+        }),
+        serde_json::Value::Object(_) => Kind::StructValue(to_struct(value)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// Returns an entity reference.
+pub fn entity(entity_type: &str, id: &str) -> proto::EntityRef {
+    proto::EntityRef {
+        r#type: entity_type.to_owned(),
+        id: id.to_owned(),
+    }
+}
+
+/// Returns a check request.
+pub fn check(
+    principal: (&str, &str),
+    action: &str,
+    resource: (&str, &str),
+    context: serde_json::Value,
+) -> proto::CheckRequest {
+    proto::CheckRequest {
+        principal: Some(entity(principal.0, principal.1)),
+        action: action.to_owned(),
+        resource: Some(entity(resource.0, resource.1)),
+        context: Some(to_struct(context)),
+        entities: Vec::new(),
+        properties: Vec::new(),
+    }
+}
+
+/// The decision code for ALLOW.
+pub const ALLOW: i32 = proto::Decision::Allow as i32;
+/// The decision code for DENY.
+pub const DENY: i32 = proto::Decision::Deny as i32;

