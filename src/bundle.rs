@@ -38,6 +38,7 @@ use rustc_hash::FxHashMap;
 use crate::relations::TupleIndex;
 
 pub use error::{InvalidBundle, LoadError};
+pub use files::fingerprint;
 pub use policies::PolicyLocation;
 pub use schema::{Relation, RelationCatalog, USERSET_TYPE};
 pub use snapshot::{LoadFailure, Snapshot, SnapshotHandle};

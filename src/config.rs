@@ -14,9 +14,18 @@
 //! | `--max-json-depth` | `VERDICT_MAX_JSON_DEPTH` | 32 |
 //! | `--log-format` | `VERDICT_LOG_FORMAT` | `text` |
 //! | (filter) | `VERDICT_LOG`, else `RUST_LOG` | `info` |
+//! | `--watch` | `VERDICT_WATCH` | `true` |
+//! | `--poll-interval` | `VERDICT_POLL_INTERVAL` | `2s` (`0` turns polling off) |
+//! | `--reload-debounce` | `VERDICT_RELOAD_DEBOUNCE` | `200ms` |
+//! | `--reload-max-delay` | `VERDICT_RELOAD_MAX_DELAY` | `1s` |
+//! | `--enable-reload-rpc` | `VERDICT_ENABLE_RELOAD_RPC` | `false` |
+//! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ArgAction;
 
 use crate::bundle::DEFAULT_MAX_RELATION_DEPTH;
 use crate::engine::DEFAULT_MAX_JSON_DEPTH;
@@ -34,6 +43,36 @@ const MAX_BATCH_CEILING: usize = 10_000;
 const MAX_MESSAGE_BYTES_CEILING: usize = 64 * 1024 * 1024;
 const MAX_RELATION_DEPTH_CEILING: u32 = 1_000;
 const MAX_JSON_DEPTH_CEILING: usize = 64;
+/// Default poll interval of the reload fingerprint backstop.
+pub const DEFAULT_POLL_INTERVAL: &str = "2s";
+/// Default quiet time after the last file event before a rebuild.
+pub const DEFAULT_RELOAD_DEBOUNCE: &str = "200ms";
+/// Default longest wait from the first file event to its rebuild.
+pub const DEFAULT_RELOAD_MAX_DELAY: &str = "1s";
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_RELOAD_DELAY: Duration = Duration::from_secs(60);
+
+/// Parses `0`, `250ms`, `2s` or `1m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |i| text.split_at(i));
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as `250ms`, `2s` or `1m`"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value.saturating_mul(60))),
+        _ => Err(format!(
+            "`{text}` is not a duration such as `250ms`, `2s` or `1m`"
+        )),
+    }
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,6 +107,26 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "VERDICT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Watch the bundle directory and reload on changes (inotify).
+    #[arg(long, env = "VERDICT_WATCH", default_value_t = true, action = ArgAction::Set)]
+    pub watch: bool,
+    /// Also compare a fingerprint of the bundle's files this often (`0` turns it off), for
+    /// filesystems where inotify does not work.
+    #[arg(long, env = "VERDICT_POLL_INTERVAL", default_value = DEFAULT_POLL_INTERVAL, value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Quiet time after the last file event before a rebuild.
+    #[arg(long, env = "VERDICT_RELOAD_DEBOUNCE", default_value = DEFAULT_RELOAD_DEBOUNCE, value_parser = parse_duration)]
+    pub reload_debounce: Duration,
+    /// Longest wait from the first file event of a burst to its rebuild.
+    #[arg(long, env = "VERDICT_RELOAD_MAX_DELAY", default_value = DEFAULT_RELOAD_MAX_DELAY, value_parser = parse_duration)]
+    pub reload_max_delay: Duration,
+    /// Serve the admin `Reload` RPC.
+    #[arg(long, env = "VERDICT_ENABLE_RELOAD_RPC", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_reload_rpc: bool,
+    /// Start even if the bundle is invalid: answer UNAVAILABLE and report NOT_SERVING until a
+    /// valid bundle appears.
+    #[arg(long, env = "VERDICT_START_WITHOUT_BUNDLE", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub start_without_bundle: bool,
 }
 
 /// A configuration that passed validation.
@@ -87,6 +146,18 @@ pub struct ValidConfig {
     pub max_json_depth: usize,
     /// Log format.
     pub log_format: LogFormat,
+    /// Watch the bundle directory with inotify.
+    pub watch: bool,
+    /// Poll fingerprint interval; `None` is off.
+    pub poll_interval: Option<Duration>,
+    /// Quiet time before a rebuild.
+    pub reload_debounce: Duration,
+    /// Longest wait before a rebuild.
+    pub reload_max_delay: Duration,
+    /// Serve the `Reload` RPC.
+    pub enable_reload_rpc: bool,
+    /// Start with no snapshot when the bundle is invalid.
+    pub start_without_bundle: bool,
 }
 
 /// A setting with a value Verdict cannot run with.
@@ -104,7 +175,7 @@ pub enum ConfigError {
     },
 }
 
-fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+fn in_range<T: PartialOrd + std::fmt::Debug + Copy>(
     value: T,
     min: T,
     max: T,
@@ -115,7 +186,7 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
         return Err(ConfigError::Invalid {
             flag,
             env,
-            reason: format!("`{value}` is outside {min}..={max}"),
+            reason: format!("`{value:?}` is outside {min:?}..={max:?}"),
         });
     }
     Ok(value)
@@ -164,6 +235,34 @@ impl ServeArgs {
                 "VERDICT_MAX_JSON_DEPTH",
             )?,
             log_format: self.log_format,
+            watch: self.watch,
+            poll_interval: if self.poll_interval.is_zero() {
+                None
+            } else {
+                Some(in_range(
+                    self.poll_interval,
+                    MIN_POLL_INTERVAL,
+                    Duration::from_secs(3600),
+                    "--poll-interval",
+                    "VERDICT_POLL_INTERVAL",
+                )?)
+            },
+            reload_debounce: in_range(
+                self.reload_debounce,
+                Duration::ZERO,
+                MAX_RELOAD_DELAY,
+                "--reload-debounce",
+                "VERDICT_RELOAD_DEBOUNCE",
+            )?,
+            reload_max_delay: in_range(
+                self.reload_max_delay,
+                self.reload_debounce,
+                MAX_RELOAD_DELAY,
+                "--reload-max-delay",
+                "VERDICT_RELOAD_MAX_DELAY",
+            )?,
+            enable_reload_rpc: self.enable_reload_rpc,
+            start_without_bundle: self.start_without_bundle,
         })
     }
 }
@@ -193,6 +292,37 @@ mod tests {
         assert_eq!(config.grpc_addr, "127.0.0.1:50051".parse().unwrap());
         assert_eq!(config.max_batch, 100);
         assert_eq!(config.max_relation_depth, 32);
+        assert!(config.watch);
+        assert_eq!(config.poll_interval, Some(Duration::from_secs(2)));
+        assert_eq!(config.reload_debounce, Duration::from_millis(200));
+        assert!(!config.enable_reload_rpc);
+        assert!(!config.start_without_bundle);
+    }
+
+    #[test]
+    fn reload_settings_parse() {
+        let config = parse(&[
+            "--watch",
+            "false",
+            "--poll-interval",
+            "0",
+            "--enable-reload-rpc",
+            "--start-without-bundle=true",
+        ])
+        .unwrap();
+        assert!(!config.watch);
+        assert_eq!(config.poll_interval, None);
+        assert!(config.enable_reload_rpc);
+        assert!(config.start_without_bundle);
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("2 hours").is_err());
+        assert_eq!(
+            parse(&["--reload-debounce", "2s", "--reload-max-delay", "1s"])
+                .unwrap_err()
+                .to_string(),
+            "--reload-max-delay (VERDICT_RELOAD_MAX_DELAY): `1s` is outside 2s..=60s"
+        );
     }
 
     #[test]

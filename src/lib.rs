@@ -9,5 +9,6 @@ pub mod config;
 pub mod diagnostics;
 pub mod engine;
 pub mod relations;
+pub mod reload;
 pub mod server;
 pub mod telemetry;

@@ -1,8 +1,8 @@
-//! Wiring: the gRPC listener with the Authorization, health and reflection services, and
-//! shutdown.
+//! Wiring: the gRPC listener with the Authorization, health and reflection services, the
+//! background reload tasks (watch loop, SIGHUP), and shutdown.
 //!
-//! Owns: which services are served and how the transport is configured. Does not own: request
-//! handling (`api`) or loading (`bundle`).
+//! Owns: which services are served, how the transport is configured, and which background tasks
+//! run. Does not own: request handling (`api`), loading (`bundle`) or reloading (`reload`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,24 +13,57 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Status};
 use tonic_health::ServingStatus;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::api::proto::authorization_server::AuthorizationServer;
-use crate::api::{AuthorizationService, Limits, proto};
+use crate::api::{AuthorizationService, Limits, ReloadAnswer, ReloadControl, proto};
 use crate::bundle::SnapshotHandle;
 use crate::config::ValidConfig;
+use crate::reload::{Cause, ReloadOutcome, Reloader, WatchSettings};
 
 /// The service name health checks use for the Authorization service.
 pub const AUTHORIZATION_SERVICE_NAME: &str = "verdict.v1.Authorization";
 
+/// The `Reload` RPC over the reloader.
+#[derive(Debug)]
+struct ReloadRpc(Arc<Reloader>);
+
+#[tonic::async_trait]
+impl ReloadControl for ReloadRpc {
+    async fn reload(&self) -> ReloadAnswer {
+        match self.0.reload(Cause::Rpc).await {
+            ReloadOutcome::Updated { version } => ReloadAnswer {
+                snapshot_version: Some(version),
+                changed: true,
+                errors: Vec::new(),
+            },
+            ReloadOutcome::Unchanged { version } => ReloadAnswer {
+                snapshot_version: Some(version),
+                changed: false,
+                errors: Vec::new(),
+            },
+            ReloadOutcome::Failed { errors, serving } => ReloadAnswer {
+                snapshot_version: serving,
+                changed: false,
+                errors: errors.errors().iter().map(ToString::to_string).collect(),
+            },
+        }
+    }
+}
+
 /// Serves gRPC on `listener` until `shutdown` completes, then drains in-flight requests.
 ///
-/// Health reports SERVING (overall and for `verdict.v1.Authorization`) only while a snapshot
-/// is loaded.
+/// `reloader` rebuilds `snapshots`: the watch loop (per the configuration) and SIGHUP trigger
+/// it, and so does the `Reload` RPC when enabled. Health reports SERVING (overall and for
+/// `verdict.v1.Authorization`) only while a snapshot is loaded.
 pub async fn run(
     config: &ValidConfig,
     snapshots: Arc<SnapshotHandle>,
+    reloader: Arc<Reloader>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let background = CancellationToken::new();
     let (health, health_service) = tonic_health::server::health_reporter();
     let status = if snapshots.load().is_some() {
         ServingStatus::Serving
@@ -41,6 +74,17 @@ pub async fn run(
     health
         .set_service_status(AUTHORIZATION_SERVICE_NAME, status)
         .await;
+    spawn_health_follower(health.clone(), reloader.subscribe(), background.clone());
+    if config.watch || config.poll_interval.is_some() {
+        let settings = WatchSettings {
+            watch: config.watch,
+            poll_interval: config.poll_interval,
+            debounce: config.reload_debounce,
+            max_delay: config.reload_max_delay,
+        };
+        reloader.spawn_watch(settings, background.clone());
+    }
+    spawn_sighup_reload(Arc::clone(&reloader), background.clone());
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -56,8 +100,12 @@ pub async fn run(
         max_batch: config.max_batch,
         max_json_depth: config.max_json_depth,
     };
-    let authorization = AuthorizationServer::new(AuthorizationService::new(snapshots, limits))
-        .max_decoding_message_size(config.max_message_bytes);
+    let mut service = AuthorizationService::new(snapshots, limits);
+    if config.enable_reload_rpc {
+        service = service.with_reload(Arc::new(ReloadRpc(Arc::clone(&reloader))));
+    }
+    let authorization =
+        AuthorizationServer::new(service).max_decoding_message_size(config.max_message_bytes);
 
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let shutdown_health = health.clone();
@@ -71,6 +119,7 @@ pub async fn run(
         .add_service(authorization)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
+            background.cancel();
             tracing::info!("shutting down: health is NOT_SERVING, draining in-flight requests");
             shutdown_health
                 .set_service_status("", ServingStatus::NotServing)
@@ -81,6 +130,59 @@ pub async fn run(
         })
         .await?;
     Ok(())
+}
+
+/// Reports SERVING as soon as a first snapshot is swapped in (after a start without a valid
+/// bundle). A snapshot is never removed, so health never goes back because of a reload.
+fn spawn_health_follower(
+    health: tonic_health::server::HealthReporter,
+    mut serving: tokio::sync::watch::Receiver<Option<String>>,
+    cancel: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = serving.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+            if serving.borrow_and_update().is_some() {
+                health.set_service_status("", ServingStatus::Serving).await;
+                health
+                    .set_service_status(AUTHORIZATION_SERVICE_NAME, ServingStatus::Serving)
+                    .await;
+            }
+        }
+    });
+}
+
+/// Reloads on SIGHUP.
+fn spawn_sighup_reload(reloader: Arc<Reloader>, cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; reload on signal is off");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                received = hangup.recv() => {
+                    if received.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP: reloading the bundle");
+                    reloader.reload(Cause::Signal).await;
+                }
+            }
+        }
+    });
 }
 
 /// tonic rejects a request message over the size limit with OUT_OF_RANGE; for a caller that is

@@ -4,6 +4,8 @@
 //! Logs go through `tracing`, lowercase messages with structured fields. Never log tokens,
 //! context values or other caller secrets.
 
+pub mod metrics;
+
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::path::Path;
 
 use common::{ALLOW, DENY, TestServer, check, entity, example_bundle, test_config, to_struct};
 use serde_json::json;
@@ -17,7 +17,6 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use verdict::api::proto;
-use verdict::bundle::SnapshotHandle;
 
 fn read_scope() -> serde_json::Value {
     json!({"scopes": ["documents:read"]})
@@ -412,8 +411,9 @@ async fn malformed_requests_get_invalid_argument_and_the_server_keeps_answering(
 
 #[tokio::test]
 async fn without_a_snapshot_checks_are_unavailable_and_health_is_not_serving() {
-    let config = test_config(&example_bundle());
-    let server = TestServer::serve(config, Arc::new(SnapshotHandle::empty())).await;
+    let mut config = test_config(Path::new("/nonexistent/verdict-bundle"));
+    config.start_without_bundle = true;
+    let server = TestServer::start_with(config).await;
     let mut client = server.client().await;
     let status = client
         .check(check(

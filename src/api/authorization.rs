@@ -24,17 +24,47 @@ pub struct Limits {
     pub max_json_depth: usize,
 }
 
+/// What a reload did, as the `Reload` RPC reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadAnswer {
+    /// The version serving afterwards, if any.
+    pub snapshot_version: Option<String>,
+    /// Whether a new snapshot was swapped in.
+    pub changed: bool,
+    /// Every error that kept the previous snapshot serving (empty on success).
+    pub errors: Vec<String>,
+}
+
+/// Runs a reload for the `Reload` RPC; the server implements it over its reloader, so this
+/// module stays independent of how reloading works.
+#[tonic::async_trait]
+pub trait ReloadControl: Send + Sync + std::fmt::Debug + 'static {
+    /// Rebuilds now and reports the outcome.
+    async fn reload(&self) -> ReloadAnswer;
+}
+
 /// The gRPC handlers; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuthorizationService {
     snapshots: Arc<SnapshotHandle>,
     limits: Limits,
+    reload: Option<Arc<dyn ReloadControl>>,
 }
 
 impl AuthorizationService {
-    /// Returns a service answering from `snapshots`.
+    /// Returns a service answering from `snapshots`, with the `Reload` RPC disabled.
     pub fn new(snapshots: Arc<SnapshotHandle>, limits: Limits) -> Self {
-        Self { snapshots, limits }
+        Self {
+            snapshots,
+            limits,
+            reload: None,
+        }
+    }
+
+    /// Enables the `Reload` RPC.
+    pub fn with_reload(mut self, control: Arc<dyn ReloadControl>) -> Self {
+        self.reload = Some(control);
+        self
     }
 
     fn snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
@@ -146,6 +176,24 @@ impl Authorization for AuthorizationService {
             },
         };
         Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(name = "Reload", skip_all)]
+    async fn reload(
+        &self,
+        _request: Request<proto::ReloadRequest>,
+    ) -> Result<Response<proto::ReloadResponse>, Status> {
+        let control = self.reload.as_ref().ok_or(ApiError::ReloadDisabled)?;
+        let ReloadAnswer {
+            snapshot_version,
+            changed,
+            errors,
+        } = control.reload().await;
+        Ok(Response::new(proto::ReloadResponse {
+            snapshot_version: snapshot_version.unwrap_or_default(),
+            changed,
+            errors,
+        }))
     }
 }
 

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | malformed request, batch over the limit | `INVALID_ARGUMENT` |
 //! | no snapshot loaded yet | `UNAVAILABLE` |
+//! | an admin RPC that is disabled | `UNIMPLEMENTED` |
 //! | anything else | `INTERNAL`, with a generic message; the detail is logged |
 
 use tonic::{Code, Status};
@@ -31,6 +32,11 @@ pub enum ApiError {
     /// No snapshot has been loaded yet.
     #[error("no policy bundle is loaded yet")]
     NoSnapshot,
+    /// The `Reload` RPC is off in this server's configuration.
+    #[error(
+        "the Reload RPC is disabled; enable it with --enable-reload-rpc (VERDICT_ENABLE_RELOAD_RPC=true)"
+    )]
+    ReloadDisabled,
     /// A bug or an environment failure; the detail is logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -44,6 +50,7 @@ impl ApiError {
                 Code::InvalidArgument
             }
             Self::NoSnapshot => Code::Unavailable,
+            Self::ReloadDisabled => Code::Unimplemented,
             Self::Internal(_) => Code::Internal,
         }
     }

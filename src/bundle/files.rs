@@ -59,8 +59,17 @@ fn classify(name: &str) -> Option<FileKind> {
     }
 }
 
-/// Reads every bundle file below `dir`.
-pub(super) fn read_bundle_dir(dir: &Path) -> Result<BundleFiles, InvalidBundle> {
+/// A bundle file found by the walk, not read yet.
+struct Found {
+    kind: FileKind,
+    path: PathBuf,
+    relative: String,
+    metadata: std::fs::Metadata,
+}
+
+/// Lists the bundle's files below `dir`, sorted by relative path, and every entry that could
+/// not be listed.
+fn list_bundle_dir(dir: &Path) -> Result<(Vec<Found>, Vec<LoadError>), InvalidBundle> {
     let metadata = std::fs::metadata(dir).map_err(|e| {
         LoadError::file(
             dir,
@@ -74,16 +83,36 @@ pub(super) fn read_bundle_dir(dir: &Path) -> Result<BundleFiles, InvalidBundle> 
     let mut errors = Vec::new();
     let mut seen_dirs = HashSet::new();
     walk(dir, dir, 0, &mut seen_dirs, &mut found, &mut errors);
-    found.sort_by(|a: &(FileKind, BundleFile), b| a.1.relative.cmp(&b.1.relative));
+    found.sort_by(|a, b| a.relative.cmp(&b.relative));
+    Ok((found, errors))
+}
 
+/// Reads every bundle file below `dir`.
+pub(super) fn read_bundle_dir(dir: &Path) -> Result<BundleFiles, InvalidBundle> {
     let mut files = BundleFiles::default();
+    let (found, mut errors) = list_bundle_dir(dir)?;
     let mut hasher = Sha256::new();
-    for (kind, file) in found {
-        hasher.update((file.relative.len() as u64).to_le_bytes());
-        hasher.update(file.relative.as_bytes());
-        hasher.update((file.text.len() as u64).to_le_bytes());
-        hasher.update(file.text.as_bytes());
-        match kind {
+    for found in found {
+        let text = match std::fs::read_to_string(&found.path) {
+            Ok(text) => text,
+            Err(e) => {
+                errors.push(LoadError::file(
+                    &found.path,
+                    format!("cannot read: {}", io_reason(&e)),
+                ));
+                continue;
+            }
+        };
+        hasher.update((found.relative.len() as u64).to_le_bytes());
+        hasher.update(found.relative.as_bytes());
+        hasher.update((text.len() as u64).to_le_bytes());
+        hasher.update(text.as_bytes());
+        let file = BundleFile {
+            path: found.path,
+            relative: found.relative,
+            text,
+        };
+        match found.kind {
             FileKind::Policies => files.policies.push(file),
             FileKind::Schema => files.schemas.push(file),
             FileKind::Tuples => files.tuples.push(file),
@@ -102,12 +131,37 @@ pub(super) fn read_bundle_dir(dir: &Path) -> Result<BundleFiles, InvalidBundle> 
     Ok(files)
 }
 
+/// Returns a cheap fingerprint of the bundle's files: where the directory resolves to, and each
+/// file's name, size, modification time and inode. It changes when a file is written, added,
+/// removed or swapped in through a symlink, without reading any file; a directory that cannot
+/// be listed has a fingerprint too, so a fix is noticed.
+pub fn fingerprint(dir: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::fs::canonicalize(dir).ok().hash(&mut hasher);
+    match list_bundle_dir(dir) {
+        Ok((found, errors)) => {
+            errors.len().hash(&mut hasher);
+            for file in found {
+                file.relative.hash(&mut hasher);
+                file.metadata.len().hash(&mut hasher);
+                file.metadata.ino().hash(&mut hasher);
+                file.metadata.mtime().hash(&mut hasher);
+                file.metadata.mtime_nsec().hash(&mut hasher);
+            }
+        }
+        Err(error) => error.to_string().hash(&mut hasher),
+    }
+    hasher.finish()
+}
+
 fn walk(
     root: &Path,
     dir: &Path,
     depth: usize,
     seen_dirs: &mut HashSet<PathBuf>,
-    found: &mut Vec<(FileKind, BundleFile)>,
+    found: &mut Vec<Found>,
     errors: &mut Vec<LoadError>,
 ) {
     // A symlink loop would revisit a directory: walk each real directory once.
@@ -189,20 +243,12 @@ fn walk(
             .map(|c| c.as_os_str().to_string_lossy())
             .collect::<Vec<_>>()
             .join("/");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => found.push((
-                kind,
-                BundleFile {
-                    path,
-                    relative,
-                    text,
-                },
-            )),
-            Err(e) => errors.push(LoadError::file(
-                &path,
-                format!("cannot read: {}", io_reason(&e)),
-            )),
-        }
+        found.push(Found {
+            kind,
+            path,
+            relative,
+            metadata,
+        });
     }
 }
 
@@ -247,6 +293,23 @@ mod tests {
         .unwrap();
         let changed = read_bundle_dir(dir.path()).unwrap();
         assert_ne!(first.version, changed.version);
+    }
+
+    #[test]
+    fn fingerprint_changes_with_content_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.tuples"), "x").unwrap();
+        let first = fingerprint(dir.path());
+        assert_eq!(first, fingerprint(dir.path()));
+        std::fs::write(dir.path().join("a.tuples"), "xy").unwrap();
+        let written = fingerprint(dir.path());
+        assert_ne!(first, written);
+        std::fs::rename(dir.path().join("a.tuples"), dir.path().join("b.tuples")).unwrap();
+        assert_ne!(written, fingerprint(dir.path()));
+        // Files the loader ignores do not count.
+        let before = fingerprint(dir.path());
+        std::fs::write(dir.path().join("notes.md"), "x").unwrap();
+        assert_eq!(before, fingerprint(dir.path()));
     }
 
     #[test]

@@ -102,6 +102,11 @@ impl SnapshotHandle {
         self.last_failure.store(Some(Arc::new(failure)));
     }
 
+    /// Forgets the last failure (the bundle on disk is valid again).
+    pub fn clear_failure(&self) {
+        self.last_failure.store(None);
+    }
+
     /// Returns the last failed load, if the most recent load failed.
     pub fn last_failure(&self) -> Option<Arc<LoadFailure>> {
         self.last_failure.load_full()

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use super::{EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK, EXIT_USAGE};
-use crate::bundle::{self, LoadOptions, SnapshotHandle};
+use crate::bundle::{LoadOptions, SnapshotHandle};
 use crate::config::ServeArgs;
+use crate::reload::{ReloadOutcome, Reloader};
 use crate::{server, telemetry};
 
 pub(super) fn run(args: ServeArgs) -> u8 {
@@ -35,35 +36,27 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         env!("CARGO_PKG_VERSION")
     );
 
-    // 3. The first snapshot; an invalid bundle stops here with every error.
+    // 3. The first snapshot; an invalid bundle stops here with every error, unless asked to
+    //    start without one (UNAVAILABLE and NOT_SERVING until the watch finds a valid bundle).
     let options = LoadOptions {
         max_relation_depth: config.max_relation_depth,
     };
-    let snapshot = match bundle::load(&config.policies, options) {
-        Ok(snapshot) => snapshot,
-        Err(invalid) => {
-            for error in invalid.errors() {
-                tracing::error!(%error, "invalid bundle");
-            }
+    let snapshots = Arc::new(SnapshotHandle::empty());
+    let reloader = Reloader::new(&config.policies, options, Arc::clone(&snapshots));
+    if let ReloadOutcome::Failed { errors, .. } = reloader.load_initial() {
+        if config.start_without_bundle {
+            tracing::warn!(
+                policies = %config.policies.display(),
+                "starting without a valid bundle: UNAVAILABLE until it is fixed"
+            );
+        } else {
             eprintln!(
-                "error: the bundle {} is invalid, not serving:\n{invalid}",
+                "error: the bundle {} is invalid, not serving:\n{errors}",
                 config.policies.display()
             );
             return EXIT_INVALID_BUNDLE;
         }
-    };
-    for warning in &snapshot.warnings {
-        tracing::warn!(%warning, "policy validation warning");
     }
-    tracing::info!(
-        version = %snapshot.version,
-        policies = snapshot.policy_count(),
-        tuples = snapshot.tuples.tuple_count(),
-        entities = snapshot.entity_count,
-        schema = snapshot.schema.is_some(),
-        "bundle loaded"
-    );
-    let snapshots = Arc::new(SnapshotHandle::with(snapshot));
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -90,7 +83,7 @@ pub(super) fn run(args: ServeArgs) -> u8 {
             Err(error) => tracing::warn!(%error, "cannot read the bound address"),
         }
         // 5. Serve until SIGINT or SIGTERM, then drain.
-        match server::run(&config, snapshots, listener, shutdown_signal()).await {
+        match server::run(&config, snapshots, reloader, listener, shutdown_signal()).await {
             Ok(()) => {
                 tracing::info!("stopped");
                 EXIT_OK

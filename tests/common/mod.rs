@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -16,6 +17,7 @@ use tonic::transport::Channel;
 use verdict::api::proto::{self, authorization_client::AuthorizationClient};
 use verdict::bundle::{self, LoadOptions, SnapshotHandle};
 use verdict::config::{DEFAULT_MAX_BATCH, DEFAULT_MAX_MESSAGE_BYTES, LogFormat, ValidConfig};
+use verdict::reload::{ReloadOutcome, Reloader};
 
 /// The example bundle shipped in `policies/`.
 pub fn example_bundle() -> PathBuf {
@@ -32,6 +34,12 @@ pub fn test_config(policies: &Path) -> ValidConfig {
         max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         max_json_depth: verdict::engine::DEFAULT_MAX_JSON_DEPTH,
         log_format: LogFormat::Text,
+        watch: true,
+        poll_interval: Some(Duration::from_secs(2)),
+        reload_debounce: Duration::from_millis(200),
+        reload_max_delay: Duration::from_secs(1),
+        enable_reload_rpc: false,
+        start_without_bundle: false,
     }
 }
 
@@ -39,6 +47,7 @@ pub fn test_config(policies: &Path) -> ValidConfig {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub snapshots: Arc<SnapshotHandle>,
+    pub reloader: Arc<Reloader>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -50,25 +59,39 @@ impl TestServer {
         Self::start_with(config).await
     }
 
-    /// Loads the configured bundle and serves it.
+    /// Loads the configured bundle (it must be valid unless `start_without_bundle`) and serves
+    /// it, the way `verdict serve` does.
     pub async fn start_with(config: ValidConfig) -> Self {
         let options = LoadOptions {
             max_relation_depth: config.max_relation_depth,
         };
-        let snapshot = bundle::load(&config.policies, options).unwrap();
-        Self::serve(config, Arc::new(SnapshotHandle::with(snapshot))).await
+        let snapshots = Arc::new(SnapshotHandle::empty());
+        let reloader = Reloader::new(&config.policies, options, Arc::clone(&snapshots));
+        let outcome = reloader.load_initial();
+        if !config.start_without_bundle {
+            assert!(
+                matches!(outcome, ReloadOutcome::Updated { .. }),
+                "{outcome:?}"
+            );
+        }
+        Self::serve(config, snapshots, reloader).await
     }
 
-    /// Serves whatever `snapshots` holds (possibly nothing).
-    pub async fn serve(config: ValidConfig, snapshots: Arc<SnapshotHandle>) -> Self {
+    /// Serves whatever `snapshots` holds (possibly nothing), reloading with `reloader`.
+    pub async fn serve(
+        config: ValidConfig,
+        snapshots: Arc<SnapshotHandle>,
+        reloader: Arc<Reloader>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind(config.grpc_addr)
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let handle = Arc::clone(&snapshots);
+        let task_reloader = Arc::clone(&reloader);
         let task = tokio::spawn(async move {
-            verdict::server::run(&config, handle, listener, async {
+            verdict::server::run(&config, handle, task_reloader, listener, async {
                 let _ = shutdown_rx.await;
             })
             .await
@@ -76,6 +99,7 @@ impl TestServer {
         Self {
             addr,
             snapshots,
+            reloader,
             shutdown: Some(shutdown_tx),
             task: Some(task),
         }

@@ -1,0 +1,347 @@
+//! Hot reload: rebuild the snapshot when the bundle changes, off the request path, and swap it in
+//! atomically.
+//!
+//! Owns: the [`Reloader`] (one rebuild at a time, compare versions, swap or keep the last good
+//! snapshot and say why) and the watch loop that triggers it (notify events, a poll fingerprint
+//! backstop, debouncing). SIGHUP and the `Reload` RPC call [`Reloader::reload`] directly.
+//!
+//! Does not own: evaluation or parsing. A rebuild is [`crate::bundle::load`] on a blocking
+//! thread; requests keep answering from the snapshot they loaded.
+//!
+//! A reload, whatever triggered it:
+//! 1. takes the rebuild lock (rebuilds never overlap),
+//! 2. loads and validates the whole bundle on a blocking thread,
+//! 3. if it is valid and its version differs, stores it (requests in flight finish on the old
+//!    one); if its version is the one serving, changes nothing,
+//! 4. if it is invalid, keeps the last good snapshot, logs every error with file:line, records
+//!    the failure for the status call and counts `result="failed"`.
+
+mod debounce;
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{Mutex, mpsc, watch as state};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::bundle::{self, InvalidBundle, LoadFailure, LoadOptions, Snapshot, SnapshotHandle};
+use crate::telemetry::metrics::{ReloadResult, record_reload};
+
+/// What started a reload, for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The first load at startup.
+    Startup,
+    /// A file event or a changed poll fingerprint.
+    Watch,
+    /// SIGHUP.
+    Signal,
+    /// The `Reload` RPC.
+    Rpc,
+}
+
+impl Cause {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::Watch => "watch",
+            Self::Signal => "signal",
+            Self::Rpc => "rpc",
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A new snapshot is serving.
+    Updated {
+        /// Its version.
+        version: String,
+    },
+    /// The bundle's content equals the serving snapshot's; nothing was swapped.
+    Unchanged {
+        /// The serving version.
+        version: String,
+    },
+    /// The bundle is invalid; the previous snapshot (if any) keeps serving.
+    Failed {
+        /// Every error found.
+        errors: InvalidBundle,
+        /// The version still serving, if any.
+        serving: Option<String>,
+    },
+}
+
+/// Reload counters, for tests and the status of the reload machinery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReloadCounts {
+    /// Rebuilds started (every trigger that reached a load).
+    pub rebuilds: u64,
+    /// Rebuilds that swapped in a new snapshot.
+    pub updated: u64,
+    /// Rebuilds that found the serving content.
+    pub unchanged: u64,
+    /// Rebuilds that found an invalid bundle.
+    pub failed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    rebuilds: AtomicU64,
+    updated: AtomicU64,
+    unchanged: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// How the watch loop notices changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchSettings {
+    /// Watch the directory with inotify (notify).
+    pub watch: bool,
+    /// Compare a fingerprint of the files this often; `None` turns polling off.
+    pub poll_interval: Option<Duration>,
+    /// Quiet time after the last event before a rebuild.
+    pub debounce: Duration,
+    /// Longest wait from the first event of a burst to its rebuild.
+    pub max_delay: Duration,
+}
+
+/// Rebuilds and swaps snapshots for one bundle directory.
+#[derive(Debug)]
+pub struct Reloader {
+    dir: PathBuf,
+    options: LoadOptions,
+    snapshots: Arc<SnapshotHandle>,
+    counters: Counters,
+    rebuild_lock: Mutex<()>,
+    serving_tx: state::Sender<Option<String>>,
+    /// The fingerprint of the files as they were just before the last load started: a change
+    /// made after that is seen as a difference, even one made before the watch was set up.
+    loaded_fingerprint: AtomicU64,
+}
+
+impl Reloader {
+    /// Returns a reloader for `dir` that stores into `snapshots`.
+    pub fn new(dir: &Path, options: LoadOptions, snapshots: Arc<SnapshotHandle>) -> Arc<Self> {
+        let serving = snapshots.load().map(|s| s.version.clone());
+        let (serving_tx, _) = state::channel(serving);
+        Arc::new(Self {
+            dir: dir.to_path_buf(),
+            options,
+            snapshots,
+            counters: Counters::default(),
+            rebuild_lock: Mutex::new(()),
+            serving_tx,
+            loaded_fingerprint: AtomicU64::new(0),
+        })
+    }
+
+    /// The bundle directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Loads the bundle once, synchronously, before serving (blocking I/O).
+    pub fn load_initial(&self) -> ReloadOutcome {
+        let started = Instant::now();
+        let (fingerprint, result) = fingerprint_and_load(&self.dir, self.options);
+        self.loaded_fingerprint
+            .store(fingerprint, Ordering::Relaxed);
+        self.apply(result, Cause::Startup, started)
+    }
+
+    /// Rebuilds now (waiting for a rebuild in progress to finish first) and swaps if changed.
+    pub async fn reload(&self, cause: Cause) -> ReloadOutcome {
+        let _one_at_a_time = self.rebuild_lock.lock().await;
+        let started = Instant::now();
+        let dir = self.dir.clone();
+        let options = self.options;
+        let loaded = tokio::task::spawn_blocking(move || fingerprint_and_load(&dir, options)).await;
+        let result = match loaded {
+            Ok((fingerprint, result)) => {
+                self.loaded_fingerprint
+                    .store(fingerprint, Ordering::Relaxed);
+                result
+            }
+            Err(join_error) => Err(InvalidBundle::from(bundle::LoadError::file(
+                &self.dir,
+                format!("the rebuild did not finish: {join_error}"),
+            ))),
+        };
+        self.apply(result, cause, started)
+    }
+
+    fn apply(
+        &self,
+        result: Result<Snapshot, InvalidBundle>,
+        cause: Cause,
+        started: Instant,
+    ) -> ReloadOutcome {
+        self.counters.rebuilds.fetch_add(1, Ordering::Relaxed);
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let serving = self.snapshots.load().map(|s| s.version.clone());
+        match result {
+            Ok(snapshot) if serving.as_deref() == Some(snapshot.version.as_str()) => {
+                // A reverted broken edit lands here: the failure is over.
+                self.snapshots.clear_failure();
+                self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
+                record_reload(ReloadResult::Unchanged);
+                tracing::debug!(cause = cause.as_str(), version = %snapshot.version, elapsed_ms, "bundle unchanged");
+                ReloadOutcome::Unchanged {
+                    version: snapshot.version,
+                }
+            }
+            Ok(snapshot) => {
+                let version = snapshot.version.clone();
+                for warning in &snapshot.warnings {
+                    tracing::warn!(%warning, "policy validation warning");
+                }
+                tracing::info!(
+                    cause = cause.as_str(),
+                    %version,
+                    previous = serving.as_deref().unwrap_or("none"),
+                    policies = snapshot.policy_count(),
+                    tuples = snapshot.tuples.tuple_count(),
+                    entities = snapshot.entity_count,
+                    elapsed_ms,
+                    "bundle loaded"
+                );
+                self.snapshots.store(snapshot);
+                self.counters.updated.fetch_add(1, Ordering::Relaxed);
+                record_reload(ReloadResult::Updated);
+                self.serving_tx.send_replace(Some(version.clone()));
+                ReloadOutcome::Updated { version }
+            }
+            Err(errors) => {
+                for error in errors.errors() {
+                    tracing::warn!(
+                        cause = cause.as_str(),
+                        %error,
+                        serving = serving.as_deref().unwrap_or("none"),
+                        "bundle rejected; the last good snapshot keeps serving"
+                    );
+                }
+                self.snapshots.record_failure(LoadFailure {
+                    message: errors.to_string(),
+                    at: SystemTime::now(),
+                });
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                record_reload(ReloadResult::Failed);
+                ReloadOutcome::Failed { errors, serving }
+            }
+        }
+    }
+
+    /// Returns the reload counters.
+    pub fn counts(&self) -> ReloadCounts {
+        ReloadCounts {
+            rebuilds: self.counters.rebuilds.load(Ordering::Relaxed),
+            updated: self.counters.updated.load(Ordering::Relaxed),
+            unchanged: self.counters.unchanged.load(Ordering::Relaxed),
+            failed: self.counters.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Returns a receiver of the serving version, updated on every swap.
+    pub fn subscribe(&self) -> state::Receiver<Option<String>> {
+        self.serving_tx.subscribe()
+    }
+
+    /// Starts the watch loop; it stops when `cancel` is cancelled.
+    pub fn spawn_watch(
+        self: &Arc<Self>,
+        settings: WatchSettings,
+        cancel: CancellationToken,
+    ) -> JoinHandle<()> {
+        let reloader = Arc::clone(self);
+        tokio::spawn(watch_loop(reloader, settings, cancel))
+    }
+}
+
+/// Fingerprints the files, then loads them: any change after the fingerprint shows up as a
+/// difference later, so none is missed.
+fn fingerprint_and_load(
+    dir: &Path,
+    options: LoadOptions,
+) -> (u64, Result<Snapshot, InvalidBundle>) {
+    let fingerprint = bundle::fingerprint(dir);
+    (fingerprint, bundle::load(dir, options))
+}
+
+async fn fingerprint(dir: &Path) -> u64 {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || bundle::fingerprint(&dir))
+        .await
+        .unwrap_or_default()
+}
+
+async fn tick(poll: &mut Option<tokio::time::Interval>) {
+    match poll {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn watch_loop(reloader: Arc<Reloader>, settings: WatchSettings, cancel: CancellationToken) {
+    let (events_tx, mut events_rx) = mpsc::channel::<()>(64);
+    let mut bundle_watch = if settings.watch {
+        match watch::BundleWatch::new(&reloader.dir, events_tx) {
+            Ok(bundle_watch) => Some(bundle_watch),
+            Err(error) => {
+                tracing::warn!(
+                    path = %reloader.dir.display(),
+                    %error,
+                    "cannot watch the bundle; relying on polling"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut poll = settings.poll_interval.map(|period| {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
+    let mut debounce = debounce::Debounce::new(settings.debounce, settings.max_delay);
+    // Changes made between the last load and now (before the watch existed) count too.
+    let mut seen = reloader.loaded_fingerprint.load(Ordering::Relaxed);
+    if fingerprint(&reloader.dir).await != seen {
+        debounce.note(tokio::time::Instant::now());
+    }
+    loop {
+        let deadline = debounce.deadline();
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            Some(()) = events_rx.recv() => debounce.note(tokio::time::Instant::now()),
+            () = tick(&mut poll) => {
+                let now = fingerprint(&reloader.dir).await;
+                if now != seen {
+                    seen = now;
+                    debounce.note(tokio::time::Instant::now());
+                }
+            }
+            () = async {
+                if let Some(deadline) = deadline {
+                    tokio::time::sleep_until(deadline).await;
+                }
+            }, if deadline.is_some() => {
+                debounce.clear();
+                reloader.reload(Cause::Watch).await;
+                seen = reloader.loaded_fingerprint.load(Ordering::Relaxed);
+                if let Some(bundle_watch) = bundle_watch.as_mut() {
+                    bundle_watch.refresh();
+                }
+            }
+        }
+    }
+    tracing::debug!("bundle watch stopped");
+}

@@ -1,0 +1,644 @@
+//! Hot reload through a real server: every way files change on disk, broken edits, bursts,
+//! the Reload RPC, starting without a bundle, and reloads racing with traffic.
+//!
+//! No fixed sleeps decide anything: tests wait for the served version to change, with a generous
+//! timeout.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{ALLOW, DENY, TestServer, check, test_config};
+use serde_json::json;
+use tonic::Code;
+use verdict::api::proto;
+use verdict::bundle::{self, LoadOptions};
+use verdict::config::ValidConfig;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+const POLICY: &str = "@id(\"viewers-read\")\npermit (principal, action == Action::\"read\", resource is Doc) when { principal in resource.viewer };\n";
+
+fn tuples_for(user: &str) -> String {
+    format!("Doc::\"d\"#viewer@User::\"{user}\"\n")
+}
+
+/// A bundle where `user` may read `Doc::"d"`.
+fn write_bundle(dir: &Path, user: &str) {
+    std::fs::write(dir.join("policy.cedar"), POLICY).unwrap();
+    std::fs::write(dir.join("docs.tuples"), tuples_for(user)).unwrap();
+}
+
+/// Watch only (no poll backstop), so these tests prove the inotify path.
+fn watch_only(dir: &Path) -> ValidConfig {
+    let mut config = test_config(dir);
+    config.poll_interval = None;
+    config
+}
+
+async fn decision(server: &TestServer, user: &str) -> (i32, String) {
+    let answer = server
+        .client()
+        .await
+        .check(check(("User", user), "read", ("Doc", "d"), json!({})))
+        .await
+        .unwrap()
+        .into_inner();
+    (answer.decision, answer.snapshot_version)
+}
+
+fn version(server: &TestServer) -> String {
+    server.snapshots.load().unwrap().version.clone()
+}
+
+/// Waits until the served version differs from `old`; returns the new one.
+async fn wait_for_new_version(server: &TestServer, old: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let now = version(server);
+        if now != old {
+            return now;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the version stayed {old} for {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the status call reports a load error; returns it.
+async fn wait_for_load_error(server: &TestServer) -> proto::LoadFailure {
+    let started = Instant::now();
+    let mut client = server.client().await;
+    loop {
+        let status = client
+            .status(proto::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(failure) = status.last_load_error {
+            return failure;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "no load error reported within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_in_place_write_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), "alice");
+    let server = TestServer::start_with(watch_only(dir.path())).await;
+    assert_eq!(decision(&server, "alice").await.0, ALLOW);
+    let old = version(&server);
+
+    std::fs::write(dir.path().join("docs.tuples"), tuples_for("bob")).unwrap();
+    let new = wait_for_new_version(&server, &old).await;
+    assert_eq!(decision(&server, "bob").await, (ALLOW, new.clone()));
+    assert_eq!(decision(&server, "alice").await, (DENY, new));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_write_to_a_temporary_file_then_rename_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), "alice");
+    let server = TestServer::start_with(watch_only(dir.path())).await;
+    let old = version(&server);
+
+    // Editors and `git` write a hidden temporary file and rename it over the original.
+    let temporary = dir.path().join(".docs.tuples.swp");
+    std::fs::write(&temporary, tuples_for("carol")).unwrap();
+    std::fs::rename(&temporary, dir.path().join("docs.tuples")).unwrap();
+    let new = wait_for_new_version(&server, &old).await;
+    assert_eq!(decision(&server, "carol").await, (ALLOW, new));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_file_takes_its_policies_and_tuples_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), "alice");
+    std::fs::write(dir.path().join("more.tuples"), tuples_for("dave")).unwrap();
+    let server = TestServer::start_with(watch_only(dir.path())).await;
+    assert_eq!(decision(&server, "dave").await.0, ALLOW);
+    let old = version(&server);
+
+    std::fs::remove_file(dir.path().join("more.tuples")).unwrap();
+    let without_tuples = wait_for_new_version(&server, &old).await;
+    assert_eq!(
+        decision(&server, "dave").await,
+        (DENY, without_tuples.clone())
+    );
+    assert_eq!(decision(&server, "alice").await.0, ALLOW);
+
+    std::fs::remove_file(dir.path().join("policy.cedar")).unwrap();
+    let without_policy = wait_for_new_version(&server, &without_tuples).await;
+    assert_eq!(decision(&server, "alice").await, (DENY, without_policy));
+    assert_eq!(server.snapshots.load().unwrap().policy_count(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_file_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), "alice");
+    let server = TestServer::start_with(watch_only(dir.path())).await;
+    let old = version(&server);
+
+    std::fs::create_dir(dir.path().join("more")).unwrap();
+    std::fs::write(dir.path().join("more/extra.tuples"), tuples_for("erin")).unwrap();
+    let new = wait_for_new_version(&server, &old).await;
+    assert_eq!(decision(&server, "erin").await, (ALLOW, new.clone()));
+    assert_eq!(decision(&server, "alice").await, (ALLOW, new));
+    server.stop().await;
+}
+
+/// Writes a ConfigMap volume the way kubelet does: the files in a hidden timestamped directory,
+/// `..data` pointing at it, and each key a symlink through `..data`.
+struct ConfigMapVolume {
+    dir: PathBuf,
+    generation: u32,
+}
+
+impl ConfigMapVolume {
+    fn new(dir: &Path, files: &[(&str, String)]) -> Self {
+        let mut volume = Self {
+            dir: dir.to_path_buf(),
+            generation: 0,
+        };
+        volume.update(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+        }
+        volume
+    }
+
+    /// Swaps in new content atomically: a new timestamped directory, a new `..data_tmp`
+    /// symlink renamed over `..data`, then the old directory removed.
+    fn update(&mut self, files: &[(&str, String)]) {
+        self.generation += 1;
+        let old = format!("..2026_01_01_00_00_00.{}", self.generation - 1);
+        let new = format!("..2026_01_01_00_00_00.{}", self.generation);
+        std::fs::create_dir(self.dir.join(&new)).unwrap();
+        for (name, content) in files {
+            std::fs::write(self.dir.join(&new).join(name), content).unwrap();
+        }
+        std::os::unix::fs::symlink(&new, self.dir.join("..data_tmp")).unwrap();
+        std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).unwrap();
+        if self.generation > 1 {
+            std::fs::remove_dir_all(self.dir.join(old)).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_configmap_data_symlink_swap_is_served_and_each_file_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = |user: &str| {
+        vec![
+            ("policy.cedar", POLICY.to_owned()),
+            ("docs.tuples", tuples_for(user)),
+        ]
+    };
+    let mut volume = ConfigMapVolume::new(dir.path(), &files("alice"));
+    let server = TestServer::start_with(watch_only(dir.path())).await;
+    assert_eq!(decision(&server, "alice").await.0, ALLOW);
+    let snapshot = server.snapshots.load().unwrap();
+    assert_eq!(snapshot.policy_count(), 1);
+    assert_eq!(snapshot.tuples.tuple_count(), 1);
+    let old = snapshot.version.clone();
+
+    volume.update(&files("frank"));
+    let new = wait_for_new_version(&server, &old).await;
+    assert_eq!(decision(&server, "frank").await, (ALLOW, new.clone()));
+    assert_eq!(decision(&server, "alice").await, (DENY, new));
+    let snapshot = server.snapshots.load().unwrap();
+    assert_eq!(snapshot.policy_count(), 1, "a file was read twice");
+    assert_eq!(snapshot.tuples.tuple_count(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_swapped_symlinked_checkout_is_served() {
+    // git-sync keeps checkouts side by side and swaps a symlink to the current one; the bundle
+    // is a directory inside the checkout.
+    let root = tempfile::tempdir().unwrap();
+    for rev in ["rev-1", "rev-2"] {
+        std::fs::create_dir_all(root.path().join(rev).join("policies")).unwrap();
+    }
+    write_bundle(&root.path().join("rev-1/policies"), "alice");
+    write_bundle(&root.path().join("rev-2/policies"), "grace");
+    std::os::unix::fs::symlink("rev-1", root.path().join("current")).unwrap();
+    let bundle_path = root.path().join("current/policies");
+    let server = TestServer::start_with(watch_only(&bundle_path)).await;
+    assert_eq!(decision(&server, "alice").await.0, ALLOW);
+    let old = version(&server);
+
+    std::os::unix::fs::symlink("rev-2", root.path().join(".current.tmp")).unwrap();
+    std::fs::rename(
+        root.path().join(".current.tmp"),
+        root.path().join("current"),
+    )
+    .unwrap();
+    let new = wait_for_new_version(&server, &old).await;
+    assert_eq!(decision(&server, "grace").await, (ALLOW, new.clone()));
+    assert_eq!(decision(&server, "alice").await, (DENY, new.clone()));
+
+    // The watch follows the new target: an edit inside rev-2 is picked up too.
+    std::fs::write(
+        root.path().join("rev-2/policies/docs.tuples"),
+        tuples_for("heidi"),
+    )
+    .unwrap();
+    let newer = wait_for_new_version(&server, &new).await;
+    assert_eq!(decision(&server, "heidi").await, (ALLOW, newer));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn polling_alone_notices_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), "alice");
+    let mut config = test_config(dir.path());
+    config.watch = false;
+    config.poll_interval = Some(Duration::from_millis(200));
+    let server = TestServer::start_with(config).await;
+    let old = version(&server);
+    std::fs::write(dir.path().join("docs.tuples"), tuples_for("ivan")).unwrap();
+    let new = wait_for_new_version(&server, &old).await;
+    assert_eq!(decision(&server, "ivan").await, (ALLOW, new));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_edit_keeps_the_old_decisions_and_reports_where_until_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), "alice");
+    let server = TestServer::start_with(watch_only(dir.path())).await;
+    let good = version(&server);
+
+    // A malformed tuple: nothing changes, the status names file, line and column.
+    std::fs::write(
+        dir.path().join("docs.tuples"),
+        "Doc::\"d\"#viewer@User::\"bob\"\nDoc::\"d\"#viewer User::\"eve\"\n",
+    )
+    .unwrap();
+    let failure = wait_for_load_error(&server).await;
+    let tuples = dir.path().join("docs.tuples");
+    assert_eq!(
+        failure.message,
+        format!(
+            "{}:2:16: expected `@` after the relation, found ` `",
+            tuples.display()
+        )
+    );
+    assert!(failure.at.is_some());
+    assert_eq!(decision(&server, "alice").await, (ALLOW, good.clone()));
+    assert_eq!(decision(&server, "bob").await, (DENY, good.clone()));
+    let status = server
+        .client()
+        .await
+        .status(proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.snapshot_version, good,
+        "the last good version keeps serving"
+    );
+
+    // Invalid Cedar next: still the old snapshot.
+    std::fs::write(dir.path().join("docs.tuples"), tuples_for("bob")).unwrap();
+    std::fs::write(
+        dir.path().join("policy.cedar"),
+        "permit (principal, action, resource) when {",
+    )
+    .unwrap();
+    let started = Instant::now();
+    loop {
+        let failure = wait_for_load_error(&server).await;
+        if failure.message.contains("policy.cedar:1:") {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "{}", failure.message);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(decision(&server, "alice").await, (ALLOW, good.clone()));
+
+    // The fix is picked up and the error cleared.
+    std::fs::write(dir.path().join("policy.cedar"), POLICY).unwrap();
+    let fixed = wait_for_new_version(&server, &good).await;
+    assert_eq!(decision(&server, "bob").await, (ALLOW, fixed));
+    let status = server
+        .client()
+        .await
+        .status(proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.last_load_error.is_none());
+    assert!(server.reloader.counts().failed >= 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_500_writes_is_a_few_rebuilds() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), "alice");
+    let server = TestServer::start_with(watch_only(dir.path())).await;
+    let before = server.reloader.counts();
+    let old = version(&server);
+
+    // Like a `git checkout` touching 500 files.
+    for i in 0..500 {
+        std::fs::write(
+            dir.path().join(format!("burst-{i:03}.tuples")),
+            format!("Doc::\"d\"#viewer@User::\"user{i}\"\n"),
+        )
+        .unwrap();
+    }
+    let started = Instant::now();
+    loop {
+        let snapshot = server.snapshots.load().unwrap();
+        if snapshot.version != old && snapshot.tuples.tuple_count() == 501 {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "the burst was not loaded in full");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let any rebuild still pending run, then count.
+    let settled = server.reloader.counts();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = server.reloader.counts();
+    let rebuilds = after.rebuilds - before.rebuilds;
+    assert!(rebuilds >= 1);
+    assert!(
+        rebuilds <= 10,
+        "{rebuilds} rebuilds for one burst ({before:?} -> {settled:?} -> {after:?})"
+    );
+    assert_eq!(decision(&server, "user499").await.0, ALLOW);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_reload_rpc_is_off_by_default_and_reports_versions_or_errors_when_on() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), "alice");
+    let server = TestServer::start_with(watch_only(dir.path())).await;
+    let status = server
+        .client()
+        .await
+        .reload(proto::ReloadRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(
+        status.message().contains("--enable-reload-rpc"),
+        "{}",
+        status.message()
+    );
+    server.stop().await;
+
+    // Enabled, with watching off so only the RPC reloads.
+    let mut config = test_config(dir.path());
+    config.watch = false;
+    config.poll_interval = None;
+    config.enable_reload_rpc = true;
+    let server = TestServer::start_with(config).await;
+    let mut client = server.client().await;
+    let first = version(&server);
+    let unchanged = client
+        .reload(proto::ReloadRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unchanged.snapshot_version, first);
+    assert!(!unchanged.changed);
+    assert!(unchanged.errors.is_empty());
+
+    std::fs::write(dir.path().join("docs.tuples"), tuples_for("judy")).unwrap();
+    assert_eq!(
+        decision(&server, "judy").await.0,
+        DENY,
+        "nothing reloads by itself"
+    );
+    let updated = client
+        .reload(proto::ReloadRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(updated.changed);
+    assert_ne!(updated.snapshot_version, first);
+    assert_eq!(
+        decision(&server, "judy").await,
+        (ALLOW, updated.snapshot_version.clone())
+    );
+
+    std::fs::write(dir.path().join("docs.tuples"), "Doc::\"d\"#viewer@\n").unwrap();
+    let failed = client
+        .reload(proto::ReloadRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!failed.changed);
+    assert_eq!(failed.snapshot_version, updated.snapshot_version);
+    assert_eq!(
+        failed.errors,
+        [format!(
+            "{}:1:17: expected subject type, found end of line",
+            dir.path().join("docs.tuples").display()
+        )]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn starting_without_a_valid_bundle_serves_once_one_appears() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.cedar"), "permit (principal,").unwrap();
+    let mut config = watch_only(dir.path());
+    config.start_without_bundle = true;
+    let server = TestServer::start_with(config).await;
+    let mut health = HealthClient::new(server.channel().await);
+    let serving = |health: &mut HealthClient<_>| {
+        let mut health = health.clone();
+        async move {
+            health
+                .check(HealthCheckRequest {
+                    service: "verdict.v1.Authorization".to_owned(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+        }
+    };
+    assert_eq!(serving(&mut health).await, ServingStatus::NotServing as i32);
+    let status = server
+        .client()
+        .await
+        .check(check(("User", "alice"), "read", ("Doc", "d"), json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    let failure = wait_for_load_error(&server).await;
+    assert!(
+        failure.message.contains("policy.cedar:1:"),
+        "{}",
+        failure.message
+    );
+
+    write_bundle(dir.path(), "alice");
+    let started = Instant::now();
+    while server.snapshots.load().is_none() {
+        assert!(started.elapsed() < WAIT, "the fixed bundle was not loaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(decision(&server, "alice").await.0, ALLOW);
+    let started = Instant::now();
+    while serving(&mut health).await != ServingStatus::Serving as i32 {
+        assert!(started.elapsed() < WAIT, "health never became SERVING");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}
+
+/// Version `k` of the load-test bundle: policy `gen-k` lets readers read, and only `user-k` is
+/// a reader. Mixing generation k's policies with generation j's tuples gives an answer that no
+/// single generation gives.
+fn generation_files(k: usize) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "policy.cedar",
+            format!(
+                "@id(\"gen-{k}\")\npermit (principal, action == Action::\"read\", resource is Doc) when {{ principal in resource.reader }};\n"
+            ),
+        ),
+        (
+            "docs.tuples",
+            format!("Doc::\"d\"#reader@User::\"user-{k}\"\n"),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_racing_with_traffic_never_fail_or_mix_versions() {
+    const GENERATIONS: usize = 12;
+    // The version hash of each generation, computed by loading a copy of it.
+    let mut generation_of: HashMap<String, usize> = HashMap::new();
+    for k in 0..GENERATIONS {
+        let staging = tempfile::tempdir().unwrap();
+        for (name, content) in generation_files(k) {
+            std::fs::write(staging.path().join(name), content).unwrap();
+        }
+        let snapshot = bundle::load(staging.path(), LoadOptions::default()).unwrap();
+        generation_of.insert(snapshot.version.clone(), k);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut volume = ConfigMapVolume::new(dir.path(), &generation_files(0));
+    let mut config = test_config(dir.path());
+    config.reload_debounce = Duration::from_millis(20);
+    config.reload_max_delay = Duration::from_millis(100);
+    let server = Arc::new(TestServer::start_with(config).await);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for worker in 0..4 {
+        let server = Arc::clone(&server);
+        let stop = Arc::clone(&stop);
+        clients.push(tokio::spawn(async move {
+            let mut client = server.client().await;
+            let mut answers = Vec::new();
+            // Bounded in count and in time.
+            let started = Instant::now();
+            for i in 0..20_000usize {
+                if stop.load(Ordering::Relaxed) || started.elapsed() > Duration::from_secs(60) {
+                    break;
+                }
+                let user = (i + worker) % GENERATIONS;
+                let answer = client
+                    .check(check(
+                        ("User", &format!("user-{user}")),
+                        "read",
+                        ("Doc", "d"),
+                        json!({}),
+                    ))
+                    .await
+                    .expect("a check failed during reloads")
+                    .into_inner();
+                answers.push((user, answer));
+            }
+            answers
+        }));
+    }
+
+    // Valid and invalid generations alternate, each swapped in atomically.
+    let mut last_valid = 0;
+    for k in 1..GENERATIONS {
+        if k % 3 == 0 {
+            volume.update(&[
+                ("policy.cedar", "permit (principal,".to_owned()),
+                ("docs.tuples", "Doc::\"d\"#reader@\n".to_owned()),
+            ]);
+            wait_for_load_error(&server).await;
+        } else {
+            let old = version(&server);
+            volume.update(&generation_files(k));
+            let new = wait_for_new_version(&server, &old).await;
+            assert_eq!(generation_of.get(&new), Some(&k));
+            last_valid = k;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+
+    let mut total = 0;
+    let mut seen_generations = std::collections::BTreeSet::new();
+    for client in clients {
+        for (user, answer) in client.await.unwrap() {
+            total += 1;
+            let generation = *generation_of
+                .get(&answer.snapshot_version)
+                .unwrap_or_else(|| {
+                    panic!("answer from a version that is no generation: {answer:?}")
+                });
+            seen_generations.insert(generation);
+            if user == generation {
+                assert_eq!(answer.decision, ALLOW, "{answer:?}");
+                assert_eq!(answer.determining_policies, [format!("gen-{generation}")]);
+            } else {
+                assert_eq!(
+                    answer.decision, DENY,
+                    "user-{user} in generation {generation}: {answer:?}"
+                );
+                assert!(answer.determining_policies.is_empty());
+            }
+        }
+    }
+    assert!(total > 100, "only {total} checks ran");
+    assert!(
+        seen_generations.len() > 2,
+        "answers came from {seen_generations:?} only"
+    );
+    assert_eq!(generation_of[&version(&server)], last_valid);
+    Arc::into_inner(server).unwrap().stop().await;
+}
