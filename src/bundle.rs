@@ -24,6 +24,7 @@ mod entities;
 mod error;
 mod files;
 mod policies;
+mod references;
 mod schema;
 mod snapshot;
 mod tuples;
@@ -40,6 +41,7 @@ use crate::relations::TupleIndex;
 pub use error::{InvalidBundle, LoadError};
 pub use files::fingerprint;
 pub use policies::PolicyLocation;
+pub use references::{PolicyEntities, referenced_entities};
 pub use schema::{Relation, RelationCatalog, USERSET_TYPE};
 pub use snapshot::{LoadFailure, Snapshot, SnapshotHandle};
 
@@ -85,6 +87,9 @@ pub fn load(dir: &Path, options: LoadOptions) -> Result<Snapshot, InvalidBundle>
     }
     let actions = flattened_actions(&entities);
     let type_names = known_type_names(schema.as_ref(), &entities, &tuple_index);
+    let policy_entities =
+        references::policy_entities(&policies, &relations, &entities, &tuple_index);
+    let entity_references = references::entity_references(&entities);
     Ok(Snapshot {
         version: files.version,
         loaded_at: SystemTime::now(),
@@ -98,6 +103,8 @@ pub fn load(dir: &Path, options: LoadOptions) -> Result<Snapshot, InvalidBundle>
         tuples: tuple_index,
         relations,
         type_names,
+        policy_entities,
+        entity_references,
         warnings,
         max_relation_depth: options.max_relation_depth,
         authorizer: Authorizer::new(),

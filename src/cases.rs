@@ -87,6 +87,17 @@ pub struct CaseResult {
     pub failure: Option<String>,
 }
 
+impl CaseResult {
+    /// Returns `file:line` (or just the file when the line is unknown).
+    pub fn location(&self) -> String {
+        if self.line == 0 {
+            self.path.display().to_string()
+        } else {
+            format!("{}:{}", self.path.display(), self.line)
+        }
+    }
+}
+
 /// Returns the case files of a bundle: `DIR/tests/*.yaml` and `*.yml`, sorted.
 pub fn discover(bundle_dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let dir = bundle_dir.join("tests");
@@ -172,6 +183,9 @@ fn line_offsets(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 fn run_case(snapshot: &Snapshot, input: CheckInput, expect: &Expect) -> Result<(), String> {
+    if expect.decision.is_none() && expect.invalid.is_none() {
+        return Err("`expect` needs a `decision` or an `invalid`".to_owned());
+    }
     let decision = input
         .normalized(DEFAULT_MAX_JSON_DEPTH)
         .and_then(|input| engine::Request::prepare(input, snapshot))

@@ -60,6 +60,15 @@ enum Command {
     Test(TestArgs),
 }
 
+/// Prints a line to stdout, ignoring a closed pipe (`verdict check … | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+pub(crate) use out;
+
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

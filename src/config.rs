@@ -12,6 +12,9 @@
 //! | `--max-batch` | `VERDICT_MAX_BATCH` | 100 |
 //! | `--max-message-bytes` | `VERDICT_MAX_MESSAGE_BYTES` | 4194304 |
 //! | `--max-json-depth` | `VERDICT_MAX_JSON_DEPTH` | 32 |
+//! | `--max-request-entities` | `VERDICT_MAX_REQUEST_ENTITIES` | 100 |
+//! | `--max-entity-parents` | `VERDICT_MAX_ENTITY_PARENTS` | 32 |
+//! | `--max-properties` | `VERDICT_MAX_PROPERTIES` | 100 |
 //! | `--log-format` | `VERDICT_LOG_FORMAT` | `text` |
 //! | (filter) | `VERDICT_LOG`, else `RUST_LOG` | `info` |
 //! | `--watch` | `VERDICT_WATCH` | `true` |
@@ -38,6 +41,12 @@ pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
 pub const DEFAULT_MAX_BATCH: usize = 100;
 /// Default largest request message, in bytes.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Default most entities in one request.
+pub const DEFAULT_MAX_REQUEST_ENTITIES: usize = 100;
+/// Default most parents of one request entity.
+pub const DEFAULT_MAX_ENTITY_PARENTS: usize = 32;
+/// Default most properties in one request.
+pub const DEFAULT_MAX_PROPERTIES: usize = 100;
 
 const MAX_BATCH_CEILING: usize = 10_000;
 const MAX_MESSAGE_BYTES_CEILING: usize = 64 * 1024 * 1024;
@@ -104,6 +113,15 @@ pub struct ServeArgs {
     /// Deepest nesting of lists and records in context and entity attributes.
     #[arg(long, env = "VERDICT_MAX_JSON_DEPTH", default_value_t = DEFAULT_MAX_JSON_DEPTH)]
     pub max_json_depth: usize,
+    /// Most entities in one request.
+    #[arg(long, env = "VERDICT_MAX_REQUEST_ENTITIES", default_value_t = DEFAULT_MAX_REQUEST_ENTITIES)]
+    pub max_request_entities: usize,
+    /// Most parents of one request entity.
+    #[arg(long, env = "VERDICT_MAX_ENTITY_PARENTS", default_value_t = DEFAULT_MAX_ENTITY_PARENTS)]
+    pub max_entity_parents: usize,
+    /// Most properties decided in one request.
+    #[arg(long, env = "VERDICT_MAX_PROPERTIES", default_value_t = DEFAULT_MAX_PROPERTIES)]
+    pub max_properties: usize,
     /// Log format.
     #[arg(long, env = "VERDICT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -144,6 +162,12 @@ pub struct ValidConfig {
     pub max_message_bytes: usize,
     /// Deepest JSON nesting.
     pub max_json_depth: usize,
+    /// Most entities in one request.
+    pub max_request_entities: usize,
+    /// Most parents of one request entity.
+    pub max_entity_parents: usize,
+    /// Most properties in one request.
+    pub max_properties: usize,
     /// Log format.
     pub log_format: LogFormat,
     /// Watch the bundle directory with inotify.
@@ -233,6 +257,27 @@ impl ServeArgs {
                 MAX_JSON_DEPTH_CEILING,
                 "--max-json-depth",
                 "VERDICT_MAX_JSON_DEPTH",
+            )?,
+            max_request_entities: in_range(
+                self.max_request_entities,
+                0,
+                MAX_BATCH_CEILING,
+                "--max-request-entities",
+                "VERDICT_MAX_REQUEST_ENTITIES",
+            )?,
+            max_entity_parents: in_range(
+                self.max_entity_parents,
+                0,
+                1_000,
+                "--max-entity-parents",
+                "VERDICT_MAX_ENTITY_PARENTS",
+            )?,
+            max_properties: in_range(
+                self.max_properties,
+                0,
+                MAX_BATCH_CEILING,
+                "--max-properties",
+                "VERDICT_MAX_PROPERTIES",
             )?,
             log_format: self.log_format,
             watch: self.watch,

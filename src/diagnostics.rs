@@ -36,6 +36,14 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Finds the position serde_json puts at the end of its messages (`… at line 10 column 2`).
+pub fn serde_position(message: &str) -> Option<(usize, usize)> {
+    let rest = &message[message.rfind(" at line ")? + " at line ".len()..];
+    let (line, rest) = rest.split_once(" column ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.parse().ok()?, column.parse().ok()?))
+}
+
 /// Returns an error and all its causes joined with `: `.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut message = error.to_string();
@@ -106,6 +114,15 @@ mod tests {
         // Past the end and inside a character are clamped, not a panic.
         assert_eq!(line_column(text, 100), (3, 2));
         assert_eq!(line_column(text, 6), (2, 3));
+    }
+
+    #[test]
+    fn serde_positions_are_found() {
+        assert_eq!(
+            serde_position("trailing comma at line 10 column 2"),
+            Some((10, 2))
+        );
+        assert_eq!(serde_position("no position"), None);
     }
 
     #[test]

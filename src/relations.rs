@@ -14,7 +14,9 @@ mod index;
 mod search;
 mod tuple;
 
-pub use index::{EntityIdx, RelationId, TupleIndex, TupleIndexBuilder, TypeId, UsersetId};
+pub use index::{
+    EntityIdx, IndexFull, RelationId, TupleIndex, TupleIndexBuilder, TypeId, UsersetId,
+};
 pub use search::{Membership, SearchScratch, Subject};
 pub use tuple::{
     EntityUidText, SubjectText, TupleParseError, TupleText, display_uid, is_identifier,

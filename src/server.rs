@@ -99,6 +99,9 @@ pub async fn run(
     let limits = Limits {
         max_batch: config.max_batch,
         max_json_depth: config.max_json_depth,
+        max_request_entities: config.max_request_entities,
+        max_entity_parents: config.max_entity_parents,
+        max_properties: config.max_properties,
     };
     let mut service = AuthorizationService::new(snapshots, limits);
     if config.enable_reload_rpc {

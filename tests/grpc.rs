@@ -375,6 +375,37 @@ async fn malformed_requests_get_invalid_argument_and_the_server_keeps_answering(
         status.message()
     );
 
+    // Over the per-request counts.
+    let mut r = good();
+    r.properties = (0..101).map(|i| format!("p{i}")).collect();
+    assert_invalid(
+        &server,
+        r,
+        "properties: 101 properties exceed the limit of 100",
+    )
+    .await;
+    let mut r = good();
+    r.entities = (0..101)
+        .map(|i| proto::Entity {
+            uid: Some(entity("Thing", &format!("t{i}"))),
+            attrs: None,
+            parents: Vec::new(),
+        })
+        .collect();
+    assert_invalid(&server, r, "entities: 101 entities exceed the limit of 100").await;
+    let mut r = good();
+    r.entities = vec![proto::Entity {
+        uid: Some(entity("Thing", "t")),
+        attrs: None,
+        parents: (0..33).map(|i| entity("Group", &format!("g{i}"))).collect(),
+    }];
+    assert_invalid(
+        &server,
+        r,
+        "entities[0].parents: 33 parents exceed the limit of 32",
+    )
+    .await;
+
     // Over the batch limit.
     let checks = (0..101).map(|_| good()).collect();
     let status = client

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{check_input, check_response};
+use super::convert::{ProtocolError, check_input, check_response};
 use super::error::ApiError;
 use super::proto;
 use super::proto::authorization_server::Authorization;
@@ -22,6 +22,56 @@ pub struct Limits {
     pub max_batch: usize,
     /// The deepest nesting of lists and records in context and entity attributes.
     pub max_json_depth: usize,
+    /// The most entities in one request.
+    pub max_request_entities: usize,
+    /// The most parents of one request entity.
+    pub max_entity_parents: usize,
+    /// The most properties in one request.
+    pub max_properties: usize,
+}
+
+impl Limits {
+    /// Rejects a request over a count limit before any work is done on it.
+    fn check(&self, request: &proto::CheckRequest, prefix: &str) -> Result<(), ApiError> {
+        let over = |field: String, what: &str, count: usize, limit: usize| {
+            Err(ApiError::Protocol(ProtocolError::Invalid {
+                field,
+                reason: format!("{count} {what} exceed the limit of {limit}"),
+            }))
+        };
+        if request.entities.len() > self.max_request_entities {
+            return over(
+                format!("{prefix}entities"),
+                "entities",
+                request.entities.len(),
+                self.max_request_entities,
+            );
+        }
+        for (i, entity) in request.entities.iter().enumerate() {
+            if entity.parents.len() > self.max_entity_parents {
+                return over(
+                    format!("{prefix}entities[{i}].parents"),
+                    "parents",
+                    entity.parents.len(),
+                    self.max_entity_parents,
+                );
+            }
+        }
+        if request.properties.len() > self.max_properties {
+            return over(
+                format!("{prefix}properties"),
+                "properties",
+                request.properties.len(),
+                self.max_properties,
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A request this heavy is decided on a blocking thread rather than on an async worker.
+fn is_heavy(request: &proto::CheckRequest) -> bool {
+    request.entities.len() + request.properties.len() > 16
 }
 
 /// What a reload did, as the `Reload` RPC reports it.
@@ -79,6 +129,7 @@ fn decide(
     prefix: &str,
     limits: Limits,
 ) -> Result<proto::CheckResponse, ApiError> {
+    limits.check(&request, prefix)?;
     let input = check_input(request, prefix)?.normalized(limits.max_json_depth)?;
     let request = engine::Request::prepare(input, snapshot)?;
     let decision = engine::decide(snapshot, &request)?;
@@ -109,7 +160,17 @@ impl Authorization for AuthorizationService {
         request: Request<proto::CheckRequest>,
     ) -> Result<Response<proto::CheckResponse>, Status> {
         let snapshot = self.snapshot()?;
-        let response = decide(&snapshot, request.into_inner(), "", self.limits)?;
+        let request = request.into_inner();
+        let limits = self.limits;
+        // A plain check takes microseconds and runs inline; one with many entities or
+        // properties could hold an async worker for milliseconds.
+        let response = if is_heavy(&request) {
+            tokio::task::spawn_blocking(move || decide(&snapshot, request, "", limits))
+                .await
+                .map_err(|e| ApiError::Internal(format!("check worker failed: {e}")))??
+        } else {
+            decide(&snapshot, request, "", limits)?
+        };
         Ok(Response::new(response))
     }
 

@@ -58,7 +58,7 @@ impl ApiError {
     /// Returns the message a client may see: everything but internal details.
     pub fn client_message(&self) -> String {
         match self {
-            Self::Internal(detail) => {
+            Self::Internal(detail) | Self::Request(RequestError::Internal(detail)) => {
                 tracing::error!(detail = %detail, "internal error");
                 "internal error; see the server log".to_owned()
             }

@@ -77,10 +77,16 @@ pub(super) fn load(
     match Entities::from_entities(all, schema) {
         Ok(entities) => (entities, count),
         Err(e) => {
-            let path = files
-                .first()
-                .map(|f| f.path.clone())
-                .unwrap_or_else(|| "<entities>".into());
+            // Whole-set problems (a parent cycle, an action that differs from the schema's)
+            // belong to no single file.
+            let path = match files {
+                [only] => only.path.clone(),
+                _ => files
+                    .first()
+                    .and_then(|f| f.path.parent())
+                    .map(|dir| dir.join("*.entities.json"))
+                    .unwrap_or_default(),
+            };
             errors.push(LoadError::file(path, error_chain(&e)));
             (Entities::empty(), 0)
         }

@@ -94,7 +94,11 @@ pub(super) fn read_bundle_dir(dir: &Path) -> Result<BundleFiles, InvalidBundle> 
     let mut hasher = Sha256::new();
     for found in found {
         let text = match std::fs::read_to_string(&found.path) {
-            Ok(text) => text,
+            // A byte-order mark is invisible in editors; columns count from after it.
+            Ok(text) => match text.strip_prefix('\u{feff}') {
+                Some(rest) => rest.to_owned(),
+                None => text,
+            },
             Err(e) => {
                 errors.push(LoadError::file(
                     &found.path,
@@ -310,6 +314,18 @@ mod tests {
         let before = fingerprint(dir.path());
         std::fs::write(dir.path().join("notes.md"), "x").unwrap();
         assert_eq!(before, fingerprint(dir.path()));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_content() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.tuples"),
+            "\u{feff}Team::\"t\"#member@User::\"u\"\n",
+        )
+        .unwrap();
+        let files = read_bundle_dir(dir.path()).unwrap();
+        assert!(files.tuples[0].text.starts_with("Team::"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::LoadError;
 use super::files::BundleFile;
-use crate::diagnostics::{error_chain, line_column, located_messages};
+use crate::diagnostics::{error_chain, line_column, located_messages, serde_position};
 use crate::relations::{RelationId, TupleIndex, display_uid};
 
 /// The Cedar entity type of userset entities.
@@ -68,7 +68,11 @@ pub(super) fn load(files: &[BundleFile], errors: &mut Vec<LoadError>) -> Option<
             Ok(fragment) => fragments.push(fragment),
             Err(located) => {
                 for l in located {
-                    let (line, column) = line_column(&file.text, l.offset.unwrap_or(0));
+                    let (line, column) = match (l.offset, serde_position(&l.message)) {
+                        (Some(offset), _) => line_column(&file.text, offset),
+                        (None, Some(position)) => position,
+                        (None, None) => (1, 1),
+                    };
                     errors.push(LoadError::at(&file.path, line, column, l.message));
                 }
             }

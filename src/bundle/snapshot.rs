@@ -12,6 +12,7 @@ use cedar_policy::{Authorizer, Entities, Entity, EntityTypeName, EntityUid, Poli
 use rustc_hash::FxHashMap;
 
 use super::policies::PolicyLocation;
+use super::references::PolicyEntities;
 use super::schema::RelationCatalog;
 use crate::relations::TupleIndex;
 
@@ -42,6 +43,10 @@ pub struct Snapshot {
     pub relations: RelationCatalog,
     /// Every entity type the bundle names, parsed once.
     pub type_names: FxHashMap<Box<str>, EntityTypeName>,
+    /// Entities and usersets the policies name literally.
+    pub policy_entities: PolicyEntities,
+    /// For each bundle entity, the entities its attributes point at.
+    pub entity_references: FxHashMap<EntityUid, Vec<EntityUid>>,
     /// Schema validation warnings, for `verdict validate` and the startup log.
     pub warnings: Vec<String>,
     /// The most nested usersets one membership search follows.

@@ -51,7 +51,14 @@ pub(super) fn load(
             ));
         }
     }
-    builder.finish()
+    match builder.finish() {
+        Ok(index) => index,
+        Err(full) => {
+            let path = files.first().map(|f| f.path.clone()).unwrap_or_default();
+            errors.push(LoadError::file(path, full.to_string()));
+            TupleIndex::default()
+        }
+    }
 }
 
 /// Checks what the syntax cannot: entity types Cedar accepts and, under a schema, declared

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::{EXIT_DENY, EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK, EXIT_USAGE};
+use super::{EXIT_DENY, EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK, EXIT_USAGE, out};
 use crate::bundle::{self, DEFAULT_MAX_RELATION_DEPTH, LoadOptions, Snapshot};
 use crate::engine::{self, CheckInput, DEFAULT_MAX_JSON_DEPTH, Decision};
 
@@ -75,7 +75,7 @@ pub(super) fn run(args: CheckArgs) -> u8 {
     };
     if args.json {
         match serde_json::to_string_pretty(&decision_json(&decision, &snapshot)) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => out!("{text}"),
             Err(error) => {
                 eprintln!("error: {error}");
                 return EXIT_FAILURE;
@@ -139,26 +139,26 @@ fn with_location(id: &str, snapshot: &Snapshot) -> String {
 }
 
 fn print_decision(decision: &Decision, snapshot: &Snapshot) {
-    println!("{}", decision.outcome.as_str().to_uppercase());
+    out!("{}", decision.outcome.as_str().to_uppercase());
     if decision.determining_policies.is_empty() {
-        println!("  determining policies: none (default deny)");
+        out!("  determining policies: none (default deny)");
     } else {
         for id in &decision.determining_policies {
-            println!("  determining policy: {}", with_location(id, snapshot));
+            out!("  determining policy: {}", with_location(id, snapshot));
         }
     }
     for error in &decision.errors {
-        println!(
+        out!(
             "  evaluation error in {}: {}",
             with_location(&error.policy_id, snapshot),
             error.message
         );
     }
     if decision.relation_depth_exceeded {
-        println!("  relation search hit the depth bound: denied");
+        out!("  relation search hit the depth bound: denied");
     }
     for property in &decision.properties {
-        println!(
+        out!(
             "  property {}: {} ({})",
             property.name,
             property.outcome.as_str().to_uppercase(),
@@ -169,7 +169,7 @@ fn print_decision(decision: &Decision, snapshot: &Snapshot) {
             }
         );
     }
-    println!("  snapshot: {}", snapshot.version);
+    out!("  snapshot: {}", snapshot.version);
 }
 
 fn decision_json(decision: &Decision, snapshot: &Snapshot) -> Value {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK};
+use super::{EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK, out};
 use crate::bundle::{self, LoadOptions};
 use crate::cases;
 
@@ -61,7 +61,7 @@ pub(super) fn run(args: TestArgs) -> u8 {
                 None => {
                     passed += 1;
                     if args.verbose {
-                        println!(
+                        out!(
                             "ok   {}:{}: {}",
                             result.path.display(),
                             result.line,
@@ -71,16 +71,11 @@ pub(super) fn run(args: TestArgs) -> u8 {
                 }
                 Some(why) => {
                     failed += 1;
-                    println!(
-                        "FAIL {}:{}: {}: {why}",
-                        result.path.display(),
-                        result.line,
-                        result.name
-                    );
+                    out!("FAIL {}: {}: {why}", result.location(), result.name);
                 }
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    out!("{passed} passed, {failed} failed");
     if failed == 0 { EXIT_OK } else { EXIT_FAILURE }
 }

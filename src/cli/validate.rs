@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{EXIT_FAILURE, EXIT_OK};
+use super::{EXIT_FAILURE, EXIT_OK, out};
 use crate::bundle::{self, LoadOptions};
 
 /// Arguments of `verdict validate`.
@@ -19,7 +19,7 @@ pub(super) fn run(args: ValidateArgs) -> u8 {
             for warning in &snapshot.warnings {
                 eprintln!("{warning}");
             }
-            println!(
+            out!(
                 "{}: valid: {} policies, {} tuples, {} entities, {}, version {}",
                 args.dir.display(),
                 snapshot.policy_count(),

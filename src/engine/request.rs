@@ -34,6 +34,9 @@ pub enum RequestError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Cedar rejected data Verdict built itself: a bug, not the caller's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> RequestError {
@@ -141,28 +144,22 @@ impl CheckInput {
     }
 }
 
-/// The principal or the resource of a request.
-#[derive(Debug, Clone)]
-pub(super) struct Target {
-    pub(super) uid: EntityUid,
-    pub(super) entity_type: String,
-    pub(super) id: String,
-}
-
 /// A request validated against one snapshot.
 ///
 /// INVARIANT: decided only against the snapshot it was prepared with (checked in debug
 /// builds), because the schema, the bundle's entities and the relations shaped it.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub(super) principal: Target,
-    pub(super) resource: Target,
+    pub(super) principal: EntityUid,
+    pub(super) resource: EntityUid,
     pub(super) action: EntityUid,
     pub(super) cedar: cedar_policy::Request,
     /// Each requested property with the Cedar request that decides it.
     pub(super) properties: Vec<(String, cedar_policy::Request)>,
     /// The caller's entities, merged with the bundle's data and validated.
     pub(super) supplied: Vec<Entity>,
+    /// Entities the context points at.
+    pub(super) context_entities: Vec<EntityUid>,
     pub(super) snapshot_version: String,
 }
 
@@ -213,9 +210,9 @@ impl Request {
                 .map_err(|e| invalid("context", error_chain(&e)))?;
         let cedar_request = |context: Context| {
             cedar_policy::Request::new(
-                principal.uid.clone(),
+                principal.clone(),
                 action.clone(),
-                resource.uid.clone(),
+                resource.clone(),
                 context,
                 schema,
             )
@@ -245,6 +242,7 @@ impl Request {
             })
             .collect::<Result<Vec<_>, RequestError>>()?;
         let supplied = supplied_entities(entities, snapshot)?;
+        let context_entities = context_entities(&context, snapshot);
         Ok(Self {
             principal,
             resource,
@@ -252,9 +250,41 @@ impl Request {
             cedar,
             properties,
             supplied,
+            context_entities,
             snapshot_version: snapshot.version.clone(),
         })
     }
+}
+
+/// Returns the entities a context points at (`{"__entity": {"type", "id"}}` in Cedar's JSON).
+fn context_entities(context: &Context, snapshot: &Snapshot) -> Vec<EntityUid> {
+    fn walk(value: &Value, snapshot: &Snapshot, out: &mut Vec<EntityUid>) {
+        match value {
+            Value::Object(fields) => {
+                if let Some(Value::Object(reference)) = fields.get("__entity")
+                    && let (Some(Value::String(entity_type)), Some(Value::String(id))) =
+                        (reference.get("type"), reference.get("id"))
+                {
+                    let target = EntityRef {
+                        entity_type: entity_type.clone(),
+                        id: id.clone(),
+                    };
+                    if let Ok(uid) = entity_uid(&target, "context", snapshot) {
+                        out.push(uid);
+                    }
+                    return;
+                }
+                fields.values().for_each(|v| walk(v, snapshot, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, snapshot, out)),
+            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(json) = context.to_json_value() {
+        walk(&json, snapshot, &mut out);
+    }
+    out
 }
 
 fn request_validation(error: Box<RequestValidationError>) -> RequestError {
@@ -311,7 +341,8 @@ fn entity_uid(
     ))
 }
 
-fn target(entity: EntityRef, field: &str, snapshot: &Snapshot) -> Result<Target, RequestError> {
+/// The principal or the resource: any entity but a userset.
+fn target(entity: EntityRef, field: &str, snapshot: &Snapshot) -> Result<EntityUid, RequestError> {
     let uid = entity_uid(&entity, field, snapshot)?;
     if uid.type_name().to_string() == USERSET_TYPE {
         return Err(invalid(
@@ -319,11 +350,7 @@ fn target(entity: EntityRef, field: &str, snapshot: &Snapshot) -> Result<Target,
             format!("`{USERSET_TYPE}` is Verdict's own type for relations"),
         ));
     }
-    Ok(Target {
-        uid,
-        entity_type: entity.entity_type,
-        id: entity.id,
-    })
+    Ok(uid)
 }
 
 /// Reads `read` as `Action::"read"`, or a full uid such as `Acme::Action::"read"`.
@@ -423,12 +450,32 @@ fn supplied_entities(
             }
             attrs.insert(name, value);
         }
+        if snapshot.entities.get(&uid).is_some() && !input.parents.is_empty() {
+            // Roles and groups are authority: a request may describe entities the bundle does
+            // not know, but not move the ones it does.
+            return Err(invalid(
+                format!("{field}.parents"),
+                format!(
+                    "the bundle defines `{uid}`; its parents come from the bundle, not the request"
+                ),
+            ));
+        }
+        let mut seen_parents = FxHashSet::default();
         for (p, parent) in input.parents.iter().enumerate() {
-            // Validates the parent's type and id; Cedar reads the JSON form below.
-            entity_uid(parent, &format!("{field}.parents[{p}]"), snapshot)?;
-            let parent_json = json!({"type": parent.entity_type, "id": parent.id});
-            if !parents.contains(&parent_json) {
-                parents.push(parent_json);
+            let parent_field = format!("{field}.parents[{p}]");
+            let parent_uid = entity_uid(parent, &parent_field, snapshot)?;
+            if parent_uid.type_name().basename() == "Action"
+                || parent_uid.type_name().to_string() == USERSET_TYPE
+            {
+                return Err(invalid(
+                    parent_field,
+                    format!(
+                        "`{parent_uid}` cannot be a parent: relations come from tuples, action groups from the schema"
+                    ),
+                ));
+            }
+            if seen_parents.insert(parent_uid) {
+                parents.push(json!({"type": parent.entity_type, "id": parent.id}));
             }
         }
         if let Value::Object(fields) = &mut json {

@@ -30,10 +30,9 @@ macro_rules! dense_id {
                 self.0 as usize
             }
 
-            fn from_len(len: usize) -> Self {
-                // INVARIANT: fewer than 2^32 distinct values; a bundle that large cannot be
-                // held in memory anyway, so saturating keeps this total without a panic.
-                Self(u32::try_from(len).unwrap_or(u32::MAX))
+            /// The id of the `len`-th value; `None` past what a `u32` can number.
+            fn from_len(len: usize) -> Option<Self> {
+                u32::try_from(len).ok().filter(|&n| n < u32::MAX).map(Self)
             }
         }
     };
@@ -185,7 +184,14 @@ pub struct TupleIndexBuilder {
     wildcard_edges: Vec<(UsersetId, TypeId)>,
     child_edges: Vec<(UsersetId, UsersetId)>,
     type_relations: FxHashSet<(TypeId, RelationId)>,
+    /// Set when more values were added than 32-bit ids can number.
+    full: bool,
 }
+
+/// More distinct entities, usersets or tuples than the index can number (2^32 - 1 each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the bundle has more than 4294967294 distinct entities, usersets or tuples")]
+pub struct IndexFull;
 
 impl TupleIndexBuilder {
     /// Returns an empty builder.
@@ -195,41 +201,57 @@ impl TupleIndexBuilder {
 
     /// Adds one tuple; duplicates are counted once.
     pub fn add(&mut self, tuple: &TupleText<'_>) {
-        let object = self.intern_entity(&tuple.object);
-        let object_type = self.intern_type(tuple.object.entity_type);
-        let relation = self.intern_relation(tuple.relation);
+        if self.try_add(tuple).is_none() {
+            self.full = true;
+        }
+    }
+
+    fn try_add(&mut self, tuple: &TupleText<'_>) -> Option<()> {
+        let object = self.intern_entity(&tuple.object)?;
+        let object_type = self.intern_type(tuple.object.entity_type)?;
+        let relation = self.intern_relation(tuple.relation)?;
         self.type_relations.insert((object_type, relation));
-        let userset = self.intern_userset(object, relation);
+        let userset = self.intern_userset(object, relation)?;
         match &tuple.subject {
             SubjectText::Entity(subject) => {
-                let subject = self.intern_entity(subject);
+                let subject = self.intern_entity(subject)?;
                 self.direct_edges.push((userset, subject));
             }
             SubjectText::Wildcard { entity_type } => {
-                let subject_type = self.intern_type(entity_type);
+                let subject_type = self.intern_type(entity_type)?;
                 self.wildcard_edges.push((userset, subject_type));
             }
             SubjectText::Userset {
                 object: subject_object,
                 relation: subject_relation,
             } => {
-                let subject_object = self.intern_entity(subject_object);
-                let subject_relation = self.intern_relation(subject_relation);
-                let child = self.intern_userset(subject_object, subject_relation);
+                let subject_object = self.intern_entity(subject_object)?;
+                let subject_relation = self.intern_relation(subject_relation)?;
+                let child = self.intern_userset(subject_object, subject_relation)?;
                 self.child_edges.push((userset, child));
             }
         }
+        Some(())
     }
 
     /// Sorts and deduplicates the edges and returns the frozen index.
-    pub fn finish(self) -> TupleIndex {
+    pub fn finish(self) -> Result<TupleIndex, IndexFull> {
         let Self {
             mut index,
             mut direct_edges,
             mut wildcard_edges,
             mut child_edges,
             type_relations,
+            full,
         } = self;
+        let too_many = |n: usize| u32::try_from(n).is_err();
+        if full
+            || too_many(direct_edges.len())
+            || too_many(wildcard_edges.len())
+            || too_many(child_edges.len())
+        {
+            return Err(IndexFull);
+        }
         direct_edges.sort_unstable();
         direct_edges.dedup();
         wildcard_edges.sort_unstable();
@@ -250,7 +272,8 @@ impl TupleIndexBuilder {
                 wildcards: to_u32(w),
                 children: to_u32(c),
             });
-            let userset = UsersetId::from_len(u);
+            // INVARIANT: every userset id was numbered by `from_len` when interned.
+            let userset = UsersetId(to_u32(u));
             d += direct_edges[d..].partition_point(|&(x, _)| x == userset);
             w += wildcard_edges[w..].partition_point(|&(x, _)| x == userset);
             c += child_edges[c..].partition_point(|&(x, _)| x == userset);
@@ -270,51 +293,49 @@ impl TupleIndexBuilder {
         for list in &mut index.relations_by_type {
             list.sort_unstable();
         }
-        index
+        Ok(index)
     }
 
-    fn intern_type(&mut self, name: &str) -> TypeId {
+    fn intern_type(&mut self, name: &str) -> Option<TypeId> {
         if let Some(&id) = self.index.type_ids.get(name) {
-            return id;
+            return Some(id);
         }
-        let id = TypeId::from_len(self.index.type_names.len());
+        let id = TypeId::from_len(self.index.type_names.len())?;
         self.index.type_names.push(name.into());
         self.index.type_ids.insert(name.into(), id);
         self.index.entities.push(FxHashMap::default());
-        id
+        Some(id)
     }
 
-    fn intern_relation(&mut self, name: &str) -> RelationId {
+    fn intern_relation(&mut self, name: &str) -> Option<RelationId> {
         if let Some(&id) = self.index.relation_ids.get(name) {
-            return id;
+            return Some(id);
         }
-        let id = RelationId::from_len(self.index.relation_names.len());
+        let id = RelationId::from_len(self.index.relation_names.len())?;
         self.index.relation_names.push(name.into());
         self.index.relation_ids.insert(name.into(), id);
-        id
+        Some(id)
     }
 
-    fn intern_entity(&mut self, uid: &EntityUidText<'_>) -> EntityIdx {
-        let entity_type = self.intern_type(uid.entity_type);
-        let next = EntityIdx::from_len(self.index.entity_count);
-        let Some(ids) = self.index.entities.get_mut(entity_type.index()) else {
-            return next;
-        };
+    fn intern_entity(&mut self, uid: &EntityUidText<'_>) -> Option<EntityIdx> {
+        let entity_type = self.intern_type(uid.entity_type)?;
+        let ids = self.index.entities.get_mut(entity_type.index())?;
         if let Some(&id) = ids.get(uid.id.as_ref()) {
-            return id;
+            return Some(id);
         }
+        let next = EntityIdx::from_len(self.index.entity_count)?;
         ids.insert(uid.id.as_ref().into(), next);
         self.index.entity_count += 1;
-        next
+        Some(next)
     }
 
-    fn intern_userset(&mut self, object: EntityIdx, relation: RelationId) -> UsersetId {
-        let next = UsersetId::from_len(self.index.usersets.len());
-        *self
-            .index
-            .usersets
-            .entry((object, relation))
-            .or_insert(next)
+    fn intern_userset(&mut self, object: EntityIdx, relation: RelationId) -> Option<UsersetId> {
+        if let Some(&id) = self.index.usersets.get(&(object, relation)) {
+            return Some(id);
+        }
+        let next = UsersetId::from_len(self.index.usersets.len())?;
+        self.index.usersets.insert((object, relation), next);
+        Some(next)
     }
 }
 
@@ -332,7 +353,7 @@ mod tests {
         for line in lines {
             builder.add(&parse_tuple_line(line).unwrap().unwrap());
         }
-        builder.finish()
+        builder.finish().unwrap()
     }
 
     #[test]
@@ -375,7 +396,7 @@ mod tests {
 
     #[test]
     fn empty_index_answers_nothing() {
-        let index = TupleIndexBuilder::new().finish();
+        let index = TupleIndexBuilder::new().finish().unwrap();
         assert_eq!(index.tuple_count(), 0);
         assert_eq!(index.type_id("User"), None);
         assert_eq!(index.userset_count(), 0);

@@ -124,7 +124,7 @@ mod tests {
         for line in lines {
             builder.add(&parse_tuple_line(line).unwrap().unwrap());
         }
-        builder.finish()
+        builder.finish().unwrap()
     }
 
     fn member(

@@ -104,6 +104,11 @@ pub fn parse_tuple_line(line: &str) -> Result<Option<TupleText<'_>>, TupleParseE
     let relation = cursor.identifier("relation")?;
     cursor.expect('@', "after the relation")?;
     let subject = cursor.subject()?;
+    if cursor.peek() == Some('#') {
+        return Err(cursor.error(
+            "unexpected `#` after the subject; a comment needs whitespace before `#`".to_owned(),
+        ));
+    }
     cursor.skip_whitespace();
     match cursor.peek() {
         None | Some('#') => Ok(Some(TupleText {
@@ -484,6 +489,13 @@ mod tests {
             .as_str());
         assert_eq!(e.reason, "unterminated string: missing closing `\"`");
         assert_eq!(e.column, 27);
+
+        let e = err(r##"Document::"r"#viewer@Team::"eng"#member#admin"##);
+        assert_eq!(e.column, 40);
+        assert_eq!(
+            e.reason,
+            "unexpected `#` after the subject; a comment needs whitespace before `#`"
+        );
 
         let e = err(r##"Document::"r"#owner@User::*#member"##);
         assert!(

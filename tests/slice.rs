@@ -1,0 +1,196 @@
+//! What the per-request slice must contain for forbids to fire, and what request data may not
+//! do: entities reached through attributes, context and policy literals; no forged relations,
+//! roles or action groups.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use serde_json::json;
+use verdict::bundle::{self, LoadOptions, Snapshot};
+use verdict::engine::{self, CheckInput, Decision, Outcome};
+
+const POLICIES: &str = r##"
+@id("readers")
+permit (principal, action == Action::"read", resource is Doc)
+when { principal in resource.reader };
+
+@id("members-of-folder")
+permit (principal, action == Action::"read", resource is Doc)
+when { resource has folder && principal in resource.folder.viewer };
+
+@id("admins")
+permit (principal in Role::"admin", action == Action::"administer", resource);
+
+@id("frozen-tenants")
+forbid (principal, action, resource)
+when { principal has tenant && principal.tenant in Tenant::"frozen" };
+
+@id("locked-tenants")
+forbid (principal, action, resource)
+when { principal has tenant && principal.tenant has locked && principal.tenant.locked };
+
+@id("banned-group")
+forbid (principal, action, resource)
+when { principal in Group::"banned".member };
+
+@id("blocked-userset")
+forbid (principal, action, resource)
+when { principal in Verdict::Userset::"Group::\"blocked\"#member" };
+
+@id("closed-accounts")
+forbid (principal, action, resource)
+when { context has account && context.account has closed && context.account.closed };
+"##;
+
+const TUPLES: &str = r##"
+Doc::"d"#reader@User::*
+Doc::"in-folder"#reader@User::"nobody"
+Folder::"f"#viewer@User::"frank"
+Group::"banned"#member@User::"mallory"
+Group::"blocked"#member@User::"oscar"
+"##;
+
+const ENTITIES: &str = r##"[
+  {"uid": {"type": "Tenant", "id": "frozen"}, "attrs": {}, "parents": []},
+  {"uid": {"type": "Tenant", "id": "iced"}, "attrs": {}, "parents": [{"type": "Tenant", "id": "frozen"}]},
+  {"uid": {"type": "Tenant", "id": "closed"}, "attrs": {"locked": true}, "parents": []},
+  {"uid": {"type": "Tenant", "id": "open"}, "attrs": {"locked": false}, "parents": []},
+  {"uid": {"type": "User", "id": "alice"}, "attrs": {"tenant": {"__entity": {"type": "Tenant", "id": "open"}}}, "parents": []},
+  {"uid": {"type": "User", "id": "ida"}, "attrs": {"tenant": {"__entity": {"type": "Tenant", "id": "iced"}}}, "parents": []},
+  {"uid": {"type": "User", "id": "lou"}, "attrs": {"tenant": {"__entity": {"type": "Tenant", "id": "closed"}}}, "parents": []},
+  {"uid": {"type": "Doc", "id": "in-folder"}, "attrs": {"folder": {"__entity": {"type": "Folder", "id": "f"}}}, "parents": []},
+  {"uid": {"type": "Account", "id": "gone"}, "attrs": {"closed": true}, "parents": []}
+]"##;
+
+fn snapshot() -> (tempfile::TempDir, Snapshot) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policies.cedar"), POLICIES).unwrap();
+    std::fs::write(dir.path().join("graph.tuples"), TUPLES).unwrap();
+    std::fs::write(dir.path().join("data.entities.json"), ENTITIES).unwrap();
+    let snapshot = bundle::load(dir.path(), LoadOptions::default()).unwrap();
+    (dir, snapshot)
+}
+
+fn decide(snapshot: &Snapshot, request: serde_json::Value) -> Result<Decision, String> {
+    let input: CheckInput = serde_json::from_value(request).unwrap();
+    let input = input.normalized(32).map_err(|e| e.to_string())?;
+    let request = engine::Request::prepare(input, snapshot).map_err(|e| e.to_string())?;
+    engine::decide(snapshot, &request).map_err(|e| e.to_string())
+}
+
+fn read_d(principal: &str) -> serde_json::Value {
+    json!({"principal": format!("User::\"{principal}\""), "action": "read", "resource": "Doc::\"d\""})
+}
+
+#[test]
+fn a_user_with_nothing_against_them_reads_the_public_doc() {
+    let (_dir, snapshot) = snapshot();
+    let decision = decide(&snapshot, read_d("alice")).unwrap();
+    assert_eq!(decision.outcome, Outcome::Allow, "{decision:?}");
+    assert!(decision.errors.is_empty(), "{decision:?}");
+}
+
+#[test]
+fn a_forbid_on_the_principals_tenant_hierarchy_fires() {
+    let (_dir, snapshot) = snapshot();
+    let decision = decide(&snapshot, read_d("ida")).unwrap();
+    assert_eq!(decision.outcome, Outcome::Deny);
+    assert_eq!(decision.determining_policies, ["frozen-tenants"]);
+}
+
+#[test]
+fn a_forbid_on_the_principals_tenant_attributes_fires() {
+    let (_dir, snapshot) = snapshot();
+    let decision = decide(&snapshot, read_d("lou")).unwrap();
+    assert_eq!(decision.outcome, Outcome::Deny);
+    assert_eq!(decision.determining_policies, ["locked-tenants"]);
+    assert!(decision.errors.is_empty(), "{decision:?}");
+}
+
+#[test]
+fn forbids_on_usersets_named_in_policies_fire() {
+    let (_dir, snapshot) = snapshot();
+    let decision = decide(&snapshot, read_d("mallory")).unwrap();
+    assert_eq!(decision.determining_policies, ["banned-group"]);
+    let decision = decide(&snapshot, read_d("oscar")).unwrap();
+    assert_eq!(decision.determining_policies, ["blocked-userset"]);
+}
+
+#[test]
+fn a_forbid_on_an_entity_in_the_context_fires() {
+    let (_dir, snapshot) = snapshot();
+    let mut request = read_d("alice");
+    request["context"] = json!({"account": {"__entity": {"type": "Account", "id": "gone"}}});
+    let decision = decide(&snapshot, request).unwrap();
+    assert_eq!(decision.determining_policies, ["closed-accounts"]);
+}
+
+#[test]
+fn relations_of_an_entity_reached_through_an_attribute_are_searched() {
+    let (_dir, snapshot) = snapshot();
+    let request =
+        json!({"principal": "User::\"frank\"", "action": "read", "resource": "Doc::\"in-folder\""});
+    let decision = decide(&snapshot, request).unwrap();
+    assert_eq!(decision.outcome, Outcome::Allow, "{decision:?}");
+    assert_eq!(decision.determining_policies, ["members-of-folder"]);
+}
+
+#[test]
+fn request_parents_cannot_forge_a_relation() {
+    let (_dir, snapshot) = snapshot();
+    let mut request =
+        json!({"principal": "User::\"eve\"", "action": "read", "resource": "Doc::\"in-folder\""});
+    request["entities"] = json!([{
+        "uid": "User::\"eve\"",
+        "parents": [{"type": "Verdict::Userset", "id": "Doc::\"in-folder\"#reader"}],
+    }]);
+    let error = decide(&snapshot, request).unwrap_err();
+    assert_eq!(
+        error,
+        "entities[0].parents[0]: `Verdict::Userset::\"Doc::\\\"in-folder\\\"#reader\"` cannot be a parent: relations come from tuples, action groups from the schema"
+    );
+}
+
+#[test]
+fn request_parents_cannot_move_an_entity_the_bundle_defines() {
+    let (_dir, snapshot) = snapshot();
+    let request = json!({
+        "principal": "User::\"alice\"", "action": "administer", "resource": "Doc::\"d\"",
+        "entities": [{"uid": "User::\"alice\"", "parents": ["Role::\"admin\""]}],
+    });
+    let error = decide(&snapshot, request).unwrap_err();
+    assert_eq!(
+        error,
+        "entities[0].parents: the bundle defines `User::\"alice\"`; its parents come from the bundle, not the request"
+    );
+}
+
+#[test]
+fn an_entity_the_bundle_does_not_know_may_bring_its_parents() {
+    let (_dir, snapshot) = snapshot();
+    let request = json!({
+        "principal": "User::\"newcomer\"", "action": "administer", "resource": "Doc::\"d\"",
+        "entities": [{"uid": "User::\"newcomer\"", "parents": ["Role::\"admin\"", "Role::\"admin\""]}],
+    });
+    let decision = decide(&snapshot, request).unwrap();
+    assert_eq!(decision.outcome, Outcome::Allow);
+    assert_eq!(decision.determining_policies, ["admins"]);
+}
+
+#[test]
+fn action_groups_cannot_come_from_the_request() {
+    let (_dir, snapshot) = snapshot();
+    let request = json!({
+        "principal": "User::\"newcomer\"", "action": "read", "resource": "Doc::\"d\"",
+        "entities": [{"uid": "Doc::\"new\"", "parents": ["Action::\"administer\""]}],
+    });
+    let error = decide(&snapshot, request).unwrap_err();
+    assert!(
+        error.starts_with("entities[0].parents[0]: `Action::\"administer\"` cannot be a parent"),
+        "{error}"
+    );
+}
