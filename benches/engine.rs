@@ -83,7 +83,7 @@ fn membership_by_depth(c: &mut Criterion) {
         }
         let last = format!("Team::\"t{depth}\"#member@User::\"u\"");
         builder.add(&parse_tuple_line(&last).unwrap().unwrap());
-        let index = builder.finish();
+        let index = builder.finish().unwrap();
         let team = index.type_id("Team").unwrap();
         let start = index
             .userset(

@@ -1,0 +1,178 @@
+//! Rebuild cost of a large bundle, and peak memory while the old and the new snapshot coexist
+//! (as they do for a moment during a reload swap).
+//!
+//! `cargo bench --bench reload` generates a seeded bundle of 10,000 policies and 1,000,000
+//! tuples, loads it once (the serving snapshot), then loads it again while the first is still
+//! alive (the rebuild), and prints wall time and peak RSS (VmHWM) for each step. Run without
+//! `--bench` (as `cargo test --benches` does) it uses a small bundle, as a smoke test.
+//! `RELOAD_BENCH_POLICIES` and `RELOAD_BENCH_TUPLES` set other sizes.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benches"
+)]
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use verdict::bundle::{self, LoadOptions};
+
+/// A small deterministic generator (xorshift), so every run builds the same bundle.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn generate(dir: &Path, policies: usize, tuples: usize) {
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut text = String::new();
+    for i in 0..policies {
+        let action = i % 50;
+        match i % 4 {
+            0 => writeln!(
+                text,
+                "@id(\"p{i}\")\npermit (principal, action == Action::\"a{action}\", resource is Doc)\nwhen {{ principal in resource.viewer || principal in resource.owner }};"
+            ),
+            1 => writeln!(
+                text,
+                "@id(\"p{i}\")\npermit (principal, action == Action::\"a{action}\", resource is Doc)\nwhen {{ principal in resource.owner && context has level && context.level >= {} }};",
+                i % 10
+            ),
+            2 => writeln!(
+                text,
+                "@id(\"p{i}\")\npermit (principal == User::\"u{}\", action == Action::\"a{action}\", resource);",
+                rng.below(100_000)
+            ),
+            _ => writeln!(
+                text,
+                "@id(\"p{i}\")\nforbid (principal, action == Action::\"a{action}\", resource is Doc)\nwhen {{ principal in resource.blocked }};"
+            ),
+        }
+        .unwrap();
+    }
+    std::fs::write(dir.join("policies.cedar"), text).unwrap();
+
+    let users = (tuples / 10).max(10) as u64;
+    let teams = (tuples / 100).max(10) as u64;
+    let docs = (tuples / 4).max(10) as u64;
+    let mut file =
+        std::io::BufWriter::new(std::fs::File::create(dir.join("graph.tuples")).unwrap());
+    for i in 0..tuples as u64 {
+        match i % 10 {
+            0..=3 => writeln!(
+                file,
+                "Doc::\"d{}\"#viewer@User::\"u{}\"",
+                rng.below(docs),
+                rng.below(users)
+            ),
+            4..=5 => writeln!(
+                file,
+                "Team::\"t{}\"#member@User::\"u{}\"",
+                rng.below(teams),
+                rng.below(users)
+            ),
+            6 => {
+                // Nesting only towards lower indexes, so the team graph is deep but acyclic.
+                let child = 1 + rng.below(teams - 1);
+                writeln!(
+                    file,
+                    "Team::\"t{}\"#member@Team::\"t{child}\"#member",
+                    rng.below(child)
+                )
+            }
+            7..=8 => writeln!(
+                file,
+                "Doc::\"d{}\"#viewer@Team::\"t{}\"#member",
+                rng.below(docs),
+                rng.below(teams)
+            ),
+            _ => writeln!(
+                file,
+                "Doc::\"d{}\"#owner@User::\"u{}\"",
+                rng.below(docs),
+                rng.below(users)
+            ),
+        }
+        .unwrap();
+    }
+    file.flush().unwrap();
+}
+
+/// Peak resident set size of this process so far, in MiB (Linux `VmHWM`).
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn main() {
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let (policies, tuples) = if full {
+        (10_000, 1_000_000)
+    } else {
+        (200, 20_000)
+    };
+    // Other sizes: RELOAD_BENCH_POLICIES=… RELOAD_BENCH_TUPLES=… cargo bench --bench reload
+    let size = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (policies, tuples) = (
+        size("RELOAD_BENCH_POLICIES", policies),
+        size("RELOAD_BENCH_TUPLES", tuples),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    generate(dir.path(), policies, tuples);
+    println!(
+        "generated {policies} policies and {tuples} tuples in {:.1} s (peak RSS {:.0} MiB)",
+        started.elapsed().as_secs_f64(),
+        peak_rss_mib()
+    );
+
+    let started = Instant::now();
+    let serving = bundle::load(dir.path(), LoadOptions::default()).unwrap();
+    let first = started.elapsed();
+    let after_first = peak_rss_mib();
+    println!(
+        "first load:  {:.2} s, peak RSS {after_first:.0} MiB ({} policies, {} tuples, {} usersets)",
+        first.as_secs_f64(),
+        serving.policy_count(),
+        serving.tuples.tuple_count(),
+        serving.tuples.userset_count()
+    );
+
+    // The rebuild, while the serving snapshot is still alive: the swap's worst moment.
+    let started = Instant::now();
+    let rebuilt = bundle::load(dir.path(), LoadOptions::default()).unwrap();
+    let second = started.elapsed();
+    let during_swap = peak_rss_mib();
+    assert_eq!(rebuilt.version, serving.version);
+    println!(
+        "rebuild:     {:.2} s, peak RSS with both snapshots alive {during_swap:.0} MiB",
+        second.as_secs_f64()
+    );
+    drop(serving);
+    drop(rebuilt);
+}
