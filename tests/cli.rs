@@ -320,3 +320,80 @@ fn serve_reads_its_settings_from_the_environment_and_stops_cleanly_on_sigterm() 
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn sighup_reloads_the_bundle_when_watching_is_off() {
+    let bundle = copy_of_example();
+    let mut child = verdict()
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--watch",
+            "false",
+            "--poll-interval",
+            "0",
+        ])
+        .arg("--policies")
+        .arg(bundle.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_listening(&mut child);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut client = runtime
+        .block_on(
+            verdict::api::proto::authorization_client::AuthorizationClient::connect(format!(
+                "http://{addr}"
+            )),
+        )
+        .unwrap();
+    let dave_reads =
+        |client: &mut verdict::api::proto::authorization_client::AuthorizationClient<
+            tonic::transport::Channel,
+        >| {
+            runtime.block_on(async {
+                client
+                    .check(common::check(
+                        ("User", "dave"),
+                        "read",
+                        ("Document", "roadmap"),
+                        json!({"scopes": ["documents:read"]}),
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner()
+            })
+        };
+    let before = dave_reads(&mut client);
+    assert_eq!(before.decision, common::DENY);
+
+    let tuples = bundle.path().join("documents.tuples");
+    let mut content = std::fs::read_to_string(&tuples).unwrap();
+    content.push_str("Document::\"roadmap\"#viewer@User::\"dave\"\n");
+    std::fs::write(&tuples, content).unwrap();
+    let killed = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let started = Instant::now();
+    let after = loop {
+        let answer = dave_reads(&mut client);
+        if answer.snapshot_version != before.snapshot_version {
+            break answer;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "SIGHUP did not reload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(after.decision, common::ALLOW);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
