@@ -17,5 +17,22 @@ fn main() -> anyhow::Result<()> {
         descriptors.encode_to_vec(),
     )?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
+
+    // The commit for verdict_build_info; "unknown" outside a git checkout.
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=VERDICT_GIT_COMMIT={commit}");
+    for path in [".git/HEAD", ".git/refs/heads"] {
+        if std::fs::metadata(path).is_ok() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
     Ok(())
 }

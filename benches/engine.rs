@@ -100,5 +100,73 @@ fn membership_by_depth(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decision, membership_by_depth);
+/// The same decision with and without what the server adds around it: metrics (a real
+/// Prometheus recorder) and a decision log record (JSON, to a sink, every decision sampled).
+fn telemetry_cost(c: &mut Criterion) {
+    use verdict::telemetry::decision_log::{self, DecisionRecord};
+    use verdict::telemetry::metrics::{self as telemetry_metrics, DecisionMetrics};
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let snapshot = bundle::load(&dir, LoadOptions::default()).unwrap();
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let _ = metrics::set_global_recorder(recorder);
+    telemetry_metrics::describe();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::sink)
+        .finish();
+    let (_, input) = example_requests().swap_remove(0);
+    let mut group = c.benchmark_group("decision/telemetry");
+    let decide = || {
+        let request = engine::Request::prepare(black_box(input.clone()), &snapshot).unwrap();
+        let decision = engine::decide(&snapshot, &request).unwrap();
+        (request, decision)
+    };
+    group.bench_function("without", |b| b.iter(decide));
+    group.bench_function("with-metrics", |b| {
+        b.iter(|| {
+            let started = std::time::Instant::now();
+            let (request, decision) = decide();
+            telemetry_metrics::record_decision(&DecisionMetrics {
+                decision: decision.outcome.as_str(),
+                action: metrics::SharedString::const_str("read"),
+                duration: started.elapsed(),
+                errored_policies: &[],
+                relation_depth_exceeded: decision.relation_depth_exceeded,
+            });
+            black_box(request);
+        });
+    });
+    tracing::subscriber::with_default(subscriber, || {
+        group.bench_function("with-metrics-and-decision-log", |b| {
+            b.iter(|| {
+                let started = std::time::Instant::now();
+                let (request, decision) = decide();
+                telemetry_metrics::record_decision(&DecisionMetrics {
+                    decision: decision.outcome.as_str(),
+                    action: metrics::SharedString::const_str("read"),
+                    duration: started.elapsed(),
+                    errored_policies: &[],
+                    relation_depth_exceeded: decision.relation_depth_exceeded,
+                });
+                decision_log::log(&DecisionRecord {
+                    request_id: "bench",
+                    principal: request.principal(),
+                    action: request.action(),
+                    resource: request.resource(),
+                    decision: decision.outcome.as_str(),
+                    determining_policies: &decision.determining_policies,
+                    errored_policies: &[],
+                    properties: &[],
+                    snapshot_version: &snapshot.version,
+                    latency: started.elapsed(),
+                    relation_depth_exceeded: decision.relation_depth_exceeded,
+                });
+            });
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decision, membership_by_depth, telemetry_cost);
 criterion_main!(benches);

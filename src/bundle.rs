@@ -31,9 +31,10 @@ mod tuples;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use cedar_policy::{Authorizer, Entities, Entity, EntityTypeName, EntityUid, Schema};
+use cedar_policy::{Authorizer, Entities, Entity, EntityTypeName, EntityUid, PolicySet, Schema};
 use rustc_hash::FxHashMap;
 
 use crate::relations::TupleIndex;
@@ -86,6 +87,7 @@ pub fn load(dir: &Path, options: LoadOptions) -> Result<Snapshot, InvalidBundle>
         return Err(InvalidBundle::new(errors));
     }
     let actions = flattened_actions(&entities);
+    let action_labels = action_labels(&actions, &policies);
     let type_names = known_type_names(schema.as_ref(), &entities, &tuple_index);
     let policy_entities =
         references::policy_entities(&policies, &relations, &entities, &tuple_index);
@@ -105,6 +107,7 @@ pub fn load(dir: &Path, options: LoadOptions) -> Result<Snapshot, InvalidBundle>
         type_names,
         policy_entities,
         entity_references,
+        action_labels,
         warnings,
         max_relation_depth: options.max_relation_depth,
         authorizer: Authorizer::new(),
@@ -136,6 +139,35 @@ fn known_type_names(
         add(action);
     }
     names
+}
+
+/// Returns a metric label for every action the bundle knows (declared in the schema or the
+/// entity files, or named in a policy's scope): `read` for `Action::"read"`, the full uid for
+/// namespaced actions. Requests for other actions are labelled `other`, so labels stay bounded.
+fn action_labels(
+    actions: &FxHashMap<EntityUid, Entity>,
+    policies: &PolicySet,
+) -> FxHashMap<EntityUid, Arc<str>> {
+    use cedar_policy::ActionConstraint;
+    let mut known: Vec<EntityUid> = actions.keys().cloned().collect();
+    for policy in policies.policies() {
+        match policy.action_constraint() {
+            ActionConstraint::Any => {}
+            ActionConstraint::Eq(uid) => known.push(uid),
+            ActionConstraint::In(uids) => known.extend(uids),
+        }
+    }
+    known
+        .into_iter()
+        .map(|uid| {
+            let label: Arc<str> = if uid.type_name().to_string() == "Action" {
+                uid.id().unescaped().into()
+            } else {
+                uid.to_string().into()
+            };
+            (uid, label)
+        })
+        .collect()
 }
 
 /// Returns every action entity (type `Action` or `Namespace::Action`) with all its ancestors

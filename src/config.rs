@@ -23,6 +23,9 @@
 //! | `--reload-max-delay` | `VERDICT_RELOAD_MAX_DELAY` | `1s` |
 //! | `--enable-reload-rpc` | `VERDICT_ENABLE_RELOAD_RPC` | `false` |
 //! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
+//! | `--metrics-addr` | `VERDICT_METRICS_ADDR` | `127.0.0.1:9180` (`off` turns it off) |
+//! | `--decision-log-deny-rate` | `VERDICT_DECISION_LOG_DENY_RATE` | `1` |
+//! | `--decision-log-allow-rate` | `VERDICT_DECISION_LOG_ALLOW_RATE` | `0.01` |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,11 +35,14 @@ use clap::ArgAction;
 
 use crate::bundle::DEFAULT_MAX_RELATION_DEPTH;
 use crate::engine::DEFAULT_MAX_JSON_DEPTH;
+use crate::telemetry::decision_log::{DEFAULT_ALLOW_RATE, DEFAULT_DENY_RATE};
 
 /// Default bundle directory.
 pub const DEFAULT_POLICIES: &str = "./policies";
 /// Default gRPC listen address: loopback only, so a default start exposes nothing.
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
+/// Default address of the HTTP port (`/metrics`, `/healthz`, `/readyz`): loopback only.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9180";
 /// Default batch limit.
 pub const DEFAULT_MAX_BATCH: usize = 100;
 /// Default largest request message, in bytes.
@@ -141,6 +147,15 @@ pub struct ServeArgs {
     /// Serve the admin `Reload` RPC.
     #[arg(long, env = "VERDICT_ENABLE_RELOAD_RPC", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_reload_rpc: bool,
+    /// Address of the HTTP port serving /metrics, /healthz and /readyz; `off` turns it off.
+    #[arg(long, env = "VERDICT_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: String,
+    /// Share of denied decisions written to the decision log (0 to 1).
+    #[arg(long, env = "VERDICT_DECISION_LOG_DENY_RATE", default_value_t = DEFAULT_DENY_RATE)]
+    pub decision_log_deny_rate: f64,
+    /// Share of allowed decisions written to the decision log (0 to 1).
+    #[arg(long, env = "VERDICT_DECISION_LOG_ALLOW_RATE", default_value_t = DEFAULT_ALLOW_RATE)]
+    pub decision_log_allow_rate: f64,
     /// Start even if the bundle is invalid: answer UNAVAILABLE and report NOT_SERVING until a
     /// valid bundle appears.
     #[arg(long, env = "VERDICT_START_WITHOUT_BUNDLE", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -148,7 +163,7 @@ pub struct ServeArgs {
 }
 
 /// A configuration that passed validation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValidConfig {
     /// Policy bundle directory.
     pub policies: PathBuf,
@@ -182,6 +197,12 @@ pub struct ValidConfig {
     pub enable_reload_rpc: bool,
     /// Start with no snapshot when the bundle is invalid.
     pub start_without_bundle: bool,
+    /// The HTTP port's address; `None` is off.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Share of denies in the decision log.
+    pub decision_log_deny_rate: f64,
+    /// Share of allows in the decision log.
+    pub decision_log_allow_rate: f64,
 }
 
 /// A setting with a value Verdict cannot run with.
@@ -308,6 +329,31 @@ impl ServeArgs {
             )?,
             enable_reload_rpc: self.enable_reload_rpc,
             start_without_bundle: self.start_without_bundle,
+            metrics_addr: match self.metrics_addr.as_str() {
+                "off" | "" => None,
+                text => Some(
+                    text.parse::<SocketAddr>()
+                        .map_err(|_| ConfigError::Invalid {
+                            flag: "--metrics-addr",
+                            env: "VERDICT_METRICS_ADDR",
+                            reason: format!("`{text}` is not an ip:port address or `off`"),
+                        })?,
+                ),
+            },
+            decision_log_deny_rate: in_range(
+                self.decision_log_deny_rate,
+                0.0,
+                1.0,
+                "--decision-log-deny-rate",
+                "VERDICT_DECISION_LOG_DENY_RATE",
+            )?,
+            decision_log_allow_rate: in_range(
+                self.decision_log_allow_rate,
+                0.0,
+                1.0,
+                "--decision-log-allow-rate",
+                "VERDICT_DECISION_LOG_ALLOW_RATE",
+            )?,
         })
     }
 }
@@ -342,6 +388,12 @@ mod tests {
         assert_eq!(config.reload_debounce, Duration::from_millis(200));
         assert!(!config.enable_reload_rpc);
         assert!(!config.start_without_bundle);
+        assert_eq!(config.metrics_addr, Some("127.0.0.1:9180".parse().unwrap()));
+        assert_eq!(config.decision_log_deny_rate, 1.0);
+        assert_eq!(config.decision_log_allow_rate, 0.01);
+        let off = parse(&["--metrics-addr", "off"]).unwrap();
+        assert_eq!(off.metrics_addr, None);
+        assert!(parse(&["--decision-log-allow-rate", "2"]).is_err());
     }
 
     #[test]

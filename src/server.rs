@@ -1,25 +1,32 @@
-//! Wiring: the gRPC listener with the Authorization, health and reflection services, the
-//! background reload tasks (watch loop, SIGHUP), and shutdown.
+//! Wiring: the gRPC listener with the Authorization, health and reflection services, the HTTP
+//! port (metrics and probes), the background tasks (watch loop, SIGHUP, gauges), and shutdown.
 //!
 //! Owns: which services are served, how the transport is configured, and which background tasks
 //! run. Does not own: request handling (`api`), loading (`bundle`) or reloading (`reload`).
 
+mod grpc_metrics;
+mod http;
+
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tonic::codegen::http;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Status};
 use tonic_health::ServingStatus;
 
-use tokio_util::sync::CancellationToken;
-
+use self::grpc_metrics::GrpcMetricsLayer;
 use crate::api::proto::authorization_server::AuthorizationServer;
 use crate::api::{AuthorizationService, Limits, ReloadAnswer, ReloadControl, proto};
 use crate::bundle::SnapshotHandle;
 use crate::config::ValidConfig;
 use crate::reload::{Cause, ReloadOutcome, Reloader, WatchSettings};
+use crate::telemetry::decision_log::DecisionLogSettings;
+use crate::telemetry::metrics::{self as telemetry_metrics, SnapshotGauges};
 
 /// The service name health checks use for the Authorization service.
 pub const AUTHORIZATION_SERVICE_NAME: &str = "verdict.v1.Authorization";
@@ -51,19 +58,49 @@ impl ReloadControl for ReloadRpc {
     }
 }
 
-/// Serves gRPC on `listener` until `shutdown` completes, then drains in-flight requests.
+/// What the server serves: the snapshots, the reloader that rebuilds them, and the metrics
+/// recorder's handle (when metrics are on).
+#[derive(Debug)]
+pub struct Served {
+    /// The serving state.
+    pub snapshots: Arc<SnapshotHandle>,
+    /// Rebuilds `snapshots`.
+    pub reloader: Arc<Reloader>,
+    /// Renders `/metrics`; `None` when no recorder is installed.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// Bound listeners: gRPC, and optionally the HTTP port (`/metrics`, `/healthz`, `/readyz`).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The gRPC listener.
+    pub grpc: TcpListener,
+    /// The HTTP listener.
+    pub http: Option<TcpListener>,
+}
+
+/// How often gauges (snapshot age, counts, version) are refreshed.
+const GAUGE_REFRESH: Duration = Duration::from_secs(5);
+
+/// Serves until `shutdown` completes, then drains in-flight requests.
 ///
-/// `reloader` rebuilds `snapshots`: the watch loop (per the configuration) and SIGHUP trigger
-/// it, and so does the `Reload` RPC when enabled. Health reports SERVING (overall and for
-/// `verdict.v1.Authorization`) only while a snapshot is loaded.
+/// The reloader's watch loop (per the configuration) and SIGHUP rebuild the snapshot, and so
+/// does the `Reload` RPC when enabled. Health reports SERVING (overall and for
+/// `verdict.v1.Authorization`) only while a snapshot is loaded; on shutdown it reports
+/// NOT_SERVING, and `/readyz` fails, before the listener closes.
 pub async fn run(
     config: &ValidConfig,
-    snapshots: Arc<SnapshotHandle>,
-    reloader: Arc<Reloader>,
-    listener: TcpListener,
+    served: Served,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let Served {
+        snapshots,
+        reloader,
+        metrics,
+    } = served;
     let background = CancellationToken::new();
+    let shutting_down = Arc::new(AtomicBool::new(false));
     let (health, health_service) = tonic_health::server::health_reporter();
     let status = if snapshots.load().is_some() {
         ServingStatus::Serving
@@ -75,6 +112,12 @@ pub async fn run(
         .set_service_status(AUTHORIZATION_SERVICE_NAME, status)
         .await;
     spawn_health_follower(health.clone(), reloader.subscribe(), background.clone());
+    spawn_gauge_refresh(
+        Arc::clone(&snapshots),
+        metrics.clone(),
+        reloader.subscribe(),
+        background.clone(),
+    );
     if config.watch || config.poll_interval.is_some() {
         let settings = WatchSettings {
             watch: config.watch,
@@ -85,6 +128,16 @@ pub async fn run(
         reloader.spawn_watch(settings, background.clone());
     }
     spawn_sighup_reload(Arc::clone(&reloader), background.clone());
+
+    let http_cancel = CancellationToken::new();
+    let http_task = listeners.http.map(|listener| {
+        let state = http::HttpState {
+            snapshots: Arc::clone(&snapshots),
+            metrics,
+            shutting_down: Arc::clone(&shutting_down),
+        };
+        tokio::spawn(http::serve(listener, state, http_cancel.clone()))
+    });
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -103,25 +156,32 @@ pub async fn run(
         max_entity_parents: config.max_entity_parents,
         max_properties: config.max_properties,
     };
-    let mut service = AuthorizationService::new(snapshots, limits);
+    let mut service =
+        AuthorizationService::new(snapshots, limits).with_decision_log(DecisionLogSettings {
+            deny_rate: config.decision_log_deny_rate,
+            allow_rate: config.decision_log_allow_rate,
+        });
     if config.enable_reload_rpc {
         service = service.with_reload(Arc::new(ReloadRpc(Arc::clone(&reloader))));
     }
     let authorization =
         AuthorizationServer::new(service).max_decoding_message_size(config.max_message_bytes);
 
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
     let shutdown_health = health.clone();
-    tonic::transport::Server::builder()
-        .layer(tower::util::MapResponseLayer::new(
-            oversized_message_is_invalid_argument,
-        ))
+    let served = tonic::transport::Server::builder()
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(GrpcMetricsLayer)
+                .map_response(oversized_message_is_invalid_argument),
+        )
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(authorization)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
+            shutting_down.store(true, Ordering::Relaxed);
             background.cancel();
             tracing::info!("shutting down: health is NOT_SERVING, draining in-flight requests");
             shutdown_health
@@ -131,8 +191,53 @@ pub async fn run(
                 .set_service_status(AUTHORIZATION_SERVICE_NAME, ServingStatus::NotServing)
                 .await;
         })
-        .await?;
+        .await;
+    http_cancel.cancel();
+    if let Some(task) = http_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "http port failed"),
+            Err(error) => tracing::warn!(%error, "http port task failed"),
+        }
+    }
+    served?;
     Ok(())
+}
+
+/// Keeps the snapshot gauges current: right after each swap, and every few seconds (so the
+/// snapshot age moves and an old version's series expires). Also runs the recorder's upkeep.
+fn spawn_gauge_refresh(
+    snapshots: Arc<SnapshotHandle>,
+    metrics: Option<PrometheusHandle>,
+    mut serving: tokio::sync::watch::Receiver<Option<String>>,
+    cancel: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(GAUGE_REFRESH);
+        loop {
+            let snapshot = snapshots.load();
+            let gauges = snapshot.as_deref().map(|s| SnapshotGauges {
+                version: &s.version,
+                loaded_at: s.loaded_at,
+                policies: s.policy_count(),
+                tuples: s.tuples.tuple_count(),
+                entities: s.entity_count,
+            });
+            telemetry_metrics::record_snapshot(gauges.as_ref());
+            if let Some(handle) = &metrics {
+                handle.run_upkeep();
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+                changed = serving.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Reports SERVING as soon as a first snapshot is swapped in (after a start without a valid
@@ -192,8 +297,8 @@ fn spawn_sighup_reload(reloader: Arc<Reloader>, cancel: CancellationToken) {
 /// a malformed request, so it becomes INVALID_ARGUMENT with a plain message. Our handlers never
 /// return OUT_OF_RANGE, so nothing else is rewritten.
 fn oversized_message_is_invalid_argument(
-    response: http::Response<tonic::body::Body>,
-) -> http::Response<tonic::body::Body> {
+    response: tonic::codegen::http::Response<tonic::body::Body>,
+) -> tonic::codegen::http::Response<tonic::body::Body> {
     let Some(status) = response.extensions().get::<Status>() else {
         return response;
     };

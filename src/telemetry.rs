@@ -1,9 +1,10 @@
-//! Telemetry: logging setup now; metrics and the decision log (see the observability issue)
-//! plug in here.
+//! Telemetry: log setup, metric names and recording, and the decision log.
 //!
 //! Logs go through `tracing`, lowercase messages with structured fields. Never log tokens,
-//! context values or other caller secrets.
+//! context values or other caller secrets: the decision log records uids only, redacted when
+//! they look like credentials.
 
+pub mod decision_log;
 pub mod metrics;
 
 use std::io::IsTerminal;

@@ -476,7 +476,14 @@ async fn starting_without_a_valid_bundle_serves_once_one_appears() {
     std::fs::write(dir.path().join("policy.cedar"), "permit (principal,").unwrap();
     let mut config = watch_only(dir.path());
     config.start_without_bundle = true;
+    config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
     let server = TestServer::start_with(config).await;
+    let http = server.http_addr.unwrap();
+    assert_eq!(common::http_get(http, "/healthz").await.0, 200);
+    assert_eq!(
+        common::http_get(http, "/readyz").await,
+        (503, "no policy bundle loaded\n".to_owned())
+    );
     let mut health = HealthClient::new(server.channel().await);
     let serving = |health: &mut HealthClient<_>| {
         let mut health = health.clone();
@@ -518,6 +525,12 @@ async fn starting_without_a_valid_bundle_serves_once_one_appears() {
         assert!(started.elapsed() < WAIT, "health never became SERVING");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(
+        common::http_get(http, "/readyz").await,
+        (200, "ready\n".to_owned())
+    );
+    // Without an installed recorder (this in-process server), /metrics says so.
+    assert_eq!(common::http_get(http, "/metrics").await.0, 404);
     server.stop().await;
 }
 

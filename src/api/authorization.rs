@@ -1,8 +1,10 @@
 //! The `verdict.v1.Authorization` service.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
 
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::convert::{ProtocolError, check_input, check_response};
@@ -10,7 +12,11 @@ use super::error::ApiError;
 use super::proto;
 use super::proto::authorization_server::Authorization;
 use crate::bundle::{Snapshot, SnapshotHandle};
-use crate::engine;
+use crate::engine::{self, Decision};
+use crate::telemetry::decision_log::{self, DecisionLogSettings, DecisionRecord};
+use crate::telemetry::metrics::{
+    self as telemetry_metrics, DecisionMetrics, OTHER_ACTION, Rejection,
+};
 
 /// Batches with at least this many checks are split across blocking threads.
 const PARALLEL_BATCH_THRESHOLD: usize = 32;
@@ -98,17 +104,26 @@ pub trait ReloadControl: Send + Sync + std::fmt::Debug + 'static {
 pub struct AuthorizationService {
     snapshots: Arc<SnapshotHandle>,
     limits: Limits,
+    decision_log: DecisionLogSettings,
     reload: Option<Arc<dyn ReloadControl>>,
 }
 
 impl AuthorizationService {
-    /// Returns a service answering from `snapshots`, with the `Reload` RPC disabled.
+    /// Returns a service answering from `snapshots`, with the default decision log sampling
+    /// and the `Reload` RPC disabled.
     pub fn new(snapshots: Arc<SnapshotHandle>, limits: Limits) -> Self {
         Self {
             snapshots,
             limits,
+            decision_log: DecisionLogSettings::default(),
             reload: None,
         }
+    }
+
+    /// Sets how many decisions the decision log records.
+    pub fn with_decision_log(mut self, settings: DecisionLogSettings) -> Self {
+        self.decision_log = settings;
+        self
     }
 
     /// Enables the `Reload` RPC.
@@ -118,22 +133,136 @@ impl AuthorizationService {
     }
 
     fn snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
-        self.snapshots.load().ok_or(ApiError::NoSnapshot)
+        self.snapshots.load().ok_or_else(|| {
+            telemetry_metrics::record_rejection(Rejection::Unavailable);
+            ApiError::NoSnapshot
+        })
+    }
+
+    fn call(&self, snapshot: Arc<Snapshot>, metadata: &MetadataMap) -> Call {
+        Call {
+            snapshot,
+            limits: self.limits,
+            decision_log: self.decision_log,
+            request_id: request_id(metadata).into(),
+        }
+    }
+}
+
+/// Everything deciding needs besides the request itself.
+#[derive(Debug, Clone)]
+struct Call {
+    snapshot: Arc<Snapshot>,
+    limits: Limits,
+    decision_log: DecisionLogSettings,
+    request_id: Arc<str>,
+}
+
+/// Returns the caller's `x-request-id` when it is a sane token, else a new id.
+fn request_id(metadata: &MetadataMap) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let given = metadata
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        });
+    match given {
+        Some(id) => id.to_owned(),
+        None => format!("verdict-{:x}", NEXT.fetch_add(1, Ordering::Relaxed)),
     }
 }
 
 /// Decides one converted request against one snapshot.
+/// Decides one request and records it (metrics, decision log); `prefix` names the item in a
+/// batch (`checks[3].`).
 fn decide(
-    snapshot: &Snapshot,
+    call: &Call,
     request: proto::CheckRequest,
     prefix: &str,
-    limits: Limits,
 ) -> Result<proto::CheckResponse, ApiError> {
-    limits.check(&request, prefix)?;
-    let input = check_input(request, prefix)?.normalized(limits.max_json_depth)?;
-    let request = engine::Request::prepare(input, snapshot)?;
-    let decision = engine::decide(snapshot, &request)?;
-    Ok(check_response(decision, &snapshot.version))
+    let started = Instant::now();
+    let decided = (|| {
+        call.limits.check(&request, prefix)?;
+        let input = check_input(request, prefix)?.normalized(call.limits.max_json_depth)?;
+        let request = engine::Request::prepare(input, &call.snapshot)?;
+        let decision = engine::decide(&call.snapshot, &request)?;
+        Ok::<_, ApiError>((request, decision))
+    })();
+    match decided {
+        Ok((request, decision)) => {
+            observe(call, prefix, &request, &decision, started.elapsed());
+            Ok(check_response(decision, &call.snapshot.version))
+        }
+        Err(error) => {
+            let rejection = if error.code() == tonic::Code::Internal {
+                Rejection::Internal
+            } else {
+                Rejection::Invalid
+            };
+            telemetry_metrics::record_rejection(rejection);
+            Err(error)
+        }
+    }
+}
+
+/// Records one decision: metrics always, the decision log when sampled.
+fn observe(
+    call: &Call,
+    prefix: &str,
+    request: &engine::Request,
+    decision: &Decision,
+    elapsed: std::time::Duration,
+) {
+    let errored: Vec<&str> = decision
+        .errors
+        .iter()
+        .map(|e| e.policy_id.as_str())
+        .collect();
+    let action = call
+        .snapshot
+        .action_labels
+        .get(request.action())
+        .map_or(metrics::SharedString::const_str(OTHER_ACTION), |label| {
+            metrics::SharedString::from(Arc::clone(label))
+        });
+    telemetry_metrics::record_decision(&DecisionMetrics {
+        decision: decision.outcome.as_str(),
+        action,
+        duration: elapsed,
+        errored_policies: &errored,
+        relation_depth_exceeded: decision.relation_depth_exceeded,
+    });
+    if !call.decision_log.sample(decision.is_allowed()) {
+        return;
+    }
+    let properties: Vec<(&str, &'static str)> = decision
+        .properties
+        .iter()
+        .map(|p| (p.name.as_str(), p.outcome.as_str()))
+        .collect();
+    let request_id = if prefix.is_empty() {
+        call.request_id.to_string()
+    } else {
+        format!("{}/{}", call.request_id, prefix.trim_end_matches('.'))
+    };
+    decision_log::log(&DecisionRecord {
+        request_id: &request_id,
+        principal: request.principal(),
+        action: request.action(),
+        resource: request.resource(),
+        decision: decision.outcome.as_str(),
+        determining_policies: &decision.determining_policies,
+        errored_policies: &errored,
+        properties: &properties,
+        snapshot_version: &call.snapshot.version,
+        latency: elapsed,
+        relation_depth_exceeded: decision.relation_depth_exceeded,
+    });
 }
 
 fn batch_result(result: Result<proto::CheckResponse, ApiError>) -> proto::BatchCheckResult {
@@ -159,17 +288,16 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<proto::CheckRequest>,
     ) -> Result<Response<proto::CheckResponse>, Status> {
-        let snapshot = self.snapshot()?;
+        let call = self.call(self.snapshot()?, request.metadata());
         let request = request.into_inner();
-        let limits = self.limits;
         // A plain check takes microseconds and runs inline; one with many entities or
         // properties could hold an async worker for milliseconds.
         let response = if is_heavy(&request) {
-            tokio::task::spawn_blocking(move || decide(&snapshot, request, "", limits))
+            tokio::task::spawn_blocking(move || decide(&call, request, ""))
                 .await
                 .map_err(|e| ApiError::Internal(format!("check worker failed: {e}")))??
         } else {
-            decide(&snapshot, request, "", limits)?
+            decide(&call, request, "")?
         };
         Ok(Response::new(response))
     }
@@ -179,9 +307,12 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<proto::BatchCheckRequest>,
     ) -> Result<Response<proto::BatchCheckResponse>, Status> {
+        let metadata = request.metadata().clone();
         let proto::BatchCheckRequest { checks } = request.into_inner();
         tracing::Span::current().record("checks", checks.len());
+        telemetry_metrics::record_batch_size(checks.len());
         if checks.len() > self.limits.max_batch {
+            telemetry_metrics::record_rejection(Rejection::Invalid);
             return Err(ApiError::BatchTooLarge {
                 count: checks.len(),
                 limit: self.limits.max_batch,
@@ -189,22 +320,19 @@ impl Authorization for AuthorizationService {
             .into());
         }
         // INVARIANT: one snapshot answers every item.
-        let snapshot = self.snapshot()?;
-        let limits = self.limits;
+        let call = self.call(self.snapshot()?, &metadata);
         let results = if checks.len() < PARALLEL_BATCH_THRESHOLD {
             checks
                 .into_iter()
                 .enumerate()
-                .map(|(i, check)| {
-                    batch_result(decide(&snapshot, check, &format!("checks[{i}]."), limits))
-                })
+                .map(|(i, check)| batch_result(decide(&call, check, &format!("checks[{i}]."))))
                 .collect()
         } else {
-            decide_in_parallel(&snapshot, checks, limits).await?
+            decide_in_parallel(&call, checks).await?
         };
         Ok(Response::new(proto::BatchCheckResponse {
             results,
-            snapshot_version: snapshot.version.clone(),
+            snapshot_version: call.snapshot.version.clone(),
         }))
     }
 
@@ -261,9 +389,8 @@ impl Authorization for AuthorizationService {
 /// Splits a large batch into one chunk per core, each decided on a blocking thread, and
 /// returns the results in request order.
 async fn decide_in_parallel(
-    snapshot: &Arc<Snapshot>,
+    call: &Call,
     checks: Vec<proto::CheckRequest>,
-    limits: Limits,
 ) -> Result<Vec<proto::BatchCheckResult>, ApiError> {
     let total = checks.len();
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
@@ -272,13 +399,11 @@ async fn decide_in_parallel(
     let mut tasks = Vec::with_capacity(workers);
     while checks.peek().is_some() {
         let chunk: Vec<_> = checks.by_ref().take(chunk_size).collect();
-        let snapshot = Arc::clone(snapshot);
+        let call = call.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
             chunk
                 .into_iter()
-                .map(|(i, check)| {
-                    batch_result(decide(&snapshot, check, &format!("checks[{i}]."), limits))
-                })
+                .map(|(i, check)| batch_result(decide(&call, check, &format!("checks[{i}]."))))
                 .collect::<Vec<_>>()
         }));
     }

@@ -47,6 +47,8 @@ pub struct Snapshot {
     pub policy_entities: PolicyEntities,
     /// For each bundle entity, the entities its attributes point at.
     pub entity_references: FxHashMap<EntityUid, Vec<EntityUid>>,
+    /// The metric label of every action the bundle knows.
+    pub action_labels: FxHashMap<EntityUid, Arc<str>>,
     /// Schema validation warnings, for `verdict validate` and the startup log.
     pub warnings: Vec<String>,
     /// The most nested usersets one membership search follows.

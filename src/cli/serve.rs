@@ -58,6 +58,19 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         }
     }
 
+    // Metrics: the global recorder, before anything records.
+    let metrics = if config.metrics_addr.is_some() {
+        match telemetry::metrics::install() {
+            Ok(handle) => Some(handle),
+            Err(error) => {
+                eprintln!("error: cannot set up metrics: {error}");
+                return EXIT_FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,20 +83,24 @@ pub(super) fn run(args: ServeArgs) -> u8 {
     };
     runtime.block_on(async {
         // 4. Bind, and say where.
-        let listener = match tokio::net::TcpListener::bind(config.grpc_addr).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::error!(addr = %config.grpc_addr, %error, "cannot bind the gRPC listener");
-                eprintln!("error: cannot listen on {}: {error}", config.grpc_addr);
-                return EXIT_FAILURE;
-            }
+        let Some(grpc) = bind(config.grpc_addr, "grpc").await else {
+            return EXIT_FAILURE;
         };
-        match listener.local_addr() {
-            Ok(addr) => tracing::info!(%addr, "grpc listening"),
-            Err(error) => tracing::warn!(%error, "cannot read the bound address"),
-        }
+        let http = match config.metrics_addr {
+            Some(addr) => match bind(addr, "metrics").await {
+                Some(listener) => Some(listener),
+                None => return EXIT_FAILURE,
+            },
+            None => None,
+        };
+        let served = server::Served {
+            snapshots,
+            reloader,
+            metrics,
+        };
+        let listeners = server::Listeners { grpc, http };
         // 5. Serve until SIGINT or SIGTERM, then drain.
-        match server::run(&config, snapshots, reloader, listener, shutdown_signal()).await {
+        match server::run(&config, served, listeners, shutdown_signal()).await {
             Ok(()) => {
                 tracing::info!("stopped");
                 EXIT_OK
@@ -94,6 +111,24 @@ pub(super) fn run(args: ServeArgs) -> u8 {
             }
         }
     })
+}
+
+/// Binds `addr` and logs the bound address (`<what> listening addr=…`).
+async fn bind(addr: std::net::SocketAddr, what: &str) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            match listener.local_addr() {
+                Ok(bound) => tracing::info!(addr = %bound, "{what} listening"),
+                Err(error) => tracing::warn!(%error, "cannot read the bound address"),
+            }
+            Some(listener)
+        }
+        Err(error) => {
+            tracing::error!(%addr, %error, "cannot bind the {what} listener");
+            eprintln!("error: cannot listen on {addr} ({what}): {error}");
+            None
+        }
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -164,6 +164,21 @@ pub struct Request {
 }
 
 impl Request {
+    /// Returns the principal.
+    pub fn principal(&self) -> &EntityUid {
+        &self.principal
+    }
+
+    /// Returns the action.
+    pub fn action(&self) -> &EntityUid {
+        &self.action
+    }
+
+    /// Returns the resource.
+    pub fn resource(&self) -> &EntityUid {
+        &self.resource
+    }
+
     /// Validates `input` against `snapshot`. The input's JSON must already be normalised
     /// ([`CheckInput::normalized`]).
     pub fn prepare(input: CheckInput, snapshot: &Snapshot) -> Result<Self, RequestError> {

@@ -1,10 +1,215 @@
-//! Metric names and label values: the single list of what Verdict measures.
+//! Metric names, help texts, buckets, and the functions that record them: the single list of
+//! what Verdict measures.
 //!
-//! Recorded through the `metrics` facade; until an exporter is installed (see the observability
-//! issue) recording is a no-op. Label values are `&'static str` from closed sets, never ids.
+//! Recorded through the `metrics` facade; [`install`] sets up the Prometheus recorder that the
+//! server's `/metrics` endpoint renders (classic text format). Without it (unit tests, the CLI)
+//! recording is a no-op. Label values come from closed sets or from the snapshot (action names,
+//! policy ids), never from request ids: the number of series is bounded by the bundle, not by
+//! traffic.
 
+use std::time::Duration;
+
+use metrics::SharedString;
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
+
+/// Decisions by `decision` (`allow`/`deny`) and `action` (the bundle's actions; `other` for
+/// actions the bundle does not know).
+pub const DECISIONS_TOTAL: &str = "verdict_decisions_total";
+/// Time to decide one request (validation, slice, relation search, evaluation).
+pub const DECISION_DURATION_SECONDS: &str = "verdict_decision_duration_seconds";
+/// Policies that failed while evaluating, by `policy` id.
+pub const EVALUATION_ERRORS_TOTAL: &str = "verdict_evaluation_errors_total";
+/// Relation searches that hit the depth bound.
+pub const RELATION_DEPTH_EXCEEDED_TOTAL: &str = "verdict_relation_depth_exceeded_total";
+/// Requests rejected before a decision, by `reason` (`invalid`, `unavailable`, `internal`).
+pub const REJECTED_REQUESTS_TOTAL: &str = "verdict_rejected_requests_total";
+/// Checks per BatchCheck.
+pub const BATCH_SIZE: &str = "verdict_batch_size";
+/// gRPC requests by `method` and `code`.
+pub const GRPC_REQUESTS_TOTAL: &str = "verdict_grpc_requests_total";
+/// gRPC request latency by `method`, until the last byte of the response.
+pub const GRPC_REQUEST_DURATION_SECONDS: &str = "verdict_grpc_request_duration_seconds";
 /// Bundle reloads by `result`: `updated`, `unchanged` or `failed`.
 pub const RELOADS_TOTAL: &str = "verdict_reloads_total";
+/// Always 1, labelled with the serving snapshot's `version`.
+pub const SNAPSHOT_INFO: &str = "verdict_snapshot_info";
+/// When the serving snapshot was loaded, in seconds since the Unix epoch.
+pub const SNAPSHOT_LOADED_TIMESTAMP_SECONDS: &str = "verdict_snapshot_loaded_timestamp_seconds";
+/// Age of the serving snapshot.
+pub const SNAPSHOT_AGE_SECONDS: &str = "verdict_snapshot_age_seconds";
+/// Policies in the serving snapshot.
+pub const SNAPSHOT_POLICIES: &str = "verdict_snapshot_policies";
+/// Relationship tuples in the serving snapshot.
+pub const SNAPSHOT_TUPLES: &str = "verdict_snapshot_tuples";
+/// Entities in the serving snapshot's entity files.
+pub const SNAPSHOT_ENTITIES: &str = "verdict_snapshot_entities";
+/// 1 while a snapshot is being served, 0 before the first one.
+pub const READY: &str = "verdict_ready";
+/// Always 1, labelled with `version` and `git_commit`.
+pub const BUILD_INFO: &str = "verdict_build_info";
+
+/// The `action` label for actions the bundle does not know.
+pub const OTHER_ACTION: &str = "other";
+
+/// Latency buckets from 5 µs to 100 ms: decisions take microseconds.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// Batch size buckets, up to the largest batch limit.
+const BATCH_BUCKETS: [f64; 10] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 500.0, 1000.0, 10_000.0,
+];
+
+/// Gauges not refreshed for this long disappear from `/metrics` (an old snapshot's version).
+pub const GAUGE_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Installs the global Prometheus recorder and describes every metric.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(DECISION_DURATION_SECONDS.to_owned()),
+            &LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(GRPC_REQUEST_DURATION_SECONDS.to_owned()),
+            &LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.to_owned()), &BATCH_BUCKETS)?
+        .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE_TIMEOUT))
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+/// Registers the help text of every metric (the `# HELP` lines).
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(DECISIONS_TOTAL, "Decisions by result and action.");
+    describe_histogram!(
+        DECISION_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to decide one request: validation, entity slice, relation search, evaluation."
+    );
+    describe_counter!(
+        EVALUATION_ERRORS_TOTAL,
+        "Policies that failed while evaluating (and were skipped), by policy id."
+    );
+    describe_counter!(
+        RELATION_DEPTH_EXCEEDED_TOTAL,
+        "Decisions denied because a relation search hit the depth bound."
+    );
+    describe_counter!(
+        REJECTED_REQUESTS_TOTAL,
+        "Requests answered with an error instead of a decision, by reason."
+    );
+    describe_histogram!(BATCH_SIZE, "Checks per BatchCheck request.");
+    describe_counter!(
+        GRPC_REQUESTS_TOTAL,
+        "gRPC requests by method and status code."
+    );
+    describe_histogram!(
+        GRPC_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "gRPC request latency by method, until the response is complete."
+    );
+    describe_counter!(
+        RELOADS_TOTAL,
+        "Bundle reloads by result: updated, unchanged or failed."
+    );
+    describe_gauge!(SNAPSHOT_INFO, "The serving snapshot's version (always 1).");
+    describe_gauge!(
+        SNAPSHOT_LOADED_TIMESTAMP_SECONDS,
+        Unit::Seconds,
+        "When the serving snapshot was loaded, as a Unix timestamp."
+    );
+    describe_gauge!(
+        SNAPSHOT_AGE_SECONDS,
+        Unit::Seconds,
+        "Age of the serving snapshot."
+    );
+    describe_gauge!(SNAPSHOT_POLICIES, "Policies in the serving snapshot.");
+    describe_gauge!(
+        SNAPSHOT_TUPLES,
+        "Relationship tuples in the serving snapshot."
+    );
+    describe_gauge!(
+        SNAPSHOT_ENTITIES,
+        "Entities in the serving snapshot's entity files."
+    );
+    describe_gauge!(
+        READY,
+        "1 while a snapshot is being served, 0 before the first one."
+    );
+    describe_gauge!(BUILD_INFO, "Build information (always 1).");
+}
+
+/// One decision, as metrics see it.
+#[derive(Debug, Clone)]
+pub struct DecisionMetrics<'a> {
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// The action's label: a bundle action or [`OTHER_ACTION`].
+    pub action: SharedString,
+    /// Time spent deciding.
+    pub duration: Duration,
+    /// Ids of the policies that failed while evaluating.
+    pub errored_policies: &'a [&'a str],
+    /// Whether a relation search hit the depth bound.
+    pub relation_depth_exceeded: bool,
+}
+
+/// Records one decision.
+pub fn record_decision(decision: &DecisionMetrics<'_>) {
+    metrics::counter!(
+        DECISIONS_TOTAL,
+        "decision" => decision.decision,
+        "action" => decision.action.clone()
+    )
+    .increment(1);
+    metrics::histogram!(DECISION_DURATION_SECONDS).record(decision.duration.as_secs_f64());
+    for policy in decision.errored_policies {
+        metrics::counter!(EVALUATION_ERRORS_TOTAL, "policy" => (*policy).to_owned()).increment(1);
+    }
+    if decision.relation_depth_exceeded {
+        metrics::counter!(RELATION_DEPTH_EXCEEDED_TOTAL).increment(1);
+    }
+}
+
+/// Why a request got an error instead of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Malformed or over a limit.
+    Invalid,
+    /// No snapshot loaded.
+    Unavailable,
+    /// A bug or an environment failure.
+    Internal,
+}
+
+/// Records a request (or batch item) answered with an error.
+pub fn record_rejection(rejection: Rejection) {
+    let reason = match rejection {
+        Rejection::Invalid => "invalid",
+        Rejection::Unavailable => "unavailable",
+        Rejection::Internal => "internal",
+    };
+    metrics::counter!(REJECTED_REQUESTS_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Records the size of one BatchCheck.
+pub fn record_batch_size(checks: usize) {
+    metrics::histogram!(BATCH_SIZE).record(checks as f64);
+}
+
+/// Records one finished gRPC request.
+pub fn record_grpc(method: &'static str, code: &'static str, duration: Duration) {
+    metrics::counter!(GRPC_REQUESTS_TOTAL, "method" => method, "code" => code).increment(1);
+    metrics::histogram!(GRPC_REQUEST_DURATION_SECONDS, "method" => method)
+        .record(duration.as_secs_f64());
+}
 
 /// Records one finished reload.
 pub fn record_reload(result: ReloadResult) {
@@ -31,4 +236,45 @@ impl ReloadResult {
             Self::Failed => "failed",
         }
     }
+}
+
+/// The serving snapshot, as the periodic gauges report it.
+#[derive(Debug, Clone)]
+pub struct SnapshotGauges<'a> {
+    /// Its version.
+    pub version: &'a str,
+    /// When it was loaded.
+    pub loaded_at: std::time::SystemTime,
+    /// Policies.
+    pub policies: usize,
+    /// Tuples.
+    pub tuples: usize,
+    /// Entities.
+    pub entities: usize,
+}
+
+/// Refreshes the gauges (called periodically, so that an old version's series expire).
+pub fn record_snapshot(snapshot: Option<&SnapshotGauges<'_>>) {
+    metrics::gauge!(
+        BUILD_INFO,
+        "version" => env!("CARGO_PKG_VERSION"),
+        "git_commit" => env!("VERDICT_GIT_COMMIT")
+    )
+    .set(1.0);
+    let Some(snapshot) = snapshot else {
+        metrics::gauge!(READY).set(0.0);
+        return;
+    };
+    metrics::gauge!(READY).set(1.0);
+    metrics::gauge!(SNAPSHOT_INFO, "version" => snapshot.version.to_owned()).set(1.0);
+    let loaded = snapshot
+        .loaded_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    metrics::gauge!(SNAPSHOT_LOADED_TIMESTAMP_SECONDS).set(loaded.as_secs_f64());
+    let age = snapshot.loaded_at.elapsed().unwrap_or_default();
+    metrics::gauge!(SNAPSHOT_AGE_SECONDS).set(age.as_secs_f64());
+    metrics::gauge!(SNAPSHOT_POLICIES).set(snapshot.policies as f64);
+    metrics::gauge!(SNAPSHOT_TUPLES).set(snapshot.tuples as f64);
+    metrics::gauge!(SNAPSHOT_ENTITIES).set(snapshot.entities as f64);
 }

@@ -43,12 +43,17 @@ pub fn test_config(policies: &Path) -> ValidConfig {
         reload_max_delay: Duration::from_secs(1),
         enable_reload_rpc: false,
         start_without_bundle: false,
+        metrics_addr: None,
+        decision_log_deny_rate: 1.0,
+        decision_log_allow_rate: 0.01,
     }
 }
 
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The HTTP port, when the configuration turns it on.
+    pub http_addr: Option<SocketAddr>,
     pub snapshots: Arc<SnapshotHandle>,
     pub reloader: Arc<Reloader>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -90,17 +95,32 @@ impl TestServer {
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
+        let http = match config.metrics_addr {
+            Some(http_addr) => Some(tokio::net::TcpListener::bind(http_addr).await.unwrap()),
+            None => None,
+        };
+        let http_addr = http.as_ref().map(|l| l.local_addr().unwrap());
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let handle = Arc::clone(&snapshots);
         let task_reloader = Arc::clone(&reloader);
         let task = tokio::spawn(async move {
-            verdict::server::run(&config, handle, task_reloader, listener, async {
+            let served = verdict::server::Served {
+                snapshots: handle,
+                reloader: task_reloader,
+                metrics: None,
+            };
+            let listeners = verdict::server::Listeners {
+                grpc: listener,
+                http,
+            };
+            verdict::server::run(&config, served, listeners, async {
                 let _ = shutdown_rx.await;
             })
             .await
         });
         Self {
             addr,
+            http_addr,
             snapshots,
             reloader,
             shutdown: Some(shutdown_tx),
@@ -195,3 +215,22 @@ pub fn check(
 pub const ALLOW: i32 = proto::Decision::Allow as i32;
 /// The decision code for DENY.
 pub const DENY: i32 = proto::Decision::Deny as i32;
+
+/// A plain HTTP/1.0 GET on loopback, async (the server may share the test's runtime).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
+}
