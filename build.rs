@@ -18,15 +18,23 @@ fn main() -> anyhow::Result<()> {
     )?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
 
-    // The commit for verdict_build_info; "unknown" outside a git checkout.
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
+    // The commit for verdict_build_info: $VERDICT_GIT_COMMIT (container builds have no .git),
+    // else git, else "unknown".
+    println!("cargo:rerun-if-env-changed=VERDICT_GIT_COMMIT");
+    let from_env = std::env::var("VERDICT_GIT_COMMIT")
         .ok()
-        .filter(|out| out.status.success())
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
+        .filter(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric()));
+    let commit = from_env
+        .or_else(|| {
+            std::process::Command::new("git")
+                .args(["rev-parse", "--short=12", "HEAD"])
+                .output()
+                .ok()
+                .filter(|out| out.status.success())
+                .and_then(|out| String::from_utf8(out.stdout).ok())
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=VERDICT_GIT_COMMIT={commit}");
     for path in [".git/HEAD", ".git/refs/heads"] {
