@@ -40,7 +40,7 @@ use rustc_hash::FxHashMap;
 use crate::relations::TupleIndex;
 
 pub use error::{InvalidBundle, LoadError};
-pub use files::fingerprint;
+pub use files::{fingerprint, is_bundle_file_name};
 pub use policies::PolicyLocation;
 pub use references::{PolicyEntities, referenced_entities};
 pub use schema::{Relation, RelationCatalog, USERSET_TYPE};

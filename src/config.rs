@@ -24,6 +24,7 @@
 //! | `--enable-reload-rpc` | `VERDICT_ENABLE_RELOAD_RPC` | `false` |
 //! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
 //! | `--metrics-addr` | `VERDICT_METRICS_ADDR` | `127.0.0.1:9180` (`off` turns it off) |
+//! | `--shutdown-grace` | `VERDICT_SHUTDOWN_GRACE` | `10s` |
 //! | `--decision-log-deny-rate` | `VERDICT_DECISION_LOG_DENY_RATE` | `1` |
 //! | `--decision-log-allow-rate` | `VERDICT_DECISION_LOG_ALLOW_RATE` | `0.01` |
 
@@ -64,6 +65,8 @@ pub const DEFAULT_POLL_INTERVAL: &str = "2s";
 pub const DEFAULT_RELOAD_DEBOUNCE: &str = "200ms";
 /// Default longest wait from the first file event to its rebuild.
 pub const DEFAULT_RELOAD_MAX_DELAY: &str = "1s";
+/// Default longest drain after SIGTERM before remaining connections are closed.
+pub const DEFAULT_SHUTDOWN_GRACE: &str = "10s";
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_RELOAD_DELAY: Duration = Duration::from_secs(60);
 
@@ -150,6 +153,9 @@ pub struct ServeArgs {
     /// Address of the HTTP port serving /metrics, /healthz and /readyz; `off` turns it off.
     #[arg(long, env = "VERDICT_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
     pub metrics_addr: String,
+    /// Longest drain after SIGTERM before the remaining connections are closed.
+    #[arg(long, env = "VERDICT_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
     /// Share of denied decisions written to the decision log (0 to 1).
     #[arg(long, env = "VERDICT_DECISION_LOG_DENY_RATE", default_value_t = DEFAULT_DENY_RATE)]
     pub decision_log_deny_rate: f64,
@@ -199,6 +205,8 @@ pub struct ValidConfig {
     pub start_without_bundle: bool,
     /// The HTTP port's address; `None` is off.
     pub metrics_addr: Option<SocketAddr>,
+    /// Longest drain after SIGTERM.
+    pub shutdown_grace: Duration,
     /// Share of denies in the decision log.
     pub decision_log_deny_rate: f64,
     /// Share of allows in the decision log.
@@ -227,7 +235,8 @@ fn in_range<T: PartialOrd + std::fmt::Debug + Copy>(
     flag: &'static str,
     env: &'static str,
 ) -> Result<T, ConfigError> {
-    if value < min || value > max {
+    // Written so that NaN, which compares false with everything, is rejected too.
+    if !(value >= min && value <= max) {
         return Err(ConfigError::Invalid {
             flag,
             env,
@@ -340,6 +349,13 @@ impl ServeArgs {
                         })?,
                 ),
             },
+            shutdown_grace: in_range(
+                self.shutdown_grace,
+                Duration::ZERO,
+                Duration::from_secs(3600),
+                "--shutdown-grace",
+                "VERDICT_SHUTDOWN_GRACE",
+            )?,
             decision_log_deny_rate: in_range(
                 self.decision_log_deny_rate,
                 0.0,
@@ -394,6 +410,7 @@ mod tests {
         let off = parse(&["--metrics-addr", "off"]).unwrap();
         assert_eq!(off.metrics_addr, None);
         assert!(parse(&["--decision-log-allow-rate", "2"]).is_err());
+        assert!(parse(&["--decision-log-deny-rate", "NaN"]).is_err());
     }
 
     #[test]

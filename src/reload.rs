@@ -123,6 +123,8 @@ pub struct Reloader {
     /// The fingerprint of the files as they were just before the last load started: a change
     /// made after that is seen as a difference, even one made before the watch was set up.
     loaded_fingerprint: AtomicU64,
+    /// True once the watch loop watches (and polls): changes from then on are noticed.
+    watching_tx: state::Sender<bool>,
 }
 
 impl Reloader {
@@ -138,6 +140,7 @@ impl Reloader {
             rebuild_lock: Mutex::new(()),
             serving_tx,
             loaded_fingerprint: AtomicU64::new(0),
+            watching_tx: state::channel(false).0,
         })
     }
 
@@ -148,32 +151,48 @@ impl Reloader {
 
     /// Loads the bundle once, synchronously, before serving (blocking I/O).
     pub fn load_initial(&self) -> ReloadOutcome {
+        self.load_and_apply(Cause::Startup)
+    }
+
+    /// Rebuilds now (waiting for a rebuild in progress to finish first) and swaps if changed.
+    ///
+    /// The rebuild runs to its end in a task of its own, holding the rebuild lock throughout:
+    /// a caller that gives up (a cancelled RPC) never leaves a rebuild running unlocked. Loading,
+    /// swapping and dropping snapshots all happen on a blocking thread.
+    pub async fn reload(self: &Arc<Self>, cause: Cause) -> ReloadOutcome {
+        let reloader = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let _one_at_a_time = reloader.rebuild_lock.lock().await;
+            let blocking = Arc::clone(&reloader);
+            tokio::task::spawn_blocking(move || blocking.load_and_apply(cause)).await
+        });
+        match task.await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(error)) | Err(error) => {
+                let errors = InvalidBundle::from(bundle::LoadError::file(
+                    &self.dir,
+                    format!("the rebuild did not finish: {error}"),
+                ));
+                let serving = self.snapshots.load().map(|s| s.version.clone());
+                ReloadOutcome::Failed { errors, serving }
+            }
+        }
+    }
+
+    /// Loads, swaps if changed, and drops whatever snapshot is no longer needed, all on the
+    /// calling (blocking) thread.
+    fn load_and_apply(&self, cause: Cause) -> ReloadOutcome {
         let started = Instant::now();
         let (fingerprint, result) = fingerprint_and_load(&self.dir, self.options);
         self.loaded_fingerprint
             .store(fingerprint, Ordering::Relaxed);
-        self.apply(result, Cause::Startup, started)
+        self.apply(result, cause, started)
     }
 
-    /// Rebuilds now (waiting for a rebuild in progress to finish first) and swaps if changed.
-    pub async fn reload(&self, cause: Cause) -> ReloadOutcome {
-        let _one_at_a_time = self.rebuild_lock.lock().await;
-        let started = Instant::now();
-        let dir = self.dir.clone();
-        let options = self.options;
-        let loaded = tokio::task::spawn_blocking(move || fingerprint_and_load(&dir, options)).await;
-        let result = match loaded {
-            Ok((fingerprint, result)) => {
-                self.loaded_fingerprint
-                    .store(fingerprint, Ordering::Relaxed);
-                result
-            }
-            Err(join_error) => Err(InvalidBundle::from(bundle::LoadError::file(
-                &self.dir,
-                format!("the rebuild did not finish: {join_error}"),
-            ))),
-        };
-        self.apply(result, cause, started)
+    /// Waits until the watch loop watches and polls, so a change made from now on is noticed.
+    pub async fn watching(&self) {
+        let mut watching = self.watching_tx.subscribe();
+        let _ = watching.wait_for(|ready| *ready).await;
     }
 
     fn apply(
@@ -263,14 +282,35 @@ impl Reloader {
     }
 }
 
-/// Fingerprints the files, then loads them: any change after the fingerprint shows up as a
-/// difference later, so none is missed.
+/// Attempts at reading a bundle that keeps changing under the reader.
+const STABLE_READ_ATTEMPTS: usize = 3;
+
+/// Fingerprints the files, loads them, and fingerprints them again. Files are read one by one,
+/// so a change in between (an edit, a ConfigMap `..data` swap, a git-sync checkout) could mix
+/// old and new files; a changed fingerprint discards the load and reads again. The fingerprint
+/// taken first is returned: any change after it shows up as a difference later, so none is
+/// missed.
 fn fingerprint_and_load(
     dir: &Path,
     options: LoadOptions,
 ) -> (u64, Result<Snapshot, InvalidBundle>) {
-    let fingerprint = bundle::fingerprint(dir);
-    (fingerprint, bundle::load(dir, options))
+    let mut before = bundle::fingerprint(dir);
+    for _ in 0..STABLE_READ_ATTEMPTS {
+        let result = bundle::load(dir, options);
+        let after = bundle::fingerprint(dir);
+        if after == before {
+            return (before, result);
+        }
+        drop(result);
+        before = after;
+    }
+    let unstable = bundle::LoadError::file(
+        dir,
+        format!(
+            "the bundle changed while it was being read, {STABLE_READ_ATTEMPTS} times in a row; the last good snapshot keeps serving and the next change is read again"
+        ),
+    );
+    (before, Err(InvalidBundle::from(unstable)))
 }
 
 async fn fingerprint(dir: &Path) -> u64 {
@@ -292,14 +332,22 @@ async fn tick(poll: &mut Option<tokio::time::Interval>) {
 async fn watch_loop(reloader: Arc<Reloader>, settings: WatchSettings, cancel: CancellationToken) {
     let (events_tx, mut events_rx) = mpsc::channel::<()>(64);
     let mut bundle_watch = if settings.watch {
-        match watch::BundleWatch::new(&reloader.dir, events_tx) {
-            Ok(bundle_watch) => Some(bundle_watch),
-            Err(error) => {
+        // Setting up a recursive watch walks the tree: a blocking thread's job.
+        let dir = reloader.dir.clone();
+        let created =
+            tokio::task::spawn_blocking(move || watch::BundleWatch::new(&dir, events_tx)).await;
+        match created {
+            Ok(Ok(bundle_watch)) => Some(bundle_watch),
+            Ok(Err(error)) => {
                 tracing::warn!(
                     path = %reloader.dir.display(),
                     %error,
                     "cannot watch the bundle; relying on polling"
                 );
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "setting up the bundle watch failed; relying on polling");
                 None
             }
         }
@@ -317,6 +365,7 @@ async fn watch_loop(reloader: Arc<Reloader>, settings: WatchSettings, cancel: Ca
     if fingerprint(&reloader.dir).await != seen {
         debounce.note(tokio::time::Instant::now());
     }
+    reloader.watching_tx.send_replace(true);
     loop {
         let deadline = debounce.deadline();
         tokio::select! {
@@ -337,8 +386,13 @@ async fn watch_loop(reloader: Arc<Reloader>, settings: WatchSettings, cancel: Ca
                 debounce.clear();
                 reloader.reload(Cause::Watch).await;
                 seen = reloader.loaded_fingerprint.load(Ordering::Relaxed);
-                if let Some(bundle_watch) = bundle_watch.as_mut() {
-                    bundle_watch.refresh();
+                if let Some(mut current) = bundle_watch.take() {
+                    bundle_watch = tokio::task::spawn_blocking(move || {
+                        current.refresh();
+                        current
+                    })
+                    .await
+                    .ok();
                 }
             }
         }

@@ -169,7 +169,9 @@ pub async fn run(
 
     let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
     let shutdown_health = health.clone();
-    let served = tonic::transport::Server::builder()
+    let draining = Arc::new(tokio::sync::Notify::new());
+    let draining_started = Arc::clone(&draining);
+    let serve = tonic::transport::Server::builder()
         .layer(
             tower::ServiceBuilder::new()
                 .layer(GrpcMetricsLayer)
@@ -190,8 +192,21 @@ pub async fn run(
             shutdown_health
                 .set_service_status(AUTHORIZATION_SERVICE_NAME, ServingStatus::NotServing)
                 .await;
-        })
-        .await;
+            draining_started.notify_one();
+        });
+    // Draining waits for every connection to finish its streams; a client holding a stream
+    // open (a health Watch) must not hold the process past the grace period.
+    let grace = config.shutdown_grace;
+    let served = tokio::select! {
+        served = serve => served,
+        () = async {
+            draining.notified().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "shutdown grace period over; closing the remaining connections");
+            Ok(())
+        }
+    };
     http_cancel.cancel();
     if let Some(task) = http_task {
         match task.await {
@@ -214,8 +229,16 @@ fn spawn_gauge_refresh(
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(GAUGE_REFRESH);
+        let mut last_version: Option<String> = None;
         loop {
             let snapshot = snapshots.load();
+            let version = snapshot.as_ref().map(|s| s.version.clone());
+            if let Some(previous) = last_version.as_deref()
+                && version.as_deref() != Some(previous)
+            {
+                telemetry_metrics::retire_snapshot_version(previous);
+            }
+            last_version = version;
             let gauges = snapshot.as_deref().map(|s| SnapshotGauges {
                 version: &s.version,
                 loaded_at: s.loaded_at,

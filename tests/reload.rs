@@ -272,6 +272,52 @@ async fn a_swapped_symlinked_checkout_is_served() {
 }
 
 #[tokio::test]
+async fn a_bundle_directory_deleted_and_created_again_is_still_watched() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("policies");
+    std::fs::create_dir(&dir).unwrap();
+    write_bundle(&dir, "alice");
+    let server = TestServer::start_with(watch_only(&dir)).await;
+    let first = version(&server);
+
+    // `rm -rf policies && git clone …`: a new directory, often with the old inode.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    write_bundle(&dir, "kim");
+    let second = wait_for_new_version(&server, &first).await;
+    assert_eq!(decision(&server, "kim").await, (ALLOW, second.clone()));
+
+    // The watch on the new directory works: an in-place edit is picked up.
+    std::fs::write(dir.join("docs.tuples"), tuples_for("lee")).unwrap();
+    let third = wait_for_new_version(&server, &second).await;
+    assert_eq!(decision(&server, "lee").await, (ALLOW, third));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_within_the_grace_period_even_with_a_stream_open() {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), "alice");
+    let mut config = test_config(dir.path());
+    config.shutdown_grace = Duration::from_millis(500);
+    let server = TestServer::start_with(config).await;
+    let mut health = HealthClient::new(server.channel().await);
+    // A health Watch stream stays open until the server closes it.
+    let mut stream = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap();
+    tokio::time::timeout(WAIT, server.stop())
+        .await
+        .expect("the server did not stop after its grace period");
+}
+
+#[tokio::test]
 async fn polling_alone_notices_changes() {
     let dir = tempfile::tempdir().unwrap();
     write_bundle(dir.path(), "alice");
@@ -549,7 +595,16 @@ fn generation_files(k: usize) -> Vec<(&'static str, String)> {
             "docs.tuples",
             format!("Doc::\"d\"#reader@User::\"user-{k}\"\n"),
         ),
+        // Read between the two (files load in name order), and large, so that a swap can
+        // land in the middle of a load.
+        ("filler.tuples", filler_tuples(k)),
     ]
+}
+
+fn filler_tuples(k: usize) -> String {
+    (0..20_000)
+        .map(|i| format!("Doc::\"filler-{i}\"#reader@User::\"gen-{k}-{i}\"\n"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -607,7 +662,7 @@ async fn reloads_racing_with_traffic_never_fail_or_mix_versions() {
     // Valid and invalid generations alternate, each swapped in atomically.
     let mut last_valid = 0;
     for k in 1..GENERATIONS {
-        if k % 3 == 0 {
+        if k.is_multiple_of(3) {
             volume.update(&[
                 ("policy.cedar", "permit (principal,".to_owned()),
                 ("docs.tuples", "Doc::\"d\"#reader@\n".to_owned()),
@@ -622,6 +677,24 @@ async fn reloads_racing_with_traffic_never_fail_or_mix_versions() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Then swaps faster than a load: a load that straddles a swap reads a mix of two
+    // generations, and must be thrown away, never served.
+    let mut last_written = last_valid;
+    for i in 0..40 {
+        let k = 1 + i % (GENERATIONS - 1);
+        if k.is_multiple_of(3) {
+            continue;
+        }
+        volume.update(&generation_files(k));
+        last_written = k;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let started = Instant::now();
+    while generation_of.get(&version(&server)) != Some(&last_written) {
+        assert!(started.elapsed() < WAIT, "the last swap was never served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    last_valid = last_written;
     stop.store(true, Ordering::Relaxed);
 
     let mut total = 0;

@@ -18,7 +18,7 @@ use crate::telemetry::metrics::{
     self as telemetry_metrics, DecisionMetrics, OTHER_ACTION, Rejection,
 };
 
-/// Batches with at least this many checks are split across blocking threads.
+/// Batches with at least this many checks (or this heavy) are split across blocking threads.
 const PARALLEL_BATCH_THRESHOLD: usize = 32;
 
 /// Request limits enforced before the engine sees a request.
@@ -75,9 +75,12 @@ impl Limits {
     }
 }
 
+/// Entities plus properties beyond which work moves off the async workers.
+const HEAVY_WEIGHT: usize = 32;
+
 /// A request this heavy is decided on a blocking thread rather than on an async worker.
 fn is_heavy(request: &proto::CheckRequest) -> bool {
-    request.entities.len() + request.properties.len() > 16
+    request.entities.len() + request.properties.len() > HEAVY_WEIGHT / 2
 }
 
 /// What a reload did, as the `Reload` RPC reports it.
@@ -310,7 +313,6 @@ impl Authorization for AuthorizationService {
         let metadata = request.metadata().clone();
         let proto::BatchCheckRequest { checks } = request.into_inner();
         tracing::Span::current().record("checks", checks.len());
-        telemetry_metrics::record_batch_size(checks.len());
         if checks.len() > self.limits.max_batch {
             telemetry_metrics::record_rejection(Rejection::Invalid);
             return Err(ApiError::BatchTooLarge {
@@ -319,9 +321,14 @@ impl Authorization for AuthorizationService {
             }
             .into());
         }
+        telemetry_metrics::record_batch_size(checks.len());
         // INVARIANT: one snapshot answers every item.
         let call = self.call(self.snapshot()?, &metadata);
-        let results = if checks.len() < PARALLEL_BATCH_THRESHOLD {
+        let weight: usize = checks
+            .iter()
+            .map(|c| 1 + c.entities.len() + c.properties.len())
+            .sum();
+        let results = if checks.len() < PARALLEL_BATCH_THRESHOLD && weight < HEAVY_WEIGHT {
             checks
                 .into_iter()
                 .enumerate()

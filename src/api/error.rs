@@ -59,12 +59,30 @@ impl ApiError {
     pub fn client_message(&self) -> String {
         match self {
             Self::Internal(detail) | Self::Request(RequestError::Internal(detail)) => {
-                tracing::error!(detail = %detail, "internal error");
+                tracing::error!(detail = %without_quoted_values(detail), "internal error");
                 "internal error; see the server log".to_owned()
             }
             other => other.to_string(),
         }
     }
+}
+
+/// Replaces every `backtick-quoted` span (where Cedar quotes values, which may be request
+/// data) with `…`, so an internal error can be logged without the caller's data.
+fn without_quoted_values(detail: &str) -> String {
+    let mut out = String::with_capacity(detail.len());
+    let mut inside = false;
+    for c in detail.chars() {
+        if c == '`' {
+            if !inside {
+                out.push_str("`…`");
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl From<ApiError> for Status {
@@ -94,5 +112,13 @@ mod tests {
         let internal = Status::from(ApiError::Internal("join error: task panicked".to_owned()));
         assert_eq!(internal.code(), Code::Internal);
         assert!(!internal.message().contains("panicked"));
+    }
+
+    #[test]
+    fn internal_details_are_logged_without_quoted_values() {
+        assert_eq!(
+            without_quoted_values("bad value `Bearer abc` in `User::\"x\"`: oops"),
+            "bad value `…` in `…`: oops"
+        );
     }
 }

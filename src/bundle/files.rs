@@ -45,6 +45,11 @@ enum FileKind {
     Entities,
 }
 
+/// Returns whether the loader reads a file of this name (by suffix).
+pub fn is_bundle_file_name(name: &str) -> bool {
+    classify(name).is_some()
+}
+
 fn classify(name: &str) -> Option<FileKind> {
     if name.ends_with(".cedarschema") || name.ends_with(".cedarschema.json") {
         Some(FileKind::Schema)
@@ -136,9 +141,13 @@ pub(super) fn read_bundle_dir(dir: &Path) -> Result<BundleFiles, InvalidBundle> 
 }
 
 /// Returns a cheap fingerprint of the bundle's files: where the directory resolves to, and each
-/// file's name, size, modification time and inode. It changes when a file is written, added,
-/// removed or swapped in through a symlink, without reading any file; a directory that cannot
-/// be listed has a fingerprint too, so a fix is noticed.
+/// file's name, where it resolves to, size, modification time and inode. It changes when a
+/// file is written, added, removed or swapped in through a symlink, without reading any file; a
+/// directory that cannot be listed has a fingerprint too, so a fix is noticed.
+///
+/// The resolved path matters: kubelet writes every ConfigMap update into a new timestamped
+/// directory, so two updates land on different paths even when the filesystem reuses inode
+/// numbers and its timestamps are too coarse to tell them apart.
 pub fn fingerprint(dir: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     use std::os::unix::fs::MetadataExt;
@@ -149,6 +158,7 @@ pub fn fingerprint(dir: &Path) -> u64 {
             errors.len().hash(&mut hasher);
             for file in found {
                 file.relative.hash(&mut hasher);
+                std::fs::canonicalize(&file.path).ok().hash(&mut hasher);
                 file.metadata.len().hash(&mut hasher);
                 file.metadata.ino().hash(&mut hasher);
                 file.metadata.mtime().hash(&mut hasher);

@@ -36,6 +36,19 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         env!("CARGO_PKG_VERSION")
     );
 
+    // Metrics: the global recorder, before anything records.
+    let metrics = if config.metrics_addr.is_some() {
+        match telemetry::metrics::install() {
+            Ok(handle) => Some(handle),
+            Err(error) => {
+                eprintln!("error: cannot set up metrics: {error}");
+                return EXIT_FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+
     // 3. The first snapshot; an invalid bundle stops here with every error, unless asked to
     //    start without one (UNAVAILABLE and NOT_SERVING until the watch finds a valid bundle).
     let options = LoadOptions {
@@ -57,19 +70,6 @@ pub(super) fn run(args: ServeArgs) -> u8 {
             return EXIT_INVALID_BUNDLE;
         }
     }
-
-    // Metrics: the global recorder, before anything records.
-    let metrics = if config.metrics_addr.is_some() {
-        match telemetry::metrics::install() {
-            Ok(handle) => Some(handle),
-            Err(error) => {
-                eprintln!("error: cannot set up metrics: {error}");
-                return EXIT_FAILURE;
-            }
-        }
-    } else {
-        None
-    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,9 +11,20 @@
 //!   After each rebuild the path is resolved again; if it now leads elsewhere (or the directory
 //!   was replaced), the watches are set up anew.
 //!
+//! - The bundle directory deleted and created again (`rm -rf` and a fresh clone): the old
+//!   watch dies with it, and the new directory may reuse its inode, so any create or remove on
+//!   a root or on the path marks the watches stale, and they are set up anew after the rebuild.
+//!
+//! Events on files the loader ignores (hidden names such as `.git/…` or an editor's swap file,
+//! names without a bundle suffix such as `README.md`) are dropped, so a busy neighbour cannot
+//! cause a rebuild storm. `..data` is the exception among hidden names: its swap is the
+//! ConfigMap update.
+//!
 //! The poll fingerprint in the watch loop is the backstop for filesystems without inotify.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -60,9 +71,53 @@ impl Relevance {
         }
         // An event without paths (a queue overflow, a rescan) may hide anything.
         event.paths.is_empty()
-            || event.paths.iter().any(|path| {
-                self.roots.iter().any(|root| path.starts_with(root)) || self.steps.contains(path)
-            })
+            || event
+                .paths
+                .iter()
+                .any(|path| self.steps.contains(path) || self.is_bundle_path(path))
+    }
+
+    /// Whether `path` is below a root and could be (or contain) a file the loader reads.
+    fn is_bundle_path(&self, path: &Path) -> bool {
+        let Some(relative) = self
+            .roots
+            .iter()
+            .find_map(|root| path.strip_prefix(root).ok())
+        else {
+            return false;
+        };
+        let mut names = relative.components().filter_map(|c| match c {
+            Component::Normal(name) => name.to_str(),
+            _ => None,
+        });
+        let all_visible = names
+            .clone()
+            .all(|name| !name.starts_with('.') || name == "..data");
+        let Some(last) = names.next_back() else {
+            // The root itself.
+            return true;
+        };
+        let loadable = crate::bundle::is_bundle_file_name(last)
+            || last == "..data"
+            // A name without a dot is likely a directory (it may be gone, so no stat).
+            || !last.contains('.');
+        all_visible && loadable
+    }
+
+    /// Whether an event changes what the watches should be: a root, or a directory on the way
+    /// to it, created, removed or renamed.
+    fn moves_the_bundle(&self, event: &Event) -> bool {
+        let structural = matches!(
+            event.kind,
+            EventKind::Create(_)
+                | EventKind::Remove(_)
+                | EventKind::Modify(notify::event::ModifyKind::Name(_))
+        );
+        structural
+            && event
+                .paths
+                .iter()
+                .any(|path| self.steps.contains(path) || self.roots.contains(path))
     }
 }
 
@@ -71,6 +126,8 @@ pub(super) struct BundleWatch {
     configured: PathBuf,
     identity: Identity,
     events_tx: mpsc::Sender<()>,
+    /// Set by the watcher when a root or a directory on the path was created or removed.
+    stale: Arc<AtomicBool>,
     _watcher: RecommendedWatcher,
 }
 
@@ -79,11 +136,18 @@ impl BundleWatch {
     pub(super) fn new(configured: &Path, events_tx: mpsc::Sender<()>) -> notify::Result<Self> {
         let configured = std::path::absolute(configured)?;
         let identity = identity(&configured);
-        let watcher = Self::watch(&configured, &identity, events_tx.clone())?;
+        let stale = Arc::new(AtomicBool::new(false));
+        let watcher = Self::watch(
+            &configured,
+            &identity,
+            events_tx.clone(),
+            Arc::clone(&stale),
+        )?;
         Ok(Self {
             configured,
             identity,
             events_tx,
+            stale,
             _watcher: watcher,
         })
     }
@@ -92,13 +156,20 @@ impl BundleWatch {
         configured: &Path,
         identity: &Identity,
         events_tx: mpsc::Sender<()>,
+        stale: Arc<AtomicBool>,
     ) -> notify::Result<RecommendedWatcher> {
         let relevance = Relevance::new(configured, identity);
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
             let matters = match &event {
-                Ok(event) => relevance.matters(event),
+                Ok(event) => {
+                    if relevance.moves_the_bundle(event) {
+                        stale.store(true, Ordering::Relaxed);
+                    }
+                    relevance.matters(event)
+                }
                 Err(error) => {
                     tracing::warn!(%error, "bundle watch error; rebuilding to be safe");
+                    stale.store(true, Ordering::Relaxed);
                     true
                 }
             };
@@ -120,13 +191,21 @@ impl BundleWatch {
         Ok(watcher)
     }
 
-    /// Sets the watches up anew if the configured path now leads to another directory.
+    /// Sets the watches up anew if the configured path now leads to another directory, or if a
+    /// directory on it was created or removed since the watches were set up.
     pub(super) fn refresh(&mut self) {
         let now = identity(&self.configured);
-        if now == self.identity {
+        let stale = self.stale.swap(false, Ordering::Relaxed);
+        if now == self.identity && !stale {
             return;
         }
-        match Self::watch(&self.configured, &now, self.events_tx.clone()) {
+        let fresh = Arc::new(AtomicBool::new(false));
+        match Self::watch(
+            &self.configured,
+            &now,
+            self.events_tx.clone(),
+            Arc::clone(&fresh),
+        ) {
             Ok(watcher) => {
                 tracing::info!(
                     path = %self.configured.display(),
@@ -134,9 +213,12 @@ impl BundleWatch {
                     "bundle path moved; watching the new target"
                 );
                 self._watcher = watcher;
+                self.stale = fresh;
                 self.identity = now;
             }
             Err(error) => {
+                // Try again after the next rebuild; the poll fingerprint covers the meantime.
+                self.stale.store(true, Ordering::Relaxed);
                 tracing::warn!(path = %self.configured.display(), %error, "cannot watch the bundle");
             }
         }
@@ -160,6 +242,12 @@ mod tests {
         let modify = EventKind::Modify(ModifyKind::Any);
         assert!(relevance.matters(&event(modify, "/git/rev-abc/policies/a.cedar")));
         assert!(relevance.matters(&event(modify, "/git/repo/policies/..data")));
+        assert!(relevance.matters(&event(modify, "/git/repo/policies/sub")));
+        // Files the loader ignores do not cause rebuilds.
+        assert!(!relevance.matters(&event(modify, "/git/repo/policies/.git/index")));
+        assert!(!relevance.matters(&event(modify, "/git/repo/policies/README.md")));
+        assert!(!relevance.matters(&event(modify, "/git/repo/policies/.a.cedar.swp")));
+        assert!(!relevance.matters(&event(modify, "/git/repo/policies/..2026_01_01/a.cedar")));
         // git-sync renames a new `repo` symlink into place.
         assert!(relevance.matters(&event(
             EventKind::Modify(ModifyKind::Name(RenameMode::To)),
@@ -178,5 +266,20 @@ mod tests {
             "/git/rev-abc/policies/a.cedar"
         )));
         assert!(relevance.matters(&Event::new(EventKind::Other)));
+    }
+
+    #[test]
+    fn creating_or_removing_the_bundle_or_a_step_moves_it() {
+        let identity = Some((PathBuf::from("/srv/policies"), 7));
+        let relevance = Relevance::new(Path::new("/srv/policies"), &identity);
+        let removed = Event::new(EventKind::Remove(notify::event::RemoveKind::Folder))
+            .add_path(PathBuf::from("/srv/policies"));
+        assert!(relevance.moves_the_bundle(&removed));
+        let created =
+            Event::new(EventKind::Create(CreateKind::Folder)).add_path(PathBuf::from("/srv"));
+        assert!(relevance.moves_the_bundle(&created));
+        let file = Event::new(EventKind::Create(CreateKind::File))
+            .add_path(PathBuf::from("/srv/policies/a.cedar"));
+        assert!(!relevance.moves_the_bundle(&file));
     }
 }

@@ -102,7 +102,15 @@ where
         let started = Instant::now();
         let response = self.inner.call(request);
         Box::pin(async move {
-            let response = response.await?;
+            // Until the response exists, a dropped future (a client cancel, a deadline) counts.
+            let mut pending = Pending {
+                method,
+                started,
+                done: false,
+            };
+            let response = response.await;
+            pending.done = true;
+            let response = response?;
             if let Some(code) = status_code(response.headers()) {
                 record_grpc(method, code, started.elapsed());
                 return Ok(response);
@@ -116,6 +124,21 @@ where
                 })
             }))
         })
+    }
+}
+
+/// Records a request whose future was dropped before the response existed.
+struct Pending {
+    method: &'static str,
+    started: Instant,
+    done: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            record_grpc(self.method, "CANCELLED", self.started.elapsed());
+        }
     }
 }
 

@@ -143,35 +143,62 @@ pub fn log(record: &DecisionRecord<'_>) {
 }
 
 fn redacted_uid(uid: &EntityUid) -> String {
-    let id = uid.id().unescaped();
-    match redact(id) {
+    let type_name = uid.type_name().to_string();
+    if looks_like_credential(&type_name) {
+        return "[redacted]".to_owned();
+    }
+    match redact(uid.id().unescaped()) {
         Cow::Borrowed(_) => uid.to_string(),
-        Cow::Owned(redacted) => format!("{}::\"{redacted}\"", uid.type_name()),
+        Cow::Owned(redacted) => format!("{type_name}::\"{redacted}\""),
     }
 }
 
-/// Prefixes of well-known credential formats (API keys, tokens, private keys).
-const CREDENTIAL_PREFIXES: [&str; 16] = [
+/// Prefixes of well-known credential formats (API keys, tokens, private keys), case-sensitive.
+const CREDENTIAL_PREFIXES: [&str; 24] = [
     "sk_live_",
     "sk_test_",
     "rk_live_",
+    "rk_test_",
     "pk_live_",
     "ghp_",
     "gho_",
     "ghs_",
+    "ghu_",
+    "ghr_",
     "github_pat_",
     "glpat-",
+    "xoxa-",
     "xoxb-",
     "xoxp-",
-    "akia",
-    "asia",
-    "aiza",
-    "-----begin",
-    "eyj",
+    "xoxr-",
+    "xoxs-",
+    "npm_",
+    "SG.",
+    "-----BEGIN",
+    "AGE-SECRET-KEY-",
+    "hvs.",
+    "dop_v1_",
+    "shpat_",
 ];
 
 /// Words that mark a credential when written as `word=value` or `word: value`.
-const CREDENTIAL_WORDS: [&str; 6] = ["password", "passwd", "token", "secret", "apikey", "api_key"];
+const CREDENTIAL_WORDS: [&str; 12] = [
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "api-key",
+    "access_key",
+    "private_key",
+    "credential",
+];
+
+/// Authorization schemes that precede a credential (`Authorization: Bearer …`).
+const AUTH_SCHEMES: [&str; 4] = ["bearer", "basic", "digest", "negotiate"];
 
 /// Returns `text`, or `[redacted]` when it looks like a credential.
 pub fn redact(text: &str) -> Cow<'_, str> {
@@ -184,11 +211,25 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 
 /// Whether `text` looks like a credential rather than an identifier.
 pub fn looks_like_credential(text: &str) -> bool {
-    let lower = text.trim().to_ascii_lowercase();
-    if lower.starts_with("bearer ") || lower.starts_with("basic ") || lower.starts_with("token ") {
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let scheme = AUTH_SCHEMES.iter().any(|scheme| {
+        lower.match_indices(scheme).any(|(i, _)| {
+            let before_ok = i == 0 || !lower.as_bytes()[i - 1].is_ascii_alphanumeric();
+            let after = &lower[i + scheme.len()..];
+            before_ok && after.starts_with(char::is_whitespace) && !after.trim().is_empty()
+        })
+    });
+    if scheme || lower.contains("authorization:") {
         return true;
     }
-    if CREDENTIAL_PREFIXES.iter().any(|p| lower.starts_with(p)) && text.len() >= 16 {
+    if CREDENTIAL_PREFIXES
+        .iter()
+        .any(|p| trimmed.starts_with(p) && trimmed.len() >= p.len() + 8)
+    {
+        return true;
+    }
+    if is_cloud_key(trimmed) || is_jwt(trimmed) {
         return true;
     }
     let assigned = CREDENTIAL_WORDS.iter().any(|word| {
@@ -199,33 +240,44 @@ pub fn looks_like_credential(text: &str) -> bool {
             )
         })
     });
-    if assigned {
-        return true;
-    }
-    looks_random(text)
+    assigned || looks_random(trimmed)
 }
 
-/// A long run of token characters mixing letters and digits, that is not a UUID.
+/// AWS access key ids (`AKIA` or `ASIA` and 16 upper-case letters or digits) and Google API
+/// keys (`AIza` and 35 more characters).
+fn is_cloud_key(text: &str) -> bool {
+    let upper_alnum = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    };
+    let token_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    ((text.starts_with("AKIA") || text.starts_with("ASIA"))
+        && text.len() == 20
+        && upper_alnum(&text[4..]))
+        || (text.starts_with("AIza") && text.len() == 39 && text.chars().all(token_char))
+}
+
+/// Three base64url segments, the first starting `eyJ` (`{"`): a JSON Web Token.
+fn is_jwt(text: &str) -> bool {
+    let segments: Vec<&str> = text.split('.').collect();
+    segments.len() == 3
+        && segments[0].starts_with("eyJ")
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '=')
+        })
+}
+
+/// A run of 32 or more letters and digits with no separator, mixing both: generated, not a
+/// name someone chose (names break into words; UUIDs into groups of at most 12).
 fn looks_random(text: &str) -> bool {
-    if text.len() < 32 {
-        return false;
-    }
-    let token_chars = text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '_' | '-' | '.'));
-    let letters = text.chars().filter(char::is_ascii_alphabetic).count();
-    let digits = text.chars().filter(char::is_ascii_digit).count();
-    let uppercase = text.chars().filter(char::is_ascii_uppercase).count();
-    let is_uuid = text.len() == 36
-        && text.chars().enumerate().all(|(i, c)| {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                c == '-'
-            } else {
-                c.is_ascii_hexdigit()
-            }
-        });
-    // Mixed case and digits in a long unbroken run: random, not a name someone chose.
-    token_chars && !is_uuid && letters > 0 && digits > 0 && uppercase > 0 && uppercase < letters
+    text.split(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '/')
+        .any(|run| {
+            run.len() >= 32
+                && run.chars().any(|c| c.is_ascii_alphabetic())
+                && run.chars().any(|c| c.is_ascii_digit())
+        })
 }
 
 #[cfg(test)]
@@ -236,13 +288,24 @@ mod tests {
     fn credentials_are_recognised() {
         for secret in [
             "Bearer abc.def.ghi",
+            "Authorization: Bearer abc",
+            "bearer\tabc",
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sgn-abcdefgh",
             "sk_live_51H8xkQ2eZvKYlo2C0XYZ",
             "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+            "ghu_16C7e42F292c6912E7710c838347Ae178B4a",
+            "npm_a1b2c3d4e5f6g7h8i9j0",
+            "xoxa-2-1234567890-abcdef",
+            "SG.abcdefghijklmnopqrstuv.wxyz0123456789abcdefghijklmnopqrstuvwxyz012",
             "AKIAIOSFODNN7EXAMPLE",
+            "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
             "password=hunter2",
+            "pwd=hunter2",
             "db token: s3cr3t",
             "q8Zr2LxV7mN4pK9wT1yB6cF3hJ5dG0sA",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP2K",
+            "k3j4h5g6f7d8s9a0p1o2i3u4y5t6r7e8w9q0",
         ] {
             assert!(looks_like_credential(secret), "{secret}");
             assert_eq!(redact(secret), "[redacted]");
@@ -260,6 +323,9 @@ mod tests {
             "tokens",
             "user@example.com",
             "a-very-long-but-readable-document-name-2024",
+            "Akiane Kramarik fan club 2024",
+            "01HZX9K3M4N5P6Q7R8S9T0V1W2",
+            "basic-plan",
         ] {
             assert!(!looks_like_credential(id), "{id}");
         }

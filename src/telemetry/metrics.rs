@@ -22,7 +22,9 @@ pub const DECISION_DURATION_SECONDS: &str = "verdict_decision_duration_seconds";
 pub const EVALUATION_ERRORS_TOTAL: &str = "verdict_evaluation_errors_total";
 /// Relation searches that hit the depth bound.
 pub const RELATION_DEPTH_EXCEEDED_TOTAL: &str = "verdict_relation_depth_exceeded_total";
-/// Requests rejected before a decision, by `reason` (`invalid`, `unavailable`, `internal`).
+/// Requests (and batch items) Verdict's handlers answer with an error instead of a decision,
+/// by `reason` (`invalid`, `unavailable`, `internal`). Messages tonic rejects before they reach
+/// a handler (undecodable, over the size limit) show in [`GRPC_REQUESTS_TOTAL`] only.
 pub const REJECTED_REQUESTS_TOTAL: &str = "verdict_rejected_requests_total";
 /// Checks per BatchCheck.
 pub const BATCH_SIZE: &str = "verdict_batch_size";
@@ -81,6 +83,18 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE_TIMEOUT))
         .install_recorder()?;
     describe();
+    // Counters with closed label sets start at 0, so `increase()` sees their first event.
+    for result in [
+        ReloadResult::Updated,
+        ReloadResult::Unchanged,
+        ReloadResult::Failed,
+    ] {
+        metrics::counter!(RELOADS_TOTAL, "result" => result.as_str()).absolute(0);
+    }
+    for reason in ["invalid", "unavailable", "internal"] {
+        metrics::counter!(REJECTED_REQUESTS_TOTAL, "reason" => reason).absolute(0);
+    }
+    metrics::counter!(RELATION_DEPTH_EXCEEDED_TOTAL).absolute(0);
     Ok(handle)
 }
 
@@ -103,7 +117,7 @@ pub fn describe() {
     );
     describe_counter!(
         REJECTED_REQUESTS_TOTAL,
-        "Requests answered with an error instead of a decision, by reason."
+        "Requests and batch items the handlers answered with an error instead of a decision, by reason."
     );
     describe_histogram!(BATCH_SIZE, "Checks per BatchCheck request.");
     describe_counter!(
@@ -251,6 +265,11 @@ pub struct SnapshotGauges<'a> {
     pub tuples: usize,
     /// Entities.
     pub entities: usize,
+}
+
+/// Sets the info series of a version that no longer serves to 0 (it expires later).
+pub fn retire_snapshot_version(version: &str) {
+    metrics::gauge!(SNAPSHOT_INFO, "version" => version.to_owned()).set(0.0);
 }
 
 /// Refreshes the gauges (called periodically, so that an old version's series expire).

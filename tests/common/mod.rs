@@ -44,6 +44,7 @@ pub fn test_config(policies: &Path) -> ValidConfig {
         enable_reload_rpc: false,
         start_without_bundle: false,
         metrics_addr: None,
+        shutdown_grace: Duration::from_secs(10),
         decision_log_deny_rate: 1.0,
         decision_log_allow_rate: 0.01,
     }
@@ -103,6 +104,7 @@ impl TestServer {
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let handle = Arc::clone(&snapshots);
         let task_reloader = Arc::clone(&reloader);
+        let watching = config.watch || config.poll_interval.is_some();
         let task = tokio::spawn(async move {
             let served = verdict::server::Served {
                 snapshots: handle,
@@ -118,14 +120,21 @@ impl TestServer {
             })
             .await
         });
-        Self {
+        let server = Self {
             addr,
             http_addr,
             snapshots,
             reloader,
             shutdown: Some(shutdown_tx),
             task: Some(task),
+        };
+        // Tests change files only once they would be noticed: the watch loop is running.
+        if watching {
+            tokio::time::timeout(Duration::from_secs(30), server.reloader.watching())
+                .await
+                .expect("the watch loop did not start");
         }
+        server
     }
 
     /// Returns a connected channel.
