@@ -25,6 +25,15 @@
 //! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
 //! | `--metrics-addr` | `VERDICT_METRICS_ADDR` | `127.0.0.1:9180` (`off` turns it off) |
 //! | `--shutdown-grace` | `VERDICT_SHUTDOWN_GRACE` | `10s` |
+//! | `--shutdown-delay` | `VERDICT_SHUTDOWN_DELAY` | `0s` |
+//! | `--max-concurrent-requests` | `VERDICT_MAX_CONCURRENT_REQUESTS` | 1024 |
+//! | `--request-timeout` | `VERDICT_REQUEST_TIMEOUT` | `5s` |
+//! | `--max-concurrent-streams` | `VERDICT_MAX_CONCURRENT_STREAMS` | 256 |
+//! | `--max-header-list-bytes` | `VERDICT_MAX_HEADER_LIST_BYTES` | 16384 |
+//! | `--http2-keepalive-interval` | `VERDICT_HTTP2_KEEPALIVE_INTERVAL` | `30s` (`0` off) |
+//! | `--http2-keepalive-timeout` | `VERDICT_HTTP2_KEEPALIVE_TIMEOUT` | `10s` |
+//! | `--idle-timeout` | `VERDICT_IDLE_TIMEOUT` | `5m` (`0` off) |
+//! | `--max-string-bytes` | `VERDICT_MAX_STRING_BYTES` | 1024 |
 //! | `--decision-log-deny-rate` | `VERDICT_DECISION_LOG_DENY_RATE` | `1` |
 //! | `--decision-log-allow-rate` | `VERDICT_DECISION_LOG_ALLOW_RATE` | `0.01` |
 
@@ -67,6 +76,24 @@ pub const DEFAULT_RELOAD_DEBOUNCE: &str = "200ms";
 pub const DEFAULT_RELOAD_MAX_DELAY: &str = "1s";
 /// Default longest drain after SIGTERM before remaining connections are closed.
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "10s";
+/// Default time between reporting NOT_SERVING and closing the listener on SIGTERM.
+pub const DEFAULT_SHUTDOWN_DELAY: &str = "0s";
+/// Default most Authorization requests in flight before shedding.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
+/// Default deadline of one request.
+pub const DEFAULT_REQUEST_TIMEOUT: &str = "5s";
+/// Default most HTTP/2 streams per connection.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Default largest header list, in bytes.
+pub const DEFAULT_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// Default HTTP/2 keepalive ping interval.
+pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: &str = "30s";
+/// Default wait for a keepalive ping's answer.
+pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: &str = "10s";
+/// Default idle time after which a connection is closed.
+pub const DEFAULT_IDLE_TIMEOUT: &str = "5m";
+/// Default longest type, id, action, property or attribute name, in bytes.
+pub const DEFAULT_MAX_STRING_BYTES: usize = 1024;
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_RELOAD_DELAY: Duration = Duration::from_secs(60);
 
@@ -156,6 +183,35 @@ pub struct ServeArgs {
     /// Longest drain after SIGTERM before the remaining connections are closed.
     #[arg(long, env = "VERDICT_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Time between reporting NOT_SERVING and closing the listener on SIGTERM, so load
+    /// balancers stop routing first; requests keep being answered meanwhile.
+    #[arg(long, env = "VERDICT_SHUTDOWN_DELAY", default_value = DEFAULT_SHUTDOWN_DELAY, value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+    /// Most Authorization requests in flight across all connections; more are shed with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "VERDICT_MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    pub max_concurrent_requests: usize,
+    /// Deadline of one request (DEADLINE_EXCEEDED after it).
+    #[arg(long, env = "VERDICT_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Most HTTP/2 streams per connection.
+    #[arg(long, env = "VERDICT_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULT_MAX_CONCURRENT_STREAMS)]
+    pub max_concurrent_streams: u32,
+    /// Largest header list of a request, in bytes.
+    #[arg(long, env = "VERDICT_MAX_HEADER_LIST_BYTES", default_value_t = DEFAULT_MAX_HEADER_LIST_BYTES)]
+    pub max_header_list_bytes: u32,
+    /// HTTP/2 keepalive ping interval (`0` turns pings off).
+    #[arg(long, env = "VERDICT_HTTP2_KEEPALIVE_INTERVAL", default_value = DEFAULT_HTTP2_KEEPALIVE_INTERVAL, value_parser = parse_duration)]
+    pub http2_keepalive_interval: Duration,
+    /// How long a keepalive ping may go unanswered before the connection is closed.
+    #[arg(long, env = "VERDICT_HTTP2_KEEPALIVE_TIMEOUT", default_value = DEFAULT_HTTP2_KEEPALIVE_TIMEOUT, value_parser = parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+    /// Close a connection the client has sent nothing on for this long (`0` never).
+    #[arg(long, env = "VERDICT_IDLE_TIMEOUT", default_value = DEFAULT_IDLE_TIMEOUT, value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Longest type, id, action, property or attribute name, in bytes.
+    #[arg(long, env = "VERDICT_MAX_STRING_BYTES", default_value_t = DEFAULT_MAX_STRING_BYTES)]
+    pub max_string_bytes: usize,
     /// Share of denied decisions written to the decision log (0 to 1).
     #[arg(long, env = "VERDICT_DECISION_LOG_DENY_RATE", default_value_t = DEFAULT_DENY_RATE)]
     pub decision_log_deny_rate: f64,
@@ -207,6 +263,24 @@ pub struct ValidConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Longest drain after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Time between NOT_SERVING and closing the listener.
+    pub shutdown_delay: Duration,
+    /// Most Authorization requests in flight.
+    pub max_concurrent_requests: usize,
+    /// Deadline of one request.
+    pub request_timeout: Duration,
+    /// Most HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Largest header list, in bytes.
+    pub max_header_list_bytes: u32,
+    /// Keepalive ping interval; `None` is off.
+    pub http2_keepalive_interval: Option<Duration>,
+    /// Keepalive ping timeout.
+    pub http2_keepalive_timeout: Duration,
+    /// Idle connection timeout; `None` is off.
+    pub idle_timeout: Option<Duration>,
+    /// Longest name, in bytes.
+    pub max_string_bytes: usize,
     /// Share of denies in the decision log.
     pub decision_log_deny_rate: f64,
     /// Share of allows in the decision log.
@@ -355,6 +429,58 @@ impl ServeArgs {
                 Duration::from_secs(3600),
                 "--shutdown-grace",
                 "VERDICT_SHUTDOWN_GRACE",
+            )?,
+            shutdown_delay: in_range(
+                self.shutdown_delay,
+                Duration::ZERO,
+                Duration::from_secs(600),
+                "--shutdown-delay",
+                "VERDICT_SHUTDOWN_DELAY",
+            )?,
+            max_concurrent_requests: in_range(
+                self.max_concurrent_requests,
+                1,
+                1_000_000,
+                "--max-concurrent-requests",
+                "VERDICT_MAX_CONCURRENT_REQUESTS",
+            )?,
+            request_timeout: in_range(
+                self.request_timeout,
+                Duration::from_millis(1),
+                Duration::from_secs(3600),
+                "--request-timeout",
+                "VERDICT_REQUEST_TIMEOUT",
+            )?,
+            max_concurrent_streams: in_range(
+                self.max_concurrent_streams,
+                1,
+                100_000,
+                "--max-concurrent-streams",
+                "VERDICT_MAX_CONCURRENT_STREAMS",
+            )?,
+            max_header_list_bytes: in_range(
+                self.max_header_list_bytes,
+                1024,
+                1 << 20,
+                "--max-header-list-bytes",
+                "VERDICT_MAX_HEADER_LIST_BYTES",
+            )?,
+            http2_keepalive_interval: (!self.http2_keepalive_interval.is_zero())
+                .then_some(self.http2_keepalive_interval),
+            http2_keepalive_timeout: in_range(
+                self.http2_keepalive_timeout,
+                Duration::from_millis(100),
+                Duration::from_secs(3600),
+                "--http2-keepalive-timeout",
+                "VERDICT_HTTP2_KEEPALIVE_TIMEOUT",
+            )?,
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            max_string_bytes: in_range(
+                self.max_string_bytes,
+                16,
+                1 << 20,
+                "--max-string-bytes",
+                "VERDICT_MAX_STRING_BYTES",
             )?,
             decision_log_deny_rate: in_range(
                 self.decision_log_deny_rate,

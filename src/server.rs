@@ -6,6 +6,7 @@
 
 mod grpc_metrics;
 mod http;
+mod limits;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,7 +17,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Code, Status};
 use tonic_health::ServingStatus;
 
 use self::grpc_metrics::GrpcMetricsLayer;
@@ -155,6 +155,7 @@ pub async fn run(
         max_request_entities: config.max_request_entities,
         max_entity_parents: config.max_entity_parents,
         max_properties: config.max_properties,
+        max_string_bytes: config.max_string_bytes,
     };
     let mut service =
         AuthorizationService::new(snapshots, limits).with_decision_log(DecisionLogSettings {
@@ -164,18 +165,32 @@ pub async fn run(
     if config.enable_reload_rpc {
         service = service.with_reload(Arc::new(ReloadRpc(Arc::clone(&reloader))));
     }
-    let authorization =
-        AuthorizationServer::new(service).max_decoding_message_size(config.max_message_bytes);
+    let authorization = limits::shed_load(
+        AuthorizationServer::new(service).max_decoding_message_size(config.max_message_bytes),
+        config.max_concurrent_requests,
+    );
 
-    let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
+    let idle = config.idle_timeout;
+    let incoming = tokio_stream::StreamExt::map(
+        TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
+        move |accepted| accepted.map(|stream| limits::IdleTimeout::new(stream, idle)),
+    );
+    let shutdown_delay = config.shutdown_delay;
     let shutdown_health = health.clone();
     let draining = Arc::new(tokio::sync::Notify::new());
     let draining_started = Arc::clone(&draining);
     let serve = tonic::transport::Server::builder()
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .http2_max_header_list_size(config.max_header_list_bytes)
+        .http2_keepalive_interval(config.http2_keepalive_interval)
+        .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
         .layer(
             tower::ServiceBuilder::new()
                 .layer(GrpcMetricsLayer)
-                .map_response(oversized_message_is_invalid_argument),
+                .map_response(limits::rewrite_decoding_errors)
+                .layer(limits::DeadlineLayer {
+                    deadline: config.request_timeout,
+                }),
         )
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -192,6 +207,11 @@ pub async fn run(
             shutdown_health
                 .set_service_status(AUTHORIZATION_SERVICE_NAME, ServingStatus::NotServing)
                 .await;
+            // Keep answering while load balancers take the pod out of rotation.
+            if !shutdown_delay.is_zero() {
+                tracing::info!(delay = ?shutdown_delay, "still answering until the listener closes");
+                tokio::time::sleep(shutdown_delay).await;
+            }
             draining_started.notify_one();
         });
     // Draining waits for every connection to finish its streams; a client holding a stream
@@ -314,30 +334,4 @@ fn spawn_sighup_reload(reloader: Arc<Reloader>, cancel: CancellationToken) {
             }
         }
     });
-}
-
-/// tonic rejects a request message over the size limit with OUT_OF_RANGE; for a caller that is
-/// a malformed request, so it becomes INVALID_ARGUMENT with a plain message. Our handlers never
-/// return OUT_OF_RANGE, so nothing else is rewritten.
-fn oversized_message_is_invalid_argument(
-    response: tonic::codegen::http::Response<tonic::body::Body>,
-) -> tonic::codegen::http::Response<tonic::body::Body> {
-    let Some(status) = response.extensions().get::<Status>() else {
-        return response;
-    };
-    if status.code() != Code::OutOfRange || !status.message().contains("message length too large") {
-        return response;
-    }
-    let numbers: Vec<&str> = status
-        .message()
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .collect();
-    let message = match numbers.as_slice() {
-        [size, limit] => {
-            format!("request message is {size} bytes, over the limit of {limit} bytes")
-        }
-        _ => "request message is over the size limit".to_owned(),
-    };
-    Status::invalid_argument(message).into_http()
 }

@@ -15,7 +15,7 @@ use crate::bundle::{Snapshot, SnapshotHandle};
 use crate::engine::{self, Decision};
 use crate::telemetry::decision_log::{self, DecisionLogSettings, DecisionRecord};
 use crate::telemetry::metrics::{
-    self as telemetry_metrics, DecisionMetrics, OTHER_ACTION, Rejection,
+    self as telemetry_metrics, DecisionMetrics, LimitBreach, OTHER_ACTION, Rejection,
 };
 
 /// Batches with at least this many checks (or this heavy) are split across blocking threads.
@@ -34,12 +34,15 @@ pub struct Limits {
     pub max_entity_parents: usize,
     /// The most properties in one request.
     pub max_properties: usize,
+    /// The longest type, id, action, property or attribute name, in bytes.
+    pub max_string_bytes: usize,
 }
 
 impl Limits {
-    /// Rejects a request over a count limit before any work is done on it.
+    /// Rejects a request over a count or length limit before any work is done on it.
     fn check(&self, request: &proto::CheckRequest, prefix: &str) -> Result<(), ApiError> {
-        let over = |field: String, what: &str, count: usize, limit: usize| {
+        let over = |breach: LimitBreach, field: String, what: &str, count: usize, limit: usize| {
+            telemetry_metrics::record_limit_breach(breach);
             Err(ApiError::Protocol(ProtocolError::Invalid {
                 field,
                 reason: format!("{count} {what} exceed the limit of {limit}"),
@@ -47,6 +50,7 @@ impl Limits {
         };
         if request.entities.len() > self.max_request_entities {
             return over(
+                LimitBreach::Entities,
                 format!("{prefix}entities"),
                 "entities",
                 request.entities.len(),
@@ -56,6 +60,7 @@ impl Limits {
         for (i, entity) in request.entities.iter().enumerate() {
             if entity.parents.len() > self.max_entity_parents {
                 return over(
+                    LimitBreach::Parents,
                     format!("{prefix}entities[{i}].parents"),
                     "parents",
                     entity.parents.len(),
@@ -65,14 +70,61 @@ impl Limits {
         }
         if request.properties.len() > self.max_properties {
             return over(
+                LimitBreach::Properties,
                 format!("{prefix}properties"),
                 "properties",
                 request.properties.len(),
                 self.max_properties,
             );
         }
+        for (field, text) in named_strings(request, prefix) {
+            if text.len() > self.max_string_bytes {
+                return over(
+                    LimitBreach::StringLength,
+                    field,
+                    "bytes",
+                    text.len(),
+                    self.max_string_bytes,
+                );
+            }
+        }
         Ok(())
     }
+}
+
+/// Every name in a request a limit applies to: entity types and ids, the action, property
+/// names, and the names of context and entity attributes (at the top level).
+fn named_strings<'a>(request: &'a proto::CheckRequest, prefix: &str) -> Vec<(String, &'a str)> {
+    let mut out = Vec::new();
+    let mut entity = |field: String, entity: Option<&'a proto::EntityRef>| {
+        if let Some(entity) = entity {
+            out.push((format!("{field}.type"), entity.r#type.as_str()));
+            out.push((format!("{field}.id"), entity.id.as_str()));
+        }
+    };
+    entity(format!("{prefix}principal"), request.principal.as_ref());
+    entity(format!("{prefix}resource"), request.resource.as_ref());
+    for (i, e) in request.entities.iter().enumerate() {
+        entity(format!("{prefix}entities[{i}].uid"), e.uid.as_ref());
+        for (p, parent) in e.parents.iter().enumerate() {
+            entity(format!("{prefix}entities[{i}].parents[{p}]"), Some(parent));
+        }
+    }
+    out.push((format!("{prefix}action"), request.action.as_str()));
+    for (i, property) in request.properties.iter().enumerate() {
+        out.push((format!("{prefix}properties[{i}]"), property.as_str()));
+    }
+    if let Some(context) = &request.context {
+        for key in context.fields.keys() {
+            out.push((format!("{prefix}context (a key)"), key.as_str()));
+        }
+    }
+    for (i, e) in request.entities.iter().enumerate() {
+        for key in e.attrs.iter().flat_map(|attrs| attrs.fields.keys()) {
+            out.push((format!("{prefix}entities[{i}].attrs (a key)"), key.as_str()));
+        }
+    }
+    out
 }
 
 /// Entities plus properties beyond which work moves off the async workers.
@@ -202,6 +254,11 @@ fn decide(
             Ok(check_response(decision, &call.snapshot.version))
         }
         Err(error) => {
+            if let ApiError::Request(engine::RequestError::Invalid { reason, .. }) = &error
+                && reason == "nested too deeply"
+            {
+                telemetry_metrics::record_limit_breach(LimitBreach::JsonDepth);
+            }
             let rejection = if error.code() == tonic::Code::Internal {
                 Rejection::Internal
             } else {
@@ -315,6 +372,7 @@ impl Authorization for AuthorizationService {
         tracing::Span::current().record("checks", checks.len());
         if checks.len() > self.limits.max_batch {
             telemetry_metrics::record_rejection(Rejection::Invalid);
+            telemetry_metrics::record_limit_breach(LimitBreach::Batch);
             return Err(ApiError::BatchTooLarge {
                 count: checks.len(),
                 limit: self.limits.max_batch,

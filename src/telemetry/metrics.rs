@@ -26,6 +26,10 @@ pub const RELATION_DEPTH_EXCEEDED_TOTAL: &str = "verdict_relation_depth_exceeded
 /// by `reason` (`invalid`, `unavailable`, `internal`). Messages tonic rejects before they reach
 /// a handler (undecodable, over the size limit) show in [`GRPC_REQUESTS_TOTAL`] only.
 pub const REJECTED_REQUESTS_TOTAL: &str = "verdict_rejected_requests_total";
+/// Requests refused by a limit, by `limit`: `message_size`, `decoding`, `deadline`,
+/// `concurrency`, `idle_connection`, `batch`, `entities`, `parents`, `properties`,
+/// `json_depth`, `string_length`.
+pub const LIMIT_REJECTIONS_TOTAL: &str = "verdict_limit_rejections_total";
 /// Checks per BatchCheck.
 pub const BATCH_SIZE: &str = "verdict_batch_size";
 /// gRPC requests by `method` and `code`.
@@ -95,6 +99,9 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         metrics::counter!(REJECTED_REQUESTS_TOTAL, "reason" => reason).absolute(0);
     }
     metrics::counter!(RELATION_DEPTH_EXCEEDED_TOTAL).absolute(0);
+    for breach in LimitBreach::ALL {
+        metrics::counter!(LIMIT_REJECTIONS_TOTAL, "limit" => breach.as_str()).absolute(0);
+    }
     Ok(handle)
 }
 
@@ -120,6 +127,10 @@ pub fn describe() {
         "Requests and batch items the handlers answered with an error instead of a decision, by reason."
     );
     describe_histogram!(BATCH_SIZE, "Checks per BatchCheck request.");
+    describe_counter!(
+        LIMIT_REJECTIONS_TOTAL,
+        "Requests (or connections) refused by a limit, by limit."
+    );
     describe_counter!(
         GRPC_REQUESTS_TOTAL,
         "gRPC requests by method and status code."
@@ -211,6 +222,72 @@ pub fn record_rejection(rejection: Rejection) {
         Rejection::Internal => "internal",
     };
     metrics::counter!(REJECTED_REQUESTS_TOTAL, "reason" => reason).increment(1);
+}
+
+/// A limit a request (or connection) ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitBreach {
+    /// The message is larger than `--max-message-bytes`.
+    MessageSize,
+    /// The message could not be decoded (malformed, or nested beyond prost's limit).
+    Decoding,
+    /// No answer within `--request-timeout`.
+    Deadline,
+    /// More requests in flight than `--max-concurrent-requests`: shed.
+    Concurrency,
+    /// A connection idle longer than `--idle-timeout`: closed.
+    IdleConnection,
+    /// More checks than `--max-batch`.
+    Batch,
+    /// More entities than `--max-request-entities`.
+    Entities,
+    /// More parents than `--max-entity-parents`.
+    Parents,
+    /// More properties than `--max-properties`.
+    Properties,
+    /// JSON nested deeper than `--max-json-depth`.
+    JsonDepth,
+    /// A type, id, action, property or attribute name longer than `--max-string-bytes`.
+    StringLength,
+}
+
+impl LimitBreach {
+    /// Every limit, for initialising the counters.
+    pub const ALL: [Self; 11] = [
+        Self::MessageSize,
+        Self::Decoding,
+        Self::Deadline,
+        Self::Concurrency,
+        Self::IdleConnection,
+        Self::Batch,
+        Self::Entities,
+        Self::Parents,
+        Self::Properties,
+        Self::JsonDepth,
+        Self::StringLength,
+    ];
+
+    /// Returns the label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MessageSize => "message_size",
+            Self::Decoding => "decoding",
+            Self::Deadline => "deadline",
+            Self::Concurrency => "concurrency",
+            Self::IdleConnection => "idle_connection",
+            Self::Batch => "batch",
+            Self::Entities => "entities",
+            Self::Parents => "parents",
+            Self::Properties => "properties",
+            Self::JsonDepth => "json_depth",
+            Self::StringLength => "string_length",
+        }
+    }
+}
+
+/// Records one request (or connection) refused by a limit.
+pub fn record_limit_breach(breach: LimitBreach) {
+    metrics::counter!(LIMIT_REJECTIONS_TOTAL, "limit" => breach.as_str()).increment(1);
 }
 
 /// Records the size of one BatchCheck.

@@ -1,0 +1,280 @@
+//! Transport limits, as tower layers and wrappers around the gRPC server:
+//!
+//! - decoding failures (a message over `--max-message-bytes`, or one prost refuses, such as a
+//!   context nested beyond its recursion limit) become INVALID_ARGUMENT with a plain message,
+//!   where tonic would answer OUT_OF_RANGE or INTERNAL;
+//! - a deadline per request (`--request-timeout`): DEADLINE_EXCEEDED when it passes;
+//! - load shedding (`--max-concurrent-requests`): the Authorization service admits that many
+//!   requests at once across all connections and answers RESOURCE_EXHAUSTED beyond, at once,
+//!   rather than queueing; health and reflection are not limited, so probes keep answering;
+//! - an idle timeout on connections (`--idle-timeout`): a connection the client has sent
+//!   nothing on for that long is closed.
+//!
+//! Every breach is counted in `verdict_limit_rejections_total{limit}`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic::server::NamedService;
+use tonic::transport::server::Connected;
+use tonic::{Code, Status};
+use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
+
+use crate::telemetry::metrics::{LimitBreach, record_limit_breach};
+
+/// Rewrites tonic's answers to messages it could not decode into INVALID_ARGUMENT. Handlers
+/// never answer OUT_OF_RANGE, and answer INTERNAL only with their own generic message, so only
+/// tonic's decoding errors match.
+pub(super) fn rewrite_decoding_errors(response: http::Response<Body>) -> http::Response<Body> {
+    let Some(status) = response.extensions().get::<Status>() else {
+        return response;
+    };
+    let message = status.message();
+    if status.code() == Code::OutOfRange && message.contains("message length too large") {
+        record_limit_breach(LimitBreach::MessageSize);
+        let numbers: Vec<&str> = message
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let text = match numbers.as_slice() {
+            [size, limit] => {
+                format!("request message is {size} bytes, over the limit of {limit} bytes")
+            }
+            _ => "request message is over the size limit".to_owned(),
+        };
+        return Status::invalid_argument(text).into_http();
+    }
+    if status.code() == Code::Internal && message.starts_with("failed to decode Protobuf message") {
+        record_limit_breach(LimitBreach::Decoding);
+        let detail = message
+            .trim_start_matches("failed to decode Protobuf message")
+            .trim_start_matches(':')
+            .trim();
+        let text = if detail.contains("recursion limit") {
+            "request message is nested too deeply to decode".to_owned()
+        } else {
+            format!("request message is not valid protobuf: {detail}")
+        };
+        return Status::invalid_argument(text).into_http();
+    }
+    response
+}
+
+/// Answers DEADLINE_EXCEEDED when a request takes longer than the deadline.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DeadlineLayer {
+    pub(super) deadline: Duration,
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline {
+            inner,
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// The service [`DeadlineLayer`] wraps.
+#[derive(Debug, Clone)]
+pub(super) struct Deadline<S> {
+    inner: S,
+    deadline: Duration,
+}
+
+impl<S, B> Service<http::Request<B>> for Deadline<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let deadline = self.deadline;
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            match tokio::time::timeout(deadline, response).await {
+                Ok(response) => response,
+                Err(_) => {
+                    record_limit_breach(LimitBreach::Deadline);
+                    Ok(Status::deadline_exceeded(format!(
+                        "no answer within the server's deadline of {deadline:?}"
+                    ))
+                    .into_http())
+                }
+            }
+        })
+    }
+}
+
+/// The Authorization service behind a global concurrency limit that sheds load instead of
+/// queueing: tower's load shedding over tower's global concurrency limit, with "overloaded"
+/// turned into a RESOURCE_EXHAUSTED answer.
+#[derive(Clone)]
+pub(super) struct Shedding {
+    inner: tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, BoxError>,
+}
+
+impl std::fmt::Debug for Shedding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shedding").finish_non_exhaustive()
+    }
+}
+
+/// Puts `service` behind `max` requests in flight across all connections.
+pub(super) fn shed_load<S>(service: S, max: usize) -> Shedding
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let stack = ServiceBuilder::new()
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(max))
+        .service(service.map_err(|never: Infallible| -> BoxError { match never {} }));
+    Shedding {
+        inner: tower::util::BoxCloneSyncService::new(stack),
+    }
+}
+
+fn overloaded() -> http::Response<Body> {
+    record_limit_breach(LimitBreach::Concurrency);
+    Status::resource_exhausted(
+        "too many requests in progress; retry with backoff (treat as deny meanwhile)",
+    )
+    .into_http()
+}
+
+impl Service<http::Request<Body>> for Shedding {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Load shedding is always ready (it refuses in `call` instead); the limit below it
+        // cannot fail. Either way, `call` turns any error into an answer.
+        match self.inner.poll_ready(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let response = self.inner.call(request);
+        Box::pin(async move { Ok(response.await.unwrap_or_else(|_overloaded| overloaded())) })
+    }
+}
+
+impl NamedService for Shedding {
+    const NAME: &'static str = crate::server::AUTHORIZATION_SERVICE_NAME;
+}
+
+/// A connection closed after `idle` without a byte from the client. Only reads count as
+/// activity: the server's own keepalive pings must not keep an abandoned connection open.
+pub(super) struct IdleTimeout<IO> {
+    inner: IO,
+    /// The timeout and its timer; `None` when idle connections may stay.
+    timer: Option<(Duration, Pin<Box<Sleep>>)>,
+}
+
+impl<IO> IdleTimeout<IO> {
+    pub(super) fn new(inner: IO, idle: Option<Duration>) -> Self {
+        Self {
+            inner,
+            timer: idle.map(|idle| (idle, Box::pin(tokio::time::sleep(idle)))),
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for IdleTimeout<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before
+                    && let Some((idle, timer)) = this.timer.as_mut()
+                {
+                    let next = Instant::now() + *idle;
+                    timer.as_mut().reset(next);
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => match this
+                .timer
+                .as_mut()
+                .map(|(_, timer)| timer.as_mut().poll(cx))
+            {
+                Some(Poll::Ready(())) => {
+                    record_limit_breach(LimitBreach::IdleConnection);
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connection idle for too long",
+                    )))
+                }
+                Some(Poll::Pending) | None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl<IO: Connected> Connected for IdleTimeout<IO> {
+    type ConnectInfo = IO::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
