@@ -151,6 +151,7 @@ fn telemetry_cost(c: &mut Criterion) {
                 });
                 decision_log::log(&DecisionRecord {
                     request_id: "bench",
+                    caller: Some("gateway"),
                     principal: request.principal(),
                     action: request.action(),
                     resource: request.resource(),

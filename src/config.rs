@@ -34,6 +34,10 @@
 //! | `--http2-keepalive-timeout` | `VERDICT_HTTP2_KEEPALIVE_TIMEOUT` | `10s` |
 //! | `--idle-timeout` | `VERDICT_IDLE_TIMEOUT` | `5m` (`0` off) |
 //! | `--max-string-bytes` | `VERDICT_MAX_STRING_BYTES` | 1024 |
+//! | `--api-keys-file` | `VERDICT_API_KEYS_FILE` | none (no keys: the port is open) |
+//! | (inline keys) | `VERDICT_API_KEYS` | none |
+//! | `--auth-open-health` | `VERDICT_AUTH_OPEN_HEALTH` | `true` |
+//! | `--auth-open-reflection` | `VERDICT_AUTH_OPEN_REFLECTION` | `true` |
 //! | `--decision-log-deny-rate` | `VERDICT_DECISION_LOG_DENY_RATE` | `1` |
 //! | `--decision-log-allow-rate` | `VERDICT_DECISION_LOG_ALLOW_RATE` | `0.01` |
 
@@ -42,6 +46,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::ArgAction;
+
+mod api_keys;
+
+pub use api_keys::{Key, KeyRing, Role};
 
 use crate::bundle::DEFAULT_MAX_RELATION_DEPTH;
 use crate::engine::DEFAULT_MAX_JSON_DEPTH;
@@ -212,6 +220,19 @@ pub struct ServeArgs {
     /// Longest type, id, action, property or attribute name, in bytes.
     #[arg(long, env = "VERDICT_MAX_STRING_BYTES", default_value_t = DEFAULT_MAX_STRING_BYTES)]
     pub max_string_bytes: usize,
+    /// File of API keys, one `name role key` per line (`role` is `check` or `admin`). With
+    /// keys, every RPC but health and reflection needs `authorization: Bearer <key>`.
+    #[arg(long, env = "VERDICT_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// API keys inline, `name role key` entries separated by newlines or `;` (prefer the file).
+    #[arg(long, env = "VERDICT_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// Let the gRPC health service answer without a key.
+    #[arg(long, env = "VERDICT_AUTH_OPEN_HEALTH", default_value_t = true, action = ArgAction::Set)]
+    pub auth_open_health: bool,
+    /// Let server reflection answer without a key.
+    #[arg(long, env = "VERDICT_AUTH_OPEN_REFLECTION", default_value_t = true, action = ArgAction::Set)]
+    pub auth_open_reflection: bool,
     /// Share of denied decisions written to the decision log (0 to 1).
     #[arg(long, env = "VERDICT_DECISION_LOG_DENY_RATE", default_value_t = DEFAULT_DENY_RATE)]
     pub decision_log_deny_rate: f64,
@@ -225,7 +246,7 @@ pub struct ServeArgs {
 }
 
 /// A configuration that passed validation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ValidConfig {
     /// Policy bundle directory.
     pub policies: PathBuf,
@@ -281,6 +302,12 @@ pub struct ValidConfig {
     pub idle_timeout: Option<Duration>,
     /// Longest name, in bytes.
     pub max_string_bytes: usize,
+    /// API keys; empty means the gRPC port is open.
+    pub api_keys: std::sync::Arc<KeyRing>,
+    /// Health answers without a key.
+    pub auth_open_health: bool,
+    /// Reflection answers without a key.
+    pub auth_open_reflection: bool,
     /// Share of denies in the decision log.
     pub decision_log_deny_rate: f64,
     /// Share of allows in the decision log.
@@ -318,6 +345,37 @@ fn in_range<T: PartialOrd + std::fmt::Debug + Copy>(
         });
     }
     Ok(value)
+}
+
+/// Reads the API keys from the file and the inline variable; errors name the file and line,
+/// never a key.
+fn load_api_keys(
+    file: Option<&std::path::Path>,
+    inline: Option<&str>,
+) -> Result<KeyRing, ConfigError> {
+    let mut ring = KeyRing::default();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+            flag: "--api-keys-file",
+            env: "VERDICT_API_KEYS_FILE",
+            reason: format!("{}: {}", path.display(), crate::diagnostics::io_reason(&e)),
+        })?;
+        ring.add(&text, &path.display().to_string())
+            .map_err(|reason| ConfigError::Invalid {
+                flag: "--api-keys-file",
+                env: "VERDICT_API_KEYS_FILE",
+                reason,
+            })?;
+    }
+    if let Some(inline) = inline {
+        ring.add(&inline.replace(';', "\n"), "VERDICT_API_KEYS")
+            .map_err(|reason| ConfigError::Invalid {
+                flag: "--api-keys",
+                env: "VERDICT_API_KEYS",
+                reason,
+            })?;
+    }
+    Ok(ring)
 }
 
 impl ServeArgs {
@@ -482,6 +540,12 @@ impl ServeArgs {
                 "--max-string-bytes",
                 "VERDICT_MAX_STRING_BYTES",
             )?,
+            api_keys: std::sync::Arc::new(load_api_keys(
+                self.api_keys_file.as_deref(),
+                self.api_keys.as_deref(),
+            )?),
+            auth_open_health: self.auth_open_health,
+            auth_open_reflection: self.auth_open_reflection,
             decision_log_deny_rate: in_range(
                 self.decision_log_deny_rate,
                 0.0,
@@ -537,6 +601,29 @@ mod tests {
         assert_eq!(off.metrics_addr, None);
         assert!(parse(&["--decision-log-allow-rate", "2"]).is_err());
         assert!(parse(&["--decision-log-deny-rate", "NaN"]).is_err());
+    }
+
+    #[test]
+    fn api_key_problems_name_the_source_not_the_key() {
+        let missing = parse(&["--api-keys-file", "/nonexistent/keys.txt"]).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "--api-keys-file (VERDICT_API_KEYS_FILE): /nonexistent/keys.txt: no such file or directory"
+        );
+        let weak = parse(&["--api-keys", "gw check hunter2"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            weak.contains("VERDICT_API_KEYS:1: the key of `gw` is 7 characters"),
+            "{weak}"
+        );
+        assert!(!weak.contains("hunter2"));
+        let two = parse(&[
+            "--api-keys",
+            "a check 0123456789abcdef0123456789abcdef;b admin fedcba9876543210fedcba9876543210",
+        ])
+        .unwrap();
+        assert_eq!(two.api_keys.len(), 2);
     }
 
     #[test]

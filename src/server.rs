@@ -4,6 +4,7 @@
 //! Owns: which services are served, how the transport is configured, and which background tasks
 //! run. Does not own: request handling (`api`), loading (`bundle`) or reloading (`reload`).
 
+mod auth;
 mod grpc_metrics;
 mod http;
 mod limits;
@@ -187,6 +188,11 @@ pub async fn run(
         .layer(
             tower::ServiceBuilder::new()
                 .layer(GrpcMetricsLayer)
+                .layer(auth::AuthLayer {
+                    keys: Arc::clone(&config.api_keys),
+                    open_health: config.auth_open_health,
+                    open_reflection: config.auth_open_reflection,
+                })
                 .map_response(limits::rewrite_decoding_errors)
                 .layer(limits::DeadlineLayer {
                     deadline: config.request_timeout,

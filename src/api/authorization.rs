@@ -135,6 +135,11 @@ fn is_heavy(request: &proto::CheckRequest) -> bool {
     request.entities.len() + request.properties.len() > HEAVY_WEIGHT / 2
 }
 
+/// The caller a request was authenticated as (an API key's name): put in the request's
+/// extensions by the server's authentication layer, read for the decision log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
 /// What a reload did, as the `Reload` RPC reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadAnswer {
@@ -194,12 +199,16 @@ impl AuthorizationService {
         })
     }
 
-    fn call(&self, snapshot: Arc<Snapshot>, metadata: &MetadataMap) -> Call {
+    fn call<T>(&self, snapshot: Arc<Snapshot>, request: &Request<T>) -> Call {
         Call {
             snapshot,
             limits: self.limits,
             decision_log: self.decision_log,
-            request_id: request_id(metadata).into(),
+            request_id: request_id(request.metadata()).into(),
+            caller: request
+                .extensions()
+                .get::<Caller>()
+                .map(|caller| Arc::from(caller.0.as_str())),
         }
     }
 }
@@ -211,6 +220,8 @@ struct Call {
     limits: Limits,
     decision_log: DecisionLogSettings,
     request_id: Arc<str>,
+    /// The API key's name, when keys are on.
+    caller: Option<Arc<str>>,
 }
 
 /// Returns the caller's `x-request-id` when it is a sane token, else a new id.
@@ -312,6 +323,7 @@ fn observe(
     };
     decision_log::log(&DecisionRecord {
         request_id: &request_id,
+        caller: call.caller.as_deref(),
         principal: request.principal(),
         action: request.action(),
         resource: request.resource(),
@@ -348,7 +360,7 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<proto::CheckRequest>,
     ) -> Result<Response<proto::CheckResponse>, Status> {
-        let call = self.call(self.snapshot()?, request.metadata());
+        let call = self.call(self.snapshot()?, &request);
         let request = request.into_inner();
         // A plain check takes microseconds and runs inline; one with many entities or
         // properties could hold an async worker for milliseconds.
@@ -367,7 +379,8 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<proto::BatchCheckRequest>,
     ) -> Result<Response<proto::BatchCheckResponse>, Status> {
-        let metadata = request.metadata().clone();
+        let snapshot = self.snapshot()?;
+        let call = self.call(snapshot, &request);
         let proto::BatchCheckRequest { checks } = request.into_inner();
         tracing::Span::current().record("checks", checks.len());
         if checks.len() > self.limits.max_batch {
@@ -380,8 +393,7 @@ impl Authorization for AuthorizationService {
             .into());
         }
         telemetry_metrics::record_batch_size(checks.len());
-        // INVARIANT: one snapshot answers every item.
-        let call = self.call(self.snapshot()?, &metadata);
+        // INVARIANT: one snapshot (loaded above, into `call`) answers every item.
         let weight: usize = checks
             .iter()
             .map(|c| 1 + c.entities.len() + c.properties.len())

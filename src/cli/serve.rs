@@ -49,6 +49,21 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         None
     };
 
+    if !config.grpc_addr.ip().is_loopback() {
+        tracing::warn!(
+            addr = %config.grpc_addr,
+            "serving plaintext gRPC on a non-loopback address: terminate TLS in front of Verdict (a mesh sidecar)"
+        );
+        if !config.api_keys.is_enabled() {
+            tracing::warn!(
+                "no API keys configured: any client that reaches the port can ask for decisions"
+            );
+        }
+    }
+    if config.api_keys.is_enabled() {
+        tracing::info!(keys = config.api_keys.len(), "API keys required");
+    }
+
     // 3. The first snapshot; an invalid bundle stops here with every error, unless asked to
     //    start without one (UNAVAILABLE and NOT_SERVING until the watch finds a valid bundle).
     let options = LoadOptions {

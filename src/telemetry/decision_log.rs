@@ -95,6 +95,8 @@ fn uniform() -> f64 {
 pub struct DecisionRecord<'a> {
     /// The caller's `x-request-id`, or one Verdict made up.
     pub request_id: &'a str,
+    /// The name of the API key the request came with, if keys are on.
+    pub caller: Option<&'a str>,
     /// Who asked.
     pub principal: &'a EntityUid,
     /// The action.
@@ -128,6 +130,7 @@ pub fn log(record: &DecisionRecord<'_>) {
     tracing::info!(
         target: TARGET,
         request_id = %redact(record.request_id),
+        caller = record.caller.unwrap_or("anonymous"),
         principal = %redacted_uid(record.principal),
         action = %redacted_uid(record.action),
         resource = %redacted_uid(record.resource),

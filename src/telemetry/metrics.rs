@@ -30,6 +30,9 @@ pub const REJECTED_REQUESTS_TOTAL: &str = "verdict_rejected_requests_total";
 /// `concurrency`, `idle_connection`, `batch`, `entities`, `parents`, `properties`,
 /// `json_depth`, `string_length`.
 pub const LIMIT_REJECTIONS_TOTAL: &str = "verdict_limit_rejections_total";
+/// Requests that needed an API key, by `caller` (the key's name, or `anonymous`) and
+/// `result` (`ok`, `unauthenticated`, `permission_denied`).
+pub const AUTH_REQUESTS_TOTAL: &str = "verdict_auth_requests_total";
 /// Checks per BatchCheck.
 pub const BATCH_SIZE: &str = "verdict_batch_size";
 /// gRPC requests by `method` and `code`.
@@ -127,6 +130,10 @@ pub fn describe() {
         "Requests and batch items the handlers answered with an error instead of a decision, by reason."
     );
     describe_histogram!(BATCH_SIZE, "Checks per BatchCheck request.");
+    describe_counter!(
+        AUTH_REQUESTS_TOTAL,
+        "Requests that needed an API key, by caller (key name) and result."
+    );
     describe_counter!(
         LIMIT_REJECTIONS_TOTAL,
         "Requests (or connections) refused by a limit, by limit."
@@ -288,6 +295,28 @@ impl LimitBreach {
 /// Records one request (or connection) refused by a limit.
 pub fn record_limit_breach(breach: LimitBreach) {
     metrics::counter!(LIMIT_REJECTIONS_TOTAL, "limit" => breach.as_str()).increment(1);
+}
+
+/// The outcome of checking a request's API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthResult {
+    /// A valid key with the rights the RPC needs.
+    Ok,
+    /// No key, or not a key Verdict knows.
+    Unauthenticated,
+    /// A valid key without the rights the RPC needs.
+    PermissionDenied,
+}
+
+/// Records one authenticated (or refused) request; `caller` is a key name or `anonymous`.
+pub fn record_auth(caller: &str, result: AuthResult) {
+    let result = match result {
+        AuthResult::Ok => "ok",
+        AuthResult::Unauthenticated => "unauthenticated",
+        AuthResult::PermissionDenied => "permission_denied",
+    };
+    metrics::counter!(AUTH_REQUESTS_TOTAL, "caller" => caller.to_owned(), "result" => result)
+        .increment(1);
 }
 
 /// Records the size of one BatchCheck.

@@ -54,6 +54,9 @@ pub fn test_config(policies: &Path) -> ValidConfig {
         http2_keepalive_timeout: Duration::from_secs(10),
         idle_timeout: Some(Duration::from_secs(300)),
         max_string_bytes: verdict::config::DEFAULT_MAX_STRING_BYTES,
+        api_keys: Arc::new(verdict::config::KeyRing::default()),
+        auth_open_health: true,
+        auth_open_reflection: true,
         decision_log_deny_rate: 1.0,
         decision_log_allow_rate: 0.01,
     }
