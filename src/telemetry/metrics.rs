@@ -57,6 +57,14 @@ pub const SNAPSHOT_ENTITIES: &str = "verdict_snapshot_entities";
 pub const READY: &str = "verdict_ready";
 /// Always 1, labelled with `version` and `git_commit`.
 pub const BUILD_INFO: &str = "verdict_build_info";
+/// When the serving TLS certificate expires, in seconds since the Unix epoch (TLS only).
+pub const TLS_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS: &str =
+    "verdict_tls_certificate_expiry_timestamp_seconds";
+/// Reloads of the TLS files by `result`: `updated` or `failed` (TLS only).
+pub const TLS_RELOADS_TOTAL: &str = "verdict_tls_reloads_total";
+/// TLS handshakes that did not complete, by `reason`: `failed` (bad certificate, not TLS,
+/// ...), `timeout`, or `overload` (too many handshakes pending; the connection is closed).
+pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "verdict_tls_handshake_failures_total";
 
 /// The `action` label for actions the bundle does not know.
 pub const OTHER_ACTION: &str = "other";
@@ -176,6 +184,16 @@ pub fn describe() {
         "1 while a snapshot is being served, 0 before the first one."
     );
     describe_gauge!(BUILD_INFO, "Build information (always 1).");
+    describe_gauge!(
+        TLS_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS,
+        Unit::Seconds,
+        "When the serving TLS certificate expires, since the Unix epoch."
+    );
+    describe_counter!(TLS_RELOADS_TOTAL, "Reloads of the TLS files by result.");
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES_TOTAL,
+        "TLS handshakes that did not complete, by reason."
+    );
 }
 
 /// One decision, as metrics see it.
@@ -402,4 +420,30 @@ pub fn record_snapshot(snapshot: Option<&SnapshotGauges<'_>>) {
     metrics::gauge!(SNAPSHOT_POLICIES).set(snapshot.policies as f64);
     metrics::gauge!(SNAPSHOT_TUPLES).set(snapshot.tuples as f64);
     metrics::gauge!(SNAPSHOT_ENTITIES).set(snapshot.entities as f64);
+}
+
+/// Starts the TLS counters at 0 (called when TLS is configured).
+pub fn init_tls_metrics() {
+    for result in ["updated", "failed"] {
+        metrics::counter!(TLS_RELOADS_TOTAL, "result" => result).absolute(0);
+    }
+    for reason in ["failed", "timeout", "overload"] {
+        metrics::counter!(TLS_HANDSHAKE_FAILURES_TOTAL, "reason" => reason).absolute(0);
+    }
+}
+
+/// Records the serving certificate's expiry (refreshed periodically, so it does not expire).
+pub fn record_tls_expiry(not_after_unix: i64) {
+    metrics::gauge!(TLS_CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS).set(not_after_unix as f64);
+}
+
+/// Records one reload of the TLS files.
+pub fn record_tls_reload(updated: bool) {
+    let result = if updated { "updated" } else { "failed" };
+    metrics::counter!(TLS_RELOADS_TOTAL, "result" => result).increment(1);
+}
+
+/// Records one TLS handshake that did not complete: `failed`, `timeout` or `overload`.
+pub fn record_tls_handshake_failure(reason: &'static str) {
+    metrics::counter!(TLS_HANDSHAKE_FAILURES_TOTAL, "reason" => reason).increment(1);
 }

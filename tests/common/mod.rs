@@ -19,6 +19,9 @@ use verdict::bundle::{self, LoadOptions, SnapshotHandle};
 use verdict::config::{DEFAULT_MAX_BATCH, DEFAULT_MAX_MESSAGE_BYTES, LogFormat, ValidConfig};
 use verdict::reload::{ReloadOutcome, Reloader};
 
+pub mod pki;
+pub mod process;
+
 /// The example bundle shipped in `policies/`.
 pub fn example_bundle() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
@@ -57,6 +60,9 @@ pub fn test_config(policies: &Path) -> ValidConfig {
         api_keys: Arc::new(verdict::config::KeyRing::default()),
         auth_open_health: true,
         auth_open_reflection: true,
+        tls: None,
+        tls_allowed_clients: Vec::new(),
+        tls_admin_clients: Vec::new(),
         decision_log_deny_rate: 1.0,
         decision_log_allow_rate: 0.01,
     }
