@@ -11,6 +11,8 @@ mod convert;
 mod error;
 pub mod proto;
 
-pub use authorization::{AuthorizationService, Caller, Limits, ReloadAnswer, ReloadControl};
+pub use authorization::{
+    AuthorizationService, Caller, CallerIsAdmin, Limits, ReloadAnswer, ReloadControl,
+};
 pub use convert::ProtocolError;
 pub use error::ApiError;

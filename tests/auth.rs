@@ -242,3 +242,59 @@ fn key_text_never_reaches_the_logs() {
     assert!(everything.contains("API key without admin rights"));
     assert!(everything.contains("request without a valid API key"));
 }
+
+/// The last load error quotes the bundle: `Status` shows it to admin keys only.
+#[tokio::test]
+async fn status_shows_load_error_details_to_admin_keys_only() {
+    let bundle = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(example_bundle()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, bundle.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut config = config_with_keys();
+    config.policies = bundle.path().to_path_buf();
+    let server = TestServer::start_with(config).await;
+    std::fs::write(
+        bundle.path().join("broken.tuples"),
+        "Document::\"secret-plan\"#viewer@\n",
+    )
+    .unwrap();
+    let channel = server.channel().await;
+    let mut ops = client(channel.clone(), Some(format!("Bearer {OPS}")));
+    let reloaded = ops
+        .reload(proto::ReloadRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!reloaded.errors.is_empty());
+    let admin_view = ops
+        .status(proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .last_load_error
+        .unwrap();
+    assert!(
+        admin_view.message.contains("broken.tuples:1:"),
+        "{}",
+        admin_view.message
+    );
+    let mut gateway = client(channel, Some(format!("Bearer {GATEWAY_NEW}")));
+    let status = gateway
+        .status(proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let gateway_view = status.last_load_error.unwrap();
+    assert!(gateway_view.at.is_some());
+    assert!(
+        !gateway_view.message.contains("broken.tuples") && gateway_view.message.contains("admin"),
+        "{}",
+        gateway_view.message
+    );
+    // The previous snapshot keeps serving.
+    assert!(!status.snapshot_version.is_empty());
+    server.stop().await;
+}

@@ -140,6 +140,13 @@ fn is_heavy(request: &proto::CheckRequest) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub String);
 
+/// Whether the authenticated caller holds the admin role: put in the request's extensions by
+/// the server's authentication layer when authentication is on. `Status` shows the last load
+/// error's details to admins only (they quote the bundle); without authentication there is no
+/// role and everyone sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerIsAdmin(pub bool);
+
 /// What a reload did, as the `Reload` RPC reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadAnswer {
@@ -416,14 +423,24 @@ impl Authorization for AuthorizationService {
     #[tracing::instrument(name = "Status", skip_all)]
     async fn status(
         &self,
-        _request: Request<proto::StatusRequest>,
+        request: Request<proto::StatusRequest>,
     ) -> Result<Response<proto::StatusResponse>, Status> {
         let snapshot = self.snapshots.load();
+        let details = request
+            .extensions()
+            .get::<CallerIsAdmin>()
+            .is_none_or(|admin| admin.0);
         let last_load_error = self
             .snapshots
             .last_failure()
             .map(|failure| proto::LoadFailure {
-                message: failure.message.clone(),
+                message: if details {
+                    failure.message.clone()
+                } else {
+                    "the last load failed; its details (which quote the bundle) need an admin \
+                     key or certificate"
+                        .to_owned()
+                },
                 at: Some(timestamp(failure.at)),
             });
         let response = match snapshot {

@@ -26,7 +26,7 @@ use tonic::body::Body;
 use tonic::codegen::http;
 use tower::{Layer, Service};
 
-use crate::api::Caller;
+use crate::api::{Caller, CallerIsAdmin};
 use crate::config::{KeyRing, Role};
 use crate::telemetry::metrics::{AuthResult, record_auth};
 
@@ -166,8 +166,11 @@ where
         else {
             return Box::pin(self.inner.call(request));
         };
+        // Admin only if every configured mechanism says so.
+        let mut admin: Option<bool> = None;
         if let Some(policy) = &self.layer.identities {
             let presented = client_identities(&request);
+            admin = Some(policy.check(&presented, Role::Admin).is_ok());
             if let Err(presented) = policy.check(&presented, required) {
                 record_auth("certificate", AuthResult::PermissionDenied);
                 tracing::warn!(identities = ?presented, path, "client identity not allowed");
@@ -183,6 +186,9 @@ where
             }
         }
         if !keys.is_enabled() {
+            if let Some(admin) = admin {
+                request.extensions_mut().insert(CallerIsAdmin(admin));
+            }
             return Box::pin(self.inner.call(request));
         }
         let presented = request
@@ -211,6 +217,10 @@ where
             }
             Some(key) => {
                 record_auth(&key.name, AuthResult::Ok);
+                let key_admin = key.role == Role::Admin;
+                request
+                    .extensions_mut()
+                    .insert(CallerIsAdmin(key_admin && admin.unwrap_or(true)));
                 request.extensions_mut().insert(Caller(key.name.clone()));
                 None
             }
