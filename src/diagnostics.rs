@@ -6,6 +6,25 @@
 
 use miette::Diagnostic;
 
+/// Makes a message one line: control characters (a newline inside a quoted string literal, say)
+/// are escaped, so that every error stays one `file:line:column: message` line.
+pub fn one_line(message: String) -> String {
+    if message.chars().any(char::is_control) {
+        message
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        message
+    }
+}
+
 /// Returns an I/O error as a lowercase phrase.
 pub fn io_reason(error: &std::io::Error) -> String {
     match error.kind() {

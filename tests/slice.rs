@@ -194,3 +194,25 @@ fn action_groups_cannot_come_from_the_request() {
         "{error}"
     );
 }
+
+/// Policy ids come back as written: Cedar's `Display` escapes quotes and backslashes.
+#[test]
+fn policy_ids_are_reported_unescaped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.cedar"),
+        "@id(\"bob's \\\"read\\\" \\\\ rule\")\npermit (principal, action, resource);\n\
+         @id(\"fails's\")\npermit (principal, action, resource) when { context.missing };\n",
+    )
+    .unwrap();
+    let snapshot = bundle::load(dir.path(), LoadOptions::default()).unwrap();
+    let decision = decide(&snapshot, read_d("alice")).unwrap();
+    assert_eq!(decision.determining_policies, ["bob's \"read\" \\ rule"]);
+    assert_eq!(decision.errors.len(), 1, "{decision:?}");
+    assert_eq!(decision.errors[0].policy_id, "fails's");
+    assert!(
+        snapshot
+            .policy_locations
+            .contains_key("bob's \"read\" \\ rule")
+    );
+}

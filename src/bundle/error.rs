@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::diagnostics::one_line;
+
 /// One problem found in a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct LoadError {
@@ -23,7 +25,7 @@ impl LoadError {
             path: path.into(),
             line: None,
             column: None,
-            message: message.into(),
+            message: one_line(message.into()),
         }
     }
 
@@ -38,7 +40,7 @@ impl LoadError {
             path: path.into(),
             line: Some(line),
             column: Some(column),
-            message: message.into(),
+            message: one_line(message.into()),
         }
     }
 }

@@ -166,13 +166,14 @@ pub(super) fn load(
     if let Some(schema) = schema {
         let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
         for error in result.validation_errors() {
-            let origin = origins.get(error.policy_id().to_string().as_str());
+            // The id as written: `Display` escapes it.
+            let origin = origins.get(AsRef::<str>::as_ref(error.policy_id()));
             for located in located_messages(error) {
                 errors.push(locate(origin, located.offset, located.message));
             }
         }
         for warning in result.validation_warnings() {
-            let origin = origins.get(warning.policy_id().to_string().as_str());
+            let origin = origins.get(AsRef::<str>::as_ref(warning.policy_id()));
             for located in located_messages(warning) {
                 warnings.push(format!(
                     "{}: warning: {}",

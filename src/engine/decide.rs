@@ -67,7 +67,8 @@ fn summarize(response: &Response) -> (Outcome, Vec<String>, Vec<EvaluationError>
     let mut determining: Vec<String> = response
         .diagnostics()
         .reason()
-        .map(ToString::to_string)
+        // The id as written (`Display` escapes it).
+        .map(|id| AsRef::<str>::as_ref(id).to_owned())
         .collect();
     determining.sort_unstable();
     let mut errors: Vec<EvaluationError> = response
@@ -75,7 +76,7 @@ fn summarize(response: &Response) -> (Outcome, Vec<String>, Vec<EvaluationError>
         .errors()
         .map(|error| match error {
             AuthorizationError::PolicyEvaluationError(e) => EvaluationError {
-                policy_id: e.policy_id().to_string(),
+                policy_id: AsRef::<str>::as_ref(e.policy_id()).to_owned(),
                 message: error_chain(e.inner()),
             },
         })
