@@ -33,6 +33,7 @@
 //! | `--http2-keepalive-interval` | `VERDICT_HTTP2_KEEPALIVE_INTERVAL` | `30s` (`0` off) |
 //! | `--http2-keepalive-timeout` | `VERDICT_HTTP2_KEEPALIVE_TIMEOUT` | `10s` |
 //! | `--idle-timeout` | `VERDICT_IDLE_TIMEOUT` | `5m` (`0` off) |
+//! | `--max-connection-age` | `VERDICT_MAX_CONNECTION_AGE` | `30m` (`0` off) |
 //! | `--max-string-bytes` | `VERDICT_MAX_STRING_BYTES` | 1024 |
 //! | `--api-keys-file` | `VERDICT_API_KEYS_FILE` | none (no keys: the port is open) |
 //! | (inline keys) | `VERDICT_API_KEYS` | none |
@@ -104,12 +105,14 @@ pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: &str = "30s";
 pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: &str = "10s";
 /// Default idle time after which a connection is closed.
 pub const DEFAULT_IDLE_TIMEOUT: &str = "5m";
+/// Default `--max-connection-age`.
+pub const DEFAULT_MAX_CONNECTION_AGE: &str = "30m";
 /// Default longest type, id, action, property or attribute name, in bytes.
 pub const DEFAULT_MAX_STRING_BYTES: usize = 1024;
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_RELOAD_DELAY: Duration = Duration::from_secs(60);
 
-/// Parses `0`, `250ms`, `2s` or `1m`.
+/// Parses `0`, `250ms`, `2s`, `1m` or `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text == "0" {
@@ -125,6 +128,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(value)),
         "s" => Ok(Duration::from_secs(value)),
         "m" => Ok(Duration::from_secs(value.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(value.saturating_mul(3600))),
         _ => Err(format!(
             "`{text}` is not a duration such as `250ms`, `2s` or `1m`"
         )),
@@ -221,6 +225,11 @@ pub struct ServeArgs {
     /// Close a connection the client has sent nothing on for this long (`0` never).
     #[arg(long, env = "VERDICT_IDLE_TIMEOUT", default_value = DEFAULT_IDLE_TIMEOUT, value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// Ask clients to reconnect (HTTP/2 GOAWAY) once a connection is this old (`0` never), so
+    /// a revoked CA or an expired client certificate stops being served and new pods get
+    /// traffic; in-flight requests get `--shutdown-grace` to finish.
+    #[arg(long, env = "VERDICT_MAX_CONNECTION_AGE", default_value = DEFAULT_MAX_CONNECTION_AGE, value_parser = parse_duration)]
+    pub max_connection_age: Duration,
     /// Longest type, id, action, property or attribute name, in bytes.
     #[arg(long, env = "VERDICT_MAX_STRING_BYTES", default_value_t = DEFAULT_MAX_STRING_BYTES)]
     pub max_string_bytes: usize,
@@ -246,7 +255,7 @@ pub struct ServeArgs {
     /// PEM CA bundle: clients must present a certificate it signed (mTLS).
     #[arg(long, env = "VERDICT_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
-    /// Client identities (SAN DNS names or URIs; `prefix*` and `*suffix` patterns) allowed the
+    /// Client identities (SAN DNS names or URIs; `*.suffix` and `prefix/*` patterns) allowed the
     /// decision RPCs, comma-separated; empty allows any client the CA verifies.
     #[arg(long, env = "VERDICT_TLS_ALLOWED_CLIENTS", value_delimiter = ',')]
     pub tls_allowed_clients: Vec<String>,
@@ -320,6 +329,8 @@ pub struct ValidConfig {
     pub http2_keepalive_timeout: Duration,
     /// Idle connection timeout; `None` is off.
     pub idle_timeout: Option<Duration>,
+    /// Connection age after which clients are asked to reconnect; `None` is off.
+    pub max_connection_age: Option<Duration>,
     /// Longest name, in bytes.
     pub max_string_bytes: usize,
     /// API keys; empty means the gRPC port is open.
@@ -415,40 +426,49 @@ fn tls_files(
 }
 
 /// Client identity patterns; they only mean something when client certificates are required,
-/// so setting them without `--tls-client-ca` is an error rather than a silent no-op.
+/// so setting them without `--tls-client-ca` is an error rather than a silent no-op. A pattern
+/// is an exact SAN value, `*.suffix` (DNS names) or `prefix/*` (URIs); anything else with a
+/// `*`, or a list that holds only separators, is refused rather than read as "anyone".
 fn client_patterns(
     values: Vec<String>,
     mtls: bool,
     flag: &'static str,
     env: &'static str,
 ) -> Result<Vec<String>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { flag, env, reason };
+    let given = !values.is_empty();
     let patterns: Vec<String> = values
         .into_iter()
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
         .collect();
-    if !patterns.is_empty() && !mtls {
-        return Err(ConfigError::Invalid {
-            flag,
-            env,
-            reason: "client identities need client certificates: set --tls-client-ca (and \
-                     --tls-cert, --tls-key) too"
+    if given && patterns.is_empty() {
+        return Err(invalid(
+            "the list has no identities; unset it instead (an empty list is not \"anyone\")"
                 .to_owned(),
-        });
+        ));
     }
-    let literal = |p: &str| -> bool {
-        let core = match p.strip_suffix('*') {
-            Some(prefix) => prefix,
-            None => p.strip_prefix('*').unwrap_or(p),
+    if !patterns.is_empty() && !mtls {
+        return Err(invalid(
+            "client identities need client certificates: set --tls-client-ca (and \
+             --tls-cert, --tls-key) too"
+                .to_owned(),
+        ));
+    }
+    for pattern in &patterns {
+        let core = if let Some(suffix) = pattern.strip_prefix("*.") {
+            suffix
+        } else if let Some(prefix) = pattern.strip_suffix("/*") {
+            prefix
+        } else {
+            pattern
         };
-        !core.contains('*')
-    };
-    if let Some(bad) = patterns.iter().find(|p| !literal(p)) {
-        return Err(ConfigError::Invalid {
-            flag,
-            env,
-            reason: format!("`{bad}`: `*` may only start (`*suffix`) or end (`prefix*`) a pattern"),
-        });
+        if core.is_empty() || core.contains('*') || pattern.contains(char::is_whitespace) {
+            return Err(invalid(format!(
+                "`{pattern}`: a client identity is an exact SAN value, `*.suffix` (DNS names) \
+                 or `prefix/*` (URIs)"
+            )));
+        }
     }
     Ok(patterns)
 }
@@ -640,6 +660,17 @@ impl ServeArgs {
                 "VERDICT_HTTP2_KEEPALIVE_TIMEOUT",
             )?,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            max_connection_age: if self.max_connection_age.is_zero() {
+                None
+            } else {
+                Some(in_range(
+                    self.max_connection_age,
+                    Duration::from_secs(10),
+                    Duration::from_secs(7 * 24 * 3600),
+                    "--max-connection-age",
+                    "VERDICT_MAX_CONNECTION_AGE",
+                )?)
+            },
             max_string_bytes: in_range(
                 self.max_string_bytes,
                 16,
@@ -763,6 +794,7 @@ mod tests {
         assert!(config.start_without_bundle);
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("2 hours").is_err());
         assert_eq!(
             parse(&["--reload-debounce", "2s", "--reload-max-delay", "1s"])
@@ -808,6 +840,25 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(star.contains("`a*b`"), "{star}");
+        let mtls_with = |flag: &str| {
+            parse(&[
+                "--tls-cert=c.pem",
+                "--tls-key=k.pem",
+                "--tls-client-ca=ca.pem",
+                flag,
+            ])
+        };
+        for bad in [
+            "--tls-admin-clients=*",
+            "--tls-allowed-clients=*gateway.svc",
+            "--tls-allowed-clients=spiffe://td/ns/gw*",
+            "--tls-allowed-clients=/*",
+            "--tls-allowed-clients= , ",
+        ] {
+            assert!(mtls_with(bad).is_err(), "{bad} accepted");
+        }
+        let good = mtls_with("--tls-admin-clients=*.ops.svc,spiffe://td/ns/ops/*").unwrap();
+        assert_eq!(good.tls_admin_clients.len(), 2);
     }
 
     #[test]

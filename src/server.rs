@@ -194,7 +194,13 @@ pub async fn run(
             allowed: config.tls_allowed_clients.clone(),
             admin: config.tls_admin_clients.clone(),
         });
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(age) = config.max_connection_age {
+        builder = builder
+            .max_connection_age(age)
+            .max_connection_age_grace(config.shutdown_grace);
+    }
+    let router = builder
         .max_concurrent_streams(config.max_concurrent_streams)
         .http2_max_header_list_size(config.max_header_list_bytes)
         .http2_keepalive_interval(config.http2_keepalive_interval)

@@ -129,6 +129,29 @@ async fn two_keys_are_valid_at_once_for_rotation_and_roles_are_enforced() {
     server.stop().await;
 }
 
+/// Lists the services over gRPC reflection (v1), without credentials.
+async fn list_services(channel: Channel) -> Result<Vec<String>, tonic::Status> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await?
+        .into_inner();
+    let response = responses.message().await?.expect("a reflection response");
+    match response.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            Ok(list.service.into_iter().map(|s| s.name).collect())
+        }
+        other => panic!("unexpected reflection answer: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn health_and_reflection_stay_open_unless_configured() {
     let server = TestServer::start_with(config_with_keys()).await;
@@ -139,10 +162,16 @@ async fn health_and_reflection_stay_open_unless_configured() {
         })
         .await
         .unwrap();
+    let services = list_services(server.channel().await).await.unwrap();
+    assert!(
+        services.iter().any(|s| s == "verdict.v1.Authorization"),
+        "{services:?}"
+    );
     server.stop().await;
 
     let mut config = config_with_keys();
     config.auth_open_health = false;
+    config.auth_open_reflection = false;
     let server = TestServer::start_with(config).await;
     let mut health = HealthClient::new(server.channel().await);
     let status = health
@@ -151,6 +180,8 @@ async fn health_and_reflection_stay_open_unless_configured() {
         })
         .await
         .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let status = list_services(server.channel().await).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     server.stop().await;
 }

@@ -289,7 +289,7 @@ fn optional_objects_appear_only_when_switched_on() {
 #[test]
 fn bad_values_are_rejected_with_a_reason() {
     let chart = chart();
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 13] = [
         (&["replicaCount=two"], "replicaCount: Invalid type"),
         (
             &["surprise=1"],
@@ -322,11 +322,15 @@ fn bad_values_are_rejected_with_a_reason() {
                 "tls.existingSecret=s",
                 "tls.clientAuth.allowedClients={a,b}",
             ],
-            "allowedClients and adminClients need tls.clientAuth.enabled=true",
+            "caSecret, allowedClients and adminClients need tls.clientAuth.enabled=true",
         ),
         (
             &["tls.clientAuth.adminClients[0]=a b"],
             "tls.clientAuth.adminClients.0: Does not match pattern",
+        ),
+        (
+            &["tls.clientAuth.allowedClients[0]=*gateway.svc"],
+            "tls.clientAuth.allowedClients.0: Does not match pattern",
         ),
         (
             &["policies.source=gitSync"],
@@ -478,10 +482,12 @@ fn string_map(value: &Value) -> BTreeMap<String, String> {
 
 /// How the test client reaches a server started from the rendered Deployment.
 struct Tls {
-    /// The Secret's files by key, as the chart expects them (`tls.crt`, `tls.key`, `ca.crt`).
-    secret: BTreeMap<String, String>,
-    /// The client side: CA to trust, and the client certificate.
-    client: tonic::transport::ClientTlsConfig,
+    /// Each Secret the chart should mount: volume name, Secret name, files by key.
+    secrets: Vec<(&'static str, &'static str, BTreeMap<String, String>)>,
+    /// A client the server must serve: the CA to trust, and an allowed client certificate.
+    allowed: tonic::transport::ClientTlsConfig,
+    /// A client with a certificate from the client CA whose identity is not on the list.
+    denied: tonic::transport::ClientTlsConfig,
 }
 
 #[test]
@@ -489,35 +495,77 @@ fn the_rendered_deployment_starts_a_server_that_decides() {
     run_rendered_deployment(&[], None);
 }
 
-/// With tls.enabled and tls.clientAuth, the rendered Deployment mounts the Secret where its
-/// environment points, and serves mTLS to an allowed client certificate.
-#[test]
-fn the_rendered_deployment_serves_mtls_from_the_secret() {
-    use common::pki::Ca;
-    let server_ca = Ca::new("Chart test server CA");
-    let client_ca = Ca::new("Chart test client CA");
-    let server = server_ca.server();
-    let client = client_ca.client("spiffe://cluster.local/ns/gateways/sa/edge");
-    let secret = BTreeMap::from([
-        ("tls.crt".to_owned(), server.cert.clone()),
-        ("tls.key".to_owned(), server.key.clone()),
-        ("ca.crt".to_owned(), client_ca.pem()),
-    ]);
-    let client = tonic::transport::ClientTlsConfig::new()
+fn client_tls(
+    server_ca: &common::pki::Ca,
+    client: &common::pki::Leaf,
+) -> tonic::transport::ClientTlsConfig {
+    tonic::transport::ClientTlsConfig::new()
         .domain_name("localhost")
         .ca_certificate(tonic::transport::Certificate::from_pem(server_ca.pem()))
         .identity(tonic::transport::Identity::from_pem(
             &client.cert,
             &client.key,
-        ));
+        ))
+}
+
+const MTLS_VALUES: [&str; 4] = [
+    "tls.enabled=true",
+    "tls.existingSecret=verdict-tls",
+    "tls.clientAuth.enabled=true",
+    "tls.clientAuth.allowedClients={spiffe://cluster.local/ns/gateways/sa/*}",
+];
+
+/// cert-manager's layout: one issuer signs the server and the clients, and its `ca.crt` in the
+/// server's Secret verifies client certificates; the allow-list then decides.
+#[test]
+fn the_rendered_deployment_serves_mtls_from_the_server_secret() {
+    use common::pki::Ca;
+    let issuer = Ca::new("Chart test issuer");
+    let server = issuer.server();
+    let secret = BTreeMap::from([
+        ("tls.crt".to_owned(), server.cert.clone()),
+        ("tls.key".to_owned(), server.key.clone()),
+        ("ca.crt".to_owned(), issuer.pem()),
+    ]);
+    let allowed = issuer.client("spiffe://cluster.local/ns/gateways/sa/edge");
+    let denied = issuer.client("spiffe://cluster.local/ns/batch/sa/report");
     run_rendered_deployment(
-        &[
-            "tls.enabled=true",
-            "tls.existingSecret=verdict-tls",
-            "tls.clientAuth.enabled=true",
-            "tls.clientAuth.allowedClients={spiffe://cluster.local/ns/gateways/sa/*}",
-        ],
-        Some(Tls { secret, client }),
+        &MTLS_VALUES,
+        Some(Tls {
+            secrets: vec![("tls", "verdict-tls", secret)],
+            allowed: client_tls(&issuer, &allowed),
+            denied: client_tls(&issuer, &denied),
+        }),
+    );
+}
+
+/// A separate client CA (`tls.clientAuth.caSecret`): mounted on its own, and the one that
+/// verifies clients.
+#[test]
+fn the_rendered_deployment_serves_mtls_with_a_separate_client_ca() {
+    use common::pki::Ca;
+    let server_ca = Ca::new("Chart test server CA");
+    let client_ca = Ca::new("Chart test client CA");
+    let server = server_ca.server();
+    let tls_secret = BTreeMap::from([
+        ("tls.crt".to_owned(), server.cert.clone()),
+        ("tls.key".to_owned(), server.key.clone()),
+    ]);
+    let ca_secret = BTreeMap::from([("ca.crt".to_owned(), client_ca.pem())]);
+    let allowed = client_ca.client("spiffe://cluster.local/ns/gateways/sa/edge");
+    let denied = client_ca.client("spiffe://cluster.local/ns/batch/sa/report");
+    let mut values = MTLS_VALUES.to_vec();
+    values.push("tls.clientAuth.caSecret=verdict-client-ca");
+    run_rendered_deployment(
+        &values,
+        Some(Tls {
+            secrets: vec![
+                ("tls", "verdict-tls", tls_secret),
+                ("client-ca", "verdict-client-ca", ca_secret),
+            ],
+            allowed: client_tls(&server_ca, &allowed),
+            denied: client_tls(&server_ca, &denied),
+        }),
     );
 }
 
@@ -566,37 +614,50 @@ fn run_rendered_deployment(set: &[&str], tls: Option<Tls>) {
     let volume = tempfile::tempdir().unwrap();
     configmap_volume(volume.path(), &files);
     // The TLS Secret, laid out the same way, at the path the mount names.
-    let secret_volume = tempfile::tempdir().unwrap();
+    // The TLS Secrets, laid out the same way, at the paths their mounts name.
+    let secret_volumes: Vec<tempfile::TempDir> = match &tls {
+        None => Vec::new(),
+        Some(tls) => tls
+            .secrets
+            .iter()
+            .map(|_| tempfile::tempdir().unwrap())
+            .collect(),
+    };
     if let Some(tls) = &tls {
         let spec = &deployment["spec"]["template"]["spec"];
-        let volume = spec["volumes"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == "tls")
-            .expect("no tls volume");
-        assert_eq!(volume["secret"]["secretName"], "verdict-tls");
-        let items: Vec<&str> = volume["secret"]["items"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|i| i["key"].as_str().unwrap())
-            .collect();
-        assert_eq!(items, ["tls.crt", "tls.key", "ca.crt"]);
-        let mount = container["volumeMounts"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == "tls")
-            .expect("no tls mount");
-        assert!(mount.get("subPath").is_none(), "subPath blocks rotation");
-        let mount = mount["mountPath"].as_str().unwrap().to_owned();
-        configmap_volume(secret_volume.path(), &tls.secret);
         let mut pointed = 0;
-        for value in env.values_mut() {
-            if let Some(file) = value.strip_prefix(&format!("{mount}/")) {
-                *value = secret_volume.path().join(file).display().to_string();
-                pointed += 1;
+        for ((volume_name, secret_name, files), dir) in tls.secrets.iter().zip(&secret_volumes) {
+            let volume = spec["volumes"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == *volume_name)
+                .unwrap_or_else(|| panic!("no {volume_name} volume"));
+            assert_eq!(volume["secret"]["secretName"], *secret_name);
+            let items: Vec<&str> = volume["secret"]["items"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|i| i["key"].as_str().unwrap())
+                .collect();
+            let keys: Vec<&str> = files.keys().map(String::as_str).collect();
+            let mut sorted = items.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, keys, "{volume_name}: the mounted keys");
+            let mount = container["volumeMounts"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == *volume_name)
+                .unwrap_or_else(|| panic!("no {volume_name} mount"));
+            assert!(mount.get("subPath").is_none(), "subPath blocks rotation");
+            let mount = mount["mountPath"].as_str().unwrap().to_owned();
+            configmap_volume(dir.path(), files);
+            for value in env.values_mut() {
+                if let Some(file) = value.strip_prefix(&format!("{mount}/")) {
+                    *value = dir.path().join(file).display().to_string();
+                    pointed += 1;
+                }
             }
         }
         assert_eq!(pointed, 3, "cert, key and client CA: {env:?}");
@@ -650,16 +711,32 @@ fn run_rendered_deployment(set: &[&str], tls: Option<Tls>) {
         .expect("the server did not report its gRPC address");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let decisions = runtime.block_on(async {
-        let channel = match tls {
+        let endpoint = |tls: Option<&tonic::transport::ClientTlsConfig>| match tls {
             None => tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap(),
             Some(tls) => tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
                 .unwrap()
-                .tls_config(tls.client)
+                .tls_config(tls.clone())
                 .unwrap(),
+        };
+        if let Some(tls) = &tls {
+            // A certificate from the client CA, but not on the allow-list.
+            let channel = endpoint(Some(&tls.denied)).connect().await.unwrap();
+            let status =
+                verdict::api::proto::authorization_client::AuthorizationClient::new(channel)
+                    .check(common::check(
+                        ("User", "alice"),
+                        "read",
+                        ("Doc", "roadmap"),
+                        json!({}),
+                    ))
+                    .await
+                    .unwrap_err();
+            assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
         }
-        .connect()
-        .await
-        .unwrap();
+        let channel = endpoint(tls.as_ref().map(|t| &t.allowed))
+            .connect()
+            .await
+            .unwrap();
         let mut client =
             verdict::api::proto::authorization_client::AuthorizationClient::new(channel);
         let mut out = Vec::new();

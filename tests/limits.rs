@@ -334,3 +334,28 @@ async fn an_idle_connection_is_closed() {
     still_answers(&server).await;
     server.stop().await;
 }
+
+/// Past `--max-connection-age` the server asks the client to reconnect (GOAWAY): the client
+/// moves to a new connection and no request fails on the way.
+#[tokio::test]
+async fn old_connections_are_replaced_without_failing_requests() {
+    let mut config = test_config(&example_bundle());
+    config.max_connection_age = Some(Duration::from_millis(500));
+    config.shutdown_grace = Duration::from_secs(1);
+    let server = TestServer::start_with(config).await;
+    let endpoint =
+        tonic::transport::Channel::from_shared(format!("http://{}", server.addr)).unwrap();
+    let (channel, dials) = server.counting_channel(endpoint).await;
+    let mut client = proto::authorization_client::AuthorizationClient::new(channel);
+    let started = std::time::Instant::now();
+    while dials.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the connection was never replaced"
+        );
+        let answer = client.check(good()).await.unwrap().into_inner();
+        assert_eq!(answer.decision, ALLOW);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}

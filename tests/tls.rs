@@ -105,31 +105,11 @@ async fn mtls_refuses_clients_without_an_allowed_certificate() {
     let ca = Ca::new("Test CA");
     let server = mtls_server(dir.path(), &ca).await;
 
-    // No client certificate: the handshake fails (or the first call does).
-    match connect(&server, &ca, None).await {
-        Err(_) => {}
-        Ok(channel) => {
-            assert!(
-                AuthorizationClient::new(channel)
-                    .check(read())
-                    .await
-                    .is_err()
-            );
-        }
-    }
-    // A certificate from another CA: likewise.
+    // No client certificate, or one from another CA: refused by the TLS layer, before any
+    // allow-list is consulted (so never PERMISSION_DENIED).
+    assert_refused_at_handshake(&server, &ca, None).await;
     let stranger = Ca::new("Other CA").client(GATEWAY);
-    match connect(&server, &ca, Some(&stranger)).await {
-        Err(_) => {}
-        Ok(channel) => {
-            assert!(
-                AuthorizationClient::new(channel)
-                    .check(read())
-                    .await
-                    .is_err()
-            );
-        }
-    }
+    assert_refused_at_handshake(&server, &ca, Some(&stranger)).await;
     // The right CA, an identity not on the list: PERMISSION_DENIED.
     let other = connect(&server, &ca, Some(&ca.client(OTHER)))
         .await
@@ -153,14 +133,58 @@ async fn mtls_refuses_clients_without_an_allowed_certificate() {
     let status = client.reload(proto::ReloadRequest {}).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 
-    // The admin identity may reload.
+    // The admin identity may reload, and ask for decisions and status too.
     let ops = connect(&server, &ca, Some(&ca.client(OPS))).await.unwrap();
-    let reloaded = AuthorizationClient::new(ops)
+    let mut ops = AuthorizationClient::new(ops);
+    let reloaded = ops
         .reload(proto::ReloadRequest {})
         .await
         .unwrap()
         .into_inner();
     assert!(reloaded.errors.is_empty());
+    assert_eq!(
+        ops.check(read()).await.unwrap().into_inner().decision,
+        ALLOW
+    );
+    ops.status(proto::StatusRequest {}).await.unwrap();
+    server.stop().await;
+}
+
+/// The handshake (or, with TLS 1.3, the first call) fails without reaching the allow-lists.
+async fn assert_refused_at_handshake(server: &TestServer, ca: &Ca, identity: Option<&Leaf>) {
+    if let Ok(channel) = connect(server, ca, identity).await {
+        let status = AuthorizationClient::new(channel)
+            .check(read())
+            .await
+            .unwrap_err();
+        assert_ne!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert_ne!(status.code(), Code::Ok);
+    }
+}
+
+/// Without an allow-list, any certificate the CA signed gets decisions; others are still
+/// refused at the handshake.
+#[tokio::test]
+async fn mtls_without_an_allow_list_admits_any_verified_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("Test CA");
+    let server = TestServer::start_with(tls_config(dir.path(), &ca, &ca.server(), Some(&ca))).await;
+    for identity in [GATEWAY, OTHER] {
+        let channel = connect(&server, &ca, Some(&ca.client(identity)))
+            .await
+            .unwrap();
+        assert_eq!(
+            AuthorizationClient::new(channel)
+                .check(read())
+                .await
+                .unwrap()
+                .into_inner()
+                .decision,
+            ALLOW
+        );
+    }
+    assert_refused_at_handshake(&server, &ca, None).await;
+    assert_refused_at_handshake(&server, &ca, Some(&Ca::new("Other CA").client(GATEWAY))).await;
     server.stop().await;
 }
 
@@ -221,7 +245,15 @@ async fn a_rotated_certificate_is_served_to_new_connections_without_a_restart() 
     });
     let server = TestServer::start_with(config).await;
     let before = presented_certificate(&server, &ca).await;
-    let established = connect(&server, &ca, None).await.unwrap();
+    let endpoint = Channel::from_shared(format!("https://{}", server.addr))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(ca.pem()))
+                .domain_name("localhost"),
+        )
+        .unwrap();
+    let (established, dials) = server.counting_channel(endpoint).await;
     let mut client = AuthorizationClient::new(established);
     assert_eq!(
         client.check(read()).await.unwrap().into_inner().decision,
@@ -247,11 +279,12 @@ async fn a_rotated_certificate_is_served_to_new_connections_without_a_restart() 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The connection made before the rotation still works.
+    // The connection made before the rotation still works: the same one, not a reconnect.
     assert_eq!(
         client.check(read()).await.unwrap().into_inner().decision,
         ALLOW
     );
+    assert_eq!(dials.load(std::sync::atomic::Ordering::SeqCst), 1);
     server.stop().await;
 }
 
@@ -341,4 +374,94 @@ fn tls_rotations_are_measured_and_a_broken_one_keeps_the_old_certificate() {
         logs.contains("TLS files changed but do not load"),
         "the failed rotation was not logged:\n{logs}"
     );
+}
+
+/// With client certificates, the admin identity sees the last load error's details in
+/// `Status`; a decision-only identity gets the generic message.
+#[tokio::test]
+async fn status_details_follow_the_certificate_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(example_bundle()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, bundle.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let ca = Ca::new("Test CA");
+    let mut config = tls_config(dir.path(), &ca, &ca.server(), Some(&ca));
+    config.policies = bundle.path().to_path_buf();
+    config.tls_allowed_clients = vec![GATEWAY.to_owned()];
+    config.tls_admin_clients = vec![OPS.to_owned()];
+    config.enable_reload_rpc = true;
+    config.watch = false;
+    config.poll_interval = None;
+    let server = TestServer::start_with(config).await;
+    std::fs::write(bundle.path().join("broken.tuples"), "Doc::\"x\"#viewer@\n").unwrap();
+    let ops = connect(&server, &ca, Some(&ca.client(OPS))).await.unwrap();
+    let mut ops = AuthorizationClient::new(ops);
+    let reloaded = ops
+        .reload(proto::ReloadRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!reloaded.errors.is_empty());
+    let details = |status: proto::StatusResponse| status.last_load_error.unwrap().message;
+    let admin = details(
+        ops.status(proto::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert!(admin.contains("broken.tuples:1:"), "{admin}");
+    let gateway = connect(&server, &ca, Some(&ca.client(GATEWAY)))
+        .await
+        .unwrap();
+    let other = details(
+        AuthorizationClient::new(gateway)
+            .status(proto::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert!(!other.contains("broken.tuples"), "{other}");
+    server.stop().await;
+}
+
+/// Connections that never start their handshake hold at most 64 slots per address: the next
+/// one from that address is closed at once, and the server serves again once they go.
+#[tokio::test]
+async fn stalled_handshakes_from_one_address_are_capped() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("Test CA");
+    let server = TestServer::start_with(tls_config(dir.path(), &ca, &ca.server(), None)).await;
+    let mut stalled = Vec::new();
+    for _ in 0..64 {
+        stalled.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    // Let the accept loop take all of them before the next one arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut over = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut buffer = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(3), over.read(&mut buffer))
+        .await
+        .expect("the connection over the cap was held open instead of closed");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    drop(stalled);
+    let started = Instant::now();
+    loop {
+        if let Ok(channel) = connect(&server, &ca, None).await
+            && let Ok(answer) = AuthorizationClient::new(channel).check(read()).await
+        {
+            assert_eq!(answer.into_inner().decision, ALLOW);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never served again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
 }

@@ -65,11 +65,16 @@ pub(super) fn run(args: ServeArgs) -> u8 {
             addr = %config.grpc_addr,
             "serving plaintext gRPC on a non-loopback address: set --tls-cert and --tls-key, or terminate TLS in front of Verdict"
         );
-        if !config.api_keys.is_enabled() {
-            tracing::warn!(
-                "no API keys configured: any client that reaches the port can ask for decisions"
-            );
-        }
+    }
+    let client_certificates = config
+        .tls
+        .as_ref()
+        .is_some_and(|files| files.client_ca.is_some());
+    if !config.grpc_addr.ip().is_loopback() && !config.api_keys.is_enabled() && !client_certificates
+    {
+        tracing::warn!(
+            "no caller authentication (no API keys, no client certificates): any client that reaches the port can ask for decisions"
+        );
     }
     if config.api_keys.is_enabled() {
         tracing::info!(keys = config.api_keys.len(), "API keys required");

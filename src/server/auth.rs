@@ -49,43 +49,73 @@ fn required_role(path: &str, open_health: bool, open_reflection: bool) -> Option
 /// which RPCs, when client certificates are required.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IdentityPolicy {
-    /// Identities allowed decision RPCs; empty means any verified client.
+    /// Identities allowed decision RPCs; empty means any verified client. Admins may too.
     pub(crate) allowed: Vec<String>,
     /// Identities allowed admin RPCs; empty means none.
     pub(crate) admin: Vec<String>,
 }
 
-/// Whether `identity` matches `pattern`: equal, or `prefix*`, or `*suffix`.
-fn matches(pattern: &str, identity: &str) -> bool {
-    if let Some(prefix) = pattern.strip_suffix('*') {
-        identity.starts_with(prefix)
-    } else if let Some(suffix) = pattern.strip_prefix('*') {
-        identity.ends_with(suffix)
+/// One identity from a client certificate's subject alternative names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Identity {
+    /// A DNS name, such as `gateway.edge.svc`.
+    Dns(String),
+    /// A URI, such as `spiffe://cluster.local/ns/edge/sa/gateway`.
+    Uri(String),
+}
+
+impl Identity {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Dns(name) | Self::Uri(name) => name,
+        }
+    }
+}
+
+/// Whether `identity` matches `pattern`: equal; or, for a pattern `*.suffix`, a DNS name
+/// ending in `.suffix`; or, for a pattern `prefix/*`, a URI starting with `prefix/`. Keeping
+/// each wildcard to one kind of name means a DNS pattern never matches a URI that happens to
+/// end the same way (`spiffe://td/ns/evil/sa/x.gateway.svc` is not `*.gateway.svc`), and a URI
+/// pattern always ends at a path segment (`…/ns/gw/*` does not match `…/ns/gwevil/…`).
+/// [`crate::config`] refuses any other use of `*`.
+fn matches(pattern: &str, identity: &Identity) -> bool {
+    if let Some(suffix) = pattern.strip_prefix('*') {
+        suffix.starts_with('.')
+            && matches!(identity, Identity::Dns(name) if name.len() > suffix.len() && name.ends_with(suffix))
+    } else if let Some(prefix) = pattern.strip_suffix('*') {
+        prefix.ends_with('/')
+            && matches!(identity, Identity::Uri(uri) if uri.starts_with(prefix) && uri.len() > prefix.len())
     } else {
-        pattern == identity
+        pattern == identity.as_str()
     }
 }
 
 impl IdentityPolicy {
     /// Returns the identity that grants `role`, or every identity presented if none does.
-    fn check(&self, identities: &[String], role: Role) -> Result<String, Vec<String>> {
-        let patterns = match role {
-            Role::Admin => &self.admin,
-            Role::Check if self.allowed.is_empty() => {
-                return Ok(identities.first().cloned().unwrap_or_default());
-            }
-            Role::Check => &self.allowed,
+    /// An admin identity may call the decision RPCs too.
+    fn check(&self, identities: &[Identity], role: Role) -> Result<String, Vec<String>> {
+        let matching = |patterns: &[String]| {
+            identities
+                .iter()
+                .find(|identity| patterns.iter().any(|p| matches(p, identity)))
+                .map(|identity| identity.as_str().to_owned())
         };
-        identities
-            .iter()
-            .find(|identity| patterns.iter().any(|p| matches(p, identity)))
-            .cloned()
-            .ok_or_else(|| identities.to_vec())
+        let granted = match role {
+            Role::Admin => matching(&self.admin),
+            Role::Check if self.allowed.is_empty() => Some(
+                identities
+                    .first()
+                    .map(|identity| identity.as_str().to_owned())
+                    .unwrap_or_default(),
+            ),
+            Role::Check => matching(&self.allowed).or_else(|| matching(&self.admin)),
+        };
+        granted.ok_or_else(|| identities.iter().map(|i| i.as_str().to_owned()).collect())
     }
 }
 
 /// The SAN DNS names and URIs of the client's certificate.
-fn client_identities<B>(request: &http::Request<B>) -> Vec<String> {
+fn client_identities<B>(request: &http::Request<B>) -> Vec<Identity> {
     use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let Some(certs) = request
@@ -109,8 +139,8 @@ fn client_identities<B>(request: &http::Request<B>) -> Vec<String> {
         .general_names
         .iter()
         .filter_map(|name| match name {
-            GeneralName::DNSName(dns) => Some((*dns).to_owned()),
-            GeneralName::URI(uri) => Some((*uri).to_owned()),
+            GeneralName::DNSName(dns) => Some(Identity::Dns((*dns).to_owned())),
+            GeneralName::URI(uri) => Some(Identity::Uri((*uri).to_owned())),
             _ => None,
         })
         .collect()
@@ -236,40 +266,86 @@ where
 mod tests {
     use super::*;
 
+    fn dns(name: &str) -> Identity {
+        Identity::Dns(name.to_owned())
+    }
+
+    fn uri(name: &str) -> Identity {
+        Identity::Uri(name.to_owned())
+    }
+
     #[test]
-    fn identity_patterns_match_exactly_or_by_prefix_or_suffix() {
-        assert!(matches(
-            "spiffe://cluster.local/ns/gw/sa/gateway",
-            "spiffe://cluster.local/ns/gw/sa/gateway"
-        ));
+    fn identity_patterns_match_exactly_or_by_kind_specific_wildcards() {
+        let gateway = "spiffe://cluster.local/ns/gw/sa/gateway";
+        assert!(matches(gateway, &uri(gateway)));
+        assert!(
+            matches(gateway, &dns(gateway)),
+            "exact values match either kind"
+        );
         assert!(matches(
             "spiffe://cluster.local/ns/gw/*",
-            "spiffe://cluster.local/ns/gw/sa/x"
+            &uri("spiffe://cluster.local/ns/gw/sa/x")
         ));
         assert!(!matches(
             "spiffe://cluster.local/ns/gw/*",
-            "spiffe://cluster.local/ns/other/sa/x"
+            &uri("spiffe://cluster.local/ns/other/sa/x")
         ));
-        assert!(matches("*.gateway.svc", "a.gateway.svc"));
-        assert!(!matches("gateway.svc", "evil-gateway.svc"));
+        // A URI wildcard ends at a path segment, and never matches a DNS name.
+        assert!(!matches(
+            "spiffe://cluster.local/ns/gw*",
+            &uri("spiffe://cluster.local/ns/gwevil/sa/x")
+        ));
+        assert!(!matches(
+            "spiffe://cluster.local/ns/gw/*",
+            &dns("spiffe://cluster.local/ns/gw/x")
+        ));
+        assert!(!matches(
+            "spiffe://cluster.local/ns/gw/*",
+            &uri("spiffe://cluster.local/ns/gw/")
+        ));
+        // A DNS wildcard needs a dot, and never matches a URI that ends the same way.
+        assert!(matches("*.gateway.svc", &dns("a.gateway.svc")));
+        assert!(!matches("*.gateway.svc", &dns(".gateway.svc")));
+        assert!(!matches(
+            "*.gateway.svc",
+            &uri("spiffe://td/ns/evil/sa/x.gateway.svc")
+        ));
+        assert!(!matches("*gateway.svc", &dns("evilgateway.svc")));
+        assert!(!matches("gateway.svc", &dns("evil-gateway.svc")));
+    }
+
+    #[test]
+    fn roles_come_from_the_lists_and_admins_may_also_check() {
         let policy = IdentityPolicy {
             allowed: vec!["gateway.internal".to_owned()],
-            admin: Vec::new(),
+            admin: vec!["spiffe://td/ns/ops/*".to_owned()],
         };
         assert!(
             policy
-                .check(&["gateway.internal".to_owned()], Role::Check)
+                .check(&[dns("gateway.internal")], Role::Check)
                 .is_ok()
         );
-        assert!(policy.check(&["other".to_owned()], Role::Check).is_err());
+        assert!(policy.check(&[dns("other")], Role::Check).is_err());
         assert!(
             policy
-                .check(&["gateway.internal".to_owned()], Role::Admin)
+                .check(&[dns("gateway.internal")], Role::Admin)
                 .is_err()
         );
+        let ops = uri("spiffe://td/ns/ops/sa/admin");
+        assert!(
+            policy
+                .check(std::slice::from_ref(&ops), Role::Admin)
+                .is_ok()
+        );
+        assert!(policy.check(&[ops], Role::Check).is_ok());
+        assert_eq!(
+            policy.check(&[dns("a"), uri("b")], Role::Check),
+            Err(vec!["a".to_owned(), "b".to_owned()])
+        );
         let open = IdentityPolicy::default();
-        assert!(open.check(&["anyone".to_owned()], Role::Check).is_ok());
+        assert!(open.check(&[dns("anyone")], Role::Check).is_ok());
         assert!(open.check(&[], Role::Check).is_ok());
+        assert!(open.check(&[dns("anyone")], Role::Admin).is_err());
     }
 
     #[test]

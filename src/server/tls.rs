@@ -12,7 +12,9 @@
 //!
 //! Handshakes run in their own tasks with a timeout, so a client that stalls mid-handshake
 //! holds neither the accept loop nor a request slot; at most [`MAX_PENDING_HANDSHAKES`] run at
-//! once, and connections beyond that are closed at once rather than queued.
+//! once, at most [`MAX_PENDING_HANDSHAKES_PER_IP`] of them from one address (so one host
+//! opening idle connections cannot take every slot), and connections beyond that are closed at
+//! once rather than queued.
 //!
 //! `verdict_tls_certificate_expiry_timestamp_seconds` reports the serving certificate's
 //! expiry (alert on it: a rotation that silently stopped shows here first),
@@ -44,10 +46,57 @@ use crate::telemetry::metrics;
 pub(crate) const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The longest a client may take to finish its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The most handshakes in progress at once.
 pub(crate) const MAX_PENDING_HANDSHAKES: usize = 1024;
+
+/// The most handshakes in progress at once from one IP address.
+pub(crate) const MAX_PENDING_HANDSHAKES_PER_IP: usize = 64;
+
+/// Handshakes in progress per peer address.
+#[derive(Debug, Default)]
+struct PendingByPeer(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One handshake counted against its peer; uncounted when dropped.
+struct PeerSlot {
+    pending: Arc<PendingByPeer>,
+    ip: std::net::IpAddr,
+}
+
+impl PendingByPeer {
+    fn try_take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= MAX_PENDING_HANDSHAKES_PER_IP {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot {
+            pending: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .pending
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// The files' fingerprint and path list (the settings themselves live in the configuration).
 trait TlsFilesExt {
@@ -172,6 +221,7 @@ pub(crate) struct TlsState {
     /// The current certificate's expiry (Unix seconds; 0 if it could not be read).
     expiry: std::sync::atomic::AtomicI64,
     handshakes: Arc<tokio::sync::Semaphore>,
+    by_peer: Arc<PendingByPeer>,
 }
 
 impl TlsState {
@@ -187,6 +237,7 @@ impl TlsState {
             current: ArcSwap::from_pointee(config),
             expiry: std::sync::atomic::AtomicI64::new(expiry.unwrap_or(0)),
             handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES)),
+            by_peer: Arc::default(),
         }))
     }
 
@@ -270,8 +321,13 @@ impl TlsState {
                         continue;
                     }
                 };
+                // Dropping the stream closes it: shed rather than queue.
+                let Some(peer_slot) = state.by_peer.try_take(peer.ip()) else {
+                    metrics::record_tls_handshake_failure("overload");
+                    tracing::debug!(%peer, "too many TLS handshakes pending from this address; connection closed");
+                    continue;
+                };
                 let Ok(permit) = Arc::clone(&state.handshakes).try_acquire_owned() else {
-                    // Dropping the stream closes it: shed rather than queue.
                     metrics::record_tls_handshake_failure("overload");
                     tracing::debug!(%peer, "too many TLS handshakes pending; connection closed");
                     continue;
@@ -284,6 +340,7 @@ impl TlsState {
                     let handshake =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
                     drop(permit);
+                    drop(peer_slot);
                     match handshake {
                         Ok(Ok(tls)) => {
                             let _ = tx.send(Ok(tls)).await;

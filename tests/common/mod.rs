@@ -56,6 +56,7 @@ pub fn test_config(policies: &Path) -> ValidConfig {
         http2_keepalive_interval: Some(Duration::from_secs(30)),
         http2_keepalive_timeout: Duration::from_secs(10),
         idle_timeout: Some(Duration::from_secs(300)),
+        max_connection_age: None,
         max_string_bytes: verdict::config::DEFAULT_MAX_STRING_BYTES,
         api_keys: Arc::new(verdict::config::KeyRing::default()),
         auth_open_health: true,
@@ -162,6 +163,28 @@ impl TestServer {
             .connect()
             .await
             .unwrap()
+    }
+
+    /// Returns a connected channel that counts its TCP connections (reconnects included), so
+    /// a test can tell a kept connection from a silently replaced one.
+    pub async fn counting_channel(
+        &self,
+        endpoint: tonic::transport::Endpoint,
+    ) -> (Channel, Arc<std::sync::atomic::AtomicUsize>) {
+        let dials = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&dials);
+        let addr = self.addr;
+        let channel = endpoint
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    let tcp = tokio::net::TcpStream::connect(addr).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tcp))
+                }
+            }))
+            .await
+            .unwrap();
+        (channel, dials)
     }
 
     /// Returns a connected Authorization client.
