@@ -100,6 +100,118 @@ fn membership_by_depth(c: &mut Criterion) {
     group.finish();
 }
 
+/// `cargo bench` passes `--bench`; `cargo test --benches` (unoptimised smoke run) does not.
+fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+fn add(builder: &mut TupleIndexBuilder, line: &str) {
+    builder.add(&parse_tuple_line(line).unwrap().unwrap());
+}
+
+/// Search cost by fan-out: the start userset has `fanout` team subjects, each nested one level
+/// further, and only the last leads to the user (the search visits them all).
+fn membership_by_fanout(c: &mut Criterion) {
+    let mut group = c.benchmark_group("relations/membership-by-fanout");
+    for fanout in [1usize, 10, 100, 1_000] {
+        let mut builder = TupleIndexBuilder::new();
+        for i in 0..fanout {
+            add(
+                &mut builder,
+                &format!("Doc::\"d\"#viewer@Team::\"t{i}\"#member"),
+            );
+            add(
+                &mut builder,
+                &format!("Team::\"t{i}\"#member@User::\"other{i}\""),
+            );
+        }
+        add(
+            &mut builder,
+            &format!("Team::\"t{}\"#member@User::\"u\"", fanout - 1),
+        );
+        let index = builder.finish().unwrap();
+        let start = index
+            .userset(
+                index.entity(index.type_id("Doc").unwrap(), "d").unwrap(),
+                index.relation_id("viewer").unwrap(),
+            )
+            .unwrap();
+        let subject = index.subject("User", "u");
+        let mut scratch = SearchScratch::default();
+        group.bench_with_input(BenchmarkId::from_parameter(fanout), &fanout, |b, _| {
+            b.iter(|| index.membership(black_box(start), black_box(subject), 64, &mut scratch));
+        });
+    }
+    group.finish();
+}
+
+/// Search cost by total graph size at a fixed depth (4 nested teams): the tuples that do not
+/// touch the searched path must not make the search slower.
+fn membership_by_graph_size(c: &mut Criterion) {
+    let mut group = c.benchmark_group("relations/membership-by-graph-size");
+    group.sample_size(20);
+    let sizes: &[usize] = if full_run() {
+        &[1_000, 10_000, 100_000, 1_000_000, 10_000_000]
+    } else {
+        &[1_000, 10_000]
+    };
+    for &size in sizes {
+        let mut builder = TupleIndexBuilder::new();
+        for i in 0..4 {
+            add(
+                &mut builder,
+                &format!("Team::\"t{i}\"#member@Team::\"t{}\"#member", i + 1),
+            );
+        }
+        add(&mut builder, "Team::\"t4\"#member@User::\"u\"");
+        // Unrelated tuples: other documents, teams and users, nested the same way, none
+        // reachable from the searched userset.
+        let mut rng = 0x5eed_u64;
+        let mut next = |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        let teams = (size / 10).max(10);
+        for i in 0..size.saturating_sub(5) {
+            let line = match i % 3 {
+                0 => format!(
+                    "Doc::\"d{}\"#viewer@Team::\"x{}\"#member",
+                    next(size),
+                    next(teams)
+                ),
+                1 => format!(
+                    "Team::\"x{}\"#member@Team::\"x{}\"#member",
+                    next(teams),
+                    next(teams)
+                ),
+                _ => format!(
+                    "Team::\"x{}\"#member@User::\"v{}\"",
+                    next(teams),
+                    next(size)
+                ),
+            };
+            add(&mut builder, &line);
+        }
+        let index = builder.finish().unwrap();
+        let team = index.type_id("Team").unwrap();
+        let start = index
+            .userset(
+                index.entity(team, "t0").unwrap(),
+                index.relation_id("member").unwrap(),
+            )
+            .unwrap();
+        let subject = index.subject("User", "u");
+        let mut scratch = SearchScratch::default();
+        let tuples = index.tuple_count();
+        group.bench_with_input(BenchmarkId::from_parameter(tuples), &tuples, |b, _| {
+            b.iter(|| index.membership(black_box(start), black_box(subject), 64, &mut scratch));
+        });
+    }
+    group.finish();
+}
+
 /// The same decision with and without what the server adds around it: metrics (a real
 /// Prometheus recorder) and a decision log record (JSON, to a sink, every decision sampled).
 fn telemetry_cost(c: &mut Criterion) {
@@ -169,5 +281,12 @@ fn telemetry_cost(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decision, membership_by_depth, telemetry_cost);
+criterion_group!(
+    benches,
+    decision,
+    membership_by_depth,
+    membership_by_fanout,
+    membership_by_graph_size,
+    telemetry_cost
+);
 criterion_main!(benches);

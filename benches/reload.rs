@@ -5,7 +5,8 @@
 //! tuples, loads it once (the serving snapshot), then loads it again while the first is still
 //! alive (the rebuild), and prints wall time and peak RSS (VmHWM) for each step. Run without
 //! `--bench` (as `cargo test --benches` does) it uses a small bundle, as a smoke test.
-//! `RELOAD_BENCH_POLICIES` and `RELOAD_BENCH_TUPLES` set other sizes.
+//! `RELOAD_BENCH_POLICIES` and `RELOAD_BENCH_TUPLES` set other sizes; `RELOAD_BENCH_WRITE=DIR`
+//! only writes the bundle to DIR, for timing the real binary on it.
 
 #![allow(
     clippy::unwrap_used,
@@ -142,6 +143,14 @@ fn main() {
         size("RELOAD_BENCH_POLICIES", policies),
         size("RELOAD_BENCH_TUPLES", tuples),
     );
+    // RELOAD_BENCH_WRITE=DIR writes the bundle there and stops, for measuring the real
+    // binary: `/usr/bin/time -v target/release/verdict validate DIR`.
+    if let Ok(out) = std::env::var("RELOAD_BENCH_WRITE") {
+        std::fs::create_dir_all(&out).unwrap();
+        generate(Path::new(&out), policies, tuples);
+        println!("wrote {policies} policies and {tuples} tuples to {out}");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     generate(dir.path(), policies, tuples);

@@ -1,0 +1,1034 @@
+//! The load benchmark: gRPC over loopback against Verdict, a no-op server with the same API
+//! (the transport ceiling), and Cerbos (a peer PDP), with the same generator and equivalent
+//! requests, in the same run.
+//!
+//! ```sh
+//! cargo bench --bench load                       # everything, 10 s per measurement
+//! LOAD_SECONDS=5 LOAD_TARGETS=verdict,noop cargo bench --bench load
+//! ```
+//!
+//! `cargo bench` builds the release `verdict` binary and this harness. The harness starts each
+//! server pinned to CPU 0 (`taskset -c 0`) and runs the generator, a re-execution of itself,
+//! pinned to CPU 1, so the two never compete for a core (the machine has two). For each target
+//! it drives unary `Check` and batches of 100 (`BatchCheck`; Cerbos: `CheckResources` with 100
+//! resources) with 1, 8 and 64 requests in flight over up to 4 HTTP/2 connections, closed loop,
+//! for `LOAD_SECONDS` after a one-second warm-up, and prints throughput and latency
+//! percentiles. Then an open-loop run at half of Verdict's peak unary throughput measures p99
+//! latency from each request's scheduled start (no coordinated omission). Every response is
+//! checked: a non-OK status or a decision other than the expected one is counted as an error,
+//! and any error fails the run.
+//!
+//! The scenario is the one Cerbos documents first: the owner of a document may update and
+//! delete it, an admin may do anything, everyone else is denied. Verdict learns owners from
+//! tuples and admins from entity data; Cerbos gets the owner as a resource attribute and the
+//! roles in the request, as its API requires. Both give the same decisions for every request.
+//!
+//! Cerbos 0.55.0 is installed from npm (`@cerbos/cerbos-linux-x64`) into a scratch directory
+//! under the system temp dir on first use. `cargo test --benches` runs a smoke version: Verdict
+//! and the no-op server only, a few hundred requests each.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benches"
+)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tonic::transport::{Channel, Endpoint};
+use verdict::api::proto;
+
+const CERBOS_VERSION: &str = "0.55.0";
+/// Documents, users, and the share of admins among users.
+const DOCUMENTS: usize = 1_000;
+const USERS: usize = 100;
+const ACTIONS: [&str; 3] = ["view", "update", "delete"];
+const BATCH: usize = 100;
+const CONNECTIONS_MAX: usize = 4;
+
+fn is_admin(user: usize) -> bool {
+    user.is_multiple_of(10)
+}
+
+fn owner(document: usize) -> usize {
+    (document * 7) % USERS
+}
+
+fn expected(user: usize, action: &str, document: usize) -> bool {
+    is_admin(user) || (action != "view" && owner(document) == user)
+}
+
+/// One logical check: who, what, which document.
+#[derive(Debug, Clone, Copy)]
+struct Check {
+    user: usize,
+    action: &'static str,
+    document: usize,
+}
+
+/// The request mix: every third request is the owner acting on their own document, so about
+/// a third of the answers are allows.
+fn checks(count: usize) -> Vec<Check> {
+    let mut state = 0x5eed_u64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    (0..count)
+        .map(|i| {
+            let document = next(DOCUMENTS);
+            let user = if i % 3 == 0 {
+                owner(document)
+            } else {
+                next(USERS)
+            };
+            Check {
+                user,
+                action: ACTIONS[next(ACTIONS.len())],
+                document,
+            }
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------------------------------
+// The Verdict bundle for the scenario.
+
+fn write_bundle(dir: &Path) {
+    std::fs::write(
+        dir.join("policies.cedar"),
+        r#"@id("owner-update-delete")
+permit (principal, action in [Action::"update", Action::"delete"], resource is Document)
+when { principal in resource.owner };
+
+@id("admin-all")
+permit (principal in Role::"admin", action, resource);
+"#,
+    )
+    .unwrap();
+    let mut tuples = String::new();
+    for d in 0..DOCUMENTS {
+        tuples.push_str(&format!(
+            "Document::\"d{d}\"#owner@User::\"u{}\"\n",
+            owner(d)
+        ));
+    }
+    std::fs::write(dir.join("owners.tuples"), tuples).unwrap();
+    let users: Vec<serde_json::Value> = (0..USERS)
+        .map(|u| {
+            let parents = if is_admin(u) {
+                json!([{"type": "Role", "id": "admin"}])
+            } else {
+                json!([])
+            };
+            json!({"uid": {"type": "User", "id": format!("u{u}")}, "attrs": {}, "parents": parents})
+        })
+        .collect();
+    std::fs::write(
+        dir.join("users.entities.json"),
+        serde_json::to_string_pretty(&users).unwrap(),
+    )
+    .unwrap();
+}
+
+fn verdict_check(check: Check) -> proto::CheckRequest {
+    proto::CheckRequest {
+        principal: Some(proto::EntityRef {
+            r#type: "User".to_owned(),
+            id: format!("u{}", check.user),
+        }),
+        action: check.action.to_owned(),
+        resource: Some(proto::EntityRef {
+            r#type: "Document".to_owned(),
+            id: format!("d{}", check.document),
+        }),
+        context: None,
+        entities: Vec::new(),
+        properties: Vec::new(),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Cerbos's API: the fields this benchmark uses, with Cerbos's field numbers
+// (cerbos/request/v1, cerbos/engine/v1, cerbos/response/v1).
+
+mod cerbos {
+    use std::collections::HashMap;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct CheckResourcesRequest {
+        #[prost(string, tag = "1")]
+        pub request_id: String,
+        #[prost(message, optional, tag = "3")]
+        pub principal: Option<Principal>,
+        #[prost(message, repeated, tag = "4")]
+        pub resources: Vec<ResourceEntry>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Principal {
+        #[prost(string, tag = "1")]
+        pub id: String,
+        #[prost(string, repeated, tag = "3")]
+        pub roles: Vec<String>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResourceEntry {
+        #[prost(string, repeated, tag = "1")]
+        pub actions: Vec<String>,
+        #[prost(message, optional, tag = "2")]
+        pub resource: Option<Resource>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Resource {
+        #[prost(string, tag = "1")]
+        pub kind: String,
+        #[prost(string, tag = "3")]
+        pub id: String,
+        #[prost(map = "string, message", tag = "4")]
+        pub attr: HashMap<String, prost_types::Value>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct CheckResourcesResponse {
+        #[prost(message, repeated, tag = "2")]
+        pub results: Vec<ResultEntry>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResultEntry {
+        #[prost(message, optional, tag = "1")]
+        pub resource: Option<ResultResource>,
+        /// Action → effect (1 = EFFECT_ALLOW, 2 = EFFECT_DENY).
+        #[prost(map = "string, int32", tag = "2")]
+        pub actions: HashMap<String, i32>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResultResource {
+        #[prost(string, tag = "1")]
+        pub id: String,
+    }
+
+    pub const EFFECT_ALLOW: i32 = 1;
+}
+
+fn cerbos_principal(user: usize) -> cerbos::Principal {
+    let mut roles = vec!["user".to_owned()];
+    if is_admin(user) {
+        roles.push("admin".to_owned());
+    }
+    cerbos::Principal {
+        id: format!("u{user}"),
+        roles,
+    }
+}
+
+fn cerbos_entry(check: Check) -> cerbos::ResourceEntry {
+    let owner = prost_types::Value {
+        kind: Some(prost_types::value::Kind::StringValue(format!(
+            "u{}",
+            owner(check.document)
+        ))),
+    };
+    cerbos::ResourceEntry {
+        actions: vec![check.action.to_owned()],
+        resource: Some(cerbos::Resource {
+            kind: "document".to_owned(),
+            id: format!("d{}", check.document),
+            attr: HashMap::from([("owner".to_owned(), owner)]),
+        }),
+    }
+}
+
+const CERBOS_POLICY: &str = r#"apiVersion: api.cerbos.dev/v1
+resourcePolicy:
+  version: default
+  resource: document
+  rules:
+    - actions: ["update", "delete"]
+      effect: EFFECT_ALLOW
+      roles: ["user"]
+      condition:
+        match:
+          expr: request.resource.attr.owner == request.principal.id
+    - actions: ["*"]
+      effect: EFFECT_ALLOW
+      roles: ["admin"]
+"#;
+
+// ------------------------------------------------------------------------------------------
+// Servers.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Verdict,
+    Noop,
+    Cerbos,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Verdict => "verdict",
+            Self::Noop => "noop",
+            Self::Cerbos => "cerbos",
+        }
+    }
+
+    fn parse(name: &str) -> Self {
+        match name {
+            "verdict" => Self::Verdict,
+            "noop" => Self::Noop,
+            "cerbos" => Self::Cerbos,
+            other => panic!("unknown target {other}"),
+        }
+    }
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `taskset -c CPU program`, when taskset exists and the machine has two or more CPUs.
+fn pinned(cpu: usize, program: &Path) -> Command {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus >= 2 && Path::new("/usr/bin/taskset").try_exists().unwrap_or(false) {
+        let mut command = Command::new("/usr/bin/taskset");
+        command.arg("-c").arg(cpu.to_string()).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Reads lines from a child's output until `find` returns an address.
+fn wait_for_addr(
+    reader: impl std::io::Read + Send + 'static,
+    find: fn(&str) -> Option<SocketAddr>,
+) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = find(&line) {
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the server did not report its address")
+}
+
+fn start_verdict() -> Server {
+    let scratch = tempfile::tempdir().unwrap();
+    write_bundle(scratch.path());
+    let mut child = pinned(0, Path::new(env!("CARGO_BIN_EXE_verdict")))
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "off",
+            "--log-format",
+            "json",
+            "--decision-log-deny-rate",
+            "0",
+            "--decision-log-allow-rate",
+            "0",
+            "--max-batch",
+            "100",
+            "--watch",
+            "false",
+            "--poll-interval",
+            "0",
+        ])
+        .arg("--policies")
+        .arg(scratch.path())
+        .env_remove("RUST_LOG")
+        .env("VERDICT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(child.stderr.take().unwrap(), |line| {
+        let record: serde_json::Value = serde_json::from_str(line).ok()?;
+        if record["fields"]["message"] != "grpc listening" {
+            return None;
+        }
+        record["fields"]["addr"].as_str()?.parse().ok()
+    });
+    Server {
+        child,
+        addr,
+        _scratch: Some(scratch),
+    }
+}
+
+fn start_noop() -> Server {
+    let mut child = pinned(0, &std::env::current_exe().unwrap())
+        .arg("--noop-server")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(child.stdout.take().unwrap(), |line| {
+        line.strip_prefix("noop listening ")?.parse().ok()
+    });
+    Server {
+        child,
+        addr,
+        _scratch: None,
+    }
+}
+
+/// Installs Cerbos from npm into a scratch directory (once) and returns its executable.
+fn cerbos_binary() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("verdict-load-bench/cerbos-{CERBOS_VERSION}"));
+    let binary = dir.join("node_modules/@cerbos/cerbos-linux-x64/cerbos-linux-x64");
+    if !binary.try_exists().unwrap_or(false) {
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("npm")
+            .args([
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+            ])
+            .arg(&dir)
+            .arg(format!("@cerbos/cerbos-linux-x64@{CERBOS_VERSION}"))
+            .status()
+            .expect("npm is needed to install Cerbos");
+        assert!(status.success(), "npm install of Cerbos failed");
+    }
+    assert!(
+        binary.try_exists().unwrap_or(false),
+        "no Cerbos binary at {}",
+        binary.display()
+    );
+    binary
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_cerbos() -> Server {
+    let binary = cerbos_binary();
+    let scratch = tempfile::tempdir().unwrap();
+    let policies = scratch.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("document.yaml"), CERBOS_POLICY).unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let config = scratch.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  grpcListenAddr: \"127.0.0.1:{grpc}\"\n  httpListenAddr: \"127.0.0.1:{http}\"\n  requestLimits:\n    maxActionsPerResource: 50\n    maxResourcesPerRequest: {BATCH}\nstorage:\n  driver: disk\n  disk:\n    directory: {}\n    watchForChanges: false\naudit:\n  enabled: false\ntelemetry:\n  disabled: true\n",
+            policies.display()
+        ),
+    )
+    .unwrap();
+    let child = pinned(0, &binary)
+        .arg("server")
+        .arg(format!("--config={}", config.display()))
+        .arg("--log-level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "Cerbos did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Server {
+        child,
+        addr,
+        _scratch: Some(scratch),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The no-op server: Verdict's API, a constant answer.
+
+struct Noop;
+
+fn noop_response() -> proto::CheckResponse {
+    proto::CheckResponse {
+        decision: proto::Decision::Allow as i32,
+        determining_policies: vec!["noop".to_owned()],
+        errors: Vec::new(),
+        properties: Vec::new(),
+        snapshot_version: "noop".to_owned(),
+        relation_depth_exceeded: false,
+    }
+}
+
+#[tonic::async_trait]
+impl proto::authorization_server::Authorization for Noop {
+    async fn check(
+        &self,
+        _request: tonic::Request<proto::CheckRequest>,
+    ) -> Result<tonic::Response<proto::CheckResponse>, tonic::Status> {
+        Ok(tonic::Response::new(noop_response()))
+    }
+
+    async fn batch_check(
+        &self,
+        request: tonic::Request<proto::BatchCheckRequest>,
+    ) -> Result<tonic::Response<proto::BatchCheckResponse>, tonic::Status> {
+        let results = request
+            .get_ref()
+            .checks
+            .iter()
+            .map(|_| proto::BatchCheckResult {
+                result: Some(proto::batch_check_result::Result::Response(noop_response())),
+            })
+            .collect();
+        Ok(tonic::Response::new(proto::BatchCheckResponse {
+            results,
+            snapshot_version: "noop".to_owned(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: tonic::Request<proto::StatusRequest>,
+    ) -> Result<tonic::Response<proto::StatusResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("noop"))
+    }
+
+    async fn reload(
+        &self,
+        _request: tonic::Request<proto::ReloadRequest>,
+    ) -> Result<tonic::Response<proto::ReloadResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("noop"))
+    }
+}
+
+fn run_noop_server() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("noop listening {}", listener.local_addr().unwrap());
+        std::io::stdout().flush().unwrap();
+        tonic::transport::Server::builder()
+            .add_service(proto::authorization_server::AuthorizationServer::new(Noop))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+}
+
+// ------------------------------------------------------------------------------------------
+// The generator.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Check,
+    Batch,
+}
+
+/// What one request carries, prebuilt, and the answers it must get.
+enum Prepared {
+    Verdict(proto::CheckRequest, bool),
+    VerdictBatch(proto::BatchCheckRequest, Vec<bool>),
+    Cerbos(cerbos::CheckResourcesRequest, Vec<bool>),
+}
+
+fn prepare(target: Target, mode: Mode) -> Vec<Prepared> {
+    let all = checks(10_000);
+    match (target, mode) {
+        (Target::Verdict | Target::Noop, Mode::Check) => all
+            .iter()
+            .map(|&c| {
+                Prepared::Verdict(
+                    verdict_check(c),
+                    target == Target::Noop || expected(c.user, c.action, c.document),
+                )
+            })
+            .collect(),
+        (Target::Verdict | Target::Noop, Mode::Batch) => all
+            .chunks(BATCH)
+            .map(|chunk| {
+                // One principal per batch, as Cerbos requires.
+                let user = chunk[0].user;
+                let checks: Vec<Check> = chunk.iter().map(|&c| Check { user, ..c }).collect();
+                Prepared::VerdictBatch(
+                    proto::BatchCheckRequest {
+                        checks: checks.iter().map(|&c| verdict_check(c)).collect(),
+                    },
+                    checks
+                        .iter()
+                        .map(|c| target == Target::Noop || expected(c.user, c.action, c.document))
+                        .collect(),
+                )
+            })
+            .collect(),
+        (Target::Cerbos, Mode::Check) => all
+            .iter()
+            .map(|&c| {
+                Prepared::Cerbos(
+                    cerbos::CheckResourcesRequest {
+                        request_id: String::new(),
+                        principal: Some(cerbos_principal(c.user)),
+                        resources: vec![cerbos_entry(c)],
+                    },
+                    vec![expected(c.user, c.action, c.document)],
+                )
+            })
+            .collect(),
+        (Target::Cerbos, Mode::Batch) => all
+            .chunks(BATCH)
+            .map(|chunk| {
+                let user = chunk[0].user;
+                let checks: Vec<Check> = chunk.iter().map(|&c| Check { user, ..c }).collect();
+                Prepared::Cerbos(
+                    cerbos::CheckResourcesRequest {
+                        request_id: String::new(),
+                        principal: Some(cerbos_principal(user)),
+                        resources: checks.iter().map(|&c| cerbos_entry(c)).collect(),
+                    },
+                    checks
+                        .iter()
+                        .map(|c| expected(c.user, c.action, c.document))
+                        .collect(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Sends one prepared request; `Ok(decisions)` if every answer was the expected one.
+async fn send(channel: &Channel, prepared: &Prepared) -> Result<usize, String> {
+    let allow = proto::Decision::Allow as i32;
+    match prepared {
+        Prepared::Verdict(request, want) => {
+            let mut client = proto::authorization_client::AuthorizationClient::new(channel.clone());
+            let answer = client
+                .check(request.clone())
+                .await
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+                .into_inner();
+            if (answer.decision == allow) != *want {
+                return Err(format!("unexpected decision for {request:?}: {answer:?}"));
+            }
+            Ok(1)
+        }
+        Prepared::VerdictBatch(request, want) => {
+            let mut client = proto::authorization_client::AuthorizationClient::new(channel.clone());
+            let answer = client
+                .batch_check(request.clone())
+                .await
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+                .into_inner();
+            if answer.results.len() != want.len() {
+                return Err("wrong number of batch results".to_owned());
+            }
+            for (result, want) in answer.results.iter().zip(want) {
+                match &result.result {
+                    Some(proto::batch_check_result::Result::Response(r))
+                        if (r.decision == allow) == *want => {}
+                    other => return Err(format!("unexpected batch item {other:?}")),
+                }
+            }
+            Ok(want.len())
+        }
+        Prepared::Cerbos(request, want) => {
+            let mut grpc = tonic::client::Grpc::new(channel.clone());
+            grpc.ready().await.map_err(|e| e.to_string())?;
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/cerbos.svc.v1.CerbosService/CheckResources",
+            );
+            let answer: cerbos::CheckResourcesResponse = grpc
+                .unary(
+                    tonic::Request::new(request.clone()),
+                    path,
+                    tonic_prost::ProstCodec::default(),
+                )
+                .await
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+                .into_inner();
+            if answer.results.len() != want.len() {
+                return Err(format!(
+                    "{} results for {} resources",
+                    answer.results.len(),
+                    want.len()
+                ));
+            }
+            for ((result, entry), want) in answer.results.iter().zip(&request.resources).zip(want) {
+                let action = &entry.actions[0];
+                let effect = result.actions.get(action).copied().unwrap_or(0);
+                if (effect == cerbos::EFFECT_ALLOW) != *want {
+                    return Err(format!("unexpected Cerbos effect {effect} for {entry:?}"));
+                }
+            }
+            Ok(want.len())
+        }
+    }
+}
+
+/// The outcome of one measurement.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Measured {
+    requests: u64,
+    decisions: u64,
+    errors: u64,
+    first_error: Option<String>,
+    seconds: f64,
+    /// Latency percentiles in microseconds: p50, p90, p99, p99.9.
+    percentiles: [f64; 4],
+}
+
+fn percentiles(mut latencies: Vec<u64>) -> [f64; 4] {
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[i] as f64 / 1_000.0
+    };
+    [at(0.5), at(0.9), at(0.99), at(0.999)]
+}
+
+/// Closed loop: `in_flight` workers over up to four connections, each sending its next request
+/// as soon as the last is answered. Bounded in time and in count.
+async fn closed_loop(
+    addr: SocketAddr,
+    prepared: Arc<Vec<Prepared>>,
+    in_flight: usize,
+    warmup: Duration,
+    measure: Duration,
+) -> Measured {
+    let connections = in_flight.clamp(1, CONNECTIONS_MAX);
+    let mut channels = Vec::new();
+    for _ in 0..connections {
+        channels.push(
+            Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + measure;
+    let mut workers = Vec::new();
+    for worker in 0..in_flight {
+        let channel = channels[worker % connections].clone();
+        let prepared = Arc::clone(&prepared);
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let (mut requests, mut decisions, mut errors) = (0u64, 0u64, 0u64);
+            let mut first_error = None;
+            // Bounded in count too: at most 10 million requests per worker.
+            for i in (worker * 7919..).take(10_000_000) {
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                let result = send(&channel, &prepared[i % prepared.len()]).await;
+                if sent < measure_from {
+                    continue;
+                }
+                latencies.push(sent.elapsed().as_nanos() as u64);
+                requests += 1;
+                match result {
+                    Ok(n) => decisions += n as u64,
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            (latencies, requests, decisions, errors, first_error)
+        }));
+    }
+    let mut all = Vec::new();
+    let (mut requests, mut decisions, mut errors) = (0, 0, 0);
+    let mut first_error = None;
+    for worker in workers {
+        let (l, r, d, e, f) = worker.await.unwrap();
+        all.extend(l);
+        requests += r;
+        decisions += d;
+        errors += e;
+        if first_error.is_none() {
+            first_error = f;
+        }
+    }
+    Measured {
+        requests,
+        decisions,
+        errors,
+        first_error,
+        seconds: measure.as_secs_f64(),
+        percentiles: percentiles(all),
+    }
+}
+
+/// Open loop: requests start on a fixed schedule (`rate` per second, in 1 ms slots) whatever
+/// the answers do, at most `in_flight` outstanding; latency counts from the scheduled start.
+async fn open_loop(
+    addr: SocketAddr,
+    prepared: Arc<Vec<Prepared>>,
+    rate: f64,
+    in_flight: usize,
+    measure: Duration,
+) -> Measured {
+    let connections = CONNECTIONS_MAX;
+    let mut channels = Vec::new();
+    for _ in 0..connections {
+        channels.push(
+            Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    let permits = Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let start = Instant::now();
+    let total = (rate * measure.as_secs_f64()) as u64;
+    let mut skipped = 0u64;
+    for n in 0..total {
+        let scheduled = start + Duration::from_secs_f64(n as f64 / rate);
+        if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            skipped += 1;
+            continue;
+        };
+        let channel = channels[n as usize % connections].clone();
+        let prepared = Arc::clone(&prepared);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let result = send(&channel, &prepared[n as usize % prepared.len()]).await;
+            let _ = tx.send((scheduled.elapsed().as_nanos() as u64, result));
+            drop(permit);
+        });
+    }
+    drop(tx);
+    let mut latencies = Vec::new();
+    let (mut requests, mut decisions, mut errors) = (0, 0, skipped);
+    let mut first_error = (skipped > 0).then(|| format!("{skipped} requests found no free slot"));
+    while let Some((latency, result)) = rx.recv().await {
+        latencies.push(latency);
+        requests += 1;
+        match result {
+            Ok(n) => decisions += n as u64,
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Measured {
+        requests,
+        decisions,
+        errors,
+        first_error,
+        seconds: start.elapsed().as_secs_f64(),
+        percentiles: percentiles(latencies),
+    }
+}
+
+/// The generator process: one measurement, printed as JSON on stdout.
+fn run_generator(args: &[String]) {
+    let get = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .map(|i| args[i + 1].clone())
+            .unwrap_or_else(|| panic!("missing {name}"))
+    };
+    let target = Target::parse(&get("--target"));
+    let mode = if get("--mode") == "batch" {
+        Mode::Batch
+    } else {
+        Mode::Check
+    };
+    let addr: SocketAddr = get("--addr").parse().unwrap();
+    let in_flight: usize = get("--in-flight").parse().unwrap();
+    let seconds: f64 = get("--seconds").parse().unwrap();
+    let rate: f64 = get("--rate").parse().unwrap();
+    let prepared = Arc::new(prepare(target, mode));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let measured = runtime.block_on(async {
+        if rate > 0.0 {
+            open_loop(
+                addr,
+                prepared,
+                rate,
+                in_flight,
+                Duration::from_secs_f64(seconds),
+            )
+            .await
+        } else {
+            closed_loop(
+                addr,
+                prepared,
+                in_flight,
+                Duration::from_secs_f64(seconds.min(1.0)),
+                Duration::from_secs_f64(seconds),
+            )
+            .await
+        }
+    });
+    println!("{}", serde_json::to_string(&measured).unwrap());
+}
+
+fn measure(
+    target: Target,
+    addr: SocketAddr,
+    mode: Mode,
+    in_flight: usize,
+    seconds: f64,
+    rate: f64,
+) -> Measured {
+    let output = pinned(1, &std::env::current_exe().unwrap())
+        .args([
+            "--generator",
+            "--target",
+            target.name(),
+            "--mode",
+            if mode == Mode::Batch {
+                "batch"
+            } else {
+                "check"
+            },
+            "--addr",
+            &addr.to_string(),
+            "--in-flight",
+            &in_flight.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+            "--rate",
+            &rate.to_string(),
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "the generator failed");
+    let measured: Measured = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        measured.errors,
+        0,
+        "{} {mode:?} at {in_flight} in flight: {} errors, first: {:?}",
+        target.name(),
+        measured.errors,
+        measured.first_error
+    );
+    measured
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--noop-server") {
+        return run_noop_server();
+    }
+    if args.iter().any(|a| a == "--generator") {
+        return run_generator(&args);
+    }
+    let full = args.iter().any(|a| a == "--bench");
+    let seconds: f64 = std::env::var("LOAD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if full { 10.0 } else { 0.3 });
+    let targets: Vec<Target> = match std::env::var("LOAD_TARGETS") {
+        Ok(list) => list.split(',').map(Target::parse).collect(),
+        Err(_) if full => vec![Target::Noop, Target::Verdict, Target::Cerbos],
+        Err(_) => vec![Target::Noop, Target::Verdict],
+    };
+    let concurrencies: &[usize] = if full { &[1, 8, 64] } else { &[1, 8] };
+    println!(
+        "load: {seconds} s per measurement; servers on CPU 0, generator on CPU 1; {} connections at most",
+        CONNECTIONS_MAX
+    );
+    println!(
+        "| target | request | in flight | requests/s | decisions/s | p50 µs | p90 µs | p99 µs | p99.9 µs |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut peak_verdict_check = 0.0f64;
+    for &target in &targets {
+        let server = match target {
+            Target::Verdict => start_verdict(),
+            Target::Noop => start_noop(),
+            Target::Cerbos => start_cerbos(),
+        };
+        for mode in [Mode::Check, Mode::Batch] {
+            for &in_flight in concurrencies {
+                let m = measure(target, server.addr, mode, in_flight, seconds, 0.0);
+                let rps = m.requests as f64 / m.seconds;
+                if target == Target::Verdict && mode == Mode::Check {
+                    peak_verdict_check = peak_verdict_check.max(rps);
+                }
+                let [p50, p90, p99, p999] = m.percentiles;
+                println!(
+                    "| {} | {} | {in_flight} | {rps:.0} | {:.0} | {p50:.0} | {p90:.0} | {p99:.0} | {p999:.0} |",
+                    target.name(),
+                    if mode == Mode::Batch {
+                        "batch of 100"
+                    } else {
+                        "check"
+                    },
+                    m.decisions as f64 / m.seconds,
+                );
+            }
+        }
+        if target == Target::Verdict && full {
+            let rate = (peak_verdict_check / 2.0).floor();
+            let m = measure(target, server.addr, Mode::Check, 64, seconds, rate);
+            let [p50, p90, p99, p999] = m.percentiles;
+            println!(
+                "| verdict | check, open loop at {rate:.0}/s (half of peak) | ≤64 | {:.0} | {:.0} | {p50:.0} | {p90:.0} | {p99:.0} | {p999:.0} |",
+                m.requests as f64 / m.seconds,
+                m.decisions as f64 / m.seconds,
+            );
+        }
+        drop(server);
+    }
+}
