@@ -14,11 +14,12 @@
 //! DAGs), for N = 5, 10, 20, 50 (the paper's sizes) and 1,000. 500 requests per graph are drawn
 //! uniformly over the actions and the existing principals and resources.
 //!
-//! In the same criterion group: Verdict's decision (`Request::prepare` and `decide`: the entity
-//! slice and the relation searches included; protobuf conversion excluded), and cedar-policy's
-//! `is_authorized` on the equivalent fully materialised `Entities` (every userset an entity,
-//! every subject a child of the usersets it is in, transitive closure computed by Cedar), built
-//! outside the timed loop with the requests. Before timing, both must give the same decision
+//! In the same criterion group: Verdict's decision (`decide` on a prepared request: the entity
+//! slice, the relation searches and Cedar's evaluation on the slice), the same with request
+//! preparation timed too (`Request::prepare`: uid parsing, context, schema checks; protobuf
+//! decoding is never included), and cedar-policy's `is_authorized` on the equivalent fully
+//! materialised `Entities` (every userset an entity, every subject a child of the usersets it is
+//! in, transitive closure computed by Cedar), built outside the timed loop with the requests. Before timing, both must give the same decision
 //! and the same determining policies for every request.
 //!
 //! `cargo bench --bench rebac` runs everything; `cargo bench --bench rebac -- github/N=50`
@@ -605,6 +606,7 @@ fn rebac(c: &mut Criterion) {
             if let Some(filter) = &filter
                 && ![
                     format!("{group}/verdict/{REQUESTS}"),
+                    format!("{group}/verdict_with_prepare/{REQUESTS}"),
                     format!("{group}/cedar/{REQUESTS}"),
                 ]
                 .iter()
@@ -623,7 +625,21 @@ fn rebac(c: &mut Criterion) {
             );
             let mut group = c.benchmark_group(group);
             group.throughput(Throughput::Elements(REQUESTS as u64));
+            // Verdict's decision on prepared requests, as Cedar gets prebuilt requests.
+            let prepared: Vec<engine::Request> = workload
+                .inputs
+                .iter()
+                .map(|input| engine::Request::prepare(input.clone(), &workload.snapshot).unwrap())
+                .collect();
             group.bench_function(BenchmarkId::new("verdict", REQUESTS), |b| {
+                b.iter(|| {
+                    for request in &prepared {
+                        black_box(engine::decide(&workload.snapshot, black_box(request)).unwrap());
+                    }
+                });
+            });
+            // The same with request preparation (uid parsing, context, schema checks) timed.
+            group.bench_function(BenchmarkId::new("verdict_with_prepare", REQUESTS), |b| {
                 b.iter(|| {
                     for input in &workload.inputs {
                         let request =

@@ -20,6 +20,7 @@
 //!
 //! Anything else (README.md, `tests/*.yaml`) is ignored.
 
+mod action_scope;
 mod entities;
 mod error;
 mod files;
@@ -39,6 +40,7 @@ use rustc_hash::FxHashMap;
 
 use crate::relations::TupleIndex;
 
+pub use action_scope::{ActionScope, ActionScopes};
 pub use error::{InvalidBundle, LoadError};
 pub use files::{fingerprint, is_bundle_file_name};
 pub use policies::PolicyLocation;
@@ -92,6 +94,7 @@ pub fn load(dir: &Path, options: LoadOptions) -> Result<Snapshot, InvalidBundle>
     let policy_entities =
         references::policy_entities(&policies, &relations, &entities, &tuple_index);
     let entity_references = references::entity_references(&entities);
+    let action_scopes = action_scope::build(&policies, &entities, action_labels.keys());
     Ok(Snapshot {
         version: files.version,
         loaded_at: SystemTime::now(),
@@ -108,6 +111,7 @@ pub fn load(dir: &Path, options: LoadOptions) -> Result<Snapshot, InvalidBundle>
         policy_entities,
         entity_references,
         action_labels,
+        action_scopes,
         warnings,
         max_relation_depth: options.max_relation_depth,
         authorizer: Authorizer::new(),

@@ -41,6 +41,13 @@ when { principal in Group::"banned".member };
 forbid (principal, action, resource)
 when { principal in Verdict::Userset::"Group::\"blocked\"#member" };
 
+@id("outer-circle")
+permit (principal in Circle::"outer", action == Action::"enter", resource);
+
+@id("owned-by-a-cleared-user")
+permit (principal, action == Action::"peek", resource)
+when { resource in Verdict::Userset::"Group::\"cleared\"#member" };
+
 @id("closed-accounts")
 forbid (principal, action, resource)
 when { context has account && context.account has closed && context.account.closed };
@@ -52,6 +59,7 @@ Doc::"in-folder"#reader@User::"nobody"
 Folder::"f"#viewer@User::"frank"
 Group::"banned"#member@User::"mallory"
 Group::"blocked"#member@User::"oscar"
+Group::"cleared"#member@User::"pat"
 "##;
 
 const ENTITIES: &str = r##"[
@@ -63,7 +71,8 @@ const ENTITIES: &str = r##"[
   {"uid": {"type": "User", "id": "ida"}, "attrs": {"tenant": {"__entity": {"type": "Tenant", "id": "iced"}}}, "parents": []},
   {"uid": {"type": "User", "id": "lou"}, "attrs": {"tenant": {"__entity": {"type": "Tenant", "id": "closed"}}}, "parents": []},
   {"uid": {"type": "Doc", "id": "in-folder"}, "attrs": {"folder": {"__entity": {"type": "Folder", "id": "f"}}}, "parents": []},
-  {"uid": {"type": "Account", "id": "gone"}, "attrs": {"closed": true}, "parents": []}
+  {"uid": {"type": "Account", "id": "gone"}, "attrs": {"closed": true}, "parents": []},
+  {"uid": {"type": "Doc", "id": "pats-diary"}, "attrs": {}, "parents": [{"type": "User", "id": "pat"}]}
 ]"##;
 
 fn snapshot() -> (tempfile::TempDir, Snapshot) {
@@ -179,6 +188,46 @@ fn an_entity_the_bundle_does_not_know_may_bring_its_parents() {
     let decision = decide(&snapshot, request).unwrap();
     assert_eq!(decision.outcome, Outcome::Allow);
     assert_eq!(decision.determining_policies, ["admins"]);
+}
+
+#[test]
+fn parents_the_request_chains_are_closed_transitively() {
+    let (_dir, snapshot) = snapshot();
+    let request = json!({
+        "principal": "User::\"newcomer\"", "action": "enter", "resource": "Doc::\"d\"",
+        "entities": [
+            {"uid": "User::\"newcomer\"", "parents": ["Circle::\"inner\""]},
+            {"uid": "Circle::\"inner\"", "parents": ["Circle::\"middle\""]},
+            {"uid": "Circle::\"middle\"", "parents": ["Circle::\"outer\""]},
+        ],
+    });
+    let decision = decide(&snapshot, request.clone()).unwrap();
+    assert_eq!(decision.determining_policies, ["outer-circle"]);
+    // A cycle among the request's parents is the caller's error, named as such.
+    let mut cyclic = request;
+    cyclic["entities"][2]["parents"] = json!(["Circle::\"inner\""]);
+    let error = decide(&snapshot, cyclic).unwrap_err();
+    assert!(error.starts_with("entities: "), "{error}");
+}
+
+/// The principal's usersets pass on to entities below it in the bundle's hierarchy, as a
+/// transitive closure over the whole slice would have them.
+#[test]
+fn entities_below_the_principal_are_in_its_usersets() {
+    let (_dir, snapshot) = snapshot();
+    let peek = |principal: &str| {
+        json!({
+            "principal": format!("User::\"{principal}\""), "action": "peek",
+            "resource": "Doc::\"pats-diary\"",
+        })
+    };
+    let decision = decide(&snapshot, peek("pat")).unwrap();
+    assert_eq!(decision.determining_policies, ["owned-by-a-cleared-user"]);
+    // Someone else asking: the diary is not below them.
+    assert_eq!(
+        decide(&snapshot, peek("alice")).unwrap().outcome,
+        Outcome::Deny
+    );
 }
 
 #[test]

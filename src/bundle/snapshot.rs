@@ -11,6 +11,7 @@ use arc_swap::ArcSwapOption;
 use cedar_policy::{Authorizer, Entities, Entity, EntityTypeName, EntityUid, PolicySet, Schema};
 use rustc_hash::FxHashMap;
 
+use super::action_scope::ActionScopes;
 use super::policies::PolicyLocation;
 use super::references::PolicyEntities;
 use super::schema::RelationCatalog;
@@ -49,6 +50,8 @@ pub struct Snapshot {
     pub entity_references: FxHashMap<EntityUid, Vec<EntityUid>>,
     /// The metric label of every action the bundle knows.
     pub action_labels: FxHashMap<EntityUid, Arc<str>>,
+    /// For each known action, the policies that can apply and the attributes they read.
+    pub action_scopes: ActionScopes,
     /// Schema validation warnings, for `verdict validate` and the startup log.
     pub warnings: Vec<String>,
     /// The most nested usersets one membership search follows.

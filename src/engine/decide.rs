@@ -17,11 +17,15 @@ pub fn decide(snapshot: &Snapshot, request: &Request) -> Result<Decision, Reques
         request.snapshot_version, snapshot.version,
         "a request is decided against the snapshot it was prepared with"
     );
-    let slice = slice::build(snapshot, request)?;
+    // The policies that can apply to this action, and the relations they can read (see
+    // `bundle::ActionScope`); an action the bundle does not know gets all of both.
+    let scope = snapshot.action_scopes.get(&request.action);
+    let policies = scope.map_or(&snapshot.policies, |s| &s.policies);
+    let slice = slice::build(snapshot, request, scope)?;
     let evaluate = |cedar_request| {
         snapshot
             .authorizer
-            .is_authorized(cedar_request, &snapshot.policies, &slice.entities)
+            .is_authorized(cedar_request, policies, &slice.entities)
     };
     let (mut outcome, mut determining_policies, errors) = summarize(&evaluate(&request.cedar));
     if slice.relation_depth_exceeded && outcome == Outcome::Allow {

@@ -220,9 +220,16 @@ impl Request {
             ));
         }
 
-        let context =
+        // Most requests carry no context: skip Cedar's JSON parser for them (it tries every
+        // escape form on the top-level object first). `Request::new` below still checks an
+        // empty context against the schema.
+        let context_is_empty = context.is_empty();
+        let context = if context_is_empty {
+            Context::empty()
+        } else {
             Context::from_json_value(Value::Object(context), schema.map(|s| (s, &action)))
-                .map_err(|e| invalid("context", error_chain(&e)))?;
+                .map_err(|e| invalid("context", error_chain(&e)))?
+        };
         let cedar_request = |context: Context| {
             cedar_policy::Request::new(
                 principal.clone(),
@@ -233,7 +240,21 @@ impl Request {
             )
             .map_err(Box::new)
         };
-        let cedar = cedar_request(context.clone()).map_err(request_validation)?;
+        let cedar = match cedar_request(context.clone()) {
+            Ok(request) => request,
+            Err(error) => {
+                // Cedar's context parser names what an empty context lacks; `Request::new`
+                // only says it is invalid.
+                if context_is_empty
+                    && let Some(schema) = schema
+                    && let Err(detail) =
+                        Context::from_json_value(Value::Object(Map::new()), Some((schema, &action)))
+                {
+                    return Err(invalid("context", error_chain(&detail)));
+                }
+                return Err(request_validation(error));
+            }
+        };
         let properties = properties
             .into_iter()
             .map(|name| {
@@ -257,7 +278,11 @@ impl Request {
             })
             .collect::<Result<Vec<_>, RequestError>>()?;
         let supplied = supplied_entities(entities, snapshot)?;
-        let context_entities = context_entities(&context, snapshot);
+        let context_entities = if context_is_empty {
+            Vec::new()
+        } else {
+            context_entities(&context, snapshot)
+        };
         Ok(Self {
             principal,
             resource,

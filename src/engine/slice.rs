@@ -14,19 +14,33 @@
 //! attributes pointing at userset entities, and as parents every ancestor it has in the bundle
 //! (already closed transitively). The principal and the resource also get, as parents, every
 //! userset in scope that the tuple graph says they belong to. The usersets in scope are the
-//! relations of every entity in the slice plus the userset entities the policies name: all a
-//! policy can reach. Userset entities themselves are not in the slice: `in` only needs them
-//! among the left-hand side's ancestors.
+//! relations of every entity in the slice that the policies for the request's action read
+//! (see `bundle::ActionScope`), plus the userset entities the policies name: all a policy can
+//! reach. Relations no such policy reads are neither searched nor given to Cedar. Userset
+//! entities themselves are not in the slice: `in` only needs them among the left-hand side's
+//! ancestors.
+//!
+//! The slice is handed to Cedar already closed transitively (unless the request brings
+//! entities of its own), so Cedar does not recompute the closure per request.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
 
-use cedar_policy::{Entities, Entity, EntityUid, RestrictedExpression};
+use cedar_policy::{Entities, Entity, EntityUid};
+use cedar_policy_core::ast;
+use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::extensions::Extensions;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::request::{Request, RequestError};
-use crate::bundle::{Snapshot, referenced_entities};
+use crate::bundle::{ActionScope, Relation, Snapshot, referenced_entities};
 use crate::diagnostics::error_chain;
 use crate::relations::{Membership, SearchScratch, Subject, UsersetId};
+
+thread_local! {
+    /// Search buffers, kept per thread so a decision does not allocate them.
+    static SCRATCH: RefCell<SearchScratch> = RefCell::default();
+}
 
 /// How many attribute references away from a root an entity may be and still be included.
 pub(super) const MAX_HOPS: usize = 3;
@@ -38,15 +52,28 @@ pub(super) struct Slice {
 }
 
 /// An entity on its way into the slice: its data, before parents are final.
-struct Member {
+struct Member<'a> {
     /// The caller's or the bundle's version, if any.
-    data: Option<Entity>,
+    data: Option<Data<'a>>,
     entity_type: String,
     id: String,
 }
 
-pub(super) fn build(snapshot: &Snapshot, request: &Request) -> Result<Slice, RequestError> {
-    let mut members: FxHashMap<EntityUid, Member> = FxHashMap::default();
+#[derive(Clone, Copy)]
+enum Data<'a> {
+    /// From the bundle: its ancestors are closed transitively already.
+    Bundle(&'a Entity),
+    /// From the request (merged with the bundle's data when the bundle defines it).
+    Supplied(&'a Entity),
+}
+
+pub(super) fn build(
+    snapshot: &Snapshot,
+    request: &Request,
+    scope: Option<&ActionScope>,
+) -> Result<Slice, RequestError> {
+    let reads = |relation: &Relation| scope.is_none_or(|s| s.reads(&relation.name));
+    let mut members: FxHashMap<EntityUid, Member<'_>> = FxHashMap::default();
     let mut queue: VecDeque<(EntityUid, usize)> = VecDeque::new();
     for target in [&request.principal, &request.resource] {
         queue.push_back((target.clone(), 0));
@@ -67,7 +94,9 @@ pub(super) fn build(snapshot: &Snapshot, request: &Request) -> Result<Slice, Req
             continue;
         }
         let supplied = request.supplied.iter().find(|e| e.uid() == uid);
-        let data = supplied.or_else(|| snapshot.entities.get(&uid)).cloned();
+        let data = supplied
+            .map(Data::Supplied)
+            .or_else(|| snapshot.entities.get(&uid).map(Data::Bundle));
         let entity_type = uid.type_name().to_string();
         let has_relations = !snapshot.relations.relations(&entity_type).is_empty();
         if data.is_none() && !has_relations && !is_target(&uid) {
@@ -92,51 +121,83 @@ pub(super) fn build(snapshot: &Snapshot, request: &Request) -> Result<Slice, Req
         );
     }
 
-    let scope = scoped_usersets(snapshot, &members);
+    let usersets = scoped_usersets(snapshot, &members, reads);
     let mut relation_depth_exceeded = false;
-    let mut scratch = SearchScratch::default();
-    let mut memberships = |uid: &EntityUid| -> Vec<EntityUid> {
+    let mut memberships = |uid: &EntityUid, scratch: &mut SearchScratch| -> Vec<ast::EntityUID> {
         let Some(member) = members.get(uid) else {
             return Vec::new();
         };
         let subject = snapshot.tuples.subject(&member.entity_type, &member.id);
         let mut found = Vec::new();
-        for (userset_uid, userset) in &scope {
-            match search(snapshot, *userset, subject, &mut scratch) {
-                Membership::Member => found.push(userset_uid.clone()),
+        for (userset_uid, userset) in &usersets {
+            match search(snapshot, *userset, subject, scratch) {
+                Membership::Member => found.push(userset_uid.clone().into()),
                 Membership::NotMember => {}
                 Membership::DepthExceeded => relation_depth_exceeded = true,
             }
         }
         found
     };
-    let principal_in = memberships(&request.principal);
-    let resource_in = if request.resource == request.principal {
-        Vec::new()
-    } else {
-        memberships(&request.resource)
-    };
+    let (principal_in, resource_in) = SCRATCH.with_borrow_mut(|scratch| {
+        let principal_in = memberships(&request.principal, scratch);
+        let resource_in = if request.resource == request.principal {
+            Vec::new()
+        } else {
+            memberships(&request.resource, scratch)
+        };
+        scratch.trim();
+        (principal_in, resource_in)
+    });
 
+    let principal: ast::EntityUID = request.principal.clone().into();
+    let resource: ast::EntityUID = request.resource.clone().into();
     let mut entities = Vec::with_capacity(members.len() + 1);
     for (uid, member) in members {
-        let extra = if uid == request.principal {
-            principal_in.clone()
+        let extra: &[ast::EntityUID] = if uid == request.principal {
+            &principal_in
         } else if uid == request.resource {
-            resource_in.clone()
+            &resource_in
         } else {
-            Vec::new()
+            &[]
         };
-        entities.push(materialize(snapshot, uid, member, extra)?);
+        entities.push(materialize(snapshot, uid, &member, extra, reads));
     }
     if let Some(action) = snapshot.actions.get(&request.action) {
-        entities.push(action.clone());
+        entities.push(AsRef::<ast::Entity>::as_ref(action).clone());
     }
-    let entities = Entities::from_entities(entities, None).map_err(|e| RequestError::Invalid {
+    // Without entities from the request the slice is closed transitively by construction:
+    // bundle entities carry their closed ancestors, usersets and the (flattened) action have
+    // none in the slice, and the principal's and resource's usersets are passed on to entities
+    // that descend from them just below. Cedar would only recompute the same closure. The
+    // request's entities can name each other as parents: then Cedar computes it (and rejects
+    // cycles).
+    let tc = if request.supplied.is_empty() {
+        for entity in &mut entities {
+            for (target, usersets) in [(&principal, &principal_in), (&resource, &resource_in)] {
+                if !usersets.is_empty() && entity.uid() != target && entity.is_descendant_of(target)
+                {
+                    usersets
+                        .iter()
+                        .for_each(|u| entity.add_indirect_ancestor(u.clone()));
+                }
+            }
+        }
+        TCComputation::AssumeAlreadyComputed
+    } else {
+        TCComputation::ComputeNow
+    };
+    let entities = CoreEntities::from_entities(
+        entities,
+        None::<&NoEntitiesSchema>,
+        tc,
+        Extensions::all_available(),
+    )
+    .map_err(|e| RequestError::Invalid {
         field: "entities".to_owned(),
         reason: error_chain(&e),
     })?;
     Ok(Slice {
-        entities,
+        entities: entities.into(),
         relation_depth_exceeded,
     })
 }
@@ -162,6 +223,7 @@ fn search(
 fn scoped_usersets(
     snapshot: &Snapshot,
     members: &FxHashMap<EntityUid, Member>,
+    reads: impl Fn(&Relation) -> bool,
 ) -> Vec<(EntityUid, Option<UsersetId>)> {
     let tuples = &snapshot.tuples;
     let mut seen = FxHashSet::default();
@@ -171,6 +233,9 @@ fn scoped_usersets(
             .type_id(&member.entity_type)
             .and_then(|t| tuples.entity(t, &member.id));
         for relation in snapshot.relations.relations(&member.entity_type) {
+            if !reads(relation) {
+                continue;
+            }
             let userset = match (object, relation.id) {
                 (Some(object), Some(relation)) => tuples.userset(object, relation),
                 _ => None,
@@ -192,44 +257,62 @@ fn scoped_usersets(
     scope
 }
 
-/// Builds the slice entity: its data (or just its relation attributes), its ancestors from the
-/// bundle as direct parents, and `extra` parents (usersets it belongs to).
+/// Builds the slice entity: its data (or just its relation attributes), its ancestors, and
+/// `extra` parents (usersets it belongs to).
 fn materialize(
     snapshot: &Snapshot,
     uid: EntityUid,
-    member: Member,
-    extra: Vec<EntityUid>,
-) -> Result<Entity, RequestError> {
-    let Some(data) = member.data else {
+    member: &Member<'_>,
+    extra: &[ast::EntityUID],
+    reads: impl Fn(&Relation) -> bool,
+) -> ast::Entity {
+    let mut entity = match member.data {
         // Known only by its type's relations (or not at all): relation attributes, no data.
-        let attrs = snapshot
-            .relations
-            .relations(&member.entity_type)
-            .iter()
-            .map(|relation| {
-                let userset =
-                    snapshot
-                        .relations
-                        .userset_uid(&member.entity_type, &member.id, &relation.name);
-                (
-                    relation.name.to_string(),
-                    RestrictedExpression::new_entity_uid(userset),
-                )
-            });
-        return Entity::new_with_tags(uid, attrs, extra, []).map_err(|e| internal(&e));
-    };
-    let (uid, attrs, parents) = data.into_inner();
-    let mut all: FxHashSet<EntityUid> = FxHashSet::default();
-    for parent in parents {
-        if let Some(ancestors) = snapshot.entities.ancestors(&parent) {
-            all.extend(ancestors.cloned());
+        // A relation no policy in scope reads is left out: nothing could observe it.
+        None => {
+            let attrs = snapshot
+                .relations
+                .relations(&member.entity_type)
+                .iter()
+                .filter(|relation| reads(relation))
+                .map(|relation| {
+                    let userset = snapshot.relations.userset_uid(
+                        &member.entity_type,
+                        &member.id,
+                        &relation.name,
+                    );
+                    let value = ast::Value::from(ast::EntityUID::from(userset));
+                    (
+                        relation.name.as_ref().into(),
+                        ast::PartialValue::from(value),
+                    )
+                });
+            ast::Entity::new_with_attr_partial_value(
+                uid.into(),
+                attrs,
+                HashSet::new(),
+                HashSet::new(),
+                [],
+            )
         }
-        all.insert(parent);
+        // Validated and closed when the bundle loaded: taken as it is.
+        Some(Data::Bundle(entity)) => AsRef::<ast::Entity>::as_ref(entity).clone(),
+        // The request's parents may be bundle entities: add their ancestors from the bundle.
+        Some(Data::Supplied(supplied)) => {
+            let mut entity = AsRef::<ast::Entity>::as_ref(supplied).clone();
+            let parents: Vec<EntityUid> = entity.ancestors().cloned().map(Into::into).collect();
+            for parent in parents {
+                if let Some(ancestors) = snapshot.entities.ancestors(&parent) {
+                    for ancestor in ancestors {
+                        entity.add_indirect_ancestor(ancestor.clone().into());
+                    }
+                }
+            }
+            entity
+        }
+    };
+    for userset in extra {
+        entity.add_parent(userset.clone());
     }
-    all.extend(extra);
-    Entity::new(uid, attrs, all.into_iter().collect()).map_err(|e| internal(&e))
-}
-
-fn internal(error: &(dyn std::error::Error + 'static)) -> RequestError {
-    RequestError::Internal(error_chain(error))
+    entity
 }

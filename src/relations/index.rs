@@ -73,6 +73,10 @@ pub struct TupleIndex {
     children: Vec<UsersetId>,
     /// Relations that objects of each type have in some tuple, indexed by `TypeId`, sorted.
     relations_by_type: Vec<Vec<RelationId>>,
+    /// One bit per `EntityIdx`: set when the entity is the direct subject of some tuple.
+    direct_subjects: Vec<u64>,
+    /// Per `TypeId`: whether some tuple has a wildcard of that type as its subject.
+    wildcard_types: Vec<bool>,
     tuple_count: usize,
 }
 
@@ -148,6 +152,18 @@ impl TupleIndex {
     /// Returns the userset of `object`'s `relation`, if it has any subject.
     pub fn userset(&self, object: EntityIdx, relation: RelationId) -> Option<UsersetId> {
         self.usersets.get(&(object, relation)).copied()
+    }
+
+    /// Returns whether `subject` could be in any userset at all: it is the direct subject of
+    /// some tuple, or a wildcard of its type is. If not, no search can find it.
+    pub(super) fn may_be_member(&self, entity: Option<EntityIdx>, entity_type: TypeId) -> bool {
+        let direct = entity.is_some_and(|e| {
+            let i = e.index();
+            self.direct_subjects
+                .get(i / 64)
+                .is_some_and(|word| word & (1 << (i % 64)) != 0)
+        });
+        direct || self.wildcard_types.get(entity_type.index()) == Some(&true)
     }
 
     pub(super) fn edges(&self, userset: UsersetId) -> UsersetEdges<'_> {
@@ -283,6 +299,20 @@ impl TupleIndexBuilder {
             wildcards: to_u32(w),
             children: to_u32(c),
         });
+
+        index.direct_subjects = vec![0; index.entity_count.div_ceil(64)];
+        for &(_, entity) in &direct_edges {
+            let i = entity.index();
+            if let Some(word) = index.direct_subjects.get_mut(i / 64) {
+                *word |= 1 << (i % 64);
+            }
+        }
+        index.wildcard_types = vec![false; index.type_names.len()];
+        for &(_, entity_type) in &wildcard_edges {
+            if let Some(flag) = index.wildcard_types.get_mut(entity_type.index()) {
+                *flag = true;
+            }
+        }
 
         index.relations_by_type = vec![Vec::new(); index.type_names.len()];
         for (entity_type, relation) in type_relations {

@@ -8,18 +8,22 @@
 //! - Direct subjects and wildcards are checked with a binary search at each userset reached, so
 //!   a userset with a million members costs no more than one with ten. Only userset-to-userset
 //!   edges are followed.
-//! - Every userset is visited at most once, so cycles (`A#member@B#member`,
-//!   `B#member@A#member`) terminate.
+//! - A userset is checked when it is reached, before the rest of its level is expanded, so a
+//!   proof one level down ends the search early. Every userset with nested usersets is expanded
+//!   at most once, so cycles (`A#member@B#member`, `B#member@A#member`) terminate; usersets
+//!   without nested ones (most of them) are just checked, with no bookkeeping.
 //! - Breadth first means the shortest proof is found first. The walk follows at most
-//!   `max_depth` userset-to-userset hops; if usersets remain unexplored at that depth and no
-//!   proof was found, the answer is [`Membership::DepthExceeded`], never a guess. The engine
+//!   `max_depth` userset-to-userset hops; if usersets remain unexplored at that depth (or the
+//!   only proof lies beyond it), the answer is [`Membership::DepthExceeded`], never a guess. The engine
 //!   turns that into a DENY that says why.
-//! - Nothing is precomputed: the cost depends on the part of the graph below the userset, not on
-//!   the size of the whole graph.
+//! - A subject that is the direct subject of no tuple, and whose type has no wildcard tuple,
+//!   is in no userset: that is one bit per entity, checked before any search.
+//! - Nothing else is precomputed: the cost depends on the part of the graph below the userset,
+//!   not on the size of the whole graph.
 
 use rustc_hash::FxHashSet;
 
-use super::index::{EntityIdx, TupleIndex, TypeId, UsersetId};
+use super::index::{EntityIdx, TupleIndex, TypeId, UsersetEdges, UsersetId};
 
 /// The subject of a membership question, resolved against one index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,12 +45,30 @@ pub enum Membership {
     DepthExceeded,
 }
 
-/// Reusable buffers for [`TupleIndex::membership`], so a request allocates once.
+/// Reusable buffers for [`TupleIndex::membership`], so searches need not allocate.
 #[derive(Debug, Default)]
 pub struct SearchScratch {
     visited: FxHashSet<UsersetId>,
     frontier: Vec<UsersetId>,
     next: Vec<UsersetId>,
+}
+
+impl SearchScratch {
+    /// The most entries the buffers keep between searches; a search that needed more gives
+    /// the memory back afterwards.
+    const KEEP: usize = 1 << 14;
+
+    /// Releases memory beyond what typical searches use, for scratch kept per thread.
+    pub fn trim(&mut self) {
+        if self.visited.capacity() > Self::KEEP {
+            self.visited = FxHashSet::default();
+        }
+        for buffer in [&mut self.frontier, &mut self.next] {
+            if buffer.capacity() > Self::KEEP {
+                *buffer = Vec::new();
+            }
+        }
+    }
 }
 
 impl TupleIndex {
@@ -68,39 +90,58 @@ impl TupleIndex {
         max_depth: u32,
         scratch: &mut SearchScratch,
     ) -> Membership {
-        if subject.entity_type.is_none() {
+        let Some(subject_type) = subject.entity_type else {
             // No tuple names the subject's type: neither a direct tuple nor a wildcard can match.
             return Membership::NotMember;
+        };
+        if !self.may_be_member(subject.entity, subject_type) {
+            // Never a direct subject and no wildcard of its type: no chain can end at it.
+            return Membership::NotMember;
+        }
+        let matches = |edges: &UsersetEdges<'_>| {
+            subject
+                .entity
+                .is_some_and(|e| edges.direct.binary_search(&e).is_ok())
+                || edges.wildcards.binary_search(&subject_type).is_ok()
+        };
+        if matches(&self.edges(userset)) {
+            return Membership::Member;
         }
         scratch.visited.clear();
         scratch.frontier.clear();
         scratch.next.clear();
         scratch.visited.insert(userset);
         scratch.frontier.push(userset);
+        // Every userset in `frontier` is `depth` hops from `userset` and was checked for a
+        // direct match when it was reached; expanding it checks its children at `depth + 1`.
         let mut depth = 0u32;
         while !scratch.frontier.is_empty() {
             for &current in &scratch.frontier {
-                let edges = self.edges(current);
-                let direct = subject
-                    .entity
-                    .is_some_and(|e| edges.direct.binary_search(&e).is_ok());
-                let wildcard = subject
-                    .entity_type
-                    .is_some_and(|t| edges.wildcards.binary_search(&t).is_ok());
-                if direct || wildcard {
-                    return Membership::Member;
-                }
-                for &child in edges.children {
-                    if scratch.visited.insert(child) {
-                        scratch.next.push(child);
+                for &child in self.edges(current).children {
+                    let edges = self.edges(child);
+                    if edges.children.is_empty() {
+                        // A leaf is explored completely by checking it, so it needs no visited
+                        // entry; a match beyond the bound is not a proof, though.
+                        if matches(&edges) {
+                            return if depth < max_depth {
+                                Membership::Member
+                            } else {
+                                Membership::DepthExceeded
+                            };
+                        }
+                        continue;
                     }
+                    if !scratch.visited.insert(child) {
+                        continue;
+                    }
+                    if depth >= max_depth {
+                        return Membership::DepthExceeded;
+                    }
+                    if matches(&edges) {
+                        return Membership::Member;
+                    }
+                    scratch.next.push(child);
                 }
-            }
-            if scratch.next.is_empty() {
-                break;
-            }
-            if depth >= max_depth {
-                return Membership::DepthExceeded;
             }
             depth += 1;
             std::mem::swap(&mut scratch.frontier, &mut scratch.next);
@@ -245,6 +286,9 @@ mod tests {
             r##"Team::"a"#member@User::"u""##,
             r##"Team::"a"#member@Team::"b"#member"##,
             r##"Team::"b"#member@Team::"c"#member"##,
+            r##"Team::"c"#member@Team::"d"#member"##,
+            // `x` is a member of something, so the search for it must run.
+            r##"Team::"z"#member@User::"x""##,
         ]));
         assert_eq!(
             member_with_depth(&shallow, ("Team", "a"), "member", ("User", "u"), 0),
@@ -260,17 +304,41 @@ mod tests {
         );
     }
 
-    /// The obvious breadth-first search over the raw tuple list, kept as the reference.
-    fn naive_member(
+    #[test]
+    fn subject_of_no_tuple_is_no_member_without_a_search() {
+        let index = build(&chain(10));
+        // `Team::"t3"` is an object (and inside usersets as `t3#member`), never a direct
+        // subject: provably in no userset, even with a depth bound too tight to search.
+        let at = |subject, d| member_with_depth(&index, ("Team", "t0"), "member", subject, d);
+        assert_eq!(at(("Team", "t3"), 0), Membership::NotMember);
+        assert_eq!(at(("User", "nobody"), 0), Membership::NotMember);
+        assert_eq!(at(("User", "deep"), 0), Membership::DepthExceeded);
+        // A wildcard of the subject's type makes every entity of the type a possible member.
+        let mut wild = chain(10);
+        wild.push(r##"Team::"t10"#member@User::*"##.to_owned());
+        let index = build(&wild);
+        assert_eq!(
+            member_with_depth(&index, ("Team", "t0"), "member", ("User", "nobody"), 0),
+            Membership::DepthExceeded
+        );
+        assert_eq!(
+            member_with_depth(&index, ("Team", "t0"), "member", ("User", "nobody"), 10),
+            Membership::Member
+        );
+    }
+
+    /// The obvious breadth-first search over the raw tuple list, kept as the reference: the
+    /// length of the shortest proof (userset-to-userset hops), if any.
+    fn naive_depth(
         tuples: &[TupleText<'_>],
         object: &str,
         rel: &str,
         subject: &str,
         subject_type: &str,
-    ) -> bool {
-        let mut queue = VecDeque::from([(object.to_owned(), rel.to_owned())]);
+    ) -> Option<u32> {
+        let mut queue = VecDeque::from([(object.to_owned(), rel.to_owned(), 0u32)]);
         let mut seen = HashSet::new();
-        while let Some((o, r)) = queue.pop_front() {
+        while let Some((o, r, depth)) = queue.pop_front() {
             if !seen.insert((o.clone(), r.clone())) {
                 continue;
             }
@@ -279,18 +347,18 @@ mod tests {
                     continue;
                 }
                 match &t.subject {
-                    SubjectText::Entity(e) if e.to_string() == subject => return true,
+                    SubjectText::Entity(e) if e.to_string() == subject => return Some(depth),
                     SubjectText::Wildcard { entity_type } if *entity_type == subject_type => {
-                        return true;
+                        return Some(depth);
                     }
                     SubjectText::Userset { object, relation } => {
-                        queue.push_back((object.to_string(), (*relation).to_owned()));
+                        queue.push_back((object.to_string(), (*relation).to_owned(), depth + 1));
                     }
                     _ => {}
                 }
             }
         }
-        false
+        None
     }
 
     fn arb_tuple() -> impl Strategy<Value = String> {
@@ -318,10 +386,34 @@ mod tests {
             let rel = if admin { "admin" } else { "member" };
             let object = format!(r##"Team::"t{team}""##);
             let subject = format!(r##"User::"u{user}""##);
-            let expected = naive_member(&parsed, &object, rel, &subject, "User");
+            let expected = naive_depth(&parsed, &object, rel, &subject, "User").is_some();
             let got = member_with_depth(&index, ("Team", &format!("t{team}")), rel, ("User", &format!("u{user}")), 64);
             prop_assert_eq!(got == Membership::Member, expected);
             prop_assert_ne!(got, Membership::DepthExceeded);
+        }
+
+        /// With a tight bound: a proof within it is always found, a member is never claimed
+        /// without one, and a non-member is never reported as one.
+        #[test]
+        fn depth_bound_is_exact_or_reported(
+            raw in proptest::collection::vec(arb_tuple(), 0..40),
+            team in 0..6u8,
+            user in 0..7u8,
+            admin in any::<bool>(),
+            max_depth in 0..4u32,
+        ) {
+            let index = build(&raw);
+            let parsed: Vec<_> = raw.iter().map(|l| parse_tuple_line(l).unwrap().unwrap()).collect();
+            let rel = if admin { "admin" } else { "member" };
+            let object = format!(r##"Team::"t{team}""##);
+            let subject = format!(r##"User::"u{user}""##);
+            let shortest = naive_depth(&parsed, &object, rel, &subject, "User");
+            let got = member_with_depth(&index, ("Team", &format!("t{team}")), rel, ("User", &format!("u{user}")), max_depth);
+            match shortest {
+                Some(d) if d <= max_depth => prop_assert_eq!(got, Membership::Member),
+                Some(_) => prop_assert_eq!(got, Membership::DepthExceeded),
+                None => prop_assert_ne!(got, Membership::Member),
+            }
         }
     }
 }
