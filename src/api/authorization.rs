@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use super::convert::{ProtocolError, check_input, check_response};
+use super::convert::{Item, ProtocolError, check_input, check_response};
 use super::error::ApiError;
 use super::proto;
 use super::proto::authorization_server::Authorization;
@@ -40,18 +40,18 @@ pub struct Limits {
 
 impl Limits {
     /// Rejects a request over a count or length limit before any work is done on it.
-    fn check(&self, request: &proto::CheckRequest, prefix: &str) -> Result<(), ApiError> {
+    fn check(&self, request: &proto::CheckRequest, item: Item) -> Result<(), ApiError> {
         let over = |breach: LimitBreach, field: String, what: &str, count: usize, limit: usize| {
             telemetry_metrics::record_limit_breach(breach);
             Err(ApiError::Protocol(ProtocolError::Invalid {
-                field,
+                field: format!("{item}{field}"),
                 reason: format!("{count} {what} exceed the limit of {limit}"),
             }))
         };
         if request.entities.len() > self.max_request_entities {
             return over(
                 LimitBreach::Entities,
-                format!("{prefix}entities"),
+                "entities".to_owned(),
                 "entities",
                 request.entities.len(),
                 self.max_request_entities,
@@ -61,7 +61,7 @@ impl Limits {
             if entity.parents.len() > self.max_entity_parents {
                 return over(
                     LimitBreach::Parents,
-                    format!("{prefix}entities[{i}].parents"),
+                    format!("entities[{i}].parents"),
                     "parents",
                     entity.parents.len(),
                     self.max_entity_parents,
@@ -71,60 +71,71 @@ impl Limits {
         if request.properties.len() > self.max_properties {
             return over(
                 LimitBreach::Properties,
-                format!("{prefix}properties"),
+                "properties".to_owned(),
                 "properties",
                 request.properties.len(),
                 self.max_properties,
             );
         }
-        for (field, text) in named_strings(request, prefix) {
-            if text.len() > self.max_string_bytes {
-                return over(
-                    LimitBreach::StringLength,
-                    field,
-                    "bytes",
-                    text.len(),
-                    self.max_string_bytes,
-                );
-            }
+        if let Some((field, length)) = overlong_name(request, self.max_string_bytes) {
+            return over(
+                LimitBreach::StringLength,
+                field,
+                "bytes",
+                length,
+                self.max_string_bytes,
+            );
         }
         Ok(())
     }
 }
 
-/// Every name in a request a limit applies to: entity types and ids, the action, property
-/// names, and the names of context and entity attributes (at the top level).
-fn named_strings<'a>(request: &'a proto::CheckRequest, prefix: &str) -> Vec<(String, &'a str)> {
-    let mut out = Vec::new();
-    let mut entity = |field: String, entity: Option<&'a proto::EntityRef>| {
-        if let Some(entity) = entity {
-            out.push((format!("{field}.type"), entity.r#type.as_str()));
-            out.push((format!("{field}.id"), entity.id.as_str()));
-        }
+/// Returns the first name in a request longer than `max` bytes, with its field and length.
+/// Names are entity types and ids, the action, property names, and the names of context and
+/// entity attributes (at the top level). Field names are built only for the one returned.
+fn overlong_name(request: &proto::CheckRequest, max: usize) -> Option<(String, usize)> {
+    let overlong = |text: &str| (text.len() > max).then_some(text.len());
+    let entity = |field: &dyn Fn() -> String, entity: Option<&proto::EntityRef>| {
+        let entity = entity?;
+        overlong(&entity.r#type)
+            .map(|length| (format!("{}.type", field()), length))
+            .or_else(|| overlong(&entity.id).map(|length| (format!("{}.id", field()), length)))
     };
-    entity(format!("{prefix}principal"), request.principal.as_ref());
-    entity(format!("{prefix}resource"), request.resource.as_ref());
-    for (i, e) in request.entities.iter().enumerate() {
-        entity(format!("{prefix}entities[{i}].uid"), e.uid.as_ref());
-        for (p, parent) in e.parents.iter().enumerate() {
-            entity(format!("{prefix}entities[{i}].parents[{p}]"), Some(parent));
-        }
-    }
-    out.push((format!("{prefix}action"), request.action.as_str()));
-    for (i, property) in request.properties.iter().enumerate() {
-        out.push((format!("{prefix}properties[{i}]"), property.as_str()));
-    }
-    if let Some(context) = &request.context {
-        for key in context.fields.keys() {
-            out.push((format!("{prefix}context (a key)"), key.as_str()));
-        }
-    }
-    for (i, e) in request.entities.iter().enumerate() {
-        for key in e.attrs.iter().flat_map(|attrs| attrs.fields.keys()) {
-            out.push((format!("{prefix}entities[{i}].attrs (a key)"), key.as_str()));
-        }
-    }
-    out
+    entity(&|| "principal".to_owned(), request.principal.as_ref())
+        .or_else(|| entity(&|| "resource".to_owned(), request.resource.as_ref()))
+        .or_else(|| {
+            request.entities.iter().enumerate().find_map(|(i, e)| {
+                entity(&|| format!("entities[{i}].uid"), e.uid.as_ref()).or_else(|| {
+                    e.parents.iter().enumerate().find_map(|(p, parent)| {
+                        entity(&|| format!("entities[{i}].parents[{p}]"), Some(parent))
+                    })
+                })
+            })
+        })
+        .or_else(|| overlong(&request.action).map(|length| ("action".to_owned(), length)))
+        .or_else(|| {
+            request
+                .properties
+                .iter()
+                .enumerate()
+                .find_map(|(i, property)| {
+                    overlong(property).map(|length| (format!("properties[{i}]"), length))
+                })
+        })
+        .or_else(|| {
+            let keys = request.context.iter().flat_map(|c| c.fields.keys());
+            keys.filter_map(|key| overlong(key))
+                .next()
+                .map(|length| ("context (a key)".to_owned(), length))
+        })
+        .or_else(|| {
+            request.entities.iter().enumerate().find_map(|(i, e)| {
+                let keys = e.attrs.iter().flat_map(|attrs| attrs.fields.keys());
+                keys.filter_map(|key| overlong(key))
+                    .next()
+                    .map(|length| (format!("entities[{i}].attrs (a key)"), length))
+            })
+        })
 }
 
 /// Entities plus properties beyond which work moves off the async workers.
@@ -211,7 +222,7 @@ impl AuthorizationService {
             snapshot,
             limits: self.limits,
             decision_log: self.decision_log,
-            request_id: request_id(request.metadata()).into(),
+            request_id: RequestId::of(request.metadata()),
             caller: request
                 .extensions()
                 .get::<Caller>()
@@ -226,49 +237,66 @@ struct Call {
     snapshot: Arc<Snapshot>,
     limits: Limits,
     decision_log: DecisionLogSettings,
-    request_id: Arc<str>,
+    request_id: RequestId,
     /// The API key's name, when keys are on.
     caller: Option<Arc<str>>,
 }
 
-/// Returns the caller's `x-request-id` when it is a sane token, else a new id.
-fn request_id(metadata: &MetadataMap) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let given = metadata
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| {
-            !id.is_empty()
-                && id.len() <= 128
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-        });
-    match given {
-        Some(id) => id.to_owned(),
-        None => format!("verdict-{:x}", NEXT.fetch_add(1, Ordering::Relaxed)),
+/// The id decision log records carry: the caller's `x-request-id` when it is a sane token,
+/// else a number the server hands out, formatted only if a record is written.
+#[derive(Debug, Clone)]
+enum RequestId {
+    Given(Arc<str>),
+    Numbered(u64),
+}
+
+impl RequestId {
+    fn of(metadata: &MetadataMap) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let given = metadata
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .filter(|id| {
+                !id.is_empty()
+                    && id.len() <= 128
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+            });
+        match given {
+            Some(id) => Self::Given(Arc::from(id)),
+            None => Self::Numbered(NEXT.fetch_add(1, Ordering::Relaxed)),
+        }
     }
 }
 
-/// Decides one converted request against one snapshot.
-/// Decides one request and records it (metrics, decision log); `prefix` names the item in a
-/// batch (`checks[3].`).
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Given(id) => f.write_str(id),
+            Self::Numbered(n) => write!(f, "verdict-{n:x}"),
+        }
+    }
+}
+
+/// Decides one request and records it (metrics, decision log); `item` says which check of a
+/// batch it is.
 fn decide(
     call: &Call,
     request: proto::CheckRequest,
-    prefix: &str,
+    item: Item,
 ) -> Result<proto::CheckResponse, ApiError> {
     let started = Instant::now();
     let decided = (|| {
-        call.limits.check(&request, prefix)?;
-        let input = check_input(request, prefix)?.normalized(call.limits.max_json_depth)?;
+        call.limits.check(&request, item)?;
+        let input = check_input(request, item)?.normalized(call.limits.max_json_depth)?;
         let request = engine::Request::prepare(input, &call.snapshot)?;
         let decision = engine::decide(&call.snapshot, &request)?;
         Ok::<_, ApiError>((request, decision))
     })();
     match decided {
         Ok((request, decision)) => {
-            observe(call, prefix, &request, &decision, started.elapsed());
+            observe(call, item, &request, &decision, started.elapsed());
             Ok(check_response(decision, &call.snapshot.version))
         }
         Err(error) => {
@@ -291,7 +319,7 @@ fn decide(
 /// Records one decision: metrics always, the decision log when sampled.
 fn observe(
     call: &Call,
-    prefix: &str,
+    item: Item,
     request: &engine::Request,
     decision: &Decision,
     elapsed: std::time::Duration,
@@ -323,10 +351,9 @@ fn observe(
         .iter()
         .map(|p| (p.name.as_str(), p.outcome.as_str()))
         .collect();
-    let request_id = if prefix.is_empty() {
-        call.request_id.to_string()
-    } else {
-        format!("{}/{}", call.request_id, prefix.trim_end_matches('.'))
+    let request_id = match item {
+        Item::Single => call.request_id.to_string(),
+        Item::Batch(i) => format!("{}/checks[{i}]", call.request_id),
     };
     decision_log::log(&DecisionRecord {
         request_id: &request_id,
@@ -362,7 +389,7 @@ fn timestamp(time: SystemTime) -> prost_types::Timestamp {
 
 #[tonic::async_trait]
 impl Authorization for AuthorizationService {
-    #[tracing::instrument(name = "Check", skip_all)]
+    #[tracing::instrument(name = "Check", level = "debug", skip_all)]
     async fn check(
         &self,
         request: Request<proto::CheckRequest>,
@@ -372,16 +399,16 @@ impl Authorization for AuthorizationService {
         // A plain check takes microseconds and runs inline; one with many entities or
         // properties could hold an async worker for milliseconds.
         let response = if is_heavy(&request) {
-            tokio::task::spawn_blocking(move || decide(&call, request, ""))
+            tokio::task::spawn_blocking(move || decide(&call, request, Item::Single))
                 .await
                 .map_err(|e| ApiError::Internal(format!("check worker failed: {e}")))??
         } else {
-            decide(&call, request, "")?
+            decide(&call, request, Item::Single)?
         };
         Ok(Response::new(response))
     }
 
-    #[tracing::instrument(name = "BatchCheck", skip_all, fields(checks))]
+    #[tracing::instrument(name = "BatchCheck", level = "debug", skip_all, fields(checks))]
     async fn batch_check(
         &self,
         request: Request<proto::BatchCheckRequest>,
@@ -409,7 +436,7 @@ impl Authorization for AuthorizationService {
             checks
                 .into_iter()
                 .enumerate()
-                .map(|(i, check)| batch_result(decide(&call, check, &format!("checks[{i}]."))))
+                .map(|(i, check)| batch_result(decide(&call, check, Item::Batch(i))))
                 .collect()
         } else {
             decide_in_parallel(&call, checks).await?
@@ -497,7 +524,7 @@ async fn decide_in_parallel(
         tasks.push(tokio::task::spawn_blocking(move || {
             chunk
                 .into_iter()
-                .map(|(i, check)| batch_result(decide(&call, check, &format!("checks[{i}]."))))
+                .map(|(i, check)| batch_result(decide(&call, check, Item::Batch(i))))
                 .collect::<Vec<_>>()
         }));
     }

@@ -27,11 +27,28 @@ pub enum ProtocolError {
     },
 }
 
-/// Converts a `CheckRequest`; `prefix` names the message in errors (`checks[3].` in a batch).
-pub fn check_input(
-    request: proto::CheckRequest,
-    prefix: &str,
-) -> Result<CheckInput, ProtocolError> {
+/// Which message of a request is being converted: the request itself, or one check of a batch.
+/// Its `Display` is the prefix of field names in errors (`checks[3].` in a batch), built only
+/// when an error needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    /// A `Check` request.
+    Single,
+    /// The check at this index of a `BatchCheck`.
+    Batch(usize),
+}
+
+impl std::fmt::Display for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Single => Ok(()),
+            Self::Batch(i) => write!(f, "checks[{i}]."),
+        }
+    }
+}
+
+/// Converts a `CheckRequest`; `item` prefixes field names in errors.
+pub fn check_input(request: proto::CheckRequest, item: Item) -> Result<CheckInput, ProtocolError> {
     let proto::CheckRequest {
         principal,
         action,
@@ -43,40 +60,46 @@ pub fn check_input(
     let entities = entities
         .into_iter()
         .enumerate()
-        .map(|(i, entity)| entity_input(entity, &format!("{prefix}entities[{i}]")))
+        .map(|(i, entity)| entity_input(entity, || format!("{item}entities[{i}]")))
         .collect::<Result<_, _>>()?;
     Ok(CheckInput {
-        principal: entity_ref(principal, &format!("{prefix}principal"))?,
+        principal: entity_ref(principal, || format!("{item}principal"))?,
         action,
-        resource: entity_ref(resource, &format!("{prefix}resource"))?,
-        context: struct_to_map(context, &format!("{prefix}context"))?,
+        resource: entity_ref(resource, || format!("{item}resource"))?,
+        context: struct_to_map(context, || format!("{item}context"))?,
         entities,
         properties,
     })
 }
 
-fn entity_ref(entity: Option<proto::EntityRef>, field: &str) -> Result<EntityRef, ProtocolError> {
-    let proto::EntityRef { r#type, id } =
-        entity.ok_or_else(|| ProtocolError::Missing(field.to_owned()))?;
+/// Field names are built by `field` only when an error needs them (most requests have none).
+fn entity_ref(
+    entity: Option<proto::EntityRef>,
+    field: impl FnOnce() -> String,
+) -> Result<EntityRef, ProtocolError> {
+    let proto::EntityRef { r#type, id } = entity.ok_or_else(|| ProtocolError::Missing(field()))?;
     Ok(EntityRef {
         entity_type: r#type,
         id,
     })
 }
 
-fn entity_input(entity: proto::Entity, field: &str) -> Result<EntityInput, ProtocolError> {
+fn entity_input(
+    entity: proto::Entity,
+    field: impl Fn() -> String,
+) -> Result<EntityInput, ProtocolError> {
     let proto::Entity {
         uid,
         attrs,
         parents,
     } = entity;
     Ok(EntityInput {
-        uid: entity_ref(uid, &format!("{field}.uid"))?,
-        attrs: struct_to_map(attrs, &format!("{field}.attrs"))?,
+        uid: entity_ref(uid, || format!("{}.uid", field()))?,
+        attrs: struct_to_map(attrs, || format!("{}.attrs", field()))?,
         parents: parents
             .into_iter()
             .enumerate()
-            .map(|(i, parent)| entity_ref(Some(parent), &format!("{field}.parents[{i}]")))
+            .map(|(i, parent)| entity_ref(Some(parent), || format!("{}.parents[{i}]", field())))
             .collect::<Result<_, _>>()?,
     })
 }
@@ -85,10 +108,12 @@ fn entity_input(entity: proto::Entity, field: &str) -> Result<EntityInput, Proto
 /// whole ones into Longs and rejects the rest with the field's path.
 fn struct_to_map(
     value: Option<prost_types::Struct>,
-    field: &str,
+    field: impl FnOnce() -> String,
 ) -> Result<Map<String, Value>, ProtocolError> {
-    let mut path = field.to_owned();
-    fields_to_map(value.map(|s| s.fields).unwrap_or_default(), &mut path)
+    match value {
+        Some(value) if !value.fields.is_empty() => fields_to_map(value.fields, &mut field()),
+        _ => Ok(Map::new()),
+    }
 }
 
 fn fields_to_map(
@@ -216,7 +241,9 @@ mod tests {
         let mut request = request_with_context(Vec::new());
         request.principal = None;
         assert_eq!(
-            check_input(request, "checks[2].").unwrap_err().to_string(),
+            check_input(request, Item::Batch(2))
+                .unwrap_err()
+                .to_string(),
             "checks[2].principal: required field is missing"
         );
     }
@@ -228,20 +255,27 @@ mod tests {
                 values: vec![number(1.0), prost_types::Value { kind: None }],
             })),
         };
-        let err = check_input(request_with_context(vec![("xs", list)]), "").unwrap_err();
+        let err = check_input(request_with_context(vec![("xs", list)]), Item::Single).unwrap_err();
         assert_eq!(err.to_string(), "context.xs[1]: null is not a Cedar value");
-        let err = check_input(request_with_context(vec![("n", number(f64::NAN))]), "").unwrap_err();
+        let err = check_input(
+            request_with_context(vec![("n", number(f64::NAN))]),
+            Item::Single,
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "context.n: not a finite number");
     }
 
     #[test]
     fn whole_numbers_reach_the_engine_as_integers() {
-        let input = check_input(request_with_context(vec![("n", number(42.0))]), "")
-            .unwrap()
-            .normalized(8)
-            .unwrap();
+        let input = check_input(
+            request_with_context(vec![("n", number(42.0))]),
+            Item::Single,
+        )
+        .unwrap()
+        .normalized(8)
+        .unwrap();
         assert_eq!(input.context.get("n"), Some(&Value::from(42)));
-        let err = check_input(request_with_context(vec![("n", number(4.5))]), "")
+        let err = check_input(request_with_context(vec![("n", number(4.5))]), Item::Single)
             .unwrap()
             .normalized(8)
             .unwrap_err();

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use super::error::LoadError;
 use super::files::BundleFile;
 use crate::diagnostics::{error_chain, line_column, located_messages, serde_position};
-use crate::relations::{RelationId, TupleIndex, display_uid};
+use crate::relations::{RelationId, TupleIndex};
 
 /// The Cedar entity type of userset entities.
 pub const USERSET_TYPE: &str = "Verdict::Userset";
@@ -284,9 +284,17 @@ impl RelationCatalog {
     }
 }
 
-/// The id of a userset entity: the object uid as Cedar prints it, `#`, the relation.
+/// The id of a userset entity: the object uid as Cedar prints it, `#`, the relation. Built by
+/// hand rather than with `format!` (the same text as `display_uid`): it is made for every
+/// relation in a request's slice.
 fn userset_entity_id(entity_type: &str, id: &str, relation: &str) -> String {
-    format!("{}#{relation}", display_uid(entity_type, id))
+    let mut out = String::with_capacity(entity_type.len() + id.len() + relation.len() + 5);
+    out.push_str(entity_type);
+    out.push_str("::\"");
+    out.extend(id.escape_debug());
+    out.push_str("\"#");
+    out.push_str(relation);
+    out
 }
 
 #[cfg(test)]
@@ -300,6 +308,20 @@ mod tests {
             path: PathBuf::from(format!("b/{name}")),
             relative: name.to_owned(),
             text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn userset_ids_read_as_the_object_uid_and_the_relation() {
+        for (entity_type, id) in [
+            ("Doc", "d1"),
+            ("Acme::Doc", "a \"quoted\" id\n"),
+            ("T", "ünï"),
+        ] {
+            assert_eq!(
+                userset_entity_id(entity_type, id, "viewer"),
+                format!("{}#viewer", crate::relations::display_uid(entity_type, id))
+            );
         }
     }
 

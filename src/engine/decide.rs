@@ -13,6 +13,7 @@ use crate::diagnostics::error_chain;
 /// Only a request whose entities cannot form a consistent slice is an error; everything else,
 /// including evaluation errors and a relation search that hits the depth bound, is a decision.
 pub fn decide(snapshot: &Snapshot, request: &Request) -> Result<Decision, RequestError> {
+    #[cfg(debug_assertions)]
     debug_assert_eq!(
         request.snapshot_version, snapshot.version,
         "a request is decided against the snapshot it was prepared with"

@@ -160,6 +160,9 @@ pub struct Request {
     pub(super) supplied: Vec<Entity>,
     /// Entities the context points at.
     pub(super) context_entities: Vec<EntityUid>,
+    /// The snapshot it was prepared with, to check the invariant above (debug builds only:
+    /// copying the version costs an allocation per request).
+    #[cfg(debug_assertions)]
     pub(super) snapshot_version: String,
 }
 
@@ -291,6 +294,7 @@ impl Request {
             properties,
             supplied,
             context_entities,
+            #[cfg(debug_assertions)]
             snapshot_version: snapshot.version.clone(),
         })
     }
@@ -344,23 +348,24 @@ fn request_validation(error: Box<RequestValidationError>) -> RequestError {
 }
 
 /// Returns the Cedar type for `name`, from the snapshot's cache when it knows the type.
+/// `field` names the field in an error; it is built only then.
 fn entity_type_name(
     name: &str,
-    field: &str,
+    field: impl FnOnce() -> String,
     snapshot: &Snapshot,
 ) -> Result<EntityTypeName, RequestError> {
     if let Some(known) = snapshot.type_names.get(name) {
         return Ok(known.clone());
     }
     if name.is_empty() {
-        return Err(invalid(field, "must not be empty"));
+        return Err(invalid(field(), "must not be empty"));
     }
     parse_entity_type(name)
         .ok()
         .and_then(|_| EntityTypeName::from_str(name).ok())
         .ok_or_else(|| {
             invalid(
-                field,
+                field(),
                 format!("`{name}` is not a Cedar entity type (identifiers joined by `::`)"),
             )
         })
@@ -371,7 +376,7 @@ fn entity_uid(
     field: &str,
     snapshot: &Snapshot,
 ) -> Result<EntityUid, RequestError> {
-    let entity_type = entity_type_name(&entity.entity_type, &format!("{field}.type"), snapshot)?;
+    let entity_type = entity_type_name(&entity.entity_type, || format!("{field}.type"), snapshot)?;
     if entity.id.is_empty() {
         return Err(invalid(format!("{field}.id"), "must not be empty"));
     }
@@ -381,10 +386,15 @@ fn entity_uid(
     ))
 }
 
+/// Whether `name` is [`USERSET_TYPE`] (compared without formatting the name).
+fn is_userset_type(name: &EntityTypeName) -> bool {
+    name.basename() == "Userset" && name.namespace_components().eq(["Verdict"])
+}
+
 /// The principal or the resource: any entity but a userset.
 fn target(entity: EntityRef, field: &str, snapshot: &Snapshot) -> Result<EntityUid, RequestError> {
     let uid = entity_uid(&entity, field, snapshot)?;
-    if uid.type_name().to_string() == USERSET_TYPE {
+    if is_userset_type(uid.type_name()) {
         return Err(invalid(
             format!("{field}.type"),
             format!("`{USERSET_TYPE}` is Verdict's own type for relations"),
@@ -399,7 +409,7 @@ fn action_uid(text: &str, snapshot: &Snapshot) -> Result<EntityUid, RequestError
         return Err(invalid("action", "must not be empty"));
     }
     if !(text.ends_with('"') && text.contains("::\"")) {
-        let action_type = entity_type_name("Action", "action", snapshot)?;
+        let action_type = entity_type_name("Action", || "action".to_owned(), snapshot)?;
         return Ok(EntityUid::from_type_name_and_id(
             action_type,
             EntityId::new(text),
@@ -411,7 +421,7 @@ fn action_uid(text: &str, snapshot: &Snapshot) -> Result<EntityUid, RequestError
             format!("`{text}` is not an action uid: {}", e.reason),
         )
     })?;
-    let entity_type = entity_type_name(parsed.entity_type, "action", snapshot)?;
+    let entity_type = entity_type_name(parsed.entity_type, || "action".to_owned(), snapshot)?;
     if entity_type.basename() != "Action" {
         return Err(invalid(
             "action",
@@ -440,7 +450,7 @@ fn supplied_entities(
                 "action entities come from the schema or the bundle, not the request",
             ));
         }
-        if uid.type_name().to_string() == USERSET_TYPE {
+        if is_userset_type(uid.type_name()) {
             return Err(invalid(
                 format!("{field}.uid"),
                 format!("`{USERSET_TYPE}` entities come from tuples, not the request"),
@@ -505,7 +515,7 @@ fn supplied_entities(
             let parent_field = format!("{field}.parents[{p}]");
             let parent_uid = entity_uid(parent, &parent_field, snapshot)?;
             if parent_uid.type_name().basename() == "Action"
-                || parent_uid.type_name().to_string() == USERSET_TYPE
+                || is_userset_type(parent_uid.type_name())
             {
                 return Err(invalid(
                     parent_field,
@@ -527,4 +537,23 @@ fn supplied_entities(
         out.push(entity);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userset_type_is_recognised_without_formatting() {
+        let name = |text: &str| EntityTypeName::from_str(text).unwrap();
+        assert!(is_userset_type(&name(USERSET_TYPE)));
+        for other in [
+            "Userset",
+            "Other::Userset",
+            "Verdict::Verdict::Userset",
+            "Verdict::User",
+        ] {
+            assert!(!is_userset_type(&name(other)), "{other}");
+        }
+    }
 }

@@ -26,11 +26,11 @@
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
 
-use cedar_policy::{Entities, Entity, EntityUid};
+use cedar_policy::{Entities, Entity, EntityTypeName, EntityUid};
 use cedar_policy_core::ast;
 use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
 use cedar_policy_core::extensions::Extensions;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use super::request::{Request, RequestError};
 use crate::bundle::{ActionScope, Relation, Snapshot, referenced_entities};
@@ -97,18 +97,21 @@ pub(super) fn build(
         let data = supplied
             .map(Data::Supplied)
             .or_else(|| snapshot.entities.get(&uid).map(Data::Bundle));
-        let entity_type = uid.type_name().to_string();
+        let entity_type = type_text(uid.type_name());
         let has_relations = !snapshot.relations.relations(&entity_type).is_empty();
         if data.is_none() && !has_relations && !is_target(&uid) {
             continue;
         }
         if hops < MAX_HOPS {
-            let references = match (supplied, snapshot.entity_references.get(&uid)) {
-                (Some(entity), _) => referenced_entities(entity),
-                (None, Some(known)) => known.clone(),
-                (None, None) => Vec::new(),
-            };
-            queue.extend(references.into_iter().map(|r| (r, hops + 1)));
+            match (supplied, snapshot.entity_references.get(&uid)) {
+                (Some(entity), _) => queue.extend(
+                    referenced_entities(entity)
+                        .into_iter()
+                        .map(|r| (r, hops + 1)),
+                ),
+                (None, Some(known)) => queue.extend(known.iter().map(|r| (r.clone(), hops + 1))),
+                (None, None) => {}
+            }
         }
         let id = uid.id().unescaped().to_owned();
         members.insert(
@@ -129,9 +132,9 @@ pub(super) fn build(
         };
         let subject = snapshot.tuples.subject(&member.entity_type, &member.id);
         let mut found = Vec::new();
-        for (userset_uid, userset) in &usersets {
-            match search(snapshot, *userset, subject, scratch) {
-                Membership::Member => found.push(userset_uid.clone().into()),
+        for scoped in &usersets {
+            match search(snapshot, scoped.userset, subject, scratch) {
+                Membership::Member => found.push(scoped.uid.clone().into()),
                 Membership::NotMember => {}
                 Membership::DepthExceeded => relation_depth_exceeded = true,
             }
@@ -152,15 +155,15 @@ pub(super) fn build(
     let principal: ast::EntityUID = request.principal.clone().into();
     let resource: ast::EntityUID = request.resource.clone().into();
     let mut entities = Vec::with_capacity(members.len() + 1);
-    for (uid, member) in members {
-        let extra: &[ast::EntityUID] = if uid == request.principal {
+    for (uid, member) in &members {
+        let extra: &[ast::EntityUID] = if *uid == request.principal {
             &principal_in
-        } else if uid == request.resource {
+        } else if *uid == request.resource {
             &resource_in
         } else {
             &[]
         };
-        entities.push(materialize(snapshot, uid, &member, extra, reads));
+        entities.push(materialize(snapshot, uid, member, extra, &usersets));
     }
     if let Some(action) = snapshot.actions.get(&request.action) {
         entities.push(AsRef::<ast::Entity>::as_ref(action).clone());
@@ -202,6 +205,18 @@ pub(super) fn build(
     })
 }
 
+/// The type as written (`Acme::Document`), joined by hand: `to_string` goes through the
+/// formatting machinery, which showed in the slice's profile.
+fn type_text(name: &EntityTypeName) -> String {
+    let mut text = String::with_capacity(32);
+    for component in name.namespace_components() {
+        text.push_str(component);
+        text.push_str("::");
+    }
+    text.push_str(name.basename());
+    text
+}
+
 fn search(
     snapshot: &Snapshot,
     userset: Option<UsersetId>,
@@ -218,17 +233,25 @@ fn search(
     }
 }
 
+/// A userset in the slice's scope: its entity, its place in the tuple index (`None` when no
+/// tuple grants it), and the member and relation it belongs to (`None` for the userset
+/// entities the policies name).
+struct ScopedUserset<'a> {
+    uid: EntityUid,
+    userset: Option<UsersetId>,
+    of: Option<(&'a EntityUid, &'a str)>,
+}
+
 /// The usersets a policy can reach: the relations of every member, and the userset entities
-/// the policies name.
-fn scoped_usersets(
-    snapshot: &Snapshot,
-    members: &FxHashMap<EntityUid, Member>,
+/// the policies name. Each userset uid is built once here; `materialize` reuses them.
+fn scoped_usersets<'a>(
+    snapshot: &'a Snapshot,
+    members: &'a FxHashMap<EntityUid, Member>,
     reads: impl Fn(&Relation) -> bool,
-) -> Vec<(EntityUid, Option<UsersetId>)> {
+) -> Vec<ScopedUserset<'a>> {
     let tuples = &snapshot.tuples;
-    let mut seen = FxHashSet::default();
     let mut scope = Vec::new();
-    for member in members.values() {
+    for (member_uid, member) in members {
         let object = tuples
             .type_id(&member.entity_type)
             .and_then(|t| tuples.entity(t, &member.id));
@@ -240,18 +263,25 @@ fn scoped_usersets(
                 (Some(object), Some(relation)) => tuples.userset(object, relation),
                 _ => None,
             };
-            let uid =
-                snapshot
-                    .relations
-                    .userset_uid(&member.entity_type, &member.id, &relation.name);
-            if seen.insert(uid.clone()) {
-                scope.push((uid, userset));
-            }
+            // INVARIANT: members are distinct and so are a type's relations: no duplicates.
+            scope.push(ScopedUserset {
+                uid: snapshot.relations.userset_uid(
+                    &member.entity_type,
+                    &member.id,
+                    &relation.name,
+                ),
+                userset,
+                of: Some((member_uid, relation.name.as_ref())),
+            });
         }
     }
     for (uid, userset) in &snapshot.policy_entities.usersets {
-        if seen.insert(uid.clone()) {
-            scope.push((uid.clone(), *userset));
+        if !scope.iter().any(|scoped| scoped.uid == *uid) {
+            scope.push(ScopedUserset {
+                uid: uid.clone(),
+                userset: *userset,
+                of: None,
+            });
         }
     }
     scope
@@ -261,34 +291,28 @@ fn scoped_usersets(
 /// `extra` parents (usersets it belongs to).
 fn materialize(
     snapshot: &Snapshot,
-    uid: EntityUid,
+    uid: &EntityUid,
     member: &Member<'_>,
     extra: &[ast::EntityUID],
-    reads: impl Fn(&Relation) -> bool,
+    usersets: &[ScopedUserset<'_>],
 ) -> ast::Entity {
     let mut entity = match member.data {
         // Known only by its type's relations (or not at all): relation attributes, no data.
-        // A relation no policy in scope reads is left out: nothing could observe it.
+        // A relation no policy in scope reads is left out (it is not in `usersets`): nothing
+        // could observe it.
         None => {
-            let attrs = snapshot
-                .relations
-                .relations(&member.entity_type)
+            let attrs = usersets
                 .iter()
-                .filter(|relation| reads(relation))
-                .map(|relation| {
-                    let userset = snapshot.relations.userset_uid(
-                        &member.entity_type,
-                        &member.id,
-                        &relation.name,
-                    );
-                    let value = ast::Value::from(ast::EntityUID::from(userset));
-                    (
-                        relation.name.as_ref().into(),
-                        ast::PartialValue::from(value),
-                    )
+                .filter_map(|scoped| match scoped.of {
+                    Some((owner, relation)) if owner == uid => Some((relation, &scoped.uid)),
+                    _ => None,
+                })
+                .map(|(relation, userset)| {
+                    let value = ast::Value::from(ast::EntityUID::from(userset.clone()));
+                    (relation.into(), ast::PartialValue::from(value))
                 });
             ast::Entity::new_with_attr_partial_value(
-                uid.into(),
+                uid.clone().into(),
                 attrs,
                 HashSet::new(),
                 HashSet::new(),
@@ -315,4 +339,19 @@ fn materialize(
         entity.add_parent(userset.clone());
     }
     entity
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[test]
+    fn type_text_is_the_type_as_cedar_prints_it() {
+        for text in ["User", "Acme::Document", "A::B::C"] {
+            let name = EntityTypeName::from_str(text).unwrap();
+            assert_eq!(type_text(&name), name.to_string());
+        }
+    }
 }

@@ -192,15 +192,28 @@ impl NamedService for Shedding {
 /// activity: the server's own keepalive pings must not keep an abandoned connection open.
 pub(super) struct IdleTimeout<IO> {
     inner: IO,
-    /// The timeout and its timer; `None` when idle connections may stay.
-    timer: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// `None` when idle connections may stay.
+    timer: Option<IdleTimer>,
+}
+
+/// The timer is not moved on every read (that is a timer-wheel update per read, which showed
+/// in profiles under load): a read only notes the time, and when the timer fires early
+/// because of reads since it was set, it is set again for the rest.
+struct IdleTimer {
+    idle: Duration,
+    last_read: Instant,
+    sleep: Pin<Box<Sleep>>,
 }
 
 impl<IO> IdleTimeout<IO> {
     pub(super) fn new(inner: IO, idle: Option<Duration>) -> Self {
         Self {
             inner,
-            timer: idle.map(|idle| (idle, Box::pin(tokio::time::sleep(idle)))),
+            timer: idle.map(|idle| IdleTimer {
+                idle,
+                last_read: Instant::now(),
+                sleep: Box::pin(tokio::time::sleep(idle)),
+            }),
         }
     }
 }
@@ -216,27 +229,31 @@ impl<IO: AsyncRead + Unpin> AsyncRead for IdleTimeout<IO> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 if buf.filled().len() > before
-                    && let Some((idle, timer)) = this.timer.as_mut()
+                    && let Some(timer) = this.timer.as_mut()
                 {
-                    let next = Instant::now() + *idle;
-                    timer.as_mut().reset(next);
+                    timer.last_read = Instant::now();
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending => match this
-                .timer
-                .as_mut()
-                .map(|(_, timer)| timer.as_mut().poll(cx))
-            {
-                Some(Poll::Ready(())) => {
-                    record_limit_breach(LimitBreach::IdleConnection);
-                    Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "connection idle for too long",
-                    )))
+            Poll::Pending => {
+                let Some(timer) = this.timer.as_mut() else {
+                    return Poll::Pending;
+                };
+                loop {
+                    if timer.sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let deadline = timer.last_read + timer.idle;
+                    if deadline <= Instant::now() {
+                        record_limit_breach(LimitBreach::IdleConnection);
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "connection idle for too long",
+                        )));
+                    }
+                    timer.sleep.as_mut().reset(deadline);
                 }
-                Some(Poll::Pending) | None => Poll::Pending,
-            },
+            }
         }
     }
 }

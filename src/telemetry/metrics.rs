@@ -7,9 +7,11 @@
 //! policy ids), never from request ids: the number of series is bounded by the bundle, not by
 //! traffic.
 
+use std::hash::Hash;
+use std::sync::{LazyLock, OnceLock, RwLock};
 use std::time::Duration;
 
-use metrics::SharedString;
+use metrics::{Counter, Histogram, SharedString};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
@@ -211,15 +213,55 @@ pub struct DecisionMetrics<'a> {
     pub relation_depth_exceeded: bool,
 }
 
+/// Metric handles by label values, registered with the recorder on first use.
+///
+/// `metrics::counter!(name, labels)` builds the key, hashes it and looks it up under a lock on
+/// every call; per decision (and per gRPC request) that cost showed in profiles. The label
+/// sets cached here are bounded (closed sets, and the bundle's actions), so the cache is too.
+///
+/// INVARIANT: the recorder is installed before the first request is answered (`serve` calls
+/// [`install`] before binding). A handle registered before that would stay a no-op.
+struct HandleCache<K, H> {
+    handles: LazyLock<RwLock<rustc_hash::FxHashMap<K, H>>>,
+}
+
+impl<K: Hash + Eq + Clone, H: Clone> HandleCache<K, H> {
+    const fn new() -> Self {
+        Self {
+            handles: LazyLock::new(Default::default),
+        }
+    }
+
+    fn get(&self, key: &K, register: impl FnOnce() -> H) -> H {
+        if let Ok(handles) = self.handles.read()
+            && let Some(handle) = handles.get(key)
+        {
+            return handle.clone();
+        }
+        let handle = register();
+        if let Ok(mut handles) = self.handles.write() {
+            handles.entry(key.clone()).or_insert_with(|| handle.clone());
+        }
+        handle
+    }
+}
+
 /// Records one decision.
 pub fn record_decision(decision: &DecisionMetrics<'_>) {
-    metrics::counter!(
-        DECISIONS_TOTAL,
-        "decision" => decision.decision,
-        "action" => decision.action.clone()
-    )
-    .increment(1);
-    metrics::histogram!(DECISION_DURATION_SECONDS).record(decision.duration.as_secs_f64());
+    static DECISIONS: HandleCache<(&'static str, SharedString), Counter> = HandleCache::new();
+    static DURATION: OnceLock<Histogram> = OnceLock::new();
+    DECISIONS
+        .get(&(decision.decision, decision.action.clone()), || {
+            metrics::counter!(
+                DECISIONS_TOTAL,
+                "decision" => decision.decision,
+                "action" => decision.action.clone()
+            )
+        })
+        .increment(1);
+    DURATION
+        .get_or_init(|| metrics::histogram!(DECISION_DURATION_SECONDS))
+        .record(decision.duration.as_secs_f64());
     for policy in decision.errored_policies {
         metrics::counter!(EVALUATION_ERRORS_TOTAL, "policy" => (*policy).to_owned()).increment(1);
     }
@@ -339,13 +381,27 @@ pub fn record_auth(caller: &str, result: AuthResult) {
 
 /// Records the size of one BatchCheck.
 pub fn record_batch_size(checks: usize) {
-    metrics::histogram!(BATCH_SIZE).record(checks as f64);
+    static SIZES: OnceLock<Histogram> = OnceLock::new();
+    SIZES
+        .get_or_init(|| metrics::histogram!(BATCH_SIZE))
+        .record(checks as f64);
 }
 
 /// Records one finished gRPC request.
 pub fn record_grpc(method: &'static str, code: &'static str, duration: Duration) {
-    metrics::counter!(GRPC_REQUESTS_TOTAL, "method" => method, "code" => code).increment(1);
-    metrics::histogram!(GRPC_REQUEST_DURATION_SECONDS, "method" => method)
+    static REQUESTS: HandleCache<(&'static str, &'static str), Counter> = HandleCache::new();
+    static DURATIONS: HandleCache<&'static str, Histogram> = HandleCache::new();
+    REQUESTS
+        .get(
+            &(method, code),
+            || metrics::counter!(GRPC_REQUESTS_TOTAL, "method" => method, "code" => code),
+        )
+        .increment(1);
+    DURATIONS
+        .get(
+            &method,
+            || metrics::histogram!(GRPC_REQUEST_DURATION_SECONDS, "method" => method),
+        )
         .record(duration.as_secs_f64());
 }
 
