@@ -18,6 +18,9 @@ use verdict::bundle::{self, LoadOptions};
 use verdict::engine::{self, CheckInput};
 use verdict::relations::{SearchScratch, TupleIndexBuilder, parse_tuple_line};
 
+#[path = "common/owner_scenario.rs"]
+mod owner_scenario;
+
 fn example_requests() -> Vec<(&'static str, CheckInput)> {
     let input = |value: serde_json::Value| serde_json::from_value::<CheckInput>(value).unwrap();
     vec![
@@ -281,9 +284,154 @@ fn telemetry_cost(c: &mut Criterion) {
     group.finish();
 }
 
+/// The load benchmark's scenario (`benches/common/owner_scenario.rs`): Verdict's decision,
+/// with request preparation, against cedar-policy's `is_authorized` on the same policies and
+/// the equivalent materialised entities (users with their roles, documents pointing at their
+/// owner userset, owners as its members), built outside the timed loop. The same decision is
+/// asserted for every request first. This is the floor for the gRPC benchmark: no server can
+/// answer a `Check` with less work than Cedar's own evaluation.
+fn owner_scenario(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let workload = owner_scenario::Workload::new(dir.path(), 500);
+    let owner_scenario::Workload {
+        snapshot,
+        inputs,
+        cedar_entities,
+        cedar_requests,
+        ..
+    } = &workload;
+    let authorizer = cedar_policy::Authorizer::new();
+    let mut group = c.benchmark_group("decision/owner-scenario");
+    group.throughput(Throughput::Elements(inputs.len() as u64));
+    group.bench_function("verdict-prepare+decide", |b| {
+        b.iter(|| {
+            for input in inputs {
+                let request = engine::Request::prepare(black_box(input.clone()), snapshot).unwrap();
+                black_box(engine::decide(snapshot, &request).unwrap());
+            }
+        });
+    });
+    group.bench_function("cedar-is_authorized", |b| {
+        b.iter(|| {
+            for request in cedar_requests {
+                black_box(authorizer.is_authorized(
+                    black_box(request),
+                    &snapshot.policies,
+                    cedar_entities,
+                ));
+            }
+        });
+    });
+    group.finish();
+}
+
+/// The whole `Check` handler (conversion, limits, preparation, decision, metrics, the span and
+/// the unsampled decision log) on the example bundle, without the transport: what a unary
+/// request costs the server beyond tonic's own work. The subscriber and recorder are the
+/// server's (JSON logs at `info`, the Prometheus recorder).
+fn handler(c: &mut Criterion) {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+    use verdict::api::proto::authorization_server::Authorization;
+    use verdict::api::{AuthorizationService, Limits, proto};
+    use verdict::bundle::SnapshotHandle;
+    use verdict::config::{
+        DEFAULT_MAX_BATCH, DEFAULT_MAX_ENTITY_PARENTS, DEFAULT_MAX_PROPERTIES,
+        DEFAULT_MAX_REQUEST_ENTITIES, DEFAULT_MAX_STRING_BYTES,
+    };
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let snapshot = bundle::load(&dir, LoadOptions::default()).unwrap();
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let _ = metrics::set_global_recorder(recorder);
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::sink)
+        .finish();
+    let service = AuthorizationService::new(
+        Arc::new(SnapshotHandle::with(snapshot)),
+        Limits {
+            max_batch: DEFAULT_MAX_BATCH,
+            max_json_depth: engine::DEFAULT_MAX_JSON_DEPTH,
+            max_request_entities: DEFAULT_MAX_REQUEST_ENTITIES,
+            max_entity_parents: DEFAULT_MAX_ENTITY_PARENTS,
+            max_properties: DEFAULT_MAX_PROPERTIES,
+            max_string_bytes: DEFAULT_MAX_STRING_BYTES,
+        },
+    );
+    let entity = |t: &str, id: &str| {
+        Some(proto::EntityRef {
+            r#type: t.to_owned(),
+            id: id.to_owned(),
+        })
+    };
+    let requests = [
+        (
+            "nested-team-read",
+            proto::CheckRequest {
+                principal: entity("User", "bob"),
+                action: "read".to_owned(),
+                resource: entity("Document", "roadmap"),
+                context: Some(prost_types::Struct {
+                    fields: [(
+                        "scopes".to_owned(),
+                        prost_types::Value {
+                            kind: Some(prost_types::value::Kind::ListValue(
+                                prost_types::ListValue {
+                                    values: vec![prost_types::Value {
+                                        kind: Some(prost_types::value::Kind::StringValue(
+                                            "documents:read".to_owned(),
+                                        )),
+                                    }],
+                                },
+                            )),
+                        },
+                    )]
+                    .into(),
+                }),
+                entities: Vec::new(),
+                properties: Vec::new(),
+            },
+        ),
+        (
+            "function-level",
+            proto::CheckRequest {
+                principal: entity("User", "erin"),
+                action: "DeleteUser".to_owned(),
+                resource: entity("Api", "admin"),
+                context: None,
+                entities: Vec::new(),
+                properties: Vec::new(),
+            },
+        ),
+    ];
+    let mut group = c.benchmark_group("handler/example-bundle/check");
+    group.throughput(Throughput::Elements(1));
+    tracing::subscriber::with_default(subscriber, || {
+        for (name, request) in &requests {
+            group.bench_function(*name, |b| {
+                b.iter(|| {
+                    let call = service.check(tonic::Request::new(black_box(request.clone())));
+                    let mut call = std::pin::pin!(call);
+                    // A plain check never waits: it completes on its first poll.
+                    match call.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                        Poll::Ready(answer) => black_box(answer.unwrap()),
+                        Poll::Pending => panic!("a plain check waited"),
+                    }
+                });
+            });
+        }
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     decision,
+    owner_scenario,
+    handler,
     membership_by_depth,
     membership_by_fanout,
     membership_by_graph_size,

@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench --bench load                       # everything, 10 s per measurement
 //! LOAD_SECONDS=5 LOAD_TARGETS=verdict,noop cargo bench --bench load
+//! LOAD_MODES=check LOAD_IN_FLIGHT=64 LOAD_VERDICT_ARGS="--request-timeout 1s" cargo bench --bench load
 //! ```
 //!
 //! `cargo bench` builds the release `verdict` binary and this harness. The harness starts each
@@ -42,105 +43,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tonic::transport::{Channel, Endpoint};
 use verdict::api::proto;
 
+/// The server's allocator (see `src/main.rs`), so that what is measured here is what runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "common/owner_scenario.rs"]
+mod owner_scenario;
+use owner_scenario::{Check, checks, expected, is_admin, owner, write_bundle};
+
 const CERBOS_VERSION: &str = "0.55.0";
-/// Documents, users, and the share of admins among users.
-const DOCUMENTS: usize = 1_000;
-const USERS: usize = 100;
-const ACTIONS: [&str; 3] = ["view", "update", "delete"];
 const BATCH: usize = 100;
 const CONNECTIONS_MAX: usize = 4;
-
-fn is_admin(user: usize) -> bool {
-    user.is_multiple_of(10)
-}
-
-fn owner(document: usize) -> usize {
-    (document * 7) % USERS
-}
-
-fn expected(user: usize, action: &str, document: usize) -> bool {
-    is_admin(user) || (action != "view" && owner(document) == user)
-}
-
-/// One logical check: who, what, which document.
-#[derive(Debug, Clone, Copy)]
-struct Check {
-    user: usize,
-    action: &'static str,
-    document: usize,
-}
-
-/// The request mix: every third request is the owner acting on their own document, so about
-/// a third of the answers are allows.
-fn checks(count: usize) -> Vec<Check> {
-    let mut state = 0x5eed_u64;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
-    (0..count)
-        .map(|i| {
-            let document = next(DOCUMENTS);
-            let user = if i % 3 == 0 {
-                owner(document)
-            } else {
-                next(USERS)
-            };
-            Check {
-                user,
-                action: ACTIONS[next(ACTIONS.len())],
-                document,
-            }
-        })
-        .collect()
-}
-
-// ------------------------------------------------------------------------------------------
-// The Verdict bundle for the scenario.
-
-fn write_bundle(dir: &Path) {
-    std::fs::write(
-        dir.join("policies.cedar"),
-        r#"@id("owner-update-delete")
-permit (principal, action in [Action::"update", Action::"delete"], resource is Document)
-when { principal in resource.owner };
-
-@id("admin-all")
-permit (principal in Role::"admin", action, resource);
-"#,
-    )
-    .unwrap();
-    let mut tuples = String::new();
-    for d in 0..DOCUMENTS {
-        tuples.push_str(&format!(
-            "Document::\"d{d}\"#owner@User::\"u{}\"\n",
-            owner(d)
-        ));
-    }
-    std::fs::write(dir.join("owners.tuples"), tuples).unwrap();
-    let users: Vec<serde_json::Value> = (0..USERS)
-        .map(|u| {
-            let parents = if is_admin(u) {
-                json!([{"type": "Role", "id": "admin"}])
-            } else {
-                json!([])
-            };
-            json!({"uid": {"type": "User", "id": format!("u{u}")}, "attrs": {}, "parents": parents})
-        })
-        .collect();
-    std::fs::write(
-        dir.join("users.entities.json"),
-        serde_json::to_string_pretty(&users).unwrap(),
-    )
-    .unwrap();
-}
-
 fn verdict_check(check: Check) -> proto::CheckRequest {
     proto::CheckRequest {
         principal: Some(proto::EntityRef {
@@ -350,8 +266,9 @@ fn start_verdict() -> Server {
             "serve",
             "--grpc-addr",
             "127.0.0.1:0",
+            // Metrics on, as in production (recorded per decision; nobody scrapes here).
             "--metrics-addr",
-            "off",
+            "127.0.0.1:0",
             "--log-format",
             "json",
             "--decision-log-deny-rate",
@@ -367,6 +284,12 @@ fn start_verdict() -> Server {
         ])
         .arg("--policies")
         .arg(scratch.path())
+        // For experiments: extra `serve` flags, whitespace-separated.
+        .args(
+            std::env::var("LOAD_VERDICT_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .env_remove("RUST_LOG")
         .env("VERDICT_LOG", "info")
         .stdout(Stdio::null())
@@ -547,9 +470,12 @@ fn run_noop_server() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("noop listening {}", listener.local_addr().unwrap());
         std::io::stdout().flush().unwrap();
+        // TCP_NODELAY as Verdict sets it: without it a batch waits out delayed ACKs (~40 ms).
         tonic::transport::Server::builder()
             .add_service(proto::authorization_server::AuthorizationServer::new(Noop))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            )
             .await
             .unwrap();
     });
@@ -805,8 +731,10 @@ async fn closed_loop(
     }
 }
 
-/// Open loop: requests start on a fixed schedule (`rate` per second, in 1 ms slots) whatever
-/// the answers do, at most `in_flight` outstanding; latency counts from the scheduled start.
+/// Open loop: requests start on a fixed schedule (`rate` per second) whatever the answers do,
+/// at most `in_flight` outstanding; latency counts from the scheduled start. The first second
+/// runs at the same rate unrecorded (connections, caches). A request with no free slot is an
+/// error: `in_flight` is set far above what the rate needs, so that means the server stalled.
 async fn open_loop(
     addr: SocketAddr,
     prepared: Arc<Vec<Prepared>>,
@@ -828,13 +756,18 @@ async fn open_loop(
     }
     let permits = Arc::new(tokio::sync::Semaphore::new(in_flight));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let warm_up = rate as u64;
     let start = Instant::now();
-    let total = (rate * measure.as_secs_f64()) as u64;
+    let measured_from = start + Duration::from_secs(1);
+    let total = warm_up + (rate * measure.as_secs_f64()) as u64;
     let mut skipped = 0u64;
     for n in 0..total {
         let scheduled = start + Duration::from_secs_f64(n as f64 / rate);
-        if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
-            tokio::time::sleep(wait).await;
+        // Tokio's timers tick in milliseconds, which would send requests in bursts and add up
+        // to a millisecond of lateness to each: wait by yielding instead (the generator has a
+        // core of its own), so answers are still processed meanwhile.
+        while Instant::now() < scheduled {
+            tokio::task::yield_now().await;
         }
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             skipped += 1;
@@ -845,7 +778,9 @@ async fn open_loop(
         let tx = tx.clone();
         tokio::spawn(async move {
             let result = send(&channel, &prepared[n as usize % prepared.len()]).await;
-            let _ = tx.send((scheduled.elapsed().as_nanos() as u64, result));
+            if n >= warm_up {
+                let _ = tx.send((scheduled.elapsed().as_nanos() as u64, result));
+            }
             drop(permit);
         });
     }
@@ -869,7 +804,7 @@ async fn open_loop(
         decisions,
         errors,
         first_error,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: measured_from.elapsed().as_secs_f64(),
         percentiles: percentiles(latencies),
     }
 }
@@ -965,6 +900,10 @@ fn measure(
     measured
 }
 
+/// The most requests the open-loop run keeps outstanding: far above what half the peak rate
+/// needs at these latencies, and below Verdict's default concurrency limit (1024).
+const OPEN_LOOP_SLOTS: usize = 512;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--noop-server") {
@@ -983,7 +922,24 @@ fn main() {
         Err(_) if full => vec![Target::Noop, Target::Verdict, Target::Cerbos],
         Err(_) => vec![Target::Noop, Target::Verdict],
     };
-    let concurrencies: &[usize] = if full { &[1, 8, 64] } else { &[1, 8] };
+    let concurrencies: Vec<usize> = match std::env::var("LOAD_IN_FLIGHT") {
+        Ok(list) => list.split(',').map(|n| n.parse().unwrap()).collect(),
+        Err(_) if full => vec![1, 8, 64],
+        Err(_) => vec![1, 8],
+    };
+    let modes: Vec<Mode> = match std::env::var("LOAD_MODES") {
+        Ok(list) => list
+            .split(',')
+            .map(|m| {
+                if m == "batch" {
+                    Mode::Batch
+                } else {
+                    Mode::Check
+                }
+            })
+            .collect(),
+        Err(_) => vec![Mode::Check, Mode::Batch],
+    };
     println!(
         "load: {seconds} s per measurement; servers on CPU 0, generator on CPU 1; {} connections at most",
         CONNECTIONS_MAX
@@ -999,8 +955,8 @@ fn main() {
             Target::Noop => start_noop(),
             Target::Cerbos => start_cerbos(),
         };
-        for mode in [Mode::Check, Mode::Batch] {
-            for &in_flight in concurrencies {
+        for &mode in &modes {
+            for &in_flight in &concurrencies {
                 let m = measure(target, server.addr, mode, in_flight, seconds, 0.0);
                 let rps = m.requests as f64 / m.seconds;
                 if target == Target::Verdict && mode == Mode::Check {
@@ -1019,12 +975,19 @@ fn main() {
                 );
             }
         }
-        if target == Target::Verdict && full {
+        if target == Target::Verdict && full && peak_verdict_check > 0.0 {
             let rate = (peak_verdict_check / 2.0).floor();
-            let m = measure(target, server.addr, Mode::Check, 64, seconds, rate);
+            let m = measure(
+                target,
+                server.addr,
+                Mode::Check,
+                OPEN_LOOP_SLOTS,
+                seconds,
+                rate,
+            );
             let [p50, p90, p99, p999] = m.percentiles;
             println!(
-                "| verdict | check, open loop at {rate:.0}/s (half of peak) | ≤64 | {:.0} | {:.0} | {p50:.0} | {p90:.0} | {p99:.0} | {p999:.0} |",
+                "| verdict | check, open loop at {rate:.0}/s (half of peak) | ≤{OPEN_LOOP_SLOTS} | {:.0} | {:.0} | {p50:.0} | {p90:.0} | {p99:.0} | {p999:.0} |",
                 m.requests as f64 / m.seconds,
                 m.decisions as f64 / m.seconds,
             );

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Instructions per decision under valgrind's callgrind (see benches/instructions.rs). Needs
+# valgrind (Debian's package; installed here when missing). Prints one Markdown table row per
+# workload: instructions counted inside the measured function, divided by the decisions made.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PASSES=${PASSES:-20}
+if ! command -v valgrind >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq valgrind >/dev/null
+fi
+binary=$(cargo bench --bench instructions --no-run --locked --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "instructions" and m.get("executable"):
+        print(m["executable"])')
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+echo "| workload | decisions | instructions per decision |"
+echo "|---|---|---|"
+for workload in owner-verdict owner-cedar example-verdict; do
+    valgrind --tool=callgrind --callgrind-out-file="$out/$workload" \
+        --toggle-collect='instructions::measured_*' "$binary" "$workload" "$PASSES" \
+        >"$out/$workload.log" 2>&1
+    decisions=$(grep -o '[0-9]* decisions' "$out/$workload.log" | cut -d' ' -f1)
+    total=$(grep -o 'Collected : [0-9]*' "$out/$workload.log" | tr -dc '0-9')
+    echo "| $workload | $decisions | $((total / decisions)) |"
+done
