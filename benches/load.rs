@@ -266,9 +266,6 @@ fn start_verdict() -> Server {
             "serve",
             "--grpc-addr",
             "127.0.0.1:0",
-            // Metrics on, as in production (recorded per decision; nobody scrapes here).
-            "--metrics-addr",
-            "127.0.0.1:0",
             "--log-format",
             "json",
             "--decision-log-deny-rate",
@@ -284,6 +281,10 @@ fn start_verdict() -> Server {
         ])
         .arg("--policies")
         .arg(scratch.path())
+        // Metrics on, as in production (recorded per decision; nobody scrapes here);
+        // LOAD_VERDICT_METRICS=off for experiments.
+        .arg("--metrics-addr")
+        .arg(std::env::var("LOAD_VERDICT_METRICS").unwrap_or_else(|_| "127.0.0.1:0".to_owned()))
         // For experiments: extra `serve` flags, whitespace-separated.
         .args(
             std::env::var("LOAD_VERDICT_ARGS")
@@ -949,6 +950,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut peak_verdict_check = 0.0f64;
+    let mut open_loop_rate = 0.0f64;
     for &target in &targets {
         let server = match target {
             Target::Verdict => start_verdict(),
@@ -976,22 +978,33 @@ fn main() {
             }
         }
         if target == Target::Verdict && full && peak_verdict_check > 0.0 {
-            let rate = (peak_verdict_check / 2.0).floor();
-            let m = measure(
-                target,
-                server.addr,
-                Mode::Check,
-                OPEN_LOOP_SLOTS,
-                seconds,
-                rate,
-            );
-            let [p50, p90, p99, p999] = m.percentiles;
-            println!(
-                "| verdict | check, open loop at {rate:.0}/s (half of peak) | ≤{OPEN_LOOP_SLOTS} | {:.0} | {:.0} | {p50:.0} | {p90:.0} | {p99:.0} | {p999:.0} |",
-                m.requests as f64 / m.seconds,
-                m.decisions as f64 / m.seconds,
-            );
+            open_loop_rate = (peak_verdict_check / 2.0).floor();
+            print_open_loop(target, &server, open_loop_rate, seconds);
         }
         drop(server);
     }
+    // The same schedule against the no-op server: what the transport and the generator alone
+    // add to the tail at that rate.
+    if open_loop_rate > 0.0 && targets.contains(&Target::Noop) {
+        print_open_loop(Target::Noop, &start_noop(), open_loop_rate, seconds);
+    }
+}
+
+/// Runs the open loop at `rate` against `server` and prints its row.
+fn print_open_loop(target: Target, server: &Server, rate: f64, seconds: f64) {
+    let m = measure(
+        target,
+        server.addr,
+        Mode::Check,
+        OPEN_LOOP_SLOTS,
+        seconds,
+        rate,
+    );
+    let [p50, p90, p99, p999] = m.percentiles;
+    println!(
+        "| {} | check, open loop at {rate:.0}/s (half of Verdict's peak) | ≤{OPEN_LOOP_SLOTS} | {:.0} | {:.0} | {p50:.0} | {p90:.0} | {p99:.0} | {p999:.0} |",
+        target.name(),
+        m.requests as f64 / m.seconds,
+        m.decisions as f64 / m.seconds,
+    );
 }

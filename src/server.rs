@@ -86,6 +86,12 @@ pub struct Listeners {
 /// How often gauges (snapshot age, counts, version) are refreshed.
 const GAUGE_REFRESH: Duration = Duration::from_secs(5);
 
+/// How often the recorder's upkeep drains the histograms' recent samples. Each sample is
+/// queued when recorded and summed into buckets here: every second, on a blocking thread, so
+/// no async worker stalls behind it. (Every 5 s on a worker, the drain of some 400,000
+/// samples at full load held requests for tens of milliseconds: see BENCHMARKS.md.)
+const METRICS_UPKEEP: Duration = Duration::from_secs(1);
+
 /// Serves until `shutdown` completes, then drains in-flight requests.
 ///
 /// The reloader's watch loop (per the configuration) and SIGHUP rebuild the snapshot, and so
@@ -126,10 +132,12 @@ pub async fn run(
     spawn_health_follower(health.clone(), reloader.subscribe(), background.clone());
     spawn_gauge_refresh(
         Arc::clone(&snapshots),
-        metrics.clone(),
         reloader.subscribe(),
         background.clone(),
     );
+    if let Some(handle) = &metrics {
+        spawn_metrics_upkeep(handle.clone(), background.clone());
+    }
     if config.watch || config.poll_interval.is_some() {
         let settings = WatchSettings {
             watch: config.watch,
@@ -284,11 +292,28 @@ pub async fn run(
     Ok(())
 }
 
+/// Runs the recorder's upkeep every [`METRICS_UPKEEP`] on a blocking thread.
+fn spawn_metrics_upkeep(handle: PrometheusHandle, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let handle = handle.clone();
+            if let Err(error) = tokio::task::spawn_blocking(move || handle.run_upkeep()).await {
+                tracing::warn!(%error, "metrics upkeep failed");
+            }
+        }
+    });
+}
+
 /// Keeps the snapshot gauges current: right after each swap, and every few seconds (so the
-/// snapshot age moves and an old version's series expires). Also runs the recorder's upkeep.
+/// snapshot age moves and an old version's series expires).
 fn spawn_gauge_refresh(
     snapshots: Arc<SnapshotHandle>,
-    metrics: Option<PrometheusHandle>,
     mut serving: tokio::sync::watch::Receiver<Option<String>>,
     cancel: CancellationToken,
 ) {
@@ -312,9 +337,6 @@ fn spawn_gauge_refresh(
                 entities: s.entity_count,
             });
             telemetry_metrics::record_snapshot(gauges.as_ref());
-            if let Some(handle) = &metrics {
-                handle.run_upkeep();
-            }
             tokio::select! {
                 () = cancel.cancelled() => return,
                 _ = tick.tick() => {}

@@ -27,11 +27,21 @@ pub(crate) struct HttpState {
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 async fn metrics(State(state): State<HttpState>) -> Response {
-    match &state.metrics {
-        Some(handle) => {
-            ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], handle.render()).into_response()
+    let Some(handle) = state.metrics else {
+        return (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response();
+    };
+    // Rendering drains every histogram's recent samples: off the async workers, so a scrape
+    // does not hold up requests.
+    match tokio::task::spawn_blocking(move || handle.render()).await {
+        Ok(text) => ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "rendering metrics failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering metrics failed\n",
+            )
+                .into_response()
         }
-        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
     }
 }
 
