@@ -14,8 +14,9 @@
 //! it drives unary `Check` and batches of 100 (`BatchCheck`; Cerbos: `CheckResources` with 100
 //! resources) with 1, 8 and 64 requests in flight over up to 4 HTTP/2 connections, closed loop,
 //! for `LOAD_SECONDS` after a one-second warm-up, and prints throughput and latency
-//! percentiles. Then an open-loop run at half of Verdict's peak unary throughput measures p99
-//! latency from each request's scheduled start (no coordinated omission). Every response is
+//! percentiles. Then open-loop runs at a quarter and at half of Verdict's peak unary
+//! throughput measure latency from each request's scheduled start (no coordinated omission),
+//! against Verdict and then the no-op server on the same schedules. Every response is
 //! checked: a non-OK status or a decision other than the expected one is counted as an error,
 //! and any error fails the run.
 //!
@@ -902,8 +903,12 @@ fn measure(
 }
 
 /// The most requests the open-loop run keeps outstanding: far above what half the peak rate
-/// needs at these latencies, and below Verdict's default concurrency limit (1024).
-const OPEN_LOOP_SLOTS: usize = 512;
+/// needs at these latencies (a stall of 50 ms at 20,000/s fills them), and below Verdict's
+/// default concurrency limit (1024).
+const OPEN_LOOP_SLOTS: usize = 1000;
+
+/// The open-loop rates, as shares of Verdict's peak unary throughput.
+const OPEN_LOOP_SHARES: [f64; 2] = [0.25, 0.5];
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -950,7 +955,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut peak_verdict_check = 0.0f64;
-    let mut open_loop_rate = 0.0f64;
+    let mut open_loop_rates = Vec::new();
     for &target in &targets {
         let server = match target {
             Target::Verdict => start_verdict(),
@@ -978,20 +983,26 @@ fn main() {
             }
         }
         if target == Target::Verdict && full && peak_verdict_check > 0.0 {
-            open_loop_rate = (peak_verdict_check / 2.0).floor();
-            print_open_loop(target, &server, open_loop_rate, seconds);
+            for share in OPEN_LOOP_SHARES {
+                let rate = (peak_verdict_check * share).floor();
+                print_open_loop(target, &server, rate, share, seconds);
+                open_loop_rates.push((rate, share));
+            }
         }
         drop(server);
     }
-    // The same schedule against the no-op server: what the transport and the generator alone
-    // add to the tail at that rate.
-    if open_loop_rate > 0.0 && targets.contains(&Target::Noop) {
-        print_open_loop(Target::Noop, &start_noop(), open_loop_rate, seconds);
+    // The same schedules against the no-op server: what the transport and the generator alone
+    // add to the tail at those rates.
+    if !open_loop_rates.is_empty() && targets.contains(&Target::Noop) {
+        let noop = start_noop();
+        for (rate, share) in open_loop_rates {
+            print_open_loop(Target::Noop, &noop, rate, share, seconds);
+        }
     }
 }
 
-/// Runs the open loop at `rate` against `server` and prints its row.
-fn print_open_loop(target: Target, server: &Server, rate: f64, seconds: f64) {
+/// Runs the open loop at `rate` (`share` of Verdict's peak) against `server` and prints its row.
+fn print_open_loop(target: Target, server: &Server, rate: f64, share: f64, seconds: f64) {
     let m = measure(
         target,
         server.addr,
@@ -1002,8 +1013,9 @@ fn print_open_loop(target: Target, server: &Server, rate: f64, seconds: f64) {
     );
     let [p50, p90, p99, p999] = m.percentiles;
     println!(
-        "| {} | check, open loop at {rate:.0}/s (half of Verdict's peak) | ≤{OPEN_LOOP_SLOTS} | {:.0} | {:.0} | {p50:.0} | {p90:.0} | {p99:.0} | {p999:.0} |",
+        "| {} | check, open loop at {rate:.0}/s ({:.0}% of Verdict's peak) | ≤{OPEN_LOOP_SLOTS} | {:.0} | {:.0} | {p50:.0} | {p90:.0} | {p99:.0} | {p999:.0} |",
         target.name(),
+        share * 100.0,
         m.requests as f64 / m.seconds,
         m.decisions as f64 / m.seconds,
     );

@@ -11,8 +11,8 @@
 //!
 //! Each graph is generated from a fixed seed with N entities per type, every possible edge added
 //! with probability 0.05 (nesting only towards lower indexes, so teams, groups and folders form
-//! DAGs), for N = 5, 10, 20, 50 (the paper's sizes) and 1,000. 500 requests per graph are drawn
-//! uniformly over the actions and the existing principals and resources.
+//! DAGs), for N = 5, 10, 20, 50 (the paper's sizes), 1,000 and 10,000. 500 requests per graph
+//! are drawn uniformly over the actions and the existing principals and resources.
 //!
 //! In the same criterion group: Verdict's decision (`decide` on a prepared request: the entity
 //! slice, the relation searches and Cedar's evaluation on the slice), the same with request
@@ -22,8 +22,14 @@
 //! in, transitive closure computed by Cedar), built outside the timed loop with the requests. Before timing, both must give the same decision
 //! and the same determining policies for every request.
 //!
+//! Above N = 2,000 ([`CEDAR_MAX_N`]) Cedar's materialised view is not built: its transitive
+//! closure outgrows the machine (each size prints what the view cost, so the growth is on
+//! record), and Verdict runs alone, its tuples streamed to the bundle's file (about 68 million
+//! for github at N = 10,000).
+//!
 //! `cargo bench --bench rebac` runs everything; `cargo bench --bench rebac -- github/N=50`
-//! filters (a plain substring of the benchmark id; workloads it excludes are not built).
+//! filters (a plain substring of the benchmark id; workloads it excludes are not built);
+//! `REBAC_SIZES=1000,2000` picks the sizes.
 //! `cargo test --benches` runs N = 5 and 20 once each, unoptimised, as a smoke test (the
 //! decisions are still compared).
 
@@ -92,11 +98,43 @@ impl Tuple {
     }
 }
 
+/// Where a generator puts its tuples: a list (when Cedar's materialised view is built from
+/// them too), or straight into the bundle's tuple file (sizes where only Verdict runs).
+trait Sink {
+    fn push(&mut self, tuple: Tuple);
+}
+
+impl Sink for Vec<Tuple> {
+    fn push(&mut self, tuple: Tuple) {
+        Vec::push(self, tuple);
+    }
+}
+
+/// Writes tuple lines to a file and counts them.
+struct TupleFile {
+    out: std::io::BufWriter<std::fs::File>,
+    count: usize,
+}
+
+impl Sink for TupleFile {
+    fn push(&mut self, tuple: Tuple) {
+        use std::io::Write as _;
+        writeln!(self.out, "{}", tuple.line()).unwrap();
+        self.count += 1;
+    }
+}
+
+/// Adds the tuple `make` builds with probability [`EDGE_PROBABILITY`] (built only then).
+fn edge(sink: &mut impl Sink, rng: &mut Rng, make: impl FnOnce() -> Tuple) {
+    if rng.chance(EDGE_PROBABILITY) {
+        sink.push(make());
+    }
+}
+
 /// A generated workload: the bundle's files, the relations each object type has, the
-/// requests, and the flags that live in entity data.
+/// requests, and the flags that live in entity data. The tuples went to a [`Sink`].
 struct Model {
     policies: String,
-    tuples: Vec<Tuple>,
     /// Object type → its relations (every entity of the type gets them all as attributes).
     relations: BTreeMap<&'static str, Vec<&'static str>>,
     /// Documents with `public: true` (drive only).
@@ -114,55 +152,37 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 const GITHUB_ROLES: [&str; 5] = ["reader", "triager", "writer", "maintainer", "admin"];
 const GITHUB_ACTIONS: [&str; 5] = ["pull", "triage", "push", "maintain", "admin"];
 
-fn github(n: usize, seed: u64) -> Model {
+fn github<S: Sink>(n: usize, seed: u64, tuples: &mut S) -> Model {
     let mut rng = Rng(seed);
     let (users, teams, orgs, repos) = (ids("u", n), ids("t", n), ids("o", n), ids("r", n));
-    let mut tuples = Vec::new();
     let entity = |t: &'static str, id: &String| (t, id.clone());
-    let edge = |tuples: &mut Vec<Tuple>, rng: &mut Rng, t: Tuple| {
-        if rng.chance(EDGE_PROBABILITY) {
-            tuples.push(t);
-        }
-    };
     for (i, team) in teams.iter().enumerate() {
         for user in &users {
-            edge(
-                &mut tuples,
-                &mut rng,
-                Tuple {
-                    object: entity("Team", team),
-                    relation: "member",
-                    subject: entity("User", user),
-                    subject_relation: None,
-                },
-            );
+            edge(tuples, &mut rng, || Tuple {
+                object: entity("Team", team),
+                relation: "member",
+                subject: entity("User", user),
+                subject_relation: None,
+            });
         }
         // Nested teams: members of a lower-indexed team are members of this one.
         for inner in &teams[..i] {
-            edge(
-                &mut tuples,
-                &mut rng,
-                Tuple {
-                    object: entity("Team", team),
-                    relation: "member",
-                    subject: entity("Team", inner),
-                    subject_relation: Some("member"),
-                },
-            );
+            edge(tuples, &mut rng, || Tuple {
+                object: entity("Team", team),
+                relation: "member",
+                subject: entity("Team", inner),
+                subject_relation: Some("member"),
+            });
         }
     }
     for org in &orgs {
         for user in &users {
-            edge(
-                &mut tuples,
-                &mut rng,
-                Tuple {
-                    object: entity("Org", org),
-                    relation: "member",
-                    subject: entity("User", user),
-                    subject_relation: None,
-                },
-            );
+            edge(tuples, &mut rng, || Tuple {
+                object: entity("Org", org),
+                relation: "member",
+                subject: entity("User", user),
+                subject_relation: None,
+            });
         }
     }
     for repo in &repos {
@@ -177,42 +197,30 @@ fn github(n: usize, seed: u64) -> Model {
         }
         for role in GITHUB_ROLES {
             for user in &users {
-                edge(
-                    &mut tuples,
-                    &mut rng,
-                    Tuple {
-                        object: entity("Repo", repo),
-                        relation: role,
-                        subject: entity("User", user),
-                        subject_relation: None,
-                    },
-                );
+                edge(tuples, &mut rng, || Tuple {
+                    object: entity("Repo", repo),
+                    relation: role,
+                    subject: entity("User", user),
+                    subject_relation: None,
+                });
             }
             for team in &teams {
-                edge(
-                    &mut tuples,
-                    &mut rng,
-                    Tuple {
-                        object: entity("Repo", repo),
-                        relation: role,
-                        subject: entity("Team", team),
-                        subject_relation: Some("member"),
-                    },
-                );
+                edge(tuples, &mut rng, || Tuple {
+                    object: entity("Repo", repo),
+                    relation: role,
+                    subject: entity("Team", team),
+                    subject_relation: Some("member"),
+                });
             }
         }
         // Organization base permission: members of an owning organization read.
         for org in &orgs {
-            edge(
-                &mut tuples,
-                &mut rng,
-                Tuple {
-                    object: entity("Repo", repo),
-                    relation: "reader",
-                    subject: entity("Org", org),
-                    subject_relation: Some("member"),
-                },
-            );
+            edge(tuples, &mut rng, || Tuple {
+                object: entity("Repo", repo),
+                relation: "reader",
+                subject: entity("Org", org),
+                subject_relation: Some("member"),
+            });
         }
     }
     let mut policies = String::new();
@@ -225,7 +233,6 @@ fn github(n: usize, seed: u64) -> Model {
     }
     Model {
         policies,
-        tuples,
         relations: BTreeMap::from([
             ("Repo", GITHUB_ROLES.to_vec()),
             ("Team", vec!["member"]),
@@ -238,45 +245,31 @@ fn github(n: usize, seed: u64) -> Model {
     }
 }
 
-fn drive(n: usize, seed: u64) -> Model {
+fn drive<S: Sink>(n: usize, seed: u64, tuples: &mut S) -> Model {
     let mut rng = Rng(seed);
     let (users, groups, folders, docs) = (ids("u", n), ids("g", n), ids("f", n), ids("d", n));
-    let mut tuples = Vec::new();
     let entity = |t: &'static str, id: &String| (t, id.clone());
-    let edge = |tuples: &mut Vec<Tuple>, rng: &mut Rng, t: Tuple| {
-        if rng.chance(EDGE_PROBABILITY) {
-            tuples.push(t);
-        }
-    };
     for (i, group) in groups.iter().enumerate() {
         for user in &users {
-            edge(
-                &mut tuples,
-                &mut rng,
-                Tuple {
-                    object: entity("Group", group),
-                    relation: "member",
-                    subject: entity("User", user),
-                    subject_relation: None,
-                },
-            );
+            edge(tuples, &mut rng, || Tuple {
+                object: entity("Group", group),
+                relation: "member",
+                subject: entity("User", user),
+                subject_relation: None,
+            });
         }
         for inner in &groups[..i] {
-            edge(
-                &mut tuples,
-                &mut rng,
-                Tuple {
-                    object: entity("Group", group),
-                    relation: "member",
-                    subject: entity("Group", inner),
-                    subject_relation: Some("member"),
-                },
-            );
+            edge(tuples, &mut rng, || Tuple {
+                object: entity("Group", group),
+                relation: "member",
+                subject: entity("Group", inner),
+                subject_relation: Some("member"),
+            });
         }
     }
     // Folders nest under lower-indexed folders and inherit owners and viewers from them;
     // documents sit in folders and inherit the same way.
-    let grants = |tuples: &mut Vec<Tuple>, rng: &mut Rng, object: (&'static str, String)| {
+    let grants = |tuples: &mut S, rng: &mut Rng, object: (&'static str, String)| {
         // An owner is also a viewer.
         tuples.push(Tuple {
             object: object.clone(),
@@ -286,33 +279,25 @@ fn drive(n: usize, seed: u64) -> Model {
         });
         for user in &users {
             for relation in ["owner", "viewer"] {
-                edge(
-                    tuples,
-                    rng,
-                    Tuple {
-                        object: object.clone(),
-                        relation,
-                        subject: entity("User", user),
-                        subject_relation: None,
-                    },
-                );
+                edge(tuples, rng, || Tuple {
+                    object: object.clone(),
+                    relation,
+                    subject: entity("User", user),
+                    subject_relation: None,
+                });
             }
         }
         for group in &groups {
-            edge(
-                tuples,
-                rng,
-                Tuple {
-                    object: object.clone(),
-                    relation: "viewer",
-                    subject: entity("Group", group),
-                    subject_relation: Some("member"),
-                },
-            );
+            edge(tuples, rng, || Tuple {
+                object: object.clone(),
+                relation: "viewer",
+                subject: entity("Group", group),
+                subject_relation: Some("member"),
+            });
         }
     };
     for (i, folder) in folders.iter().enumerate() {
-        grants(&mut tuples, &mut rng, entity("Folder", folder));
+        grants(tuples, &mut rng, entity("Folder", folder));
         for parent in &folders[..i] {
             if rng.chance(EDGE_PROBABILITY) {
                 for relation in ["owner", "viewer"] {
@@ -328,7 +313,7 @@ fn drive(n: usize, seed: u64) -> Model {
     }
     let mut public = BTreeSet::new();
     for doc in &docs {
-        grants(&mut tuples, &mut rng, entity("Document", doc));
+        grants(tuples, &mut rng, entity("Document", doc));
         for folder in &folders {
             if rng.chance(EDGE_PROBABILITY) {
                 for relation in ["owner", "viewer"] {
@@ -365,7 +350,6 @@ when { principal in resource.owner };
     .to_owned();
     Model {
         policies,
-        tuples,
         relations: BTreeMap::from([
             ("Group", vec!["member"]),
             ("Folder", vec!["owner", "viewer"]),
@@ -378,31 +362,20 @@ when { principal in resource.owner };
     }
 }
 
-/// Everything one criterion group needs, built outside the timed loops.
-struct Workload {
-    _dir: tempfile::TempDir,
+/// Verdict's side of a workload: the bundle (its tuple file already written to `dir`) and
+/// the requests.
+struct VerdictSide {
+    dir: tempfile::TempDir,
     snapshot: Snapshot,
     inputs: Vec<CheckInput>,
-    cedar_policies: PolicySet,
-    cedar_entities: Entities,
-    cedar_requests: Vec<cedar_policy::Request>,
-    tuples: usize,
+    load_seconds: f64,
 }
 
-fn uid(entity_type: &str, id: &str) -> EntityUid {
-    EntityUid::from_str(&format!("{entity_type}::\"{id}\"")).unwrap()
-}
-
-impl Workload {
-    fn new(model: &Model, seed: u64) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+impl VerdictSide {
+    /// Writes the rest of the bundle next to `dir`'s tuple file, loads it, and draws the
+    /// requests.
+    fn new(dir: tempfile::TempDir, model: &Model, seed: u64) -> Self {
         std::fs::write(dir.path().join("policies.cedar"), &model.policies).unwrap();
-        let mut text = String::new();
-        for tuple in &model.tuples {
-            text.push_str(&tuple.line());
-            text.push('\n');
-        }
-        std::fs::write(dir.path().join("graph.tuples"), text).unwrap();
         let public: Vec<serde_json::Value> = model
             .public
             .iter()
@@ -415,8 +388,9 @@ impl Workload {
             serde_json::to_string(&public).unwrap(),
         )
         .unwrap();
+        let started = std::time::Instant::now();
         let snapshot = bundle::load(dir.path(), LoadOptions::default()).unwrap();
-
+        let load_seconds = started.elapsed().as_secs_f64();
         let mut rng = Rng(seed ^ 0xfeed);
         let inputs: Vec<CheckInput> = (0..REQUESTS)
             .map(|_| {
@@ -438,12 +412,61 @@ impl Workload {
                 }
             })
             .collect();
+        Self {
+            dir,
+            snapshot,
+            inputs,
+            load_seconds,
+        }
+    }
+}
+
+/// Everything one criterion group needs, built outside the timed loops.
+struct Workload {
+    verdict: VerdictSide,
+    cedar_policies: PolicySet,
+    cedar_entities: Entities,
+    cedar_requests: Vec<cedar_policy::Request>,
+    tuples: usize,
+    /// What building Cedar's materialised view cost: seconds, ancestor entries (the
+    /// transitive closure Cedar stores), and the growth of the resident set in MiB.
+    cedar_build: (f64, usize, f64),
+}
+
+fn uid(entity_type: &str, id: &str) -> EntityUid {
+    EntityUid::from_str(&format!("{entity_type}::\"{id}\"")).unwrap()
+}
+
+/// This process's resident set, in MiB (Linux).
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+impl Workload {
+    fn new(model: &Model, tuples: &[Tuple], seed: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::new();
+        for tuple in tuples {
+            text.push_str(&tuple.line());
+            text.push('\n');
+        }
+        std::fs::write(dir.path().join("graph.tuples"), text).unwrap();
+        let verdict = VerdictSide::new(dir, model, seed);
+        let snapshot = &verdict.snapshot;
+        let inputs = &verdict.inputs;
+        let started = std::time::Instant::now();
+        let rss_before = rss_mib();
 
         // Cedar's view: every userset is an entity; a subject is a child of each userset that
         // lists it; objects point at their usersets through relation attributes.
         let userset = |t: &str, i: &str, r: &str| snapshot.relations.userset_uid(t, i, r);
         let mut parents: BTreeMap<EntityUid, BTreeSet<EntityUid>> = BTreeMap::new();
-        for tuple in &model.tuples {
+        for tuple in tuples {
             let (ot, oi) = &tuple.object;
             let (st, si) = &tuple.subject;
             let child = match tuple.subject_relation {
@@ -459,7 +482,7 @@ impl Workload {
         for (t, i) in model.principals.iter().chain(&model.resources) {
             objects.insert((t, i));
         }
-        for tuple in &model.tuples {
+        for tuple in tuples {
             objects.insert((tuple.object.0, &tuple.object.1));
             if tuple.subject_relation.is_none() {
                 objects.insert((tuple.subject.0, &tuple.subject.1));
@@ -497,6 +520,15 @@ impl Workload {
             entities.push(Entity::new_no_attrs(userset_uid, ps.into_iter().collect()));
         }
         let cedar_entities = Entities::from_entities(entities, None).unwrap();
+        let ancestors = cedar_entities
+            .iter()
+            .map(|e| cedar_entities.ancestors(&e.uid()).map_or(0, |a| a.count()))
+            .sum();
+        let cedar_build = (
+            started.elapsed().as_secs_f64(),
+            ancestors,
+            rss_mib() - rss_before,
+        );
         // The same policies Verdict serves (ids from `@id`).
         let cedar_policies = snapshot.policies.clone();
         let cedar_requests = inputs
@@ -513,13 +545,12 @@ impl Workload {
             })
             .collect();
         Self {
-            _dir: dir,
-            snapshot,
-            inputs,
+            verdict,
             cedar_policies,
             cedar_entities,
             cedar_requests,
-            tuples: model.tuples.len(),
+            tuples: tuples.len(),
+            cedar_build,
         }
     }
 
@@ -527,9 +558,10 @@ impl Workload {
     fn assert_same_decisions(&self) -> usize {
         let authorizer = Authorizer::new();
         let mut allowed = 0;
-        for (input, cedar) in self.inputs.iter().zip(&self.cedar_requests) {
-            let request = engine::Request::prepare(input.clone(), &self.snapshot).unwrap();
-            let ours = engine::decide(&self.snapshot, &request).unwrap();
+        let snapshot = &self.verdict.snapshot;
+        for (input, cedar) in self.verdict.inputs.iter().zip(&self.cedar_requests) {
+            let request = engine::Request::prepare(input.clone(), snapshot).unwrap();
+            let ours = engine::decide(snapshot, &request).unwrap();
             let theirs =
                 authorizer.is_authorized(cedar, &self.cedar_policies, &self.cedar_entities);
             let theirs_allowed = theirs.decision() == cedar_policy::Decision::Allow;
@@ -586,69 +618,105 @@ fn name_filter() -> Option<String> {
     None
 }
 
+/// The largest N for which Cedar's fully materialised view is built. Its transitive closure
+/// grows with the square of N and more (measured: see BENCHMARKS.md); at N = 10,000 it would
+/// not fit this machine, so that size runs Verdict alone.
+const CEDAR_MAX_N: usize = 2_000;
+
+/// Verdict's decision (on prepared requests, as Cedar gets prebuilt requests), and the same
+/// with request preparation timed.
+fn bench_verdict(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    side: &VerdictSide,
+) {
+    let prepared: Vec<engine::Request> = side
+        .inputs
+        .iter()
+        .map(|input| engine::Request::prepare(input.clone(), &side.snapshot).unwrap())
+        .collect();
+    group.bench_function(BenchmarkId::new("verdict", REQUESTS), |b| {
+        b.iter(|| {
+            for request in &prepared {
+                black_box(engine::decide(&side.snapshot, black_box(request)).unwrap());
+            }
+        });
+    });
+    group.bench_function(BenchmarkId::new("verdict_with_prepare", REQUESTS), |b| {
+        b.iter(|| {
+            for input in &side.inputs {
+                let request =
+                    engine::Request::prepare(black_box(input.clone()), &side.snapshot).unwrap();
+                black_box(engine::decide(&side.snapshot, &request).unwrap());
+            }
+        });
+    });
+}
+
 fn rebac(c: &mut Criterion) {
     // `cargo bench` passes `--bench`; `cargo test --benches` (a smoke run, unoptimised) does
-    // not, and gets the small sizes only.
-    let sizes: &[usize] = if std::env::args().any(|a| a == "--bench") {
-        &[5, 10, 20, 50, 1_000]
-    } else {
-        &[5, 20]
+    // not, and gets the small sizes only. REBAC_SIZES=2000,5000 overrides the list.
+    let sizes: Vec<usize> = match std::env::var("REBAC_SIZES") {
+        Ok(list) => list.split(',').map(|n| n.trim().parse().unwrap()).collect(),
+        Err(_) if std::env::args().any(|a| a == "--bench") => vec![5, 10, 20, 50, 1_000, 10_000],
+        Err(_) => vec![5, 20],
     };
     let filter = name_filter();
-    for (model_name, build) in [
-        ("github", github as fn(usize, u64) -> Model),
-        ("drive", drive as fn(usize, u64) -> Model),
-    ] {
-        for &n in sizes {
+    type Generate<S> = fn(usize, u64, &mut S) -> Model;
+    type Generators = (&'static str, Generate<Vec<Tuple>>, Generate<TupleFile>);
+    let models: [Generators; 2] = [
+        ("github", github::<Vec<Tuple>>, github::<TupleFile>),
+        ("drive", drive::<Vec<Tuple>>, drive::<TupleFile>),
+    ];
+    for (model_name, in_memory, to_file) in models {
+        for &n in &sizes {
             // Building a workload (Cedar's closure above all) costs far more than timing it:
             // skip the ones the command line filters out.
-            let group = format!("rebac/{model_name}/N={n}");
+            let group_name = format!("rebac/{model_name}/N={n}");
             if let Some(filter) = &filter
-                && ![
-                    format!("{group}/verdict/{REQUESTS}"),
-                    format!("{group}/verdict_with_prepare/{REQUESTS}"),
-                    format!("{group}/cedar/{REQUESTS}"),
-                ]
-                .iter()
-                .any(|id| id.contains(filter.as_str()))
+                && !["verdict", "verdict_with_prepare", "cedar"]
+                    .iter()
+                    .any(|f| format!("{group_name}/{f}/{REQUESTS}").contains(filter.as_str()))
             {
                 continue;
             }
             let seed = 0x5eed_0000 + n as u64;
-            let model = build(n, seed);
-            let workload = Workload::new(&model, seed);
+            if n > CEDAR_MAX_N {
+                let dir = tempfile::tempdir().unwrap();
+                let file = std::fs::File::create(dir.path().join("graph.tuples")).unwrap();
+                let mut sink = TupleFile {
+                    out: std::io::BufWriter::new(file),
+                    count: 0,
+                };
+                let model = to_file(n, seed, &mut sink);
+                drop(sink.out);
+                let side = VerdictSide::new(dir, &model, seed);
+                eprintln!(
+                    "{group_name}: {} tuples, loaded in {:.1} s; Verdict only (Cedar's materialised view is not built above N = {CEDAR_MAX_N})",
+                    sink.count, side.load_seconds
+                );
+                let mut group = c.benchmark_group(group_name);
+                group.throughput(Throughput::Elements(REQUESTS as u64));
+                group.sample_size(20);
+                bench_verdict(&mut group, &side);
+                group.finish();
+                drop(side.dir);
+                continue;
+            }
+            let mut tuples = Vec::new();
+            let model = in_memory(n, seed, &mut tuples);
+            let workload = Workload::new(&model, &tuples, seed);
+            drop(tuples);
             let allowed = workload.assert_same_decisions();
+            let (seconds, ancestors, mib) = workload.cedar_build;
             eprintln!(
-                "rebac/{model_name}/N={n}: {} tuples, {} Cedar entities, {allowed} of {REQUESTS} requests allowed",
+                "{group_name}: {} tuples, {allowed} of {REQUESTS} requests allowed; Verdict loaded in {:.1} s; Cedar's materialised view: {} entities, {ancestors} ancestor entries, built in {seconds:.1} s, +{mib:.0} MiB resident",
                 workload.tuples,
+                workload.verdict.load_seconds,
                 workload.cedar_entities.iter().count()
             );
-            let mut group = c.benchmark_group(group);
+            let mut group = c.benchmark_group(group_name);
             group.throughput(Throughput::Elements(REQUESTS as u64));
-            // Verdict's decision on prepared requests, as Cedar gets prebuilt requests.
-            let prepared: Vec<engine::Request> = workload
-                .inputs
-                .iter()
-                .map(|input| engine::Request::prepare(input.clone(), &workload.snapshot).unwrap())
-                .collect();
-            group.bench_function(BenchmarkId::new("verdict", REQUESTS), |b| {
-                b.iter(|| {
-                    for request in &prepared {
-                        black_box(engine::decide(&workload.snapshot, black_box(request)).unwrap());
-                    }
-                });
-            });
-            // The same with request preparation (uid parsing, context, schema checks) timed.
-            group.bench_function(BenchmarkId::new("verdict_with_prepare", REQUESTS), |b| {
-                b.iter(|| {
-                    for input in &workload.inputs {
-                        let request =
-                            engine::Request::prepare(black_box(input.clone()), &workload.snapshot)
-                                .unwrap();
-                        black_box(engine::decide(&workload.snapshot, &request).unwrap());
-                    }
-                });
-            });
+            bench_verdict(&mut group, &workload.verdict);
             let authorizer = Authorizer::new();
             group.bench_function(BenchmarkId::new("cedar", REQUESTS), |b| {
                 b.iter(|| {

@@ -184,6 +184,9 @@ pub struct AuthorizationService {
     limits: Limits,
     decision_log: DecisionLogSettings,
     reload: Option<Arc<dyn ReloadControl>>,
+    /// One permit per core for deciding large batches on blocking threads (see
+    /// [`decide_in_parallel`]).
+    batch_workers: Arc<tokio::sync::Semaphore>,
 }
 
 impl AuthorizationService {
@@ -195,6 +198,7 @@ impl AuthorizationService {
             limits,
             decision_log: DecisionLogSettings::default(),
             reload: None,
+            batch_workers: Arc::new(tokio::sync::Semaphore::new(cores())),
         }
     }
 
@@ -439,7 +443,7 @@ impl Authorization for AuthorizationService {
                 .map(|(i, check)| batch_result(decide(&call, check, Item::Batch(i))))
                 .collect()
         } else {
-            decide_in_parallel(&call, checks).await?
+            decide_in_parallel(&call, checks, &self.batch_workers).await?
         };
         Ok(Response::new(proto::BatchCheckResponse {
             results,
@@ -507,25 +511,40 @@ impl Authorization for AuthorizationService {
     }
 }
 
+/// The cores this process may run on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// Splits a large batch into one chunk per core, each decided on a blocking thread, and
 /// returns the results in request order.
+///
+/// A chunk starts only with one of `workers`' permits (one per core): many batches at once
+/// then queue for a core instead of each starting threads that fight over the cores (with 64
+/// batches in flight on one core that cost a sixth of the throughput; see BENCHMARKS.md).
 async fn decide_in_parallel(
     call: &Call,
     checks: Vec<proto::CheckRequest>,
+    workers: &Arc<tokio::sync::Semaphore>,
 ) -> Result<Vec<proto::BatchCheckResult>, ApiError> {
     let total = checks.len();
-    let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    let chunk_size = total.div_ceil(workers).max(1);
+    let chunk_size = total.div_ceil(cores()).max(1);
     let mut checks = checks.into_iter().enumerate().peekable();
-    let mut tasks = Vec::with_capacity(workers);
+    let mut tasks = Vec::new();
     while checks.peek().is_some() {
         let chunk: Vec<_> = checks.by_ref().take(chunk_size).collect();
         let call = call.clone();
+        let permit = Arc::clone(workers)
+            .acquire_owned()
+            .await
+            .map_err(|e| ApiError::Internal(format!("batch workers closed: {e}")))?;
         tasks.push(tokio::task::spawn_blocking(move || {
-            chunk
+            let results = chunk
                 .into_iter()
                 .map(|(i, check)| batch_result(decide(&call, check, Item::Batch(i))))
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            drop(permit);
+            results
         }));
     }
     let mut results = Vec::with_capacity(total);
