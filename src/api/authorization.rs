@@ -556,3 +556,65 @@ async fn decide_in_parallel(
     }
     Ok(results)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_batch: 100,
+            max_json_depth: 32,
+            max_request_entities: 100,
+            max_entity_parents: 32,
+            max_properties: 100,
+            max_string_bytes: 8,
+        }
+    }
+
+    fn entity(t: &str, id: &str) -> proto::EntityRef {
+        proto::EntityRef {
+            r#type: t.to_owned(),
+            id: id.to_owned(),
+        }
+    }
+
+    fn request() -> proto::CheckRequest {
+        proto::CheckRequest {
+            principal: Some(entity("User", "u")),
+            action: "read".to_owned(),
+            resource: Some(entity("Doc", "d")),
+            context: None,
+            entities: vec![proto::Entity {
+                uid: Some(entity("Team", "t")),
+                attrs: None,
+                parents: vec![entity("Org", "o"), entity("Org", "o")],
+            }],
+            properties: Vec::new(),
+        }
+    }
+
+    fn error(request: &proto::CheckRequest, item: Item) -> String {
+        match limits().check(request, item) {
+            Err(error) => error.to_string(),
+            Ok(()) => "accepted".to_owned(),
+        }
+    }
+
+    #[test]
+    fn an_overlong_name_is_named_with_its_batch_item() {
+        assert_eq!(error(&request(), Item::Single), "accepted");
+        let mut overlong = request();
+        overlong.entities[0].parents[1].id = "o".repeat(9);
+        assert_eq!(
+            error(&overlong, Item::Batch(3)),
+            "checks[3].entities[0].parents[1].id: 9 bytes exceed the limit of 8"
+        );
+        // The first overlong name in request order is the one reported.
+        overlong.resource = Some(entity("Documents", "d"));
+        assert_eq!(
+            error(&overlong, Item::Single),
+            "resource.type: 9 bytes exceed the limit of 8"
+        );
+    }
+}
