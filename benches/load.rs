@@ -47,7 +47,8 @@ use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 use verdict::api::proto;
 
-/// The server's allocator (see `src/main.rs`), so that what is measured here is what runs.
+/// The verdict binary's allocator (see `src/main.rs`) for the no-op server this binary runs,
+/// so that the transport ceiling is measured with the same allocator as Verdict.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
