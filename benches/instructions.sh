@@ -8,12 +8,7 @@ PASSES=${PASSES:-20}
 if ! command -v valgrind >/dev/null; then
     apt-get update -qq && apt-get install -y -qq valgrind >/dev/null
 fi
-binary=$(cargo bench --bench instructions --no-run --locked --message-format=json 2>/dev/null \
-    | python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "instructions" and m.get("executable"):
-        print(m["executable"])')
+binary=$(benches/bench-binary.sh instructions)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 echo "| workload | decisions | instructions per decision |"

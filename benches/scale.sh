@@ -15,13 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"100000:0 1000000:0 10000000:0 0:1000 0:10000"}
 cargo build --release --locked --bin verdict >&2
-cargo bench --bench reload --no-run --locked >&2
-reload=$(cargo bench --bench reload --no-run --locked --message-format=json 2>/dev/null \
-    | python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "reload" and m.get("executable"):
-        print(m["executable"])')
+reload=$(benches/bench-binary.sh reload)
 work=$(mktemp -d)
 trap 'rm -rf "$work"; [ -n "${server:-}" ] && kill "$server" 2>/dev/null || true' EXIT
 echo "| tuples | policies | bundle on disk | load (validate) | peak RSS (validate) | RSS serving |"
