@@ -215,6 +215,7 @@ pub async fn run(
         .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
         .layer(
             tower::ServiceBuilder::new()
+                .layer(limits::TrackRequestsLayer)
                 .layer(GrpcMetricsLayer)
                 .layer(auth::AuthLayer {
                     keys: Arc::clone(&config.api_keys),

@@ -335,6 +335,81 @@ async fn an_idle_connection_is_closed() {
     server.stop().await;
 }
 
+/// Idleness is the absence of requests, not of bytes: the server pings every live client
+/// (here every 100 ms) and the client's h2 stack answers each ping, yet the connection is closed
+/// once no request has been in progress for the idle timeout.
+#[tokio::test]
+async fn a_client_answering_keepalive_pings_is_closed_when_idle() {
+    use tonic::codegen::http;
+    let mut config = test_config(&example_bundle());
+    config.idle_timeout = Some(Duration::from_millis(800));
+    config.http2_keepalive_interval = Some(Duration::from_millis(100));
+    let server = TestServer::start_with(config).await;
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut send, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+
+    // One request (a health check: an empty message), answered OK.
+    let request = http::Request::post(format!(
+        "http://{}/grpc.health.v1.Health/Check",
+        server.addr
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap();
+    let (response, mut body_out) = send.send_request(request, false).unwrap();
+    body_out
+        .send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        body.flow_control().release_capacity(chunk.len()).unwrap();
+    }
+    let trailers = body.trailers().await.unwrap().unwrap();
+    assert_eq!(trailers["grpc-status"], "0");
+
+    // Then nothing but the server's pings and the client's answers: the server closes it.
+    let closed = tokio::time::timeout(Duration::from_secs(20), connection).await;
+    assert!(
+        closed.is_ok(),
+        "a connection with no request for 20 s was still open"
+    );
+    still_answers(&server).await;
+    server.stop().await;
+}
+
+/// A request in progress keeps its connection however long it lasts: a health `Watch` stream
+/// open for five idle timeouts, with nothing sent either way, is not cut.
+#[tokio::test]
+async fn an_open_stream_keeps_its_connection_past_the_idle_timeout() {
+    let mut config = test_config(&example_bundle());
+    config.idle_timeout = Some(Duration::from_millis(300));
+    let server = TestServer::start_with(config).await;
+    let mut health = HealthClient::new(server.channel().await);
+    let mut stream = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), stream.message()).await;
+    assert!(
+        quiet.is_err(),
+        "the stream ended while open and quiet: {quiet:?}"
+    );
+    drop(stream);
+    drop(health);
+    still_answers(&server).await;
+    server.stop().await;
+}
+
 /// Past `--max-connection-age` the server asks the client to reconnect (GOAWAY): the client
 /// moves to a new connection. A request that races the GOAWAY can fail with a transport error
 /// (why the setting is off by default); one retry then succeeds.

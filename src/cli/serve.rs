@@ -75,6 +75,11 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         tracing::warn!(
             "no caller authentication (no API keys, no client certificates): any client that reaches the port can ask for decisions"
         );
+        if config.enable_reload_rpc {
+            tracing::warn!(
+                "the Reload RPC is enabled without caller authentication: any client that reaches the port can call it"
+            );
+        }
     }
     if config.api_keys.is_enabled() {
         tracing::info!(keys = config.api_keys.len(), "API keys required");
@@ -112,7 +117,7 @@ pub(super) fn run(args: ServeArgs) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         // 4. Bind, and say where.
         let Some(grpc) = bind(config.grpc_addr, "grpc").await else {
             return EXIT_FAILURE;
@@ -141,7 +146,12 @@ pub(super) fn run(args: ServeArgs) -> u8 {
                 EXIT_FAILURE
             }
         }
-    })
+    });
+    // Dropping the runtime would wait for every blocking task, and a bundle rebuild in
+    // progress (seconds for a large bundle) would hold the exit past the shutdown timing the
+    // chart relies on; the rebuild's result is not needed any more.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 /// Binds `addr` and logs the bound address (`<what> listening addr=…`).

@@ -116,11 +116,11 @@ impl IdentityPolicy {
 
 /// The SAN DNS names and URIs of the client's certificate.
 fn client_identities<B>(request: &http::Request<B>) -> Vec<Identity> {
-    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    use tonic::transport::server::TlsConnectInfo;
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let Some(certs) = request
         .extensions()
-        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .get::<super::limits::TlsInfo>()
         .and_then(TlsConnectInfo::peer_certs)
     else {
         return Vec::new();

@@ -7,8 +7,8 @@
 //! - load shedding (`--max-concurrent-requests`): the Authorization service admits that many
 //!   requests at once across all connections and answers RESOURCE_EXHAUSTED beyond, at once,
 //!   rather than queueing; health and reflection are not limited, so probes keep answering;
-//! - an idle timeout on connections (`--idle-timeout`): a connection the client has sent
-//!   nothing on for that long is closed.
+//! - an idle timeout on connections (`--idle-timeout`): a connection with no request in
+//!   progress for that long is closed.
 //!
 //! Every breach is counted in `verdict_limit_rejections_total{limit}`.
 
@@ -16,6 +16,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,7 +26,7 @@ use tokio::time::{Instant, Sleep};
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::server::NamedService;
-use tonic::transport::server::Connected;
+use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 
@@ -188,21 +190,171 @@ impl NamedService for Shedding {
     const NAME: &'static str = crate::server::AUTHORIZATION_SERVICE_NAME;
 }
 
-/// A connection closed after `idle` without a byte from the client. Only reads count as
-/// activity: the server's own keepalive pings must not keep an abandoned connection open.
+/// A connection closed after `idle` with no request in progress on it (grpc-go's
+/// `MaxConnectionIdle`): idleness counts from when the connection opened or its last request
+/// ended, whichever is later. Bytes alone do not count as activity: the server's keepalive
+/// pings are answered by every live client, so counting reads would keep an abandoned
+/// connection open forever. Requests are counted by [`TrackRequestsLayer`], which finds this
+/// connection's [`ConnectionActivity`] through the connection info tonic puts in each request.
 pub(super) struct IdleTimeout<IO> {
     inner: IO,
     /// `None` when idle connections may stay.
     timer: Option<IdleTimer>,
 }
 
-/// The timer is not moved on every read (that is a timer-wheel update per read, which showed
-/// in profiles under load): a read only notes the time, and when the timer fires early
-/// because of reads since it was set, it is set again for the rest.
+/// The timer is not moved by requests (that would be a timer-wheel update per request): a
+/// request only notes the time it ended, and when the timer fires early because of requests
+/// since it was set, it is set again for the rest.
 struct IdleTimer {
     idle: Duration,
-    last_read: Instant,
+    activity: Arc<ConnectionActivity>,
     sleep: Pin<Box<Sleep>>,
+}
+
+/// Requests in progress on one connection and when the last one ended.
+#[derive(Debug)]
+pub(super) struct ConnectionActivity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// When the last request ended, in milliseconds after `opened`.
+    last_ended_ms: AtomicU64,
+}
+
+impl ConnectionActivity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_ended_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// When the connection went idle, or `None` while a request is in progress.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(self.opened + Duration::from_millis(self.last_ended_ms.load(Ordering::Acquire)))
+    }
+}
+
+/// Counts one request as in progress on its connection until dropped: with the response body,
+/// so a stream (a health `Watch`) keeps its connection busy for as long as it is open.
+struct RequestInProgress(Arc<ConnectionActivity>);
+
+impl RequestInProgress {
+    fn start(activity: &Arc<ConnectionActivity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(activity))
+    }
+}
+
+impl Drop for RequestInProgress {
+    fn drop(&mut self) {
+        let ended = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_ended_ms.fetch_max(ended, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a connection wrapped in [`IdleTimeout`] tells tonic about itself: the inner
+/// connection's information, and its activity for [`TrackRequestsLayer`].
+#[derive(Debug, Clone)]
+pub(super) struct TrackedConnectInfo<T> {
+    #[expect(
+        dead_code,
+        reason = "nothing reads the peer address today; it stays with the connection for logs"
+    )]
+    inner: T,
+    activity: Option<Arc<ConnectionActivity>>,
+}
+
+/// The connection info tonic puts in requests, for plaintext and TLS connections.
+type PlainInfo = TrackedConnectInfo<TcpConnectInfo>;
+pub(super) type TlsInfo = TlsConnectInfo<TrackedConnectInfo<TcpConnectInfo>>;
+
+fn connection_activity<B>(request: &http::Request<B>) -> Option<&Arc<ConnectionActivity>> {
+    let extensions = request.extensions();
+    extensions
+        .get::<PlainInfo>()
+        .or_else(|| extensions.get::<TlsInfo>().map(TlsConnectInfo::get_ref))
+        .and_then(|info| info.activity.as_ref())
+}
+
+/// Counts every request (of every service) as in progress on its connection, for the idle
+/// timeout.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TrackRequestsLayer;
+
+impl<S> Layer<S> for TrackRequestsLayer {
+    type Service = TrackRequests<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TrackRequests { inner }
+    }
+}
+
+/// The service [`TrackRequestsLayer`] wraps.
+#[derive(Debug, Clone)]
+pub(super) struct TrackRequests<S> {
+    inner: S,
+}
+
+impl<S, B> Service<http::Request<B>> for TrackRequests<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let guard = connection_activity(&request).map(RequestInProgress::start);
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(match guard {
+                Some(guard) => response.map(|body| {
+                    Body::new(GuardedBody {
+                        body,
+                        _guard: guard,
+                    })
+                }),
+                None => response,
+            })
+        })
+    }
+}
+
+/// A response body that keeps its request counted as in progress until it is dropped.
+struct GuardedBody {
+    body: Body,
+    _guard: RequestInProgress,
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 impl<IO> IdleTimeout<IO> {
@@ -211,7 +363,7 @@ impl<IO> IdleTimeout<IO> {
             inner,
             timer: idle.map(|idle| IdleTimer {
                 idle,
-                last_read: Instant::now(),
+                activity: Arc::new(ConnectionActivity::new()),
                 sleep: Box::pin(tokio::time::sleep(idle)),
             }),
         }
@@ -224,17 +376,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for IdleTimeout<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                if buf.filled().len() > before
-                    && let Some(timer) = this.timer.as_mut()
-                {
-                    timer.last_read = Instant::now();
-                }
-                Poll::Ready(result)
-            }
+            Poll::Ready(result) => Poll::Ready(result),
             Poll::Pending => {
                 let Some(timer) = this.timer.as_mut() else {
                     return Poll::Pending;
@@ -243,8 +387,12 @@ impl<IO: AsyncRead + Unpin> AsyncRead for IdleTimeout<IO> {
                     if timer.sleep.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
-                    let deadline = timer.last_read + timer.idle;
-                    if deadline <= Instant::now() {
+                    let now = Instant::now();
+                    let deadline = match timer.activity.idle_since() {
+                        Some(since) => since + timer.idle,
+                        None => now + timer.idle,
+                    };
+                    if deadline <= now {
                         record_limit_breach(LimitBreach::IdleConnection);
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::TimedOut,
@@ -289,9 +437,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<IO> {
 }
 
 impl<IO: Connected> Connected for IdleTimeout<IO> {
-    type ConnectInfo = IO::ConnectInfo;
+    type ConnectInfo = TrackedConnectInfo<IO::ConnectInfo>;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+        TrackedConnectInfo {
+            inner: self.inner.connect_info(),
+            activity: self.timer.as_ref().map(|timer| Arc::clone(&timer.activity)),
+        }
     }
 }

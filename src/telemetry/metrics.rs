@@ -26,14 +26,16 @@ pub const EVALUATION_ERRORS_TOTAL: &str = "verdict_evaluation_errors_total";
 pub const RELATION_DEPTH_EXCEEDED_TOTAL: &str = "verdict_relation_depth_exceeded_total";
 /// Requests (and batch items) Verdict's handlers answer with an error instead of a decision,
 /// by `reason` (`invalid`, `unavailable`, `internal`). Messages tonic rejects before they reach
-/// a handler (undecodable, over the size limit) show in [`GRPC_REQUESTS_TOTAL`] only.
+/// a handler (undecodable, over the size limit) show in [`GRPC_REQUESTS_TOTAL`] and
+/// [`LIMIT_REJECTIONS_TOTAL`] instead.
 pub const REJECTED_REQUESTS_TOTAL: &str = "verdict_rejected_requests_total";
 /// Requests refused by a limit, by `limit`: `message_size`, `decoding`, `deadline`,
 /// `concurrency`, `idle_connection`, `batch`, `entities`, `parents`, `properties`,
 /// `json_depth`, `string_length`.
 pub const LIMIT_REJECTIONS_TOTAL: &str = "verdict_limit_rejections_total";
-/// Requests that needed an API key, by `caller` (the key's name, or `anonymous`) and
-/// `result` (`ok`, `unauthenticated`, `permission_denied`).
+/// Requests that needed credentials, by `caller` (the key's name, `anonymous`, or
+/// `certificate` for a client identity the mTLS allow-lists refused) and `result` (`ok`,
+/// `unauthenticated`, `permission_denied`).
 pub const AUTH_REQUESTS_TOTAL: &str = "verdict_auth_requests_total";
 /// Checks per BatchCheck.
 pub const BATCH_SIZE: &str = "verdict_batch_size";
@@ -142,7 +144,7 @@ pub fn describe() {
     describe_histogram!(BATCH_SIZE, "Checks per BatchCheck request.");
     describe_counter!(
         AUTH_REQUESTS_TOTAL,
-        "Requests that needed an API key, by caller (key name) and result."
+        "Requests that needed credentials, by caller (key name, anonymous, or certificate) and result."
     );
     describe_counter!(
         LIMIT_REJECTIONS_TOTAL,
