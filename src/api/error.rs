@@ -46,12 +46,12 @@ impl ApiError {
     /// Returns the gRPC code for this error.
     pub fn code(&self) -> Code {
         match self {
+            Self::Internal(_) | Self::Request(RequestError::Internal(_)) => Code::Internal,
             Self::Protocol(_) | Self::Request(_) | Self::BatchTooLarge { .. } => {
                 Code::InvalidArgument
             }
             Self::NoSnapshot => Code::Unavailable,
             Self::ReloadDisabled => Code::Unimplemented,
-            Self::Internal(_) => Code::Internal,
         }
     }
 
@@ -112,6 +112,12 @@ mod tests {
         let internal = Status::from(ApiError::Internal("join error: task panicked".to_owned()));
         assert_eq!(internal.code(), Code::Internal);
         assert!(!internal.message().contains("panicked"));
+        // The engine's own internal errors are INTERNAL too, not the caller's fault.
+        let engine = Status::from(ApiError::Request(RequestError::Internal(
+            "context schema missing".to_owned(),
+        )));
+        assert_eq!(engine.code(), Code::Internal);
+        assert_eq!(engine.message(), "internal error; see the server log");
     }
 
     #[test]
