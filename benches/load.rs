@@ -6,7 +6,11 @@
 //! cargo bench --bench load                       # everything, 10 s per measurement
 //! LOAD_SECONDS=5 LOAD_TARGETS=verdict,noop cargo bench --bench load
 //! LOAD_MODES=check LOAD_IN_FLIGHT=64 LOAD_VERDICT_ARGS="--request-timeout 1s" cargo bench --bench load
+//! LOAD_DECISION_LOG=default LOAD_TARGETS=verdict cargo bench --bench load   # decision log on
 //! ```
+//!
+//! Verdict runs with metrics on and its decision log off (Cerbos runs with audit off);
+//! `LOAD_DECISION_LOG=default` keeps the shipped sampling, every deny and 1% of allows.
 //!
 //! `cargo bench` builds the release `verdict` binary and this harness. The harness starts each
 //! server pinned to CPU 0 (`taskset -c 0`) and runs the generator, a re-execution of itself,
@@ -270,10 +274,6 @@ fn start_verdict() -> Server {
             "127.0.0.1:0",
             "--log-format",
             "json",
-            "--decision-log-deny-rate",
-            "0",
-            "--decision-log-allow-rate",
-            "0",
             "--max-batch",
             "100",
             "--watch",
@@ -283,6 +283,17 @@ fn start_verdict() -> Server {
         ])
         .arg("--policies")
         .arg(scratch.path())
+        // The decision log off, as Cerbos runs with audit off; LOAD_DECISION_LOG=default keeps
+        // the shipped sampling (every deny, 1% of allows), written to the drained stderr pipe.
+        .args(match std::env::var("LOAD_DECISION_LOG").as_deref() {
+            Ok("default") => vec![],
+            _ => vec![
+                "--decision-log-deny-rate",
+                "0",
+                "--decision-log-allow-rate",
+                "0",
+            ],
+        })
         // Metrics on, as in production (recorded per decision; nobody scrapes here);
         // LOAD_VERDICT_METRICS=off for experiments.
         .arg("--metrics-addr")
@@ -300,6 +311,10 @@ fn start_verdict() -> Server {
         .spawn()
         .unwrap();
     let addr = wait_for_addr(child.stderr.take().unwrap(), |line| {
+        // Cheap for the decision log records that follow on the same pipe.
+        if !line.contains("grpc listening") {
+            return None;
+        }
         let record: serde_json::Value = serde_json::from_str(line).ok()?;
         if record["fields"]["message"] != "grpc listening" {
             return None;

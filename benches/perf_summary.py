@@ -28,6 +28,9 @@ PARTS = [
     ("layer (own work): authentication", "own:" + r"verdict::server::auth::"),
     ("layer (own work): idle timer, with the socket reads it wraps",
      "own:" + r"verdict::server::limits::IdleTimeout"),
+    ("layer (own work): requests counted per connection for the idle timer",
+     "own:" + r"verdict::server::limits::(TrackRequests|RequestInProgress|GuardedBody"
+     r"|connection_activity)"),
 ]
 
 OWN_FRAME = re.compile(r"^<?verdict::")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Scale: load time and memory of the real binary on generated bundles (the generator of
-# benches/reload.rs: documents shared with users and nested teams, owners, blocked lists;
+# benches/reload.rs: documents shared with users and nested teams, owners;
 # policies of four shapes over 50 actions).
 #
 #   benches/scale.sh                      # the sizes below; a Markdown table on stdout
