@@ -377,31 +377,28 @@ impl<IO: AsyncRead + Unpin> AsyncRead for IdleTimeout<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => Poll::Ready(result),
-            Poll::Pending => {
-                let Some(timer) = this.timer.as_mut() else {
-                    return Poll::Pending;
-                };
-                loop {
-                    if timer.sleep.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    let now = Instant::now();
-                    let deadline = match timer.activity.idle_since() {
-                        Some(since) => since + timer.idle,
-                        None => now + timer.idle,
-                    };
-                    if deadline <= now {
-                        record_limit_breach(LimitBreach::IdleConnection);
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "connection idle for too long",
-                        )));
-                    }
-                    timer.sleep.as_mut().reset(deadline);
-                }
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let (Poll::Pending, Some(timer)) = (&read, this.timer.as_mut()) else {
+            return read;
+        };
+        // Waiting for the client: wake at the deadline, and close if it has truly passed.
+        loop {
+            if timer.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
+            let now = Instant::now();
+            let deadline = match timer.activity.idle_since() {
+                Some(since) => since + timer.idle,
+                None => now + timer.idle,
+            };
+            if deadline <= now {
+                record_limit_breach(LimitBreach::IdleConnection);
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for too long",
+                )));
+            }
+            timer.sleep.as_mut().reset(deadline);
         }
     }
 }
