@@ -389,15 +389,7 @@ async fn an_open_stream_keeps_its_connection_past_the_idle_timeout() {
     let mut config = test_config(&example_bundle());
     config.idle_timeout = Some(Duration::from_millis(300));
     let server = TestServer::start_with(config).await;
-    let mut health = HealthClient::new(server.channel().await);
-    let mut stream = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let first = stream.message().await.unwrap().unwrap();
+    let (mut stream, first) = server.watch_health().await;
     assert_eq!(first.status, ServingStatus::Serving as i32);
     let quiet = tokio::time::timeout(Duration::from_millis(1500), stream.message()).await;
     assert!(
@@ -405,7 +397,6 @@ async fn an_open_stream_keeps_its_connection_past_the_idle_timeout() {
         "the stream ended while open and quiet: {quiet:?}"
     );
     drop(stream);
-    drop(health);
     still_answers(&server).await;
     server.stop().await;
 }

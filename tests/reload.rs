@@ -296,22 +296,13 @@ async fn a_bundle_directory_deleted_and_created_again_is_still_watched() {
 
 #[tokio::test]
 async fn shutdown_ends_within_the_grace_period_even_with_a_stream_open() {
-    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let dir = tempfile::tempdir().unwrap();
     write_bundle(dir.path(), "alice");
     let mut config = test_config(dir.path());
     config.shutdown_grace = Duration::from_millis(500);
     let server = TestServer::start_with(config).await;
-    let mut health = HealthClient::new(server.channel().await);
     // A health Watch stream stays open until the server closes it.
-    let mut stream = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    stream.message().await.unwrap();
+    let _stream = server.watch_health().await;
     tokio::time::timeout(WAIT, server.stop())
         .await
         .expect("the server did not stop after its grace period");

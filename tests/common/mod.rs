@@ -165,6 +165,26 @@ impl TestServer {
             .unwrap()
     }
 
+    /// Opens a health `Watch` stream on all services, which stays open until the server
+    /// closes it, and returns it with its first answer.
+    pub async fn watch_health(
+        &self,
+    ) -> (
+        tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+        tonic_health::pb::HealthCheckResponse,
+    ) {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        let mut stream = HealthClient::new(self.channel().await)
+            .watch(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = stream.message().await.unwrap().unwrap();
+        (stream, first)
+    }
+
     /// Returns a connected channel that counts its TCP connections (reconnects included), so
     /// a test can tell a kept connection from a silently replaced one.
     pub async fn counting_channel(
