@@ -311,33 +311,18 @@ fn spawn_metrics_upkeep(handle: PrometheusHandle, cancel: CancellationToken) {
     });
 }
 
-/// Keeps the snapshot gauges current: right after each swap, and every few seconds (so the
-/// snapshot age moves and an old version's series expires).
+/// Keeps the snapshot gauges current: at once (so the first scrape after startup has them),
+/// right after each swap, and every few seconds (so the snapshot age moves and an old
+/// version's series expires).
 fn spawn_gauge_refresh(
     snapshots: Arc<SnapshotHandle>,
     mut serving: tokio::sync::watch::Receiver<Option<String>>,
     cancel: CancellationToken,
 ) {
+    let mut last_version = refresh_gauges(&snapshots, None);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(GAUGE_REFRESH);
-        let mut last_version: Option<String> = None;
         loop {
-            let snapshot = snapshots.load();
-            let version = snapshot.as_ref().map(|s| s.version.clone());
-            if let Some(previous) = last_version.as_deref()
-                && version.as_deref() != Some(previous)
-            {
-                telemetry_metrics::retire_snapshot_version(previous);
-            }
-            last_version = version;
-            let gauges = snapshot.as_deref().map(|s| SnapshotGauges {
-                version: &s.version,
-                loaded_at: s.loaded_at,
-                policies: s.policy_count(),
-                tuples: s.tuples.tuple_count(),
-                entities: s.entity_count,
-            });
-            telemetry_metrics::record_snapshot(gauges.as_ref());
             tokio::select! {
                 () = cancel.cancelled() => return,
                 _ = tick.tick() => {}
@@ -347,8 +332,30 @@ fn spawn_gauge_refresh(
                     }
                 }
             }
+            last_version = refresh_gauges(&snapshots, last_version.as_deref());
         }
     });
+}
+
+/// Records the serving snapshot's gauges, retiring the previous version's info series when
+/// the version changed; returns the version now serving.
+fn refresh_gauges(snapshots: &SnapshotHandle, previous: Option<&str>) -> Option<String> {
+    let snapshot = snapshots.load();
+    let version = snapshot.as_ref().map(|s| s.version.clone());
+    if let Some(previous) = previous
+        && version.as_deref() != Some(previous)
+    {
+        telemetry_metrics::retire_snapshot_version(previous);
+    }
+    let gauges = snapshot.as_deref().map(|s| SnapshotGauges {
+        version: &s.version,
+        loaded_at: s.loaded_at,
+        policies: s.policy_count(),
+        tuples: s.tuples.tuple_count(),
+        entities: s.entity_count,
+    });
+    telemetry_metrics::record_snapshot(gauges.as_ref());
+    version
 }
 
 /// Reports SERVING as soon as a first snapshot is swapped in (after a start without a valid
