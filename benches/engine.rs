@@ -14,9 +14,9 @@ use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
-use verdict::bundle::{self, LoadOptions};
-use verdict::engine::{self, CheckInput};
-use verdict::relations::{SearchScratch, TupleIndexBuilder, parse_tuple_line};
+use verdict_core::CheckInput;
+use verdict_core::relations::{SearchScratch, TupleIndexBuilder, parse_tuple_line};
+use verdict_core::{Limits, LoadOptions, Snapshot};
 
 #[path = "common/owner_scenario.rs"]
 mod owner_scenario;
@@ -53,7 +53,7 @@ fn example_requests() -> Vec<(&'static str, CheckInput)> {
 
 fn decision(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let snapshot = bundle::load(&dir, LoadOptions::default()).unwrap();
+    let snapshot = Snapshot::load(&dir, &LoadOptions::default()).unwrap();
     let mut group = c.benchmark_group("decision/example-bundle");
     group.throughput(Throughput::Elements(1));
     for (name, input) in example_requests() {
@@ -62,15 +62,16 @@ fn decision(c: &mut Criterion) {
             &input,
             |b, input| {
                 b.iter(|| {
-                    let request =
-                        engine::Request::prepare(black_box(input.clone()), &snapshot).unwrap();
-                    engine::decide(&snapshot, &request).unwrap()
+                    let request = snapshot
+                        .prepare(black_box(input.clone()), &Limits::default())
+                        .unwrap();
+                    request.decide().unwrap()
                 });
             },
         );
-        let request = engine::Request::prepare(input.clone(), &snapshot).unwrap();
+        let request = snapshot.prepare(input.clone(), &Limits::default()).unwrap();
         group.bench_with_input(BenchmarkId::new("decide", name), &request, |b, request| {
-            b.iter(|| engine::decide(&snapshot, black_box(request)).unwrap());
+            b.iter(|| black_box(request).decide().unwrap());
         });
     }
     group.finish();
@@ -222,7 +223,7 @@ fn telemetry_cost(c: &mut Criterion) {
     use verdict::telemetry::metrics::{self as telemetry_metrics, DecisionMetrics};
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let snapshot = bundle::load(&dir, LoadOptions::default()).unwrap();
+    let snapshot = Snapshot::load(&dir, &LoadOptions::default()).unwrap();
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let _ = metrics::set_global_recorder(recorder);
     telemetry_metrics::describe();
@@ -233,8 +234,10 @@ fn telemetry_cost(c: &mut Criterion) {
     let (_, input) = example_requests().swap_remove(0);
     let mut group = c.benchmark_group("decision/telemetry");
     let decide = || {
-        let request = engine::Request::prepare(black_box(input.clone()), &snapshot).unwrap();
-        let decision = engine::decide(&snapshot, &request).unwrap();
+        let request = snapshot
+            .prepare(black_box(input.clone()), &Limits::default())
+            .unwrap();
+        let decision = request.decide().unwrap();
         (request, decision)
     };
     group.bench_function("without", |b| b.iter(decide));
@@ -274,7 +277,7 @@ fn telemetry_cost(c: &mut Criterion) {
                     determining_policies: &decision.determining_policies,
                     errored_policies: &[],
                     properties: &[],
-                    snapshot_version: &snapshot.version,
+                    snapshot_version: snapshot.version(),
                     latency: started.elapsed(),
                     relation_depth_exceeded: decision.relation_depth_exceeded,
                 });
@@ -306,8 +309,10 @@ fn owner_scenario(c: &mut Criterion) {
     group.bench_function("verdict-prepare+decide", |b| {
         b.iter(|| {
             for input in inputs {
-                let request = engine::Request::prepare(black_box(input.clone()), snapshot).unwrap();
-                black_box(engine::decide(snapshot, &request).unwrap());
+                let request = snapshot
+                    .prepare(black_box(input.clone()), &Limits::default())
+                    .unwrap();
+                black_box(request.decide().unwrap());
             }
         });
     });
@@ -316,7 +321,7 @@ fn owner_scenario(c: &mut Criterion) {
             for request in cedar_requests {
                 black_box(authorizer.is_authorized(
                     black_box(request),
-                    &snapshot.policies,
+                    snapshot.policies(),
                     cedar_entities,
                 ));
             }
@@ -335,14 +340,14 @@ fn handler(c: &mut Criterion) {
     use std::task::{Context, Poll, Waker};
     use verdict::api::proto::authorization_server::Authorization;
     use verdict::api::{AuthorizationService, Limits, proto};
-    use verdict::bundle::SnapshotHandle;
     use verdict::config::{
         DEFAULT_MAX_BATCH, DEFAULT_MAX_ENTITY_PARENTS, DEFAULT_MAX_PROPERTIES,
         DEFAULT_MAX_REQUEST_ENTITIES, DEFAULT_MAX_STRING_BYTES,
     };
+    use verdict::serving::SnapshotHandle;
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let snapshot = bundle::load(&dir, LoadOptions::default()).unwrap();
+    let snapshot = Snapshot::load(&dir, &LoadOptions::default()).unwrap();
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let _ = metrics::set_global_recorder(recorder);
     let subscriber = tracing_subscriber::fmt()
@@ -354,7 +359,7 @@ fn handler(c: &mut Criterion) {
         Arc::new(SnapshotHandle::with(snapshot)),
         Limits {
             max_batch: DEFAULT_MAX_BATCH,
-            max_json_depth: engine::DEFAULT_MAX_JSON_DEPTH,
+            max_json_depth: verdict_core::DEFAULT_MAX_JSON_DEPTH,
             max_request_entities: DEFAULT_MAX_REQUEST_ENTITIES,
             max_entity_parents: DEFAULT_MAX_ENTITY_PARENTS,
             max_properties: DEFAULT_MAX_PROPERTIES,

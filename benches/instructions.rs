@@ -22,8 +22,8 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use verdict::bundle::{self, LoadOptions, Snapshot};
-use verdict::engine::{self, CheckInput};
+use verdict_core::CheckInput;
+use verdict_core::{Limits, LoadOptions, Snapshot};
 
 /// The server's allocator (see `src/main.rs`), so that what is measured here is what runs.
 #[global_allocator]
@@ -39,8 +39,10 @@ const REQUESTS: usize = 500;
 fn measured_verdict(snapshot: &Snapshot, inputs: &[CheckInput], passes: usize) {
     for _ in 0..passes {
         for input in inputs {
-            let request = engine::Request::prepare(black_box(input.clone()), snapshot).unwrap();
-            black_box(engine::decide(snapshot, &request).unwrap());
+            let request = snapshot
+                .prepare(black_box(input.clone()), &Limits::default())
+                .unwrap();
+            black_box(request.decide().unwrap());
         }
     }
 }
@@ -83,7 +85,7 @@ fn run(workload: &str, passes: usize) {
                 measured_verdict(&w.snapshot, &w.inputs, passes);
             } else {
                 measured_cedar(
-                    &w.snapshot.policies,
+                    w.snapshot.policies(),
                     &w.cedar_entities,
                     &w.cedar_requests,
                     passes,
@@ -92,7 +94,7 @@ fn run(workload: &str, passes: usize) {
         }
         "example-verdict" => {
             let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-            let snapshot = bundle::load(&policies, LoadOptions::default()).unwrap();
+            let snapshot = Snapshot::load(&policies, &LoadOptions::default()).unwrap();
             measured_verdict(&snapshot, &example_inputs(), passes);
         }
         other => panic!("unknown workload {other}"),

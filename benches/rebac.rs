@@ -49,8 +49,8 @@ use cedar_policy::{
     Authorizer, Context, Entities, Entity, EntityUid, PolicySet, RestrictedExpression,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use verdict::bundle::{self, LoadOptions, Snapshot};
-use verdict::engine::{self, CheckInput, EntityRef, Outcome};
+use verdict_core::{CheckInput, EntityRef, Outcome};
+use verdict_core::{Limits, LoadOptions, Snapshot};
 
 /// Requests per generated graph.
 const REQUESTS: usize = 500;
@@ -389,7 +389,7 @@ impl VerdictSide {
         )
         .unwrap();
         let started = std::time::Instant::now();
-        let snapshot = bundle::load(dir.path(), LoadOptions::default()).unwrap();
+        let snapshot = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
         let load_seconds = started.elapsed().as_secs_f64();
         let mut rng = Rng(seed ^ 0xfeed);
         let inputs: Vec<CheckInput> = (0..REQUESTS)
@@ -464,7 +464,7 @@ impl Workload {
 
         // Cedar's view: every userset is an entity; a subject is a child of each userset that
         // lists it; objects point at their usersets through relation attributes.
-        let userset = |t: &str, i: &str, r: &str| snapshot.relations.userset_uid(t, i, r);
+        let userset = |t: &str, i: &str, r: &str| snapshot.userset_uid(t, i, r);
         let mut parents: BTreeMap<EntityUid, BTreeSet<EntityUid>> = BTreeMap::new();
         for tuple in tuples {
             let (ot, oi) = &tuple.object;
@@ -530,7 +530,7 @@ impl Workload {
             rss_mib() - rss_before,
         );
         // The same policies Verdict serves (ids from `@id`).
-        let cedar_policies = snapshot.policies.clone();
+        let cedar_policies = snapshot.policies().clone();
         let cedar_requests = inputs
             .iter()
             .map(|input| {
@@ -560,8 +560,8 @@ impl Workload {
         let mut allowed = 0;
         let snapshot = &self.verdict.snapshot;
         for (input, cedar) in self.verdict.inputs.iter().zip(&self.cedar_requests) {
-            let request = engine::Request::prepare(input.clone(), snapshot).unwrap();
-            let ours = engine::decide(snapshot, &request).unwrap();
+            let request = snapshot.prepare(input.clone(), &Limits::default()).unwrap();
+            let ours = request.decide().unwrap();
             let theirs =
                 authorizer.is_authorized(cedar, &self.cedar_policies, &self.cedar_entities);
             let theirs_allowed = theirs.decision() == cedar_policy::Decision::Allow;
@@ -629,24 +629,30 @@ fn bench_verdict(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     side: &VerdictSide,
 ) {
-    let prepared: Vec<engine::Request> = side
+    let prepared: Vec<verdict_core::Prepared<'_>> = side
         .inputs
         .iter()
-        .map(|input| engine::Request::prepare(input.clone(), &side.snapshot).unwrap())
+        .map(|input| {
+            side.snapshot
+                .prepare(input.clone(), &Limits::default())
+                .unwrap()
+        })
         .collect();
     group.bench_function(BenchmarkId::new("verdict", REQUESTS), |b| {
         b.iter(|| {
             for request in &prepared {
-                black_box(engine::decide(&side.snapshot, black_box(request)).unwrap());
+                black_box(black_box(request).decide().unwrap());
             }
         });
     });
     group.bench_function(BenchmarkId::new("verdict_with_prepare", REQUESTS), |b| {
         b.iter(|| {
             for input in &side.inputs {
-                let request =
-                    engine::Request::prepare(black_box(input.clone()), &side.snapshot).unwrap();
-                black_box(engine::decide(&side.snapshot, &request).unwrap());
+                let request = side
+                    .snapshot
+                    .prepare(black_box(input.clone()), &Limits::default())
+                    .unwrap();
+                black_box(request.decide().unwrap());
             }
         });
     });

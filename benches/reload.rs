@@ -20,7 +20,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use verdict::bundle::{self, LoadOptions};
+use verdict_core::{LoadOptions, Snapshot};
 
 /// A small deterministic generator (xorshift), so every run builds the same bundle.
 struct Rng(u64);
@@ -161,23 +161,23 @@ fn main() {
     );
 
     let started = Instant::now();
-    let serving = bundle::load(dir.path(), LoadOptions::default()).unwrap();
+    let serving = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
     let first = started.elapsed();
     let after_first = peak_rss_mib();
     println!(
         "first load:  {:.2} s, peak RSS {after_first:.0} MiB ({} policies, {} tuples, {} usersets)",
         first.as_secs_f64(),
         serving.policy_count(),
-        serving.tuples.tuple_count(),
-        serving.tuples.userset_count()
+        serving.tuple_count(),
+        serving.tuples().userset_count()
     );
 
     // The rebuild, while the serving snapshot is still alive: the swap's worst moment.
     let started = Instant::now();
-    let rebuilt = bundle::load(dir.path(), LoadOptions::default()).unwrap();
+    let rebuilt = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
     let second = started.elapsed();
     let during_swap = peak_rss_mib();
-    assert_eq!(rebuilt.version, serving.version);
+    assert_eq!(rebuilt.version(), serving.version());
     println!(
         "rebuild:     {:.2} s, peak RSS with both snapshots alive {during_swap:.0} MiB",
         second.as_secs_f64()

@@ -56,9 +56,9 @@ mod api_keys;
 
 pub use api_keys::{Key, KeyRing, Role};
 
-use crate::bundle::DEFAULT_MAX_RELATION_DEPTH;
-use crate::engine::DEFAULT_MAX_JSON_DEPTH;
 use crate::telemetry::decision_log::{DEFAULT_ALLOW_RATE, DEFAULT_DENY_RATE};
+use verdict_core::DEFAULT_MAX_JSON_DEPTH;
+use verdict_core::DEFAULT_MAX_RELATION_DEPTH;
 
 /// Default bundle directory.
 pub const DEFAULT_POLICIES: &str = "./policies";
@@ -486,7 +486,7 @@ fn load_api_keys(
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
             flag: "--api-keys-file",
             env: "VERDICT_API_KEYS_FILE",
-            reason: format!("{}: {}", path.display(), crate::diagnostics::io_reason(&e)),
+            reason: format!("{}: {}", path.display(), verdict_core::io_reason(&e)),
         })?;
         ring.add(&text, &path.display().to_string())
             .map_err(|reason| ConfigError::Invalid {

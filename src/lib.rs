@@ -2,13 +2,9 @@
 #![warn(missing_docs)]
 
 pub mod api;
-pub mod bundle;
-pub mod cases;
 pub mod cli;
 pub mod config;
-pub mod diagnostics;
-pub mod engine;
-pub mod relations;
 pub mod reload;
 pub mod server;
+pub mod serving;
 pub mod telemetry;

@@ -5,7 +5,7 @@
 //! snapshot and say why) and the watch loop that triggers it (notify events, a poll fingerprint
 //! backstop, debouncing). SIGHUP and the `Reload` RPC call [`Reloader::reload`] directly.
 //!
-//! Does not own: evaluation or parsing. A rebuild is [`crate::bundle::load`] on a blocking
+//! Does not own: evaluation or parsing. A rebuild is [`Snapshot::load`] on a blocking
 //! thread; requests keep answering from the snapshot they loaded.
 //!
 //! A reload, whatever triggered it:
@@ -28,7 +28,9 @@ use tokio::sync::{Mutex, mpsc, watch as state};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bundle::{self, InvalidBundle, LoadFailure, LoadOptions, Snapshot, SnapshotHandle};
+use verdict_core::{InvalidBundle, LoadError, LoadOptions, Snapshot};
+
+use crate::serving::{LoadFailure, SnapshotHandle};
 use crate::telemetry::metrics::{ReloadResult, record_reload};
 
 /// What started a reload, for logs.
@@ -130,7 +132,7 @@ pub struct Reloader {
 impl Reloader {
     /// Returns a reloader for `dir` that stores into `snapshots`.
     pub fn new(dir: &Path, options: LoadOptions, snapshots: Arc<SnapshotHandle>) -> Arc<Self> {
-        let serving = snapshots.load().map(|s| s.version.clone());
+        let serving = snapshots.load().map(|s| s.snapshot.version().to_owned());
         let (serving_tx, _) = state::channel(serving);
         Arc::new(Self {
             dir: dir.to_path_buf(),
@@ -169,11 +171,14 @@ impl Reloader {
         match task.await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(error)) | Err(error) => {
-                let errors = InvalidBundle::from(bundle::LoadError::file(
+                let errors = InvalidBundle::from(LoadError::file(
                     &self.dir,
                     format!("the rebuild did not finish: {error}"),
                 ));
-                let serving = self.snapshots.load().map(|s| s.version.clone());
+                let serving = self
+                    .snapshots
+                    .load()
+                    .map(|s| s.snapshot.version().to_owned());
                 ReloadOutcome::Failed { errors, serving }
             }
         }
@@ -203,21 +208,24 @@ impl Reloader {
     ) -> ReloadOutcome {
         self.counters.rebuilds.fetch_add(1, Ordering::Relaxed);
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        let serving = self.snapshots.load().map(|s| s.version.clone());
+        let serving = self
+            .snapshots
+            .load()
+            .map(|s| s.snapshot.version().to_owned());
         match result {
-            Ok(snapshot) if serving.as_deref() == Some(snapshot.version.as_str()) => {
+            Ok(snapshot) if serving.as_deref() == Some(snapshot.version()) => {
                 // A reverted broken edit lands here: the failure is over.
                 self.snapshots.clear_failure();
                 self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
                 record_reload(ReloadResult::Unchanged);
-                tracing::debug!(cause = cause.as_str(), version = %snapshot.version, elapsed_ms, "bundle unchanged");
+                tracing::debug!(cause = cause.as_str(), version = %snapshot.version(), elapsed_ms, "bundle unchanged");
                 ReloadOutcome::Unchanged {
-                    version: snapshot.version,
+                    version: snapshot.version().to_owned(),
                 }
             }
             Ok(snapshot) => {
-                let version = snapshot.version.clone();
-                for warning in &snapshot.warnings {
+                let version = snapshot.version().to_owned();
+                for warning in snapshot.warnings() {
                     tracing::warn!(%warning, "policy validation warning");
                 }
                 tracing::info!(
@@ -225,8 +233,8 @@ impl Reloader {
                     %version,
                     previous = serving.as_deref().unwrap_or("none"),
                     policies = snapshot.policy_count(),
-                    tuples = snapshot.tuples.tuple_count(),
-                    entities = snapshot.entity_count,
+                    tuples = snapshot.tuple_count(),
+                    entities = snapshot.entity_count(),
                     elapsed_ms,
                     "bundle loaded"
                 );
@@ -294,17 +302,17 @@ fn fingerprint_and_load(
     dir: &Path,
     options: LoadOptions,
 ) -> (u64, Result<Snapshot, InvalidBundle>) {
-    let mut before = bundle::fingerprint(dir);
+    let mut before = verdict_core::fingerprint(dir);
     for _ in 0..STABLE_READ_ATTEMPTS {
-        let result = bundle::load(dir, options);
-        let after = bundle::fingerprint(dir);
+        let result = Snapshot::load(dir, &options);
+        let after = verdict_core::fingerprint(dir);
         if after == before {
             return (before, result);
         }
         drop(result);
         before = after;
     }
-    let unstable = bundle::LoadError::file(
+    let unstable = LoadError::file(
         dir,
         format!(
             "the bundle changed while it was being read, {STABLE_READ_ATTEMPTS} times in a row; the last good snapshot keeps serving and the next change is read again"
@@ -315,7 +323,7 @@ fn fingerprint_and_load(
 
 async fn fingerprint(dir: &Path) -> u64 {
     let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || bundle::fingerprint(&dir))
+    tokio::task::spawn_blocking(move || verdict_core::fingerprint(&dir))
         .await
         .unwrap_or_default()
 }

@@ -26,9 +26,9 @@ use tonic_health::ServingStatus;
 use self::grpc_metrics::GrpcMetricsLayer;
 use crate::api::proto::authorization_server::AuthorizationServer;
 use crate::api::{AuthorizationService, Limits, ReloadAnswer, ReloadControl, proto};
-use crate::bundle::SnapshotHandle;
 use crate::config::ValidConfig;
 use crate::reload::{Cause, ReloadOutcome, Reloader, WatchSettings};
+use crate::serving::SnapshotHandle;
 use crate::telemetry::decision_log::DecisionLogSettings;
 use crate::telemetry::metrics::{self as telemetry_metrics, SnapshotGauges};
 
@@ -341,18 +341,18 @@ fn spawn_gauge_refresh(
 /// the version changed; returns the version now serving.
 fn refresh_gauges(snapshots: &SnapshotHandle, previous: Option<&str>) -> Option<String> {
     let snapshot = snapshots.load();
-    let version = snapshot.as_ref().map(|s| s.version.clone());
+    let version = snapshot.as_ref().map(|s| s.snapshot.version().to_owned());
     if let Some(previous) = previous
         && version.as_deref() != Some(previous)
     {
         telemetry_metrics::retire_snapshot_version(previous);
     }
-    let gauges = snapshot.as_deref().map(|s| SnapshotGauges {
-        version: &s.version,
-        loaded_at: s.loaded_at,
-        policies: s.policy_count(),
-        tuples: s.tuples.tuple_count(),
-        entities: s.entity_count,
+    let gauges = snapshot.as_deref().map(|served| SnapshotGauges {
+        version: served.snapshot.version(),
+        loaded_at: served.snapshot.loaded_at(),
+        policies: served.snapshot.policy_count(),
+        tuples: served.snapshot.tuple_count(),
+        entities: served.snapshot.entity_count(),
     });
     telemetry_metrics::record_snapshot(gauges.as_ref());
     version

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use verdict::bundle::{self, LoadOptions};
+use verdict_core::{LoadOptions, Snapshot};
 
 fn cases() -> Vec<PathBuf> {
     let root = Path::new("tests/data/bad");
@@ -33,7 +33,7 @@ fn each_broken_bundle_reports_its_golden_errors() {
     );
     let mut mismatches = Vec::new();
     for dir in dirs {
-        let error = match bundle::load(&dir, LoadOptions::default()) {
+        let error = match Snapshot::load(&dir, &LoadOptions::default()) {
             Ok(_) => panic!("{} loaded, but it is broken", dir.display()),
             Err(error) => error.to_string() + "\n",
         };
@@ -69,7 +69,7 @@ fn unreadable_files_are_reported_with_their_path() {
     // A dangling symlink (a ConfigMap key whose target vanished) and a file that is not text.
     std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("dangling.cedar")).unwrap();
     std::fs::write(dir.path().join("binary.tuples"), [0xff, 0xfe, 0x00, 0x41]).unwrap();
-    let error = bundle::load(dir.path(), LoadOptions::default()).unwrap_err();
+    let error = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap_err();
     let text = error.to_string();
     let root = dir.path().display().to_string();
     assert_eq!(
@@ -82,9 +82,9 @@ fn unreadable_files_are_reported_with_their_path() {
 
 #[test]
 fn a_missing_bundle_directory_is_one_clear_error() {
-    let error = bundle::load(
+    let error = Snapshot::load(
         Path::new("tests/data/no-such-bundle"),
-        LoadOptions::default(),
+        &LoadOptions::default(),
     )
     .unwrap_err();
     assert_eq!(
@@ -103,13 +103,13 @@ fn a_broken_file_among_good_ones_rejects_the_whole_bundle() {
             std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
         }
     }
-    assert!(bundle::load(dir.path(), LoadOptions::default()).is_ok());
+    assert!(Snapshot::load(dir.path(), &LoadOptions::default()).is_ok());
     std::fs::write(
         dir.path().join("extra.tuples"),
         "Team::\"eng\"#member@@User::\"x\"\n",
     )
     .unwrap();
-    let error = bundle::load(dir.path(), LoadOptions::default()).unwrap_err();
+    let error = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap_err();
     assert_eq!(error.errors().len(), 1);
     assert_eq!(error.errors()[0].line, Some(1));
     assert_eq!(error.errors()[0].column, Some(20));

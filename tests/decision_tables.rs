@@ -10,13 +10,13 @@
 
 mod common;
 
-use verdict::bundle::{self, LoadOptions};
-use verdict::cases;
+use verdict_core::cases;
+use verdict_core::{LoadOptions, Snapshot};
 
 #[test]
 fn example_bundle_decision_tables_pass() {
     let dir = common::example_bundle();
-    let snapshot = bundle::load(&dir, LoadOptions::default()).unwrap();
+    let snapshot = Snapshot::load(&dir, &LoadOptions::default()).unwrap();
     let files = cases::discover(&dir).unwrap();
     assert!(files.len() >= 4, "{files:?}");
     let mut total = 0;
@@ -47,7 +47,7 @@ fn a_wrong_expectation_fails_and_names_its_line() {
         "cases:\n  - name: right\n    request: {principal: User::\"bob\", action: ListUsers, resource: Api::\"admin\"}\n    expect: {decision: deny}\n  - name: wrong\n    request: {principal: User::\"erin\", action: ListUsers, resource: Api::\"admin\"}\n    expect: {decision: deny, reasons: [admin-api-admins]}\n",
     )
     .unwrap();
-    let snapshot = bundle::load(&common::example_bundle(), LoadOptions::default()).unwrap();
+    let snapshot = Snapshot::load(&common::example_bundle(), &LoadOptions::default()).unwrap();
     let results = cases::run_file(&snapshot, &path).unwrap();
     assert_eq!(results.len(), 2);
     assert_eq!(results[0].failure, None);
@@ -67,7 +67,7 @@ fn a_malformed_case_file_is_located() {
         "cases:\n  - name: x\n    request: {principal: User::\"bob\"}\n    expect: {}\n",
     )
     .unwrap();
-    let snapshot = bundle::load(&common::example_bundle(), LoadOptions::default()).unwrap();
+    let snapshot = Snapshot::load(&common::example_bundle(), &LoadOptions::default()).unwrap();
     let error = cases::run_file(&snapshot, &path).unwrap_err();
     assert_eq!(error.line, Some(3));
     assert!(error.message.contains("missing field `action`"), "{error}");

@@ -19,8 +19,8 @@ use cedar_policy::{
 };
 use proptest::prelude::*;
 use serde_json::json;
-use verdict::bundle::{self, LoadOptions};
-use verdict::engine::{self, CheckInput, EntityRef, Outcome};
+use verdict_core::{CheckInput, EntityRef, Outcome};
+use verdict_core::{Limits, LoadOptions, Snapshot};
 
 const POLICIES: &str = r#"
 @id("read")
@@ -252,7 +252,7 @@ proptest! {
         let lines: Vec<String> = tuples.iter().map(tuple_line).collect();
         std::fs::write(dir.path().join("graph.tuples"), lines.join("\n")).unwrap();
         let options = LoadOptions { max_relation_depth: 1_000 };
-        let snapshot = bundle::load(dir.path(), options).unwrap();
+        let snapshot = Snapshot::load(dir.path(), &options).unwrap();
 
         let principals: Vec<String> = (0..=USERS).map(|u| uid_text("User", &format!("u{u}"))).collect();
         let materialised = materialise(&tuples, &principals);
@@ -275,8 +275,8 @@ proptest! {
                 entities: Vec::new(),
                 properties: Vec::new(),
             };
-            let request = engine::Request::prepare(input, &snapshot).unwrap();
-            let ours = engine::decide(&snapshot, &request).unwrap();
+            let request = snapshot.prepare(input, &Limits::default()).unwrap();
+            let ours = request.decide().unwrap();
 
             let cedar_request = Request::new(
                 EntityUid::from_str(&principal.to_string()).unwrap(),

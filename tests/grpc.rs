@@ -26,7 +26,13 @@ fn read_scope() -> serde_json::Value {
 async fn check_answers_with_reasons_and_the_snapshot_version() {
     let server = TestServer::start(&example_bundle()).await;
     let mut client = server.client().await;
-    let version = server.snapshots.load().unwrap().version.clone();
+    let version = server
+        .snapshots
+        .load()
+        .unwrap()
+        .snapshot
+        .version()
+        .to_owned();
 
     let allowed = client
         .check(check(
@@ -183,11 +189,12 @@ async fn status_health_and_reflection_answer_stock_clients() {
         .await
         .unwrap()
         .into_inner();
-    let snapshot = server.snapshots.load().unwrap();
-    assert_eq!(status.snapshot_version, snapshot.version);
+    let served = server.snapshots.load().unwrap();
+    let snapshot = &served.snapshot;
+    assert_eq!(status.snapshot_version, snapshot.version());
     assert_eq!(status.policies, snapshot.policy_count() as u64);
-    assert_eq!(status.tuples, snapshot.tuples.tuple_count() as u64);
-    assert_eq!(status.entities, snapshot.entity_count as u64);
+    assert_eq!(status.tuples, snapshot.tuple_count() as u64);
+    assert_eq!(status.entities, snapshot.entity_count() as u64);
     assert!(status.policies > 10 && status.tuples > 10 && status.entities > 10);
     assert!(status.schema);
     assert!(status.loaded_at.is_some());

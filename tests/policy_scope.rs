@@ -11,8 +11,8 @@
 )]
 
 use serde_json::json;
-use verdict::bundle::{self, LoadOptions, Snapshot};
-use verdict::engine::{self, CheckInput, Decision, Outcome};
+use verdict_core::{CheckInput, Decision, Outcome};
+use verdict_core::{Limits, LoadOptions, Snapshot};
 
 const POLICIES: &str = r##"
 @id("view-readers")
@@ -70,7 +70,7 @@ fn snapshot() -> (tempfile::TempDir, Snapshot) {
     let options = LoadOptions {
         max_relation_depth: 4,
     };
-    let snapshot = bundle::load(dir.path(), options).unwrap();
+    let snapshot = Snapshot::load(dir.path(), &options).unwrap();
     (dir, snapshot)
 }
 
@@ -81,9 +81,7 @@ fn decide(snapshot: &Snapshot, principal: &str, action: &str) -> Decision {
         "resource": "Doc::\"d\"",
     }))
     .unwrap();
-    let input = input.normalized(32).unwrap();
-    let request = engine::Request::prepare(input, snapshot).unwrap();
-    engine::decide(snapshot, &request).unwrap()
+    snapshot.check(input, &Limits::default()).unwrap()
 }
 
 #[test]
@@ -120,10 +118,9 @@ fn policies_for_every_action_apply_to_each_action() {
 fn an_action_the_bundle_does_not_know_gets_every_policy_and_every_relation() {
     let (_dir, snapshot) = snapshot();
     assert!(
-        snapshot
-            .action_scopes
-            .get(&"Action::\"archive\"".parse().unwrap())
-            .is_none()
+        !snapshot
+            .known_actions()
+            .contains(&"Action::\"archive\"".parse().unwrap())
     );
     // Every policy: the forbid for every action fires.
     let decision = decide(&snapshot, "sam", "archive");
@@ -178,19 +175,19 @@ fn an_empty_context_is_still_checked_against_the_schema() {
         "permit (principal, action == Action::\"read\", resource) when { context.mfa };",
     )
     .unwrap();
-    let snapshot = bundle::load(dir.path(), LoadOptions::default()).unwrap();
+    let snapshot = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
     let prepare = |context: serde_json::Value| {
         let input: CheckInput = serde_json::from_value(json!({
             "principal": "User::\"u\"", "action": "read", "resource": "Doc::\"d\"",
             "context": context,
         }))
         .unwrap();
-        engine::Request::prepare(input.normalized(32).unwrap(), &snapshot)
+        snapshot.prepare(input, &Limits::default())
     };
     let error = prepare(json!({})).unwrap_err().to_string();
     assert!(error.starts_with("context: "), "{error}");
     assert!(error.contains("mfa"), "{error}");
     let request = prepare(json!({"mfa": true})).unwrap();
-    let decision = engine::decide(&snapshot, &request).unwrap();
+    let decision = request.decide().unwrap();
     assert_eq!(decision.outcome, Outcome::Allow);
 }

@@ -23,8 +23,8 @@ use common::{ALLOW, DENY, TestServer, check, test_config};
 use serde_json::json;
 use tonic::Code;
 use verdict::api::proto;
-use verdict::bundle::{self, LoadOptions};
 use verdict::config::ValidConfig;
+use verdict_core::{LoadOptions, Snapshot};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -59,7 +59,13 @@ async fn decision(server: &TestServer, user: &str) -> (i32, String) {
 }
 
 fn version(server: &TestServer) -> String {
-    server.snapshots.load().unwrap().version.clone()
+    server
+        .snapshots
+        .load()
+        .unwrap()
+        .snapshot
+        .version()
+        .to_owned()
 }
 
 /// Waits until the served version differs from `old`; returns the new one.
@@ -150,7 +156,7 @@ async fn a_deleted_file_takes_its_policies_and_tuples_with_it() {
     std::fs::remove_file(dir.path().join("policy.cedar")).unwrap();
     let without_policy = wait_for_new_version(&server, &without_tuples).await;
     assert_eq!(decision(&server, "alice").await, (DENY, without_policy));
-    assert_eq!(server.snapshots.load().unwrap().policy_count(), 0);
+    assert_eq!(server.snapshots.load().unwrap().snapshot.policy_count(), 0);
     server.stop().await;
 }
 
@@ -219,18 +225,20 @@ async fn a_configmap_data_symlink_swap_is_served_and_each_file_is_read_once() {
     let mut volume = ConfigMapVolume::new(dir.path(), &files("alice"));
     let server = TestServer::start_with(watch_only(dir.path())).await;
     assert_eq!(decision(&server, "alice").await.0, ALLOW);
-    let snapshot = server.snapshots.load().unwrap();
+    let served = server.snapshots.load().unwrap();
+    let snapshot = &served.snapshot;
     assert_eq!(snapshot.policy_count(), 1);
-    assert_eq!(snapshot.tuples.tuple_count(), 1);
-    let old = snapshot.version.clone();
+    assert_eq!(snapshot.tuple_count(), 1);
+    let old = snapshot.version().to_owned();
 
     volume.update(&files("frank"));
     let new = wait_for_new_version(&server, &old).await;
     assert_eq!(decision(&server, "frank").await, (ALLOW, new.clone()));
     assert_eq!(decision(&server, "alice").await, (DENY, new));
-    let snapshot = server.snapshots.load().unwrap();
+    let served = server.snapshots.load().unwrap();
+    let snapshot = &served.snapshot;
     assert_eq!(snapshot.policy_count(), 1, "a file was read twice");
-    assert_eq!(snapshot.tuples.tuple_count(), 1);
+    assert_eq!(snapshot.tuple_count(), 1);
     server.stop().await;
 }
 
@@ -412,8 +420,9 @@ async fn a_burst_of_500_writes_is_a_few_rebuilds() {
     }
     let started = Instant::now();
     loop {
-        let snapshot = server.snapshots.load().unwrap();
-        if snapshot.version != old && snapshot.tuples.tuple_count() == 501 {
+        let served = server.snapshots.load().unwrap();
+        let snapshot = &served.snapshot;
+        if snapshot.version() != old && snapshot.tuple_count() == 501 {
             break;
         }
         assert!(started.elapsed() < WAIT, "the burst was not loaded in full");
@@ -608,8 +617,8 @@ async fn reloads_racing_with_traffic_never_fail_or_mix_versions() {
         for (name, content) in generation_files(k) {
             std::fs::write(staging.path().join(name), content).unwrap();
         }
-        let snapshot = bundle::load(staging.path(), LoadOptions::default()).unwrap();
-        generation_of.insert(snapshot.version.clone(), k);
+        let snapshot = Snapshot::load(staging.path(), &LoadOptions::default()).unwrap();
+        generation_of.insert(snapshot.version().to_owned(), k);
     }
 
     let dir = tempfile::tempdir().unwrap();

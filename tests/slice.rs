@@ -10,8 +10,8 @@
 )]
 
 use serde_json::json;
-use verdict::bundle::{self, LoadOptions, Snapshot};
-use verdict::engine::{self, CheckInput, Decision, Outcome};
+use verdict_core::{CheckInput, Decision, Outcome};
+use verdict_core::{Limits, LoadOptions, Snapshot};
 
 const POLICIES: &str = r##"
 @id("readers")
@@ -80,15 +80,15 @@ fn snapshot() -> (tempfile::TempDir, Snapshot) {
     std::fs::write(dir.path().join("policies.cedar"), POLICIES).unwrap();
     std::fs::write(dir.path().join("graph.tuples"), TUPLES).unwrap();
     std::fs::write(dir.path().join("data.entities.json"), ENTITIES).unwrap();
-    let snapshot = bundle::load(dir.path(), LoadOptions::default()).unwrap();
+    let snapshot = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
     (dir, snapshot)
 }
 
 fn decide(snapshot: &Snapshot, request: serde_json::Value) -> Result<Decision, String> {
     let input: CheckInput = serde_json::from_value(request).unwrap();
-    let input = input.normalized(32).map_err(|e| e.to_string())?;
-    let request = engine::Request::prepare(input, snapshot).map_err(|e| e.to_string())?;
-    engine::decide(snapshot, &request).map_err(|e| e.to_string())
+    snapshot
+        .check(input, &Limits::default())
+        .map_err(|e| e.to_string())
 }
 
 fn read_d(principal: &str) -> serde_json::Value {
@@ -254,14 +254,10 @@ fn policy_ids_are_reported_unescaped() {
          @id(\"fails's\")\npermit (principal, action, resource) when { context.missing };\n",
     )
     .unwrap();
-    let snapshot = bundle::load(dir.path(), LoadOptions::default()).unwrap();
+    let snapshot = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
     let decision = decide(&snapshot, read_d("alice")).unwrap();
     assert_eq!(decision.determining_policies, ["bob's \"read\" \\ rule"]);
     assert_eq!(decision.errors.len(), 1, "{decision:?}");
     assert_eq!(decision.errors[0].policy_id, "fails's");
-    assert!(
-        snapshot
-            .policy_locations
-            .contains_key("bob's \"read\" \\ rule")
-    );
+    assert!(snapshot.policy_location("bob's \"read\" \\ rule").is_some());
 }

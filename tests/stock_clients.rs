@@ -81,7 +81,13 @@ fn run_grpcurl(args: &[&str]) -> (bool, String, String) {
 async fn grpcurl_lists_describes_and_calls_through_reflection() {
     let server = TestServer::start(&example_bundle()).await;
     let addr = server.addr.to_string();
-    let version = server.snapshots.load().unwrap().version.clone();
+    let version = server
+        .snapshots
+        .load()
+        .unwrap()
+        .snapshot
+        .version()
+        .to_owned();
 
     let addr_for_list = addr.clone();
     let (ok, listed, err) =

@@ -10,8 +10,8 @@ use std::str::FromStr;
 
 use cedar_policy::{Context, Entities, Entity, EntityUid, RestrictedExpression};
 use serde_json::json;
-use verdict::bundle::{self, LoadOptions, Snapshot};
-use verdict::engine::{self, CheckInput};
+use verdict_core::CheckInput;
+use verdict_core::{Limits, LoadOptions, Snapshot};
 
 /// Documents and users; every tenth user is an admin.
 pub const DOCUMENTS: usize = 1_000;
@@ -122,12 +122,8 @@ impl Workload {
     /// asserts that both give the expected decision for every one.
     pub fn new(dir: &Path, count: usize) -> Self {
         write_bundle(dir);
-        let snapshot = bundle::load(dir, LoadOptions::default()).unwrap();
-        let owners = |d: usize| {
-            snapshot
-                .relations
-                .userset_uid("Document", &format!("d{d}"), "owner")
-        };
+        let snapshot = Snapshot::load(dir, &LoadOptions::default()).unwrap();
+        let owners = |d: usize| snapshot.userset_uid("Document", &format!("d{d}"), "owner");
         let mut entities = vec![Entity::new_no_attrs(uid("Role", "admin"), HashSet::new())];
         for u in 0..USERS {
             let mut parents: HashSet<EntityUid> = (0..DOCUMENTS)
@@ -178,10 +174,14 @@ impl Workload {
         let authorizer = cedar_policy::Authorizer::new();
         for ((check, input), cedar) in checks.iter().zip(&inputs).zip(&cedar_requests) {
             let want = expected(check.user, check.action, check.document);
-            let request = engine::Request::prepare(input.clone(), &snapshot).unwrap();
-            let ours = engine::decide(&snapshot, &request).unwrap();
-            let theirs = authorizer.is_authorized(cedar, &snapshot.policies, &cedar_entities);
-            assert_eq!(ours.outcome == engine::Outcome::Allow, want, "{check:?}");
+            let request = snapshot.prepare(input.clone(), &Limits::default()).unwrap();
+            let ours = request.decide().unwrap();
+            let theirs = authorizer.is_authorized(cedar, snapshot.policies(), &cedar_entities);
+            assert_eq!(
+                ours.outcome == verdict_core::Outcome::Allow,
+                want,
+                "{check:?}"
+            );
             assert_eq!(
                 theirs.decision() == cedar_policy::Decision::Allow,
                 want,

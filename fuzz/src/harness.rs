@@ -22,18 +22,15 @@ use std::sync::{Arc, LazyLock};
 use arbitrary::{Arbitrary, Unstructured};
 use prost::Message;
 use serde_json::{Map, Value};
+use verdict::api::AuthorizationService;
 use verdict::api::proto::authorization_server::Authorization;
 use verdict::api::proto::{self, batch_check_result};
-use verdict::api::{AuthorizationService, Limits};
-use verdict::bundle::{self, LoadOptions, Snapshot, SnapshotHandle};
-use verdict::config::{
-    DEFAULT_MAX_BATCH, DEFAULT_MAX_ENTITY_PARENTS, DEFAULT_MAX_PROPERTIES,
-    DEFAULT_MAX_REQUEST_ENTITIES, DEFAULT_MAX_STRING_BYTES,
+use verdict::serving::SnapshotHandle;
+use verdict_core::relations::{EntityUidText, SubjectText, parse_entity_uid, parse_tuple_line};
+use verdict_core::{
+    CheckInput, DEFAULT_MAX_JSON_DEPTH, Decision, EntityInput, EntityRef, Limits, LoadOptions,
+    Outcome, RequestError, Snapshot,
 };
-use verdict::engine::{
-    self, CheckInput, DEFAULT_MAX_JSON_DEPTH, EntityInput, EntityRef, Outcome, Request,
-};
-use verdict::relations::{EntityUidText, SubjectText, parse_entity_uid, parse_tuple_line};
 
 /// The example bundle (`policies/`), embedded: seeds for the bundle target and the snapshot the
 /// request targets decide against.
@@ -147,7 +144,7 @@ fn load_example() -> Snapshot {
     for (name, text) in EXAMPLE_BUNDLE {
         std::fs::write(dir.join(name), text).expect("example file");
     }
-    bundle::load(&dir, LoadOptions::default()).expect("the example bundle loads")
+    Snapshot::load(&dir, &LoadOptions::default()).expect("the example bundle loads")
 }
 
 /// Removes this process's scratch directory (the fuzzers leave theirs: it is small).
@@ -163,14 +160,7 @@ fn example_snapshot() -> &'static Snapshot {
 
 /// The production limits (the `serve` defaults).
 fn default_limits() -> Limits {
-    Limits {
-        max_batch: DEFAULT_MAX_BATCH,
-        max_json_depth: DEFAULT_MAX_JSON_DEPTH,
-        max_request_entities: DEFAULT_MAX_REQUEST_ENTITIES,
-        max_entity_parents: DEFAULT_MAX_ENTITY_PARENTS,
-        max_properties: DEFAULT_MAX_PROPERTIES,
-        max_string_bytes: DEFAULT_MAX_STRING_BYTES,
-    }
+    Limits::default()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -386,7 +376,7 @@ pub fn bundle_dir(data: &[u8]) {
         };
         std::fs::write(&path, bytes).expect("bundle file");
     }
-    match bundle::load(&dir, LoadOptions::default()) {
+    match Snapshot::load(&dir, &LoadOptions::default()) {
         Err(invalid) => {
             for error in invalid.errors() {
                 assert!(
@@ -405,8 +395,8 @@ pub fn bundle_dir(data: &[u8]) {
                 entities: Vec::new(),
                 properties: vec!["title".to_owned()],
             };
-            if let Ok(request) = Request::prepare(input, &snapshot)
-                && let Ok(decision) = engine::decide(&snapshot, &request)
+            if let Ok(request) = snapshot.prepare(input, &default_limits())
+                && let Ok(decision) = request.decide()
             {
                 check_decision(&decision);
             }
@@ -422,7 +412,7 @@ fn entity_ref(entity_type: &str, id: &str) -> EntityRef {
 }
 
 /// Deny by default, as the engine reports it.
-fn check_decision(decision: &engine::Decision) {
+fn check_decision(decision: &Decision) {
     if decision.outcome == Outcome::Allow {
         assert!(!decision.determining_policies.is_empty(), "{decision:?}");
         assert!(!decision.relation_depth_exceeded, "{decision:?}");
@@ -635,7 +625,7 @@ impl FuzzCheck {
 fn service_and_version() -> &'static (AuthorizationService, String) {
     static SERVICE: LazyLock<(AuthorizationService, String)> = LazyLock::new(|| {
         let snapshot = load_example();
-        let version = snapshot.version.clone();
+        let version = snapshot.version().to_owned();
         let snapshots = Arc::new(SnapshotHandle::with(snapshot));
         (
             AuthorizationService::new(snapshots, default_limits()),
@@ -812,23 +802,22 @@ pub fn request_json(data: &[u8]) {
     };
     let snapshot = example_snapshot();
     let too_deep = depth(&value) > DEFAULT_MAX_JSON_DEPTH;
-    match input.normalized(DEFAULT_MAX_JSON_DEPTH) {
+    match snapshot.prepare(input, &default_limits()) {
         Ok(_) if too_deep => panic!("JSON nested {} deep was accepted", depth(&value)),
-        Err(error) => {
-            let text = error.to_string();
-            assert!(
-                text.starts_with("context") || text.starts_with("entities[0]"),
-                "an error without its field: {text}"
-            );
-        }
-        Ok(input) => match Request::prepare(input, snapshot) {
-            Err(error) => assert!(!error.to_string().is_empty()),
-            Ok(request) => {
-                if let Ok(decision) = engine::decide(snapshot, &request) {
-                    check_decision(&decision);
-                }
+        Err(RequestError::TooDeep { field }) => assert!(
+            field.starts_with("context") || field.starts_with("entities[0]"),
+            "a depth error without its field: {field}"
+        ),
+        Err(
+            ref error @ (RequestError::Invalid { ref field, .. }
+            | RequestError::TooLarge { ref field, .. }),
+        ) if field.is_empty() => panic!("an error without its field: {error}"),
+        Err(error) => assert!(!error.to_string().is_empty()),
+        Ok(request) => {
+            if let Ok(decision) = request.decide() {
+                check_decision(&decision);
             }
-        },
+        }
     }
 }
 

@@ -7,136 +7,18 @@ use std::time::{Instant, SystemTime};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use super::convert::{Item, ProtocolError, check_input, check_response};
+use verdict_core::{Decision, Limits};
+
+use super::convert::{Item, check_input, check_response};
 use super::error::ApiError;
 use super::proto;
 use super::proto::authorization_server::Authorization;
-use crate::bundle::{Snapshot, SnapshotHandle};
-use crate::engine::{self, Decision};
+use crate::serving::{Served, SnapshotHandle};
 use crate::telemetry::decision_log::{self, DecisionLogSettings, DecisionRecord};
-use crate::telemetry::metrics::{
-    self as telemetry_metrics, DecisionMetrics, LimitBreach, OTHER_ACTION, Rejection,
-};
+use crate::telemetry::metrics::{self as telemetry_metrics, DecisionMetrics, Rejection};
 
 /// Batches with at least this many checks (or this heavy) are split across blocking threads.
 const PARALLEL_BATCH_THRESHOLD: usize = 32;
-
-/// Request limits enforced before the engine sees a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// The most checks in one `BatchCheck`.
-    pub max_batch: usize,
-    /// The deepest nesting of lists and records in context and entity attributes.
-    pub max_json_depth: usize,
-    /// The most entities in one request.
-    pub max_request_entities: usize,
-    /// The most parents of one request entity.
-    pub max_entity_parents: usize,
-    /// The most properties in one request.
-    pub max_properties: usize,
-    /// The longest type, id, action, property or attribute name, in bytes.
-    pub max_string_bytes: usize,
-}
-
-impl Limits {
-    /// Rejects a request over a count or length limit before any work is done on it.
-    fn check(&self, request: &proto::CheckRequest, item: Item) -> Result<(), ApiError> {
-        let over = |breach: LimitBreach, field: String, what: &str, count: usize, limit: usize| {
-            telemetry_metrics::record_limit_breach(breach);
-            Err(ApiError::Protocol(ProtocolError::Invalid {
-                field: format!("{item}{field}"),
-                reason: format!("{count} {what} exceed the limit of {limit}"),
-            }))
-        };
-        if request.entities.len() > self.max_request_entities {
-            return over(
-                LimitBreach::Entities,
-                "entities".to_owned(),
-                "entities",
-                request.entities.len(),
-                self.max_request_entities,
-            );
-        }
-        for (i, entity) in request.entities.iter().enumerate() {
-            if entity.parents.len() > self.max_entity_parents {
-                return over(
-                    LimitBreach::Parents,
-                    format!("entities[{i}].parents"),
-                    "parents",
-                    entity.parents.len(),
-                    self.max_entity_parents,
-                );
-            }
-        }
-        if request.properties.len() > self.max_properties {
-            return over(
-                LimitBreach::Properties,
-                "properties".to_owned(),
-                "properties",
-                request.properties.len(),
-                self.max_properties,
-            );
-        }
-        if let Some((field, length)) = overlong_name(request, self.max_string_bytes) {
-            return over(
-                LimitBreach::StringLength,
-                field,
-                "bytes",
-                length,
-                self.max_string_bytes,
-            );
-        }
-        Ok(())
-    }
-}
-
-/// Returns the first name in a request longer than `max` bytes, with its field and length.
-/// Names are entity types and ids, the action, property names, and the names of context and
-/// entity attributes (at the top level). Field names are built only for the one returned.
-fn overlong_name(request: &proto::CheckRequest, max: usize) -> Option<(String, usize)> {
-    let overlong = |text: &str| (text.len() > max).then_some(text.len());
-    let entity = |field: &dyn Fn() -> String, entity: Option<&proto::EntityRef>| {
-        let entity = entity?;
-        overlong(&entity.r#type)
-            .map(|length| (format!("{}.type", field()), length))
-            .or_else(|| overlong(&entity.id).map(|length| (format!("{}.id", field()), length)))
-    };
-    entity(&|| "principal".to_owned(), request.principal.as_ref())
-        .or_else(|| entity(&|| "resource".to_owned(), request.resource.as_ref()))
-        .or_else(|| {
-            request.entities.iter().enumerate().find_map(|(i, e)| {
-                entity(&|| format!("entities[{i}].uid"), e.uid.as_ref()).or_else(|| {
-                    e.parents.iter().enumerate().find_map(|(p, parent)| {
-                        entity(&|| format!("entities[{i}].parents[{p}]"), Some(parent))
-                    })
-                })
-            })
-        })
-        .or_else(|| overlong(&request.action).map(|length| ("action".to_owned(), length)))
-        .or_else(|| {
-            request
-                .properties
-                .iter()
-                .enumerate()
-                .find_map(|(i, property)| {
-                    overlong(property).map(|length| (format!("properties[{i}]"), length))
-                })
-        })
-        .or_else(|| {
-            let keys = request.context.iter().flat_map(|c| c.fields.keys());
-            keys.filter_map(|key| overlong(key))
-                .next()
-                .map(|length| ("context (a key)".to_owned(), length))
-        })
-        .or_else(|| {
-            request.entities.iter().enumerate().find_map(|(i, e)| {
-                let keys = e.attrs.iter().flat_map(|attrs| attrs.fields.keys());
-                keys.filter_map(|key| overlong(key))
-                    .next()
-                    .map(|length| (format!("entities[{i}].attrs (a key)"), length))
-            })
-        })
-}
 
 /// Entities plus properties beyond which work moves off the async workers.
 const HEAVY_WEIGHT: usize = 32;
@@ -214,16 +96,16 @@ impl AuthorizationService {
         self
     }
 
-    fn snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
+    fn snapshot(&self) -> Result<Arc<Served>, ApiError> {
         self.snapshots.load().ok_or_else(|| {
             telemetry_metrics::record_rejection(Rejection::Unavailable);
             ApiError::NoSnapshot
         })
     }
 
-    fn call<T>(&self, snapshot: Arc<Snapshot>, request: &Request<T>) -> Call {
+    fn call<T>(&self, served: Arc<Served>, request: &Request<T>) -> Call {
         Call {
-            snapshot,
+            served,
             limits: self.limits,
             decision_log: self.decision_log,
             request_id: RequestId::of(request.metadata()),
@@ -238,7 +120,8 @@ impl AuthorizationService {
 /// Everything deciding needs besides the request itself.
 #[derive(Debug, Clone)]
 struct Call {
-    snapshot: Arc<Snapshot>,
+    /// The one snapshot that answers the request (every check of a batch).
+    served: Arc<Served>,
     limits: Limits,
     decision_log: DecisionLogSettings,
     request_id: RequestId,
@@ -291,58 +174,51 @@ fn decide(
     item: Item,
 ) -> Result<proto::CheckResponse, ApiError> {
     let started = Instant::now();
-    let decided = (|| {
-        call.limits.check(&request, item)?;
-        let input = check_input(request, item)?.normalized(call.limits.max_json_depth)?;
-        let request = engine::Request::prepare(input, &call.snapshot)?;
-        let decision = engine::decide(&call.snapshot, &request)?;
-        Ok::<_, ApiError>((request, decision))
-    })();
+    let decided = check_input(request, item)
+        .map_err(ApiError::from)
+        .and_then(|input| {
+            call.served
+                .snapshot
+                .check(input, &call.limits)
+                .map_err(|error| ApiError::Request(error.with_field_prefix(&item.to_string())))
+        });
     match decided {
-        Ok((request, decision)) => {
-            observe(call, item, &request, &decision, started.elapsed());
-            Ok(check_response(decision, &call.snapshot.version))
+        Ok(decision) => {
+            observe(call, item, &decision, started.elapsed());
+            Ok(check_response(decision, call.served.snapshot.version()))
         }
         Err(error) => {
-            if let ApiError::Request(engine::RequestError::Invalid { reason, .. }) = &error
-                && reason == "nested too deeply"
-            {
-                telemetry_metrics::record_limit_breach(LimitBreach::JsonDepth);
-            }
-            let rejection = if error.code() == tonic::Code::Internal {
-                Rejection::Internal
-            } else {
-                Rejection::Invalid
-            };
-            telemetry_metrics::record_rejection(rejection);
+            record_rejection(&error);
             Err(error)
         }
     }
 }
 
+/// Counts a rejected request, and the limit it broke if that is why.
+fn record_rejection(error: &ApiError) {
+    if let ApiError::Request(error) = error
+        && let Some(limit) = error.limit()
+    {
+        telemetry_metrics::record_limit_breach(limit.into());
+    }
+    let rejection = if error.code() == tonic::Code::Internal {
+        Rejection::Internal
+    } else {
+        Rejection::Invalid
+    };
+    telemetry_metrics::record_rejection(rejection);
+}
+
 /// Records one decision: metrics always, the decision log when sampled.
-fn observe(
-    call: &Call,
-    item: Item,
-    request: &engine::Request,
-    decision: &Decision,
-    elapsed: std::time::Duration,
-) {
+fn observe(call: &Call, item: Item, decision: &Decision, elapsed: std::time::Duration) {
     let errored: Vec<&str> = decision
         .errors
         .iter()
         .map(|e| e.policy_id.as_str())
         .collect();
-    let action = call
-        .snapshot
-        .action_labels
-        .get(request.action())
-        .map_or(metrics::SharedString::const_str(OTHER_ACTION), |label| {
-            metrics::SharedString::from(Arc::clone(label))
-        });
     telemetry_metrics::record_decision(&DecisionMetrics {
         decision: decision.outcome.as_str(),
-        action,
+        action: call.served.action_labels.get(&decision.action),
         duration: elapsed,
         errored_policies: &errored,
         relation_depth_exceeded: decision.relation_depth_exceeded,
@@ -362,14 +238,14 @@ fn observe(
     decision_log::log(&DecisionRecord {
         request_id: &request_id,
         caller: call.caller.as_deref(),
-        principal: request.principal(),
-        action: request.action(),
-        resource: request.resource(),
+        principal: &decision.principal,
+        action: &decision.action,
+        resource: &decision.resource,
         decision: decision.outcome.as_str(),
         determining_policies: &decision.determining_policies,
         errored_policies: &errored,
         properties: &properties,
-        snapshot_version: &call.snapshot.version,
+        snapshot_version: call.served.snapshot.version(),
         latency: elapsed,
         relation_depth_exceeded: decision.relation_depth_exceeded,
     });
@@ -417,21 +293,19 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<proto::BatchCheckRequest>,
     ) -> Result<Response<proto::BatchCheckResponse>, Status> {
-        let snapshot = self.snapshot()?;
-        let call = self.call(snapshot, &request);
+        let served = self.snapshot()?;
+        let call = self.call(served, &request);
         let proto::BatchCheckRequest { checks } = request.into_inner();
         tracing::Span::current().record("checks", checks.len());
-        if checks.len() > self.limits.max_batch {
-            telemetry_metrics::record_rejection(Rejection::Invalid);
-            telemetry_metrics::record_limit_breach(LimitBreach::Batch);
-            return Err(ApiError::BatchTooLarge {
-                count: checks.len(),
-                limit: self.limits.max_batch,
-            }
-            .into());
+        if let Err(error) = self.limits.check_batch_len(checks.len()) {
+            let error = ApiError::Request(error);
+            record_rejection(&error);
+            return Err(error.into());
         }
         telemetry_metrics::record_batch_size(checks.len());
-        // INVARIANT: one snapshot (loaded above, into `call`) answers every item.
+        // INVARIANT: one snapshot (loaded above, into `call`) answers every item; each item
+        // goes through the same door as a single Check (`decide`), on this thread or a
+        // blocking one.
         let weight: usize = checks
             .iter()
             .map(|c| 1 + c.entities.len() + c.properties.len())
@@ -447,7 +321,7 @@ impl Authorization for AuthorizationService {
         };
         Ok(Response::new(proto::BatchCheckResponse {
             results,
-            snapshot_version: call.snapshot.version.clone(),
+            snapshot_version: call.served.snapshot.version().to_owned(),
         }))
     }
 
@@ -456,7 +330,7 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<proto::StatusRequest>,
     ) -> Result<Response<proto::StatusResponse>, Status> {
-        let snapshot = self.snapshots.load();
+        let served = self.snapshots.load();
         let details = request
             .extensions()
             .get::<CallerIsAdmin>()
@@ -474,14 +348,14 @@ impl Authorization for AuthorizationService {
                 },
                 at: Some(timestamp(failure.at)),
             });
-        let response = match snapshot {
+        let response = match served.as_deref().map(|served| &served.snapshot) {
             Some(snapshot) => proto::StatusResponse {
-                snapshot_version: snapshot.version.clone(),
-                loaded_at: Some(timestamp(snapshot.loaded_at)),
+                snapshot_version: snapshot.version().to_owned(),
+                loaded_at: Some(timestamp(snapshot.loaded_at())),
                 policies: snapshot.policy_count() as u64,
-                tuples: snapshot.tuples.tuple_count() as u64,
-                entities: snapshot.entity_count as u64,
-                schema: snapshot.schema.is_some(),
+                tuples: snapshot.tuple_count() as u64,
+                entities: snapshot.entity_count() as u64,
+                schema: snapshot.has_schema(),
                 last_load_error,
             },
             None => proto::StatusResponse {
@@ -559,18 +433,9 @@ async fn decide_in_parallel(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use verdict_core::{LoadOptions, Snapshot};
 
-    fn limits() -> Limits {
-        Limits {
-            max_batch: 100,
-            max_json_depth: 32,
-            max_request_entities: 100,
-            max_entity_parents: 32,
-            max_properties: 100,
-            max_string_bytes: 8,
-        }
-    }
+    use super::*;
 
     fn entity(t: &str, id: &str) -> proto::EntityRef {
         proto::EntityRef {
@@ -583,7 +448,7 @@ mod tests {
         proto::CheckRequest {
             principal: Some(entity("User", "u")),
             action: "read".to_owned(),
-            resource: Some(entity("Doc", "d")),
+            resource: Some(entity("Document", "d")),
             context: None,
             entities: vec![proto::Entity {
                 uid: Some(entity("Team", "t")),
@@ -594,27 +459,31 @@ mod tests {
         }
     }
 
-    fn error(request: &proto::CheckRequest, item: Item) -> String {
-        match limits().check(request, item) {
-            Err(error) => error.to_string(),
-            Ok(()) => "accepted".to_owned(),
-        }
-    }
-
-    #[test]
-    fn an_overlong_name_is_named_with_its_batch_item() {
-        assert_eq!(error(&request(), Item::Single), "accepted");
+    #[tokio::test]
+    async fn an_overlong_name_is_named_with_its_batch_item() {
+        let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
+        let snapshot = Snapshot::load(policies.as_ref(), &LoadOptions::default()).unwrap();
+        let limits = Limits {
+            max_string_bytes: 8,
+            ..Limits::default()
+        };
+        let service = AuthorizationService::new(Arc::new(SnapshotHandle::with(snapshot)), limits);
         let mut overlong = request();
         overlong.entities[0].parents[1].id = "o".repeat(9);
+        let checks = vec![request(), request(), request(), overlong];
+        let response = service
+            .batch_check(Request::new(proto::BatchCheckRequest { checks }))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(proto::batch_check_result::Result::Error(error)) = &response.results[3].result
+        else {
+            panic!("the overlong check is rejected: {:?}", response.results[3]);
+        };
         assert_eq!(
-            error(&overlong, Item::Batch(3)),
+            error.message,
             "checks[3].entities[0].parents[1].id: 9 bytes exceed the limit of 8"
         );
-        // The first overlong name in request order is the one reported.
-        overlong.resource = Some(entity("Documents", "d"));
-        assert_eq!(
-            error(&overlong, Item::Single),
-            "resource.type: 9 bytes exceed the limit of 8"
-        );
+        assert_eq!(error.code, tonic::Code::InvalidArgument as i32);
     }
 }

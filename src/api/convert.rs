@@ -7,7 +7,7 @@ use prost_types::value::Kind;
 use serde_json::{Map, Number, Value};
 
 use super::proto;
-use crate::engine::{
+use verdict_core::{
     CheckInput, Decision, EntityInput, EntityRef, EvaluationError, Outcome, PropertyDecision,
 };
 
@@ -104,8 +104,8 @@ fn entity_input(
     })
 }
 
-/// Converts a `Struct` to JSON. Numbers stay doubles here; the engine's normalisation turns
-/// whole ones into Longs and rejects the rest with the field's path.
+/// Converts a `Struct` to JSON. Numbers stay doubles here; `Snapshot::check` turns whole ones
+/// into Longs and rejects the rest with the field's path.
 fn struct_to_map(
     value: Option<prost_types::Struct>,
     field: impl FnOnce() -> String,
@@ -162,6 +162,9 @@ fn to_json(value: prost_types::Value, path: &mut String) -> Result<Value, Protoc
 /// Converts an engine decision to a `CheckResponse`.
 pub fn check_response(decision: Decision, snapshot_version: &str) -> proto::CheckResponse {
     let Decision {
+        principal: _,
+        action: _,
+        resource: _,
         outcome,
         determining_policies,
         errors,
@@ -267,18 +270,23 @@ mod tests {
 
     #[test]
     fn whole_numbers_reach_the_engine_as_integers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("p.cedar"),
+            "permit (principal, action, resource) when { context.n == 42 };",
+        )
+        .unwrap();
+        let snapshot = verdict_core::Snapshot::load(dir.path(), &Default::default()).unwrap();
+        let limits = verdict_core::Limits::default();
         let input = check_input(
             request_with_context(vec![("n", number(42.0))]),
             Item::Single,
         )
-        .unwrap()
-        .normalized(8)
         .unwrap();
-        assert_eq!(input.context.get("n"), Some(&Value::from(42)));
-        let err = check_input(request_with_context(vec![("n", number(4.5))]), Item::Single)
-            .unwrap()
-            .normalized(8)
-            .unwrap_err();
+        assert!(snapshot.check(input, &limits).unwrap().is_allowed());
+        let input =
+            check_input(request_with_context(vec![("n", number(4.5))]), Item::Single).unwrap();
+        let err = snapshot.check(input, &limits).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("context.n: `4.5` is not an integer"),

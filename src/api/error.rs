@@ -10,7 +10,7 @@
 use tonic::{Code, Status};
 
 use super::convert::ProtocolError;
-use crate::engine::RequestError;
+use verdict_core::RequestError;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -18,17 +18,10 @@ pub enum ApiError {
     /// The protobuf message is missing a field or has a malformed one.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
-    /// The request does not fit the snapshot (schema, relations).
+    /// The request is malformed, over a limit, or does not fit the snapshot (schema,
+    /// relations).
     #[error(transparent)]
     Request(#[from] RequestError),
-    /// A batch has more checks than the configured limit.
-    #[error("checks: {count} checks exceed the batch limit of {limit}")]
-    BatchTooLarge {
-        /// Checks in the batch.
-        count: usize,
-        /// The configured limit.
-        limit: usize,
-    },
     /// No snapshot has been loaded yet.
     #[error("no policy bundle is loaded yet")]
     NoSnapshot,
@@ -47,9 +40,12 @@ impl ApiError {
     pub fn code(&self) -> Code {
         match self {
             Self::Internal(_) | Self::Request(RequestError::Internal(_)) => Code::Internal,
-            Self::Protocol(_) | Self::Request(_) | Self::BatchTooLarge { .. } => {
-                Code::InvalidArgument
-            }
+            Self::Protocol(_)
+            | Self::Request(
+                RequestError::Invalid { .. }
+                | RequestError::TooLarge { .. }
+                | RequestError::TooDeep { .. },
+            ) => Code::InvalidArgument,
             Self::NoSnapshot => Code::Unavailable,
             Self::ReloadDisabled => Code::Unimplemented,
         }
@@ -99,10 +95,12 @@ mod tests {
     fn statuses_follow_the_table() {
         let invalid = ApiError::from(ProtocolError::Missing("principal".to_owned()));
         assert_eq!(Status::from(invalid).code(), Code::InvalidArgument);
-        let batch = Status::from(ApiError::BatchTooLarge {
+        let batch = Status::from(ApiError::Request(RequestError::TooLarge {
+            field: "checks".to_owned(),
+            limit: verdict_core::Limit::Batch,
             count: 101,
-            limit: 100,
-        });
+            max: 100,
+        }));
         assert_eq!(batch.code(), Code::InvalidArgument);
         assert_eq!(
             batch.message(),

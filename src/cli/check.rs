@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::{EXIT_DENY, EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK, EXIT_USAGE, out};
-use crate::bundle::{self, DEFAULT_MAX_RELATION_DEPTH, LoadOptions, Snapshot};
-use crate::engine::{self, CheckInput, DEFAULT_MAX_JSON_DEPTH, Decision};
+use verdict_core::{
+    CheckInput, DEFAULT_MAX_RELATION_DEPTH, Decision, Limits, LoadOptions, Snapshot,
+};
 
 /// Arguments of `verdict check`.
 #[derive(Debug, Clone, clap::Args)]
@@ -55,18 +56,15 @@ pub(super) fn run(args: CheckArgs) -> u8 {
     let options = LoadOptions {
         max_relation_depth: args.max_relation_depth,
     };
-    let snapshot = match bundle::load(&args.policies, options) {
+    let snapshot = match Snapshot::load(&args.policies, &options) {
         Ok(snapshot) => snapshot,
         Err(invalid) => {
             eprintln!("{invalid}");
             return EXIT_INVALID_BUNDLE;
         }
     };
-    let decision = input
-        .normalized(DEFAULT_MAX_JSON_DEPTH)
-        .and_then(|input| engine::Request::prepare(input, &snapshot))
-        .and_then(|request| engine::decide(&snapshot, &request));
-    let decision = match decision {
+    // The server's default limits, so a request this command accepts is one the server does.
+    let decision = match snapshot.check(input, &Limits::default()) {
         Ok(decision) => decision,
         Err(error) => {
             eprintln!("error: invalid request: {error}");
@@ -123,7 +121,7 @@ fn read_json(path: &Path) -> Result<Value, String> {
     } else {
         std::fs::read_to_string(path).map(|t| text = t)
     };
-    read.map_err(|e| format!("{}: {}", path.display(), crate::diagnostics::io_reason(&e)))?;
+    read.map_err(|e| format!("{}: {}", path.display(), verdict_core::io_reason(&e)))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -132,7 +130,7 @@ fn parse_json(flag: &str, text: &str) -> Result<Value, String> {
 }
 
 fn with_location(id: &str, snapshot: &Snapshot) -> String {
-    match snapshot.policy_locations.get(id) {
+    match snapshot.policy_location(id) {
         Some(at) => format!("{id} ({}:{})", at.path.display(), at.line),
         None => id.to_owned(),
     }
@@ -169,11 +167,11 @@ fn print_decision(decision: &Decision, snapshot: &Snapshot) {
             }
         );
     }
-    out!("  snapshot: {}", snapshot.version);
+    out!("  snapshot: {}", snapshot.version());
 }
 
 fn decision_json(decision: &Decision, snapshot: &Snapshot) -> Value {
-    let errors = |errors: &[engine::EvaluationError]| -> Vec<Value> {
+    let errors = |errors: &[verdict_core::EvaluationError]| -> Vec<Value> {
         errors
             .iter()
             .map(|e| json!({"policy_id": e.policy_id, "message": e.message}))
@@ -190,6 +188,6 @@ fn decision_json(decision: &Decision, snapshot: &Snapshot) -> Value {
             "errors": errors(&p.errors),
         })).collect::<Vec<_>>(),
         "relation_depth_exceeded": decision.relation_depth_exceeded,
-        "snapshot_version": snapshot.version,
+        "snapshot_version": snapshot.version(),
     })
 }

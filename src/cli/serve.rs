@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use super::{EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK, EXIT_USAGE};
-use crate::bundle::{LoadOptions, SnapshotHandle};
+use verdict_core::LoadOptions;
+
 use crate::config::ServeArgs;
 use crate::reload::{ReloadOutcome, Reloader};
+use crate::serving::SnapshotHandle;
 use crate::{server, telemetry};
 
 pub(super) fn run(args: ServeArgs) -> u8 {

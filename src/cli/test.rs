@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use super::{EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK, out};
-use crate::bundle::{self, LoadOptions};
-use crate::cases;
+use verdict_core::{LoadOptions, Snapshot, cases};
 
 /// Arguments of `verdict test`.
 #[derive(Debug, Clone, clap::Args)]
@@ -21,7 +20,7 @@ pub struct TestArgs {
 }
 
 pub(super) fn run(args: TestArgs) -> u8 {
-    let snapshot = match bundle::load(&args.dir, LoadOptions::default()) {
+    let snapshot = match Snapshot::load(&args.dir, &LoadOptions::default()) {
         Ok(snapshot) => snapshot,
         Err(invalid) => {
             eprintln!("{invalid}");

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::{EXIT_FAILURE, EXIT_OK, out};
-use crate::bundle::{self, LoadOptions};
+use verdict_core::{LoadOptions, Snapshot};
 
 /// Arguments of `verdict validate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -14,23 +14,23 @@ pub struct ValidateArgs {
 }
 
 pub(super) fn run(args: ValidateArgs) -> u8 {
-    match bundle::load(&args.dir, LoadOptions::default()) {
+    match Snapshot::load(&args.dir, &LoadOptions::default()) {
         Ok(snapshot) => {
-            for warning in &snapshot.warnings {
+            for warning in snapshot.warnings() {
                 eprintln!("{warning}");
             }
             out!(
                 "{}: valid: {} policies, {} tuples, {} entities, {}, version {}",
                 args.dir.display(),
                 snapshot.policy_count(),
-                snapshot.tuples.tuple_count(),
-                snapshot.entity_count,
-                if snapshot.schema.is_some() {
+                snapshot.tuple_count(),
+                snapshot.entity_count(),
+                if snapshot.has_schema() {
                     "validated against the schema"
                 } else {
                     "no schema"
                 },
-                snapshot.version
+                snapshot.version()
             );
             EXIT_OK
         }

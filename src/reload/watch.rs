@@ -97,7 +97,7 @@ impl Relevance {
             // The root itself.
             return true;
         };
-        let loadable = crate::bundle::is_bundle_file_name(last)
+        let loadable = verdict_core::is_bundle_file_name(last)
             || last == "..data"
             // A name without a dot is likely a directory (it may be gone, so no stat).
             || !last.contains('.');

@@ -13,7 +13,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::bundle::SnapshotHandle;
+use crate::serving::SnapshotHandle;
 
 /// What the HTTP handlers read.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 //! traffic.
 
 use std::hash::Hash;
-use std::sync::{LazyLock, OnceLock, RwLock};
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use std::time::Duration;
 
 use metrics::{Counter, Histogram, SharedString};
@@ -215,6 +215,43 @@ pub struct DecisionMetrics<'a> {
     pub relation_depth_exceeded: bool,
 }
 
+/// The `action` label of every action a snapshot knows, derived once per snapshot: `read` for
+/// `Action::"read"`, the full uid for namespaced actions. Other actions are [`OTHER_ACTION`],
+/// so label values stay bounded by what the bundle declares whatever callers send.
+#[derive(Debug, Default)]
+pub struct ActionLabels {
+    by_action: rustc_hash::FxHashMap<cedar_policy::EntityUid, Arc<str>>,
+}
+
+impl ActionLabels {
+    /// Derives the labels of `snapshot`'s known actions.
+    pub fn of(snapshot: &verdict_core::Snapshot) -> Self {
+        let by_action = snapshot
+            .known_actions()
+            .iter()
+            .map(|uid| {
+                let label: Arc<str> = if uid.type_name().to_string() == "Action" {
+                    uid.id().unescaped().into()
+                } else {
+                    uid.to_string().into()
+                };
+                (uid.clone(), label)
+            })
+            .collect();
+        Self { by_action }
+    }
+
+    /// Returns the label of `action`: its own for a known action, [`OTHER_ACTION`] otherwise.
+    /// Allocates nothing.
+    pub fn get(&self, action: &cedar_policy::EntityUid) -> SharedString {
+        self.by_action
+            .get(action)
+            .map_or(SharedString::const_str(OTHER_ACTION), |label| {
+                SharedString::from(Arc::clone(label))
+            })
+    }
+}
+
 /// Metric handles by label values, registered with the recorder on first use.
 ///
 /// `metrics::counter!(name, labels)` builds the key, hashes it and looks it up under a lock on
@@ -318,6 +355,20 @@ pub enum LimitBreach {
     JsonDepth,
     /// A type, id, action, property or attribute name longer than `--max-string-bytes`.
     StringLength,
+}
+
+impl From<verdict_core::Limit> for LimitBreach {
+    fn from(limit: verdict_core::Limit) -> Self {
+        use verdict_core::Limit;
+        match limit {
+            Limit::Batch => Self::Batch,
+            Limit::JsonDepth => Self::JsonDepth,
+            Limit::Entities => Self::Entities,
+            Limit::Parents => Self::Parents,
+            Limit::Properties => Self::Properties,
+            Limit::StringBytes => Self::StringLength,
+        }
+    }
 }
 
 impl LimitBreach {

@@ -15,9 +15,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use verdict::api::proto::{self, authorization_client::AuthorizationClient};
-use verdict::bundle::{self, LoadOptions, SnapshotHandle};
 use verdict::config::{DEFAULT_MAX_BATCH, DEFAULT_MAX_MESSAGE_BYTES, LogFormat, ValidConfig};
 use verdict::reload::{ReloadOutcome, Reloader};
+use verdict::serving::SnapshotHandle;
+use verdict_core::LoadOptions;
 
 pub mod pki;
 pub mod process;
@@ -32,10 +33,10 @@ pub fn test_config(policies: &Path) -> ValidConfig {
     ValidConfig {
         policies: policies.to_path_buf(),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        max_relation_depth: bundle::DEFAULT_MAX_RELATION_DEPTH,
+        max_relation_depth: verdict_core::DEFAULT_MAX_RELATION_DEPTH,
         max_batch: DEFAULT_MAX_BATCH,
         max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-        max_json_depth: verdict::engine::DEFAULT_MAX_JSON_DEPTH,
+        max_json_depth: verdict_core::DEFAULT_MAX_JSON_DEPTH,
         max_request_entities: verdict::config::DEFAULT_MAX_REQUEST_ENTITIES,
         max_entity_parents: verdict::config::DEFAULT_MAX_ENTITY_PARENTS,
         max_properties: verdict::config::DEFAULT_MAX_PROPERTIES,

@@ -8,15 +8,16 @@ use serde_json::{Map, Number, Value};
 
 use super::request::RequestError;
 
-/// The deepest nesting of lists and records accepted by default.
-pub const DEFAULT_MAX_JSON_DEPTH: usize = 32;
-
 /// The largest integer a double represents exactly (2^53).
 const MAX_EXACT_DOUBLE: f64 = 9_007_199_254_740_992.0;
 
 /// Returns `value` with whole numbers as integers, or the first problem found under `path`
 /// (such as `context.items[2]`).
-pub fn normalize_json(value: Value, path: &str, max_depth: usize) -> Result<Value, RequestError> {
+pub(super) fn normalize_json(
+    value: Value,
+    path: &str,
+    max_depth: usize,
+) -> Result<Value, RequestError> {
     let mut path_buf = path.to_owned();
     normalize(value, &mut path_buf, max_depth)
 }
@@ -51,9 +52,8 @@ fn normalize(value: Value, path: &mut String, depth_left: usize) -> Result<Value
 fn descend(path: &str, depth_left: usize) -> Result<usize, RequestError> {
     depth_left
         .checked_sub(1)
-        .ok_or_else(|| RequestError::Invalid {
+        .ok_or_else(|| RequestError::TooDeep {
             field: path.to_owned(),
-            reason: "nested too deeply".to_owned(),
         })
 }
 

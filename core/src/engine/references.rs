@@ -5,12 +5,12 @@
 use cedar_policy::{Entities, Entity, EntityUid, EvalResult, PolicySet};
 use rustc_hash::FxHashMap;
 
-use super::schema::{RelationCatalog, USERSET_TYPE};
+use crate::bundle::{RelationCatalog, USERSET_TYPE};
 use crate::relations::{TupleIndex, UsersetId, parse_entity_uid};
 
 /// Entities and usersets named literally in the policies.
 #[derive(Debug, Clone, Default)]
-pub struct PolicyEntities {
+pub(crate) struct PolicyEntities {
     /// Literal entities worth putting in every slice: those with attributes in the bundle or
     /// with relations (`Group::"banned".member`). Entities with neither only matter as the
     /// right-hand side of `in`, which needs no entity.
@@ -79,7 +79,7 @@ pub(super) fn entity_references(entities: &Entities) -> FxHashMap<EntityUid, Vec
 
 /// Returns the entities `entity`'s attributes point at, in records and sets too, except
 /// userset entities (relations are answered by the tuple search, not by data).
-pub fn referenced_entities(entity: &Entity) -> Vec<EntityUid> {
+pub(super) fn referenced_entities(entity: &Entity) -> Vec<EntityUid> {
     let mut out = Vec::new();
     for (_, value) in entity.attrs() {
         if let Ok(value) = value {

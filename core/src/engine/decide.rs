@@ -3,28 +3,31 @@
 use cedar_policy::{AuthorizationError, Response};
 
 use super::decision::{Decision, EvaluationError, Outcome, PropertyDecision};
-use super::request::{Request, RequestError};
+use super::request::{Prepared, RequestError};
 use super::slice;
-use crate::bundle::Snapshot;
 use crate::diagnostics::error_chain;
 
-/// Decides `request` against `snapshot`, the snapshot it was prepared with.
-///
-/// Only a request whose entities cannot form a consistent slice is an error; everything else,
-/// including evaluation errors and a relation search that hits the depth bound, is a decision.
-pub fn decide(snapshot: &Snapshot, request: &Request) -> Result<Decision, RequestError> {
-    #[cfg(debug_assertions)]
-    debug_assert_eq!(
-        request.snapshot_version, snapshot.version,
-        "a request is decided against the snapshot it was prepared with"
-    );
+impl Prepared<'_> {
+    /// Decides the request against the snapshot that prepared it.
+    ///
+    /// Only a request whose entities cannot form a consistent slice is an error (a bug, since
+    /// preparing validated them); everything else, including evaluation errors and a relation
+    /// search that hits the depth bound, is a decision.
+    pub fn decide(&self) -> Result<Decision, RequestError> {
+        decide(self)
+    }
+}
+
+fn decide(request: &Prepared<'_>) -> Result<Decision, RequestError> {
+    let snapshot = request.snapshot;
     // The policies that can apply to this action, and the relations they can read (see
-    // `bundle::ActionScope`); an action the bundle does not know gets all of both.
-    let scope = snapshot.action_scopes.get(&request.action);
-    let policies = scope.map_or(&snapshot.policies, |s| &s.policies);
-    let slice = slice::build(snapshot, request, scope)?;
+    // `action_scope`); an action the bundle does not know gets all of both.
+    let scope = snapshot.index.action_scopes.get(&request.action);
+    let policies = scope.map_or(&snapshot.bundle.policies, |s| &s.policies);
+    let slice = slice::build(request, scope)?;
     let evaluate = |cedar_request| {
         snapshot
+            .index
             .authorizer
             .is_authorized(cedar_request, policies, &slice.entities)
     };
@@ -56,6 +59,9 @@ pub fn decide(snapshot: &Snapshot, request: &Request) -> Result<Decision, Reques
         })
         .collect();
     Ok(Decision {
+        principal: request.principal.clone(),
+        action: request.action.clone(),
+        resource: request.resource.clone(),
         outcome,
         determining_policies,
         errors,

@@ -1,9 +1,9 @@
-//! Requests: the caller's input, and the validated [`Request`] the engine decides.
+//! Requests: the caller's input, and the validated [`Prepared`] request the engine decides.
 //!
 //! [`CheckInput`] is what a caller wrote (from protobuf, JSON or a YAML test case). It becomes a
-//! [`Request`] only against a snapshot, because the snapshot's schema decides how the context
-//! and the caller's entities are read and whether they are valid. Validation happens once, here;
-//! [`crate::engine::decide`] never fails on input.
+//! [`Prepared`] request only against a snapshot, because the snapshot's schema decides how the
+//! context and the caller's entities are read and whether they are valid. Limits and validation
+//! happen once, here; deciding a prepared request never fails on input.
 
 use std::str::FromStr;
 
@@ -16,14 +16,19 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::json::{normalize_json, normalize_map};
-use crate::bundle::{Snapshot, USERSET_TYPE};
+use crate::bundle::USERSET_TYPE;
 use crate::diagnostics::error_chain;
+use crate::limits::{Limit, Limits};
 use crate::relations::{display_uid, parse_entity_type, parse_entity_uid};
+use crate::snapshot::Snapshot;
 
 /// The context key that carries the property name in property-level checks.
 pub const PROPERTY_CONTEXT_KEY: &str = "property";
 
 /// A request the engine cannot decide; the caller must treat it as a deny.
+///
+/// Front-ends map it to their status codes and metric labels by variant: [`Self::Invalid`],
+/// [`Self::TooLarge`] and [`Self::TooDeep`] are the caller's fault, [`Self::Internal`] is not.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     /// A field is malformed or inconsistent with the snapshot (its schema, its relations).
@@ -34,9 +39,54 @@ pub enum RequestError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A count or a length is over its limit.
+    #[error("{field}: {count} {unit} exceed the {batch}limit of {max}", unit = limit.unit(), batch = if *limit == Limit::Batch { "batch " } else { "" })]
+    TooLarge {
+        /// The field, such as `entities` or `principal.id`.
+        field: String,
+        /// Which limit.
+        limit: Limit,
+        /// How many (entities, parents, properties, checks, or bytes) the field has.
+        count: usize,
+        /// The limit's value.
+        max: usize,
+    },
+    /// JSON in the context or an entity's attributes is nested deeper than
+    /// [`Limits::max_json_depth`].
+    #[error("{field}: nested too deeply")]
+    TooDeep {
+        /// The field at which the limit was reached, such as `context.a.b`.
+        field: String,
+    },
     /// Cedar rejected data Verdict built itself: a bug, not the caller's fault.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl RequestError {
+    /// Returns the limit the request broke, if that is what is wrong with it.
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            Self::TooLarge { limit, .. } => Some(*limit),
+            Self::TooDeep { .. } => Some(Limit::JsonDepth),
+            Self::Invalid { .. } | Self::Internal(_) => None,
+        }
+    }
+
+    /// Returns the error with `prefix` before its field name, for a front-end that puts
+    /// several requests in one message (`checks[3].` for the fourth check of a batch).
+    #[must_use]
+    pub fn with_field_prefix(mut self, prefix: &str) -> Self {
+        match &mut self {
+            Self::Invalid { field, .. }
+            | Self::TooLarge { field, .. }
+            | Self::TooDeep { field, .. } => {
+                field.insert_str(0, prefix);
+            }
+            Self::Internal(_) => {}
+        }
+        self
+    }
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> RequestError {
@@ -54,6 +104,16 @@ pub struct EntityRef {
     pub entity_type: String,
     /// The entity id.
     pub id: String,
+}
+
+impl EntityRef {
+    /// Returns the entity `entity_type::"id"`.
+    pub fn new(entity_type: impl Into<String>, id: impl Into<String>) -> Self {
+        Self {
+            entity_type: entity_type.into(),
+            id: id.into(),
+        }
+    }
 }
 
 /// Accepts `User::"alice"` as well as `{type: User, id: alice}` in JSON and YAML.
@@ -128,8 +188,21 @@ pub struct CheckInput {
 }
 
 impl CheckInput {
-    /// Returns the input with its JSON normalised for Cedar (see [`normalize_json`]).
-    pub fn normalized(mut self, max_depth: usize) -> Result<Self, RequestError> {
+    /// Returns a request with no context, entities or properties.
+    pub fn new(principal: EntityRef, action: impl Into<String>, resource: EntityRef) -> Self {
+        Self {
+            principal,
+            action: action.into(),
+            resource,
+            context: Map::new(),
+            entities: Vec::new(),
+            properties: Vec::new(),
+        }
+    }
+
+    /// Returns the input with its JSON normalised for Cedar (see `normalize_json`), at most
+    /// `max_depth` levels deep.
+    fn normalized(mut self, max_depth: usize) -> Result<Self, RequestError> {
         let context = std::mem::take(&mut self.context);
         self.context = normalize_map(context, &mut "context".to_owned(), max_depth)?;
         for (i, entity) in self.entities.iter_mut().enumerate() {
@@ -144,12 +217,26 @@ impl CheckInput {
     }
 }
 
-/// A request validated against one snapshot.
+/// A request validated against one snapshot, ready to be decided by it.
 ///
-/// INVARIANT: decided only against the snapshot it was prepared with (checked in debug
-/// builds), because the schema, the bundle's entities and the relations shaped it.
+/// INVARIANT: decided only against the snapshot it was prepared with, because the schema, the
+/// bundle's entities and the relations shaped it. It borrows that snapshot, so this holds by
+/// construction: [`Prepared::decide`] takes no snapshot, and a prepared request cannot outlive
+/// the snapshot that made it (a reload cannot slip a new one in between):
+///
+/// ```compile_fail,E0597
+/// # use verdict_core::{CheckInput, EntityRef, Limits, LoadOptions, Snapshot};
+/// # let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+/// let input = CheckInput::new(EntityRef::new("User", "bob"), "read", EntityRef::new("Document", "roadmap"));
+/// let prepared = {
+///     let old = Snapshot::load(dir.as_ref(), &LoadOptions::default()).unwrap();
+///     old.prepare(input, &Limits::default()).unwrap()
+/// }; // error: `old` does not live long enough
+/// prepared.decide();
+/// ```
 #[derive(Debug, Clone)]
-pub struct Request {
+pub struct Prepared<'s> {
+    pub(super) snapshot: &'s Snapshot,
     pub(super) principal: EntityUid,
     pub(super) resource: EntityUid,
     pub(super) action: EntityUid,
@@ -160,13 +247,9 @@ pub struct Request {
     pub(super) supplied: Vec<Entity>,
     /// Entities the context points at.
     pub(super) context_entities: Vec<EntityUid>,
-    /// The snapshot it was prepared with, to check the invariant above (debug builds only:
-    /// copying the version costs an allocation per request).
-    #[cfg(debug_assertions)]
-    pub(super) snapshot_version: String,
 }
 
-impl Request {
+impl<'s> Prepared<'s> {
     /// Returns the principal.
     pub fn principal(&self) -> &EntityUid {
         &self.principal
@@ -182,9 +265,19 @@ impl Request {
         &self.resource
     }
 
-    /// Validates `input` against `snapshot`. The input's JSON must already be normalised
-    /// ([`CheckInput::normalized`]).
-    pub fn prepare(input: CheckInput, snapshot: &Snapshot) -> Result<Self, RequestError> {
+    /// Returns the snapshot that prepared it and will decide it.
+    pub fn snapshot(&self) -> &'s Snapshot {
+        self.snapshot
+    }
+
+    /// Checks `input` against `limits`, normalises its JSON and validates it against
+    /// `snapshot`: the only way a request becomes decidable.
+    pub(crate) fn new(
+        snapshot: &'s Snapshot,
+        input: CheckInput,
+        limits: &Limits,
+    ) -> Result<Self, RequestError> {
+        limits.check_counts(&input)?;
         let CheckInput {
             principal,
             action,
@@ -192,12 +285,12 @@ impl Request {
             context,
             entities,
             properties,
-        } = input;
+        } = input.normalized(limits.max_json_depth)?;
         let principal = target(principal, "principal", snapshot)?;
         let resource = target(resource, "resource", snapshot)?;
         let action = action_uid(&action, snapshot)?;
-        let schema = snapshot.schema.as_ref();
-        if schema.is_some() && !snapshot.actions.contains_key(&action) {
+        let schema = snapshot.bundle.schema.as_ref();
+        if schema.is_some() && !snapshot.index.actions.contains_key(&action) {
             return Err(invalid(
                 "action",
                 format!("`{action}` is not declared in the schema"),
@@ -287,6 +380,7 @@ impl Request {
             context_entities(&context, snapshot)
         };
         Ok(Self {
+            snapshot,
             principal,
             resource,
             action,
@@ -294,8 +388,6 @@ impl Request {
             properties,
             supplied,
             context_entities,
-            #[cfg(debug_assertions)]
-            snapshot_version: snapshot.version.clone(),
         })
     }
 }
@@ -354,7 +446,7 @@ fn entity_type_name(
     field: impl FnOnce() -> String,
     snapshot: &Snapshot,
 ) -> Result<EntityTypeName, RequestError> {
-    if let Some(known) = snapshot.type_names.get(name) {
+    if let Some(known) = snapshot.index.type_names.get(name) {
         return Ok(known.clone());
     }
     if name.is_empty() {
@@ -463,13 +555,13 @@ fn supplied_entities(
             ));
         }
         let entity_type = &input.uid.entity_type;
-        let mut json = match snapshot.entities.get(&uid) {
+        let mut json = match snapshot.bundle.entities.get(&uid) {
             Some(existing) => existing
                 .to_json_value()
                 .map_err(|e| invalid(&field, error_chain(&e)))?,
             None => json!({
                 "uid": {"type": entity_type, "id": input.uid.id},
-                "attrs": snapshot.relations.attributes_json(entity_type, &input.uid.id),
+                "attrs": snapshot.bundle.relations.attributes_json(entity_type, &input.uid.id),
                 "parents": [],
             }),
         };
@@ -484,7 +576,7 @@ fn supplied_entities(
         let mut attrs = attrs;
         let mut parents = parents;
         for (name, value) in input.attrs {
-            if snapshot.relations.is_relation(entity_type, &name) {
+            if snapshot.bundle.relations.is_relation(entity_type, &name) {
                 return Err(invalid(
                     format!("{field}.attrs.{name}"),
                     format!(
@@ -500,7 +592,7 @@ fn supplied_entities(
             }
             attrs.insert(name, value);
         }
-        if snapshot.entities.get(&uid).is_some() && !input.parents.is_empty() {
+        if snapshot.bundle.entities.get(&uid).is_some() && !input.parents.is_empty() {
             // Roles and groups are authority: a request may describe entities the bundle does
             // not know, but not move the ones it does.
             return Err(invalid(
@@ -532,7 +624,7 @@ fn supplied_entities(
             fields.insert("attrs".to_owned(), Value::Object(attrs));
             fields.insert("parents".to_owned(), Value::Array(parents));
         }
-        let entity = Entity::from_json_value(json, snapshot.schema.as_ref())
+        let entity = Entity::from_json_value(json, snapshot.bundle.schema.as_ref())
             .map_err(|e| invalid(&field, error_chain(&e)))?;
         out.push(entity);
     }

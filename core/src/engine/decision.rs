@@ -1,5 +1,7 @@
 //! What the engine answers: the outcome and why.
 
+use cedar_policy::EntityUid;
+
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -44,6 +46,12 @@ pub struct PropertyDecision {
 /// The engine's answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// The principal, as the request was read (`User::"alice"`).
+    pub principal: EntityUid,
+    /// The action, as the request was read (`Action::"read"`).
+    pub action: EntityUid,
+    /// The resource, as the request was read.
+    pub resource: EntityUid,
     /// Allow or deny.
     pub outcome: Outcome,
     /// The matching permits for an allow, the matching forbids for an explicit deny, none for a

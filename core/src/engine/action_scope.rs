@@ -50,6 +50,7 @@ impl ActionScopes {
     }
 
     /// Returns the number of distinct scopes (actions with the same policies share one).
+    #[cfg(test)]
     pub fn distinct(&self) -> usize {
         let mut seen: FxHashSet<*const ActionScope> = FxHashSet::default();
         self.by_action

@@ -15,7 +15,7 @@
 //! (already closed transitively). The principal and the resource also get, as parents, every
 //! userset in scope that the tuple graph says they belong to. The usersets in scope are the
 //! relations of every entity in the slice that the policies for the request's action read
-//! (see `bundle::ActionScope`), plus the userset entities the policies name: all a policy can
+//! (see `action_scope`), plus the userset entities the policies name: all a policy can
 //! reach. Relations no such policy reads are neither searched nor given to Cedar. Userset
 //! entities themselves are not in the slice: `in` only needs them among the left-hand side's
 //! ancestors.
@@ -32,10 +32,13 @@ use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TC
 use cedar_policy_core::extensions::Extensions;
 use rustc_hash::FxHashMap;
 
-use super::request::{Request, RequestError};
-use crate::bundle::{ActionScope, Relation, Snapshot, referenced_entities};
+use super::action_scope::ActionScope;
+use super::references::referenced_entities;
+use super::request::{Prepared, RequestError};
+use crate::bundle::Relation;
 use crate::diagnostics::error_chain;
 use crate::relations::{Membership, SearchScratch, Subject, UsersetId};
+use crate::snapshot::Snapshot;
 
 thread_local! {
     /// Search buffers, kept per thread so a decision does not allocate them.
@@ -68,10 +71,10 @@ enum Data<'a> {
 }
 
 pub(super) fn build(
-    snapshot: &Snapshot,
-    request: &Request,
+    request: &Prepared<'_>,
     scope: Option<&ActionScope>,
 ) -> Result<Slice, RequestError> {
+    let snapshot = request.snapshot;
     let reads = |relation: &Relation| scope.is_none_or(|s| s.reads(&relation.name));
     let mut members: FxHashMap<EntityUid, Member<'_>> = FxHashMap::default();
     let mut queue: VecDeque<(EntityUid, usize)> = VecDeque::new();
@@ -82,6 +85,7 @@ pub(super) fn build(
     queue.extend(request.context_entities.iter().map(|uid| (uid.clone(), 0)));
     queue.extend(
         snapshot
+            .index
             .policy_entities
             .entities
             .iter()
@@ -96,14 +100,14 @@ pub(super) fn build(
         let supplied = request.supplied.iter().find(|e| e.uid() == uid);
         let data = supplied
             .map(Data::Supplied)
-            .or_else(|| snapshot.entities.get(&uid).map(Data::Bundle));
+            .or_else(|| snapshot.bundle.entities.get(&uid).map(Data::Bundle));
         let entity_type = type_text(uid.type_name());
-        let has_relations = !snapshot.relations.relations(&entity_type).is_empty();
+        let has_relations = !snapshot.bundle.relations.relations(&entity_type).is_empty();
         if data.is_none() && !has_relations && !is_target(&uid) {
             continue;
         }
         if hops < MAX_HOPS {
-            match (supplied, snapshot.entity_references.get(&uid)) {
+            match (supplied, snapshot.index.entity_references.get(&uid)) {
                 (Some(entity), _) => queue.extend(
                     referenced_entities(entity)
                         .into_iter()
@@ -130,7 +134,10 @@ pub(super) fn build(
         let Some(member) = members.get(uid) else {
             return Vec::new();
         };
-        let subject = snapshot.tuples.subject(&member.entity_type, &member.id);
+        let subject = snapshot
+            .bundle
+            .tuples
+            .subject(&member.entity_type, &member.id);
         let mut found = Vec::new();
         for scoped in &usersets {
             match search(snapshot, scoped.userset, subject, scratch) {
@@ -165,7 +172,7 @@ pub(super) fn build(
         };
         entities.push(materialize(snapshot, uid, member, extra, &usersets));
     }
-    if let Some(action) = snapshot.actions.get(&request.action) {
+    if let Some(action) = snapshot.index.actions.get(&request.action) {
         entities.push(AsRef::<ast::Entity>::as_ref(action).clone());
     }
     // Without entities from the request the slice is closed transitively by construction:
@@ -224,11 +231,12 @@ fn search(
     scratch: &mut SearchScratch,
 ) -> Membership {
     match userset {
-        Some(userset) => {
-            snapshot
-                .tuples
-                .membership(userset, subject, snapshot.max_relation_depth, scratch)
-        }
+        Some(userset) => snapshot.bundle.tuples.membership(
+            userset,
+            subject,
+            snapshot.max_relation_depth,
+            scratch,
+        ),
         None => Membership::NotMember,
     }
 }
@@ -249,13 +257,13 @@ fn scoped_usersets<'a>(
     members: &'a FxHashMap<EntityUid, Member>,
     reads: impl Fn(&Relation) -> bool,
 ) -> Vec<ScopedUserset<'a>> {
-    let tuples = &snapshot.tuples;
+    let tuples = &snapshot.bundle.tuples;
     let mut scope = Vec::new();
     for (member_uid, member) in members {
         let object = tuples
             .type_id(&member.entity_type)
             .and_then(|t| tuples.entity(t, &member.id));
-        for relation in snapshot.relations.relations(&member.entity_type) {
+        for relation in snapshot.bundle.relations.relations(&member.entity_type) {
             if !reads(relation) {
                 continue;
             }
@@ -265,7 +273,7 @@ fn scoped_usersets<'a>(
             };
             // INVARIANT: members are distinct and so are a type's relations: no duplicates.
             scope.push(ScopedUserset {
-                uid: snapshot.relations.userset_uid(
+                uid: snapshot.bundle.relations.userset_uid(
                     &member.entity_type,
                     &member.id,
                     &relation.name,
@@ -275,7 +283,7 @@ fn scoped_usersets<'a>(
             });
         }
     }
-    for (uid, userset) in &snapshot.policy_entities.usersets {
+    for (uid, userset) in &snapshot.index.policy_entities.usersets {
         if !scope.iter().any(|scoped| scoped.uid == *uid) {
             scope.push(ScopedUserset {
                 uid: uid.clone(),
@@ -326,7 +334,7 @@ fn materialize(
             let mut entity = AsRef::<ast::Entity>::as_ref(supplied).clone();
             let parents: Vec<EntityUid> = entity.ancestors().cloned().map(Into::into).collect();
             for parent in parents {
-                if let Some(ancestors) = snapshot.entities.ancestors(&parent) {
+                if let Some(ancestors) = snapshot.bundle.entities.ancestors(&parent) {
                     for ancestor in ancestors {
                         entity.add_indirect_ancestor(ancestor.clone().into());
                     }

@@ -25,9 +25,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::bundle::{LoadError, Snapshot};
+use crate::bundle::LoadError;
 use crate::diagnostics::io_reason;
-use crate::engine::{self, CheckInput, DEFAULT_MAX_JSON_DEPTH, Decision, Outcome};
+use crate::engine::{CheckInput, Decision, Outcome};
+use crate::limits::Limits;
+use crate::snapshot::Snapshot;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -186,10 +188,7 @@ fn run_case(snapshot: &Snapshot, input: CheckInput, expect: &Expect) -> Result<(
     if expect.decision.is_none() && expect.invalid.is_none() {
         return Err("`expect` needs a `decision` or an `invalid`".to_owned());
     }
-    let decision = input
-        .normalized(DEFAULT_MAX_JSON_DEPTH)
-        .and_then(|input| engine::Request::prepare(input, snapshot))
-        .and_then(|request| engine::decide(snapshot, &request));
+    let decision = snapshot.check(input, &Limits::default());
     let decision = match (decision, &expect.invalid) {
         (Err(error), Some(wanted)) => {
             let message = error.to_string();

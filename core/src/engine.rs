@@ -1,11 +1,13 @@
 //! The decision engine: a pure, synchronous function from (snapshot, request) to decision.
 //!
-//! Owns: validating a request against a snapshot ([`Request::prepare`]), building the
-//! per-request entity slice (the principal, the resource, the action, the caller's entities,
-//! and the usersets they belong to, found by searching the tuple index for this request only),
-//! evaluating Cedar, and mapping the answer to a [`Decision`] that says why.
+//! Owns: its per-snapshot indexes ([`Index`], derived from a bundle's data), validating a
+//! request against a snapshot ([`Prepared`]), building the per-request entity slice (the
+//! principal, the resource, the action, the caller's entities, and the usersets they belong to,
+//! found by searching the tuple index for this request only), evaluating Cedar, and mapping the
+//! answer to a [`Decision`] that says why.
 //!
-//! Does not own: networking, limits, metrics, I/O. No tokio, tonic or notify here.
+//! Does not own: loading (the bundle's), limits (`crate::limits`, which it calls), networking,
+//! metrics, I/O.
 //!
 //! Deny by default:
 //!
@@ -19,15 +21,17 @@
 //! | a property, unless the request is allowed and a policy permits the property | DENY |
 //! | malformed request | `Err(RequestError)`; callers treat it as deny |
 
+mod action_scope;
 mod decide;
 mod decision;
+mod index;
 mod json;
+mod references;
 mod request;
 mod slice;
 
-pub use decide::decide;
 pub use decision::{Decision, EvaluationError, Outcome, PropertyDecision};
-pub use json::{DEFAULT_MAX_JSON_DEPTH, normalize_json};
+pub(crate) use index::Index;
 pub use request::{
-    CheckInput, EntityInput, EntityRef, PROPERTY_CONTEXT_KEY, Request, RequestError,
+    CheckInput, EntityInput, EntityRef, PROPERTY_CONTEXT_KEY, Prepared, RequestError,
 };

@@ -1,0 +1,187 @@
+//! The immutable snapshot: one valid bundle's data and the engine's indexes over it, assembled
+//! in one place, and the one door every question goes through.
+//!
+//! INVARIANT: a question is answered entirely from one snapshot. A [`Prepared`] request borrows
+//! the snapshot that validated it, so it cannot be decided against another one: the type
+//! system, not a runtime check, keeps the schema, the entities and the relations that shaped a
+//! request together with the policies that decide it.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use cedar_policy::{EntityUid, PolicySet};
+
+use crate::bundle::{self, Bundle, InvalidBundle, PolicyLocation};
+use crate::engine::{CheckInput, Decision, Index, Prepared, RequestError};
+use crate::limits::Limits;
+use crate::relations::TupleIndex;
+
+/// The default bound on nested usersets followed by one membership search.
+pub const DEFAULT_MAX_RELATION_DEPTH: u32 = 32;
+
+/// Settings that shape a snapshot but do not come from the bundle itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The most userset-to-userset hops a membership search follows; a search that needs more
+    /// denies and says so (`relation_depth_exceeded`).
+    pub max_relation_depth: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            max_relation_depth: DEFAULT_MAX_RELATION_DEPTH,
+        }
+    }
+}
+
+/// Everything loaded from one valid bundle, ready to answer questions. Never modified after it
+/// is built; `Send + Sync`, so share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub(crate) bundle: Bundle,
+    pub(crate) index: Index,
+    pub(crate) max_relation_depth: u32,
+    loaded_at: SystemTime,
+}
+
+impl Snapshot {
+    /// Reads and validates the bundle in `dir`: every error it finds, each with its file and,
+    /// where the problem has one, its line and column, or a snapshot.
+    ///
+    /// Blocking I/O; on an async runtime, call it on a blocking thread.
+    pub fn load(dir: &Path, options: &LoadOptions) -> Result<Self, InvalidBundle> {
+        let bundle = bundle::load(dir)?;
+        Ok(Self::assemble(bundle, options))
+    }
+
+    /// Assembles a snapshot from a bundle's data and the indexes the engine derives from it:
+    /// the one place a snapshot is built.
+    fn assemble(bundle: Bundle, options: &LoadOptions) -> Self {
+        let index = Index::build(&bundle);
+        Self {
+            bundle,
+            index,
+            max_relation_depth: options.max_relation_depth,
+            loaded_at: SystemTime::now(),
+        }
+    }
+
+    /// Decides one request: validates `input` against this snapshot and `limits`, then
+    /// evaluates it. Only a malformed request, or one over a limit, is an error; the caller
+    /// must treat an error as a deny.
+    pub fn check(&self, input: CheckInput, limits: &Limits) -> Result<Decision, RequestError> {
+        self.prepare(input, limits)?.decide()
+    }
+
+    /// Decides every request of a batch against this one snapshot, in order, each with its
+    /// own answer or its own error. A batch over [`Limits::max_batch`] is an error as a whole.
+    pub fn check_batch(
+        &self,
+        inputs: Vec<CheckInput>,
+        limits: &Limits,
+    ) -> Result<Vec<Result<Decision, RequestError>>, RequestError> {
+        limits.check_batch_len(inputs.len())?;
+        Ok(inputs
+            .into_iter()
+            .map(|input| self.check(input, limits))
+            .collect())
+    }
+
+    /// Validates `input` against this snapshot and `limits` without deciding it yet: the first
+    /// half of [`Snapshot::check`], for callers that time or repeat the decision alone (the
+    /// benches). The result can only be decided against this snapshot.
+    pub fn prepare(
+        &self,
+        input: CheckInput,
+        limits: &Limits,
+    ) -> Result<Prepared<'_>, RequestError> {
+        Prepared::new(self, input, limits)
+    }
+
+    /// Returns the content hash of the bundle's files: the consistency token in every answer.
+    pub fn version(&self) -> &str {
+        &self.bundle.version
+    }
+
+    /// Returns when the bundle was loaded.
+    pub fn loaded_at(&self) -> SystemTime {
+        self.loaded_at
+    }
+
+    /// Returns the bundle directory it was loaded from.
+    pub fn source(&self) -> &Path {
+        &self.bundle.source
+    }
+
+    /// Returns the number of policies.
+    pub fn policy_count(&self) -> usize {
+        self.bundle.policies.policies().count()
+    }
+
+    /// Returns the number of relationship tuples.
+    pub fn tuple_count(&self) -> usize {
+        self.bundle.tuples.tuple_count()
+    }
+
+    /// Returns the relationship tuples, indexed.
+    pub fn tuples(&self) -> &TupleIndex {
+        &self.bundle.tuples
+    }
+
+    /// Returns the number of entities in the bundle's entity files (without the schema's
+    /// actions).
+    pub fn entity_count(&self) -> usize {
+        self.bundle.entity_count
+    }
+
+    /// Returns whether the bundle has a schema.
+    pub fn has_schema(&self) -> bool {
+        self.bundle.schema.is_some()
+    }
+
+    /// Returns the schema validation warnings.
+    pub fn warnings(&self) -> &[String] {
+        &self.bundle.warnings
+    }
+
+    /// Returns where the policy `id` was written.
+    pub fn policy_location(&self, id: &str) -> Option<&PolicyLocation> {
+        self.bundle.policy_locations.get(id)
+    }
+
+    /// Returns every action the bundle knows (declared in its schema or entity files, or named
+    /// in a policy's scope), sorted: the bounded set front-ends label metrics with.
+    pub fn known_actions(&self) -> &[EntityUid] {
+        &self.index.known_actions
+    }
+
+    /// Returns the bundle's policies, as Cedar parsed them (each with its id as written).
+    pub fn policies(&self) -> &PolicySet {
+        &self.bundle.policies
+    }
+
+    /// Returns the uid of the userset entity that stands for the `relation` of
+    /// `entity_type::"id"` in Cedar (`Verdict::Userset::"Document::\"d1\"#owner"`): what
+    /// `principal in resource.owner` tests membership of.
+    pub fn userset_uid(&self, entity_type: &str, id: &str, relation: &str) -> EntityUid {
+        self.bundle.relations.userset_uid(entity_type, id, relation)
+    }
+
+    /// Returns the most nested usersets one membership search follows.
+    pub fn max_relation_depth(&self) -> u32 {
+        self.max_relation_depth
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn a_snapshot_can_be_shared_across_threads() {
+        assert_send_sync::<Snapshot>();
+    }
+}
