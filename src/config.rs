@@ -58,6 +58,7 @@ pub use api_keys::{Key, KeyRing, Role};
 
 use crate::bundle::DEFAULT_MAX_RELATION_DEPTH;
 use crate::engine::DEFAULT_MAX_JSON_DEPTH;
+use crate::telemetry::LogFormat;
 use crate::telemetry::decision_log::{DEFAULT_ALLOW_RATE, DEFAULT_DENY_RATE};
 
 /// Default bundle directory.
@@ -133,15 +134,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "`{text}` is not a duration such as `250ms`, `2s` or `1m`"
         )),
     }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log pipelines.
-    Json,
 }
 
 /// Settings for `verdict serve`.

@@ -16,8 +16,9 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use verdict::api::proto::{self, authorization_client::AuthorizationClient};
 use verdict::bundle::{self, LoadOptions, SnapshotHandle};
-use verdict::config::{DEFAULT_MAX_BATCH, DEFAULT_MAX_MESSAGE_BYTES, LogFormat, ValidConfig};
+use verdict::config::{DEFAULT_MAX_BATCH, DEFAULT_MAX_MESSAGE_BYTES, ValidConfig};
 use verdict::reload::{ReloadOutcome, Reloader};
+use verdict::telemetry::LogFormat;
 
 pub mod pki;
 pub mod process;
