@@ -437,6 +437,83 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_is_named_after_its_id() {
+        // Errors name a setting by its clap id (the field name, see `arg_id!`) and print the
+        // flag and variable clap has for that id: every setting needs both.
+        let command = ServeArgs::augment_args(clap::Command::new("verdict"));
+        let mut count = 0;
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            assert_eq!(arg.get_long(), Some(id.replace('_', "-").as_str()), "{id}");
+            let env = format!("VERDICT_{}", id.to_uppercase());
+            assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(&env)), "{id}");
+            assert_eq!(flag(id), format!("--{}", id.replace('_', "-")));
+            assert_eq!(env_var(id), env);
+            count += 1;
+        }
+        assert_eq!(count, 39);
+    }
+
+    #[test]
+    fn each_group_names_its_settings_with_clap_names() {
+        let message = |args: &[&str]| parse(args).unwrap_err().to_string();
+        assert_eq!(
+            message(&["--http2-keepalive-timeout", "1ms"]),
+            "--http2-keepalive-timeout (VERDICT_HTTP2_KEEPALIVE_TIMEOUT): `1ms` is outside \
+             100ms..=3600s"
+        );
+        assert_eq!(
+            message(&["--max-string-bytes", "1"]),
+            "--max-string-bytes (VERDICT_MAX_STRING_BYTES): `1` is outside 16..=1048576"
+        );
+        assert_eq!(
+            message(&["--metrics-addr", "nowhere"]),
+            "--metrics-addr (VERDICT_METRICS_ADDR): `nowhere` is not an ip:port address or `off`"
+        );
+        assert_eq!(
+            message(&["--shutdown-delay", "1h"]),
+            "--shutdown-delay (VERDICT_SHUTDOWN_DELAY): `3600s` is outside 0ns..=600s"
+        );
+        assert_eq!(
+            message(&["--tls-client-ca=ca.pem"]),
+            "--tls-client-ca (VERDICT_TLS_CLIENT_CA): client certificates need TLS: set \
+             --tls-cert and --tls-key too"
+        );
+        assert_eq!(
+            message(&[
+                "--tls-cert=c.pem",
+                "--tls-key=k.pem",
+                "--tls-allowed-clients=gw"
+            ]),
+            "--tls-allowed-clients (VERDICT_TLS_ALLOWED_CLIENTS): client identities need client \
+             certificates: set --tls-client-ca (and --tls-cert, --tls-key) too"
+        );
+        assert_eq!(
+            message(&["--decision-log-deny-rate=-1"]),
+            "--decision-log-deny-rate (VERDICT_DECISION_LOG_DENY_RATE): `-1.0` is outside \
+             0.0..=1.0"
+        );
+        let error = parse(&["--max-batch", "0"]).unwrap_err();
+        assert_eq!(error.flag(), "--max-batch");
+        assert_eq!(error.env(), "VERDICT_MAX_BATCH");
+    }
+
+    #[test]
+    fn debug_output_never_shows_an_api_key() {
+        let key = "0123456789abcdef0123456789abcdef";
+        let argv = ["verdict", "--api-keys", &format!("gw check {key}")];
+        let args = Harness::try_parse_from(argv).unwrap().serve;
+        let shown = format!("{args:?}");
+        assert!(shown.contains("api_keys: Some(\"[redacted]\")"), "{shown}");
+        assert!(!shown.contains(key), "{shown}");
+        let config = args.validate().unwrap();
+        assert_eq!(config.caller_auth.api_keys.len(), 1);
+        let shown = format!("{config:?}");
+        assert!(shown.contains("gw"), "{shown}");
+        assert!(!shown.contains(key), "{shown}");
+    }
+
+    #[test]
     fn bad_values_name_the_flag_and_the_variable() {
         assert_eq!(
             parse(&["--grpc-addr", "localhost"])
