@@ -339,11 +339,7 @@ fn handler(c: &mut Criterion) {
     use std::sync::Arc;
     use std::task::{Context, Poll, Waker};
     use verdict::api::proto::authorization_server::Authorization;
-    use verdict::api::{AuthorizationService, Limits, proto};
-    use verdict::config::{
-        DEFAULT_MAX_BATCH, DEFAULT_MAX_ENTITY_PARENTS, DEFAULT_MAX_PROPERTIES,
-        DEFAULT_MAX_REQUEST_ENTITIES, DEFAULT_MAX_STRING_BYTES,
-    };
+    use verdict::api::{AuthorizationService, proto};
     use verdict::serving::SnapshotHandle;
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
@@ -355,17 +351,8 @@ fn handler(c: &mut Criterion) {
         .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
         .with_writer(std::io::sink)
         .finish();
-    let service = AuthorizationService::new(
-        Arc::new(SnapshotHandle::with(snapshot)),
-        Limits {
-            max_batch: DEFAULT_MAX_BATCH,
-            max_json_depth: verdict_core::DEFAULT_MAX_JSON_DEPTH,
-            max_request_entities: DEFAULT_MAX_REQUEST_ENTITIES,
-            max_entity_parents: DEFAULT_MAX_ENTITY_PARENTS,
-            max_properties: DEFAULT_MAX_PROPERTIES,
-            max_string_bytes: DEFAULT_MAX_STRING_BYTES,
-        },
-    );
+    let service =
+        AuthorizationService::new(Arc::new(SnapshotHandle::with(snapshot)), Limits::default());
     let entity = |t: &str, id: &str| {
         Some(proto::EntityRef {
             r#type: t.to_owned(),

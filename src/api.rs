@@ -4,7 +4,7 @@
 //! `verdict_core` types, and the mapping of every error to a gRPC status.
 //!
 //! Does not own: policy logic or input limits. A handler loads the snapshot once, converts the
-//! request, calls `Snapshot::check` (the one door, which enforces the [`Limits`] it is
+//! request, calls `Snapshot::check` (the one door, which enforces the `Limits` it is
 //! given) and converts the answer back.
 
 mod authorization;
@@ -15,4 +15,3 @@ pub mod proto;
 pub use authorization::{AuthorizationService, Caller, CallerIsAdmin, ReloadAnswer, ReloadControl};
 pub use convert::ProtocolError;
 pub use error::ApiError;
-pub use verdict_core::Limits;

@@ -1,13 +1,37 @@
 //! Configuration of `verdict serve`: flags, `VERDICT_*` environment variables and defaults.
 //!
 //! Each setting is one clap argument with its environment variable and a `const` default: the
-//! single source of truth, listed by `verdict serve --help`. [`ServeArgs::validate`] turns the
-//! raw arguments into a [`ValidConfig`], the only thing the server accepts.
+//! single source of truth, listed by `verdict serve --help`. The settings come in groups, one
+//! per subsystem and file, each a clap `Args` flattened into [`ServeArgs`] with its own
+//! `validate` into its own checked struct; [`ServeArgs::validate`] runs them all and returns a
+//! [`ValidConfig`] made of the checked groups, the only thing the server accepts. Validation
+//! errors name a setting by its clap id and print clap's own flag and variable for it, so
+//! neither name is written twice.
+//!
+//! | group (file) | settings |
+//! |---|---|
+//! | this file | `--policies`, `--start-without-bundle` |
+//! | [`ListenerArgs`] (`listener.rs`) | `--grpc-addr` and the HTTP/2 connection settings |
+//! | [`LimitsArgs`] (`limits.rs`) | `--max-*` request limits, `--request-timeout` |
+//! | [`TelemetryArgs`] (`telemetry.rs`) | `--log-format`, `--metrics-addr` |
+//! | [`ReloadArgs`] (`reload.rs`) | `--watch`, `--poll-interval`, `--reload-*`, `--enable-reload-rpc` |
+//! | [`ShutdownArgs`] (`shutdown.rs`) | `--shutdown-grace`, `--shutdown-delay` |
+//! | [`CallerAuthArgs`] (`caller_auth.rs`) | `--api-keys-file`, `--api-keys`, `--auth-open-*` |
+//! | [`TlsArgs`] (`tls.rs`) | `--tls-*` |
+//! | [`DecisionLogArgs`] (`decision_log.rs`) | `--decision-log-*` |
+//!
+//! The settings, in `--help` order:
 //!
 //! | flag | environment | default |
 //! |---|---|---|
 //! | `--policies` | `VERDICT_POLICIES` | `./policies` |
 //! | `--grpc-addr` | `VERDICT_GRPC_ADDR` | `127.0.0.1:50051` |
+//! | `--max-concurrent-streams` | `VERDICT_MAX_CONCURRENT_STREAMS` | 256 |
+//! | `--max-header-list-bytes` | `VERDICT_MAX_HEADER_LIST_BYTES` | 16384 |
+//! | `--http2-keepalive-interval` | `VERDICT_HTTP2_KEEPALIVE_INTERVAL` | `30s` (`0` off) |
+//! | `--http2-keepalive-timeout` | `VERDICT_HTTP2_KEEPALIVE_TIMEOUT` | `10s` |
+//! | `--idle-timeout` | `VERDICT_IDLE_TIMEOUT` | `5m` (`0` off) |
+//! | `--max-connection-age` | `VERDICT_MAX_CONNECTION_AGE` | `0` (off) |
 //! | `--max-relation-depth` | `VERDICT_MAX_RELATION_DEPTH` | 32 |
 //! | `--max-batch` | `VERDICT_MAX_BATCH` | 100 |
 //! | `--max-message-bytes` | `VERDICT_MAX_MESSAGE_BYTES` | 4194304 |
@@ -15,28 +39,21 @@
 //! | `--max-request-entities` | `VERDICT_MAX_REQUEST_ENTITIES` | 100 |
 //! | `--max-entity-parents` | `VERDICT_MAX_ENTITY_PARENTS` | 32 |
 //! | `--max-properties` | `VERDICT_MAX_PROPERTIES` | 100 |
+//! | `--max-concurrent-requests` | `VERDICT_MAX_CONCURRENT_REQUESTS` | 1024 |
+//! | `--request-timeout` | `VERDICT_REQUEST_TIMEOUT` | `5s` |
+//! | `--max-string-bytes` | `VERDICT_MAX_STRING_BYTES` | 1024 |
 //! | `--log-format` | `VERDICT_LOG_FORMAT` | `text` |
 //! | (filter) | `VERDICT_LOG`, else `RUST_LOG` | `info` |
+//! | `--metrics-addr` | `VERDICT_METRICS_ADDR` | `127.0.0.1:9180` (`off` turns it off) |
 //! | `--watch` | `VERDICT_WATCH` | `true` |
 //! | `--poll-interval` | `VERDICT_POLL_INTERVAL` | `2s` (`0` turns polling off) |
 //! | `--reload-debounce` | `VERDICT_RELOAD_DEBOUNCE` | `200ms` |
 //! | `--reload-max-delay` | `VERDICT_RELOAD_MAX_DELAY` | `1s` |
 //! | `--enable-reload-rpc` | `VERDICT_ENABLE_RELOAD_RPC` | `false` |
-//! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
-//! | `--metrics-addr` | `VERDICT_METRICS_ADDR` | `127.0.0.1:9180` (`off` turns it off) |
 //! | `--shutdown-grace` | `VERDICT_SHUTDOWN_GRACE` | `10s` |
 //! | `--shutdown-delay` | `VERDICT_SHUTDOWN_DELAY` | `0s` |
-//! | `--max-concurrent-requests` | `VERDICT_MAX_CONCURRENT_REQUESTS` | 1024 |
-//! | `--request-timeout` | `VERDICT_REQUEST_TIMEOUT` | `5s` |
-//! | `--max-concurrent-streams` | `VERDICT_MAX_CONCURRENT_STREAMS` | 256 |
-//! | `--max-header-list-bytes` | `VERDICT_MAX_HEADER_LIST_BYTES` | 16384 |
-//! | `--http2-keepalive-interval` | `VERDICT_HTTP2_KEEPALIVE_INTERVAL` | `30s` (`0` off) |
-//! | `--http2-keepalive-timeout` | `VERDICT_HTTP2_KEEPALIVE_TIMEOUT` | `10s` |
-//! | `--idle-timeout` | `VERDICT_IDLE_TIMEOUT` | `5m` (`0` off) |
-//! | `--max-connection-age` | `VERDICT_MAX_CONNECTION_AGE` | `0` (off) |
-//! | `--max-string-bytes` | `VERDICT_MAX_STRING_BYTES` | 1024 |
 //! | `--api-keys-file` | `VERDICT_API_KEYS_FILE` | none (no keys: the port is open) |
-//! | (inline keys) | `VERDICT_API_KEYS` | none |
+//! | `--api-keys` (prefer the file) | `VERDICT_API_KEYS` | none |
 //! | `--auth-open-health` | `VERDICT_AUTH_OPEN_HEALTH` | `true` |
 //! | `--auth-open-reflection` | `VERDICT_AUTH_OPEN_REFLECTION` | `true` |
 //! | `--tls-cert`, `--tls-key` | `VERDICT_TLS_CERT`, `VERDICT_TLS_KEY` | none (both set: TLS on) |
@@ -45,72 +62,59 @@
 //! | `--tls-admin-clients` | `VERDICT_TLS_ADMIN_CLIENTS` | none |
 //! | `--decision-log-deny-rate` | `VERDICT_DECISION_LOG_DENY_RATE` | `1` |
 //! | `--decision-log-allow-rate` | `VERDICT_DECISION_LOG_ALLOW_RATE` | `0.01` |
+//! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::ArgAction;
+use clap::{ArgAction, Args};
+
+/// The clap id of a field of a settings group: the field's name, which is the id clap's derive
+/// gives it, checked by the compiler so that renaming the field cannot leave a stale id.
+macro_rules! arg_id {
+    ($group:ty, $field:ident) => {{
+        let _ = |args: &$group| {
+            let _ = &args.$field;
+        };
+        stringify!($field)
+    }};
+}
 
 mod api_keys;
+mod caller_auth;
+mod decision_log;
+mod limits;
+mod listener;
+mod reload;
+mod shutdown;
+mod telemetry;
+mod tls;
 
 pub use api_keys::{Key, KeyRing, Role};
+pub use caller_auth::{CallerAuthArgs, CallerAuthConfig};
+pub use decision_log::DecisionLogArgs;
+pub use limits::{
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_ENTITY_PARENTS,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PROPERTIES, DEFAULT_MAX_REQUEST_ENTITIES,
+    DEFAULT_MAX_STRING_BYTES, DEFAULT_REQUEST_TIMEOUT, LimitsArgs, LimitsConfig,
+};
+pub use listener::{
+    DEFAULT_GRPC_ADDR, DEFAULT_HTTP2_KEEPALIVE_INTERVAL, DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTION_AGE,
+    DEFAULT_MAX_HEADER_LIST_BYTES, ListenerArgs, ListenerConfig,
+};
+pub use reload::{
+    DEFAULT_POLL_INTERVAL, DEFAULT_RELOAD_DEBOUNCE, DEFAULT_RELOAD_MAX_DELAY, ReloadArgs,
+    ReloadConfig,
+};
+pub use shutdown::{DEFAULT_SHUTDOWN_DELAY, DEFAULT_SHUTDOWN_GRACE, ShutdownArgs, ShutdownConfig};
+pub use telemetry::{DEFAULT_METRICS_ADDR, TelemetryArgs, TelemetryConfig};
+pub use tls::{TlsArgs, TlsConfig, TlsFiles};
 
-use crate::telemetry::decision_log::{DEFAULT_ALLOW_RATE, DEFAULT_DENY_RATE};
-use verdict_core::DEFAULT_MAX_JSON_DEPTH;
-use verdict_core::DEFAULT_MAX_RELATION_DEPTH;
+use crate::telemetry::decision_log::DecisionLogSettings;
 
 /// Default bundle directory.
 pub const DEFAULT_POLICIES: &str = "./policies";
-/// Default gRPC listen address: loopback only, so a default start exposes nothing.
-pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
-/// Default address of the HTTP port (`/metrics`, `/healthz`, `/readyz`): loopback only.
-pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9180";
-/// Default batch limit.
-pub const DEFAULT_MAX_BATCH: usize = 100;
-/// Default largest request message, in bytes.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-/// Default most entities in one request.
-pub const DEFAULT_MAX_REQUEST_ENTITIES: usize = 100;
-/// Default most parents of one request entity.
-pub const DEFAULT_MAX_ENTITY_PARENTS: usize = 32;
-/// Default most properties in one request.
-pub const DEFAULT_MAX_PROPERTIES: usize = 100;
-
-const MAX_BATCH_CEILING: usize = 10_000;
-const MAX_MESSAGE_BYTES_CEILING: usize = 64 * 1024 * 1024;
-const MAX_RELATION_DEPTH_CEILING: u32 = 1_000;
-const MAX_JSON_DEPTH_CEILING: usize = 64;
-/// Default poll interval of the reload fingerprint backstop.
-pub const DEFAULT_POLL_INTERVAL: &str = "2s";
-/// Default quiet time after the last file event before a rebuild.
-pub const DEFAULT_RELOAD_DEBOUNCE: &str = "200ms";
-/// Default longest wait from the first file event to its rebuild.
-pub const DEFAULT_RELOAD_MAX_DELAY: &str = "1s";
-/// Default longest drain after SIGTERM before remaining connections are closed.
-pub const DEFAULT_SHUTDOWN_GRACE: &str = "10s";
-/// Default time between reporting NOT_SERVING and closing the listener on SIGTERM.
-pub const DEFAULT_SHUTDOWN_DELAY: &str = "0s";
-/// Default most Authorization requests in flight before shedding.
-pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
-/// Default deadline of one request.
-pub const DEFAULT_REQUEST_TIMEOUT: &str = "5s";
-/// Default most HTTP/2 streams per connection.
-pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
-/// Default largest header list, in bytes.
-pub const DEFAULT_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
-/// Default HTTP/2 keepalive ping interval.
-pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: &str = "30s";
-/// Default wait for a keepalive ping's answer.
-pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: &str = "10s";
-/// Default idle time after which a connection is closed.
-pub const DEFAULT_IDLE_TIMEOUT: &str = "5m";
-/// Default `--max-connection-age`.
-pub const DEFAULT_MAX_CONNECTION_AGE: &str = "0";
-/// Default longest type, id, action, property or attribute name, in bytes.
-pub const DEFAULT_MAX_STRING_BYTES: usize = 1024;
-const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
-const MAX_RELOAD_DELAY: Duration = Duration::from_secs(60);
 
 /// Parses `0`, `250ms`, `2s`, `1m` or `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -135,584 +139,147 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log pipelines.
-    Json,
-}
-
-/// Settings for `verdict serve`.
+/// Settings for `verdict serve`: the bundle, and one flattened group per subsystem.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Policy bundle directory (policies, schema, tuples, entities).
     #[arg(long, env = "VERDICT_POLICIES", default_value = DEFAULT_POLICIES)]
     pub policies: PathBuf,
-    /// Address of the gRPC listener.
-    #[arg(long, env = "VERDICT_GRPC_ADDR", default_value = DEFAULT_GRPC_ADDR)]
-    pub grpc_addr: String,
-    /// Most nested usersets one relation search follows; deeper searches deny and say so.
-    #[arg(long, env = "VERDICT_MAX_RELATION_DEPTH", default_value_t = DEFAULT_MAX_RELATION_DEPTH)]
-    pub max_relation_depth: u32,
-    /// Most checks in one BatchCheck.
-    #[arg(long, env = "VERDICT_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
-    pub max_batch: usize,
-    /// Largest request message, in bytes.
-    #[arg(long, env = "VERDICT_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
-    pub max_message_bytes: usize,
-    /// Deepest nesting of lists and records in context and entity attributes.
-    #[arg(long, env = "VERDICT_MAX_JSON_DEPTH", default_value_t = DEFAULT_MAX_JSON_DEPTH)]
-    pub max_json_depth: usize,
-    /// Most entities in one request.
-    #[arg(long, env = "VERDICT_MAX_REQUEST_ENTITIES", default_value_t = DEFAULT_MAX_REQUEST_ENTITIES)]
-    pub max_request_entities: usize,
-    /// Most parents of one request entity.
-    #[arg(long, env = "VERDICT_MAX_ENTITY_PARENTS", default_value_t = DEFAULT_MAX_ENTITY_PARENTS)]
-    pub max_entity_parents: usize,
-    /// Most properties decided in one request.
-    #[arg(long, env = "VERDICT_MAX_PROPERTIES", default_value_t = DEFAULT_MAX_PROPERTIES)]
-    pub max_properties: usize,
-    /// Log format.
-    #[arg(long, env = "VERDICT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    /// Watch the bundle directory and reload on changes (inotify).
-    #[arg(long, env = "VERDICT_WATCH", default_value_t = true, action = ArgAction::Set)]
-    pub watch: bool,
-    /// Also compare a fingerprint of the bundle's files this often (`0` turns it off), for
-    /// filesystems where inotify does not work.
-    #[arg(long, env = "VERDICT_POLL_INTERVAL", default_value = DEFAULT_POLL_INTERVAL, value_parser = parse_duration)]
-    pub poll_interval: Duration,
-    /// Quiet time after the last file event before a rebuild.
-    #[arg(long, env = "VERDICT_RELOAD_DEBOUNCE", default_value = DEFAULT_RELOAD_DEBOUNCE, value_parser = parse_duration)]
-    pub reload_debounce: Duration,
-    /// Longest wait from the first file event of a burst to its rebuild.
-    #[arg(long, env = "VERDICT_RELOAD_MAX_DELAY", default_value = DEFAULT_RELOAD_MAX_DELAY, value_parser = parse_duration)]
-    pub reload_max_delay: Duration,
-    /// Serve the admin `Reload` RPC.
-    #[arg(long, env = "VERDICT_ENABLE_RELOAD_RPC", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub enable_reload_rpc: bool,
-    /// Address of the HTTP port serving /metrics, /healthz and /readyz; `off` turns it off.
-    #[arg(long, env = "VERDICT_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
-    pub metrics_addr: String,
-    /// Longest drain after SIGTERM before the remaining connections are closed.
-    #[arg(long, env = "VERDICT_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = parse_duration)]
-    pub shutdown_grace: Duration,
-    /// Time between reporting NOT_SERVING and closing the listener on SIGTERM, so load
-    /// balancers stop routing first; requests keep being answered meanwhile.
-    #[arg(long, env = "VERDICT_SHUTDOWN_DELAY", default_value = DEFAULT_SHUTDOWN_DELAY, value_parser = parse_duration)]
-    pub shutdown_delay: Duration,
-    /// Most Authorization requests in flight across all connections; more are shed with
-    /// RESOURCE_EXHAUSTED.
-    #[arg(long, env = "VERDICT_MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
-    pub max_concurrent_requests: usize,
-    /// Deadline of one request (DEADLINE_EXCEEDED after it).
-    #[arg(long, env = "VERDICT_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = parse_duration)]
-    pub request_timeout: Duration,
-    /// Most HTTP/2 streams per connection.
-    #[arg(long, env = "VERDICT_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULT_MAX_CONCURRENT_STREAMS)]
-    pub max_concurrent_streams: u32,
-    /// Largest header list of a request, in bytes.
-    #[arg(long, env = "VERDICT_MAX_HEADER_LIST_BYTES", default_value_t = DEFAULT_MAX_HEADER_LIST_BYTES)]
-    pub max_header_list_bytes: u32,
-    /// HTTP/2 keepalive ping interval (`0` turns pings off).
-    #[arg(long, env = "VERDICT_HTTP2_KEEPALIVE_INTERVAL", default_value = DEFAULT_HTTP2_KEEPALIVE_INTERVAL, value_parser = parse_duration)]
-    pub http2_keepalive_interval: Duration,
-    /// How long a keepalive ping may go unanswered before the connection is closed.
-    #[arg(long, env = "VERDICT_HTTP2_KEEPALIVE_TIMEOUT", default_value = DEFAULT_HTTP2_KEEPALIVE_TIMEOUT, value_parser = parse_duration)]
-    pub http2_keepalive_timeout: Duration,
-    /// Close a connection with no request in progress for this long (`0` never); keepalive
-    /// pings do not count as activity, an open stream does.
-    #[arg(long, env = "VERDICT_IDLE_TIMEOUT", default_value = DEFAULT_IDLE_TIMEOUT, value_parser = parse_duration)]
-    pub idle_timeout: Duration,
-    /// Ask clients to reconnect (HTTP/2 GOAWAY) once a connection is this old (`0` never), so
-    /// a removed CA or an expired client certificate stops being served and new pods get
-    /// traffic; in-flight requests get `--shutdown-grace` to finish. A request that races the
-    /// GOAWAY can fail on the client, so pair it with a client retry.
-    #[arg(long, env = "VERDICT_MAX_CONNECTION_AGE", default_value = DEFAULT_MAX_CONNECTION_AGE, value_parser = parse_duration)]
-    pub max_connection_age: Duration,
-    /// Longest type, id, action, property or attribute name, in bytes.
-    #[arg(long, env = "VERDICT_MAX_STRING_BYTES", default_value_t = DEFAULT_MAX_STRING_BYTES)]
-    pub max_string_bytes: usize,
-    /// File of API keys, one `name role key` per line (`role` is `check` or `admin`). With
-    /// keys, every RPC but health and reflection needs `authorization: Bearer <key>`.
-    #[arg(long, env = "VERDICT_API_KEYS_FILE")]
-    pub api_keys_file: Option<PathBuf>,
-    /// API keys inline, `name role key` entries separated by newlines or `;` (prefer the file).
-    #[arg(long, env = "VERDICT_API_KEYS", hide_env_values = true)]
-    pub api_keys: Option<String>,
-    /// Let the gRPC health service answer without a key.
-    #[arg(long, env = "VERDICT_AUTH_OPEN_HEALTH", default_value_t = true, action = ArgAction::Set)]
-    pub auth_open_health: bool,
-    /// Let server reflection answer without a key.
-    #[arg(long, env = "VERDICT_AUTH_OPEN_REFLECTION", default_value_t = true, action = ArgAction::Set)]
-    pub auth_open_reflection: bool,
-    /// PEM certificate chain for TLS on the gRPC port (with --tls-key).
-    #[arg(long, env = "VERDICT_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for TLS on the gRPC port (with --tls-cert).
-    #[arg(long, env = "VERDICT_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// PEM CA bundle: clients must present a certificate it signed (mTLS).
-    #[arg(long, env = "VERDICT_TLS_CLIENT_CA")]
-    pub tls_client_ca: Option<PathBuf>,
-    /// Client identities (SAN DNS names or URIs; `*.suffix` and `prefix/*` patterns) allowed the
-    /// decision RPCs, comma-separated; empty allows any client the CA verifies.
-    #[arg(long, env = "VERDICT_TLS_ALLOWED_CLIENTS", value_delimiter = ',')]
-    pub tls_allowed_clients: Vec<String>,
-    /// Client identities allowed the admin RPCs (Reload), comma-separated; empty allows none.
-    #[arg(long, env = "VERDICT_TLS_ADMIN_CLIENTS", value_delimiter = ',')]
-    pub tls_admin_clients: Vec<String>,
-    /// Share of denied decisions written to the decision log (0 to 1).
-    #[arg(long, env = "VERDICT_DECISION_LOG_DENY_RATE", default_value_t = DEFAULT_DENY_RATE)]
-    pub decision_log_deny_rate: f64,
-    /// Share of allowed decisions written to the decision log (0 to 1).
-    #[arg(long, env = "VERDICT_DECISION_LOG_ALLOW_RATE", default_value_t = DEFAULT_ALLOW_RATE)]
-    pub decision_log_allow_rate: f64,
+    /// The gRPC listener.
+    #[command(flatten)]
+    pub listener: ListenerArgs,
+    /// Request limits.
+    #[command(flatten)]
+    pub limits: LimitsArgs,
+    /// Logs and metrics.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    /// Reloading the bundle.
+    #[command(flatten)]
+    pub reload: ReloadArgs,
+    /// Stopping.
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+    /// API keys.
+    #[command(flatten)]
+    pub caller_auth: CallerAuthArgs,
+    /// TLS and client certificates.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Decision log sampling.
+    #[command(flatten)]
+    pub decision_log: DecisionLogArgs,
     /// Start even if the bundle is invalid: answer UNAVAILABLE and report NOT_SERVING until a
     /// valid bundle appears.
     #[arg(long, env = "VERDICT_START_WITHOUT_BUNDLE", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub start_without_bundle: bool,
 }
 
-/// A configuration that passed validation.
+/// A configuration that passed validation: the checked groups.
 #[derive(Debug, Clone)]
 pub struct ValidConfig {
     /// Policy bundle directory.
     pub policies: PathBuf,
-    /// gRPC listen address.
-    pub grpc_addr: SocketAddr,
-    /// Relation search depth bound.
-    pub max_relation_depth: u32,
-    /// Batch limit.
-    pub max_batch: usize,
-    /// Largest request message, in bytes.
-    pub max_message_bytes: usize,
-    /// Deepest JSON nesting.
-    pub max_json_depth: usize,
-    /// Most entities in one request.
-    pub max_request_entities: usize,
-    /// Most parents of one request entity.
-    pub max_entity_parents: usize,
-    /// Most properties in one request.
-    pub max_properties: usize,
-    /// Log format.
-    pub log_format: LogFormat,
-    /// Watch the bundle directory with inotify.
-    pub watch: bool,
-    /// Poll fingerprint interval; `None` is off.
-    pub poll_interval: Option<Duration>,
-    /// Quiet time before a rebuild.
-    pub reload_debounce: Duration,
-    /// Longest wait before a rebuild.
-    pub reload_max_delay: Duration,
-    /// Serve the `Reload` RPC.
-    pub enable_reload_rpc: bool,
+    /// The gRPC listener.
+    pub listener: ListenerConfig,
+    /// Request limits.
+    pub limits: LimitsConfig,
+    /// Logs and metrics.
+    pub telemetry: TelemetryConfig,
+    /// Reloading the bundle.
+    pub reload: ReloadConfig,
+    /// Stopping.
+    pub shutdown: ShutdownConfig,
+    /// API keys.
+    pub caller_auth: CallerAuthConfig,
+    /// TLS and client certificates.
+    pub tls: TlsConfig,
+    /// Decision log sampling.
+    pub decision_log: DecisionLogSettings,
     /// Start with no snapshot when the bundle is invalid.
     pub start_without_bundle: bool,
-    /// The HTTP port's address; `None` is off.
-    pub metrics_addr: Option<SocketAddr>,
-    /// Longest drain after SIGTERM.
-    pub shutdown_grace: Duration,
-    /// Time between NOT_SERVING and closing the listener.
-    pub shutdown_delay: Duration,
-    /// Most Authorization requests in flight.
-    pub max_concurrent_requests: usize,
-    /// Deadline of one request.
-    pub request_timeout: Duration,
-    /// Most HTTP/2 streams per connection.
-    pub max_concurrent_streams: u32,
-    /// Largest header list, in bytes.
-    pub max_header_list_bytes: u32,
-    /// Keepalive ping interval; `None` is off.
-    pub http2_keepalive_interval: Option<Duration>,
-    /// Keepalive ping timeout.
-    pub http2_keepalive_timeout: Duration,
-    /// Idle connection timeout; `None` is off.
-    pub idle_timeout: Option<Duration>,
-    /// Connection age after which clients are asked to reconnect; `None` is off.
-    pub max_connection_age: Option<Duration>,
-    /// Longest name, in bytes.
-    pub max_string_bytes: usize,
-    /// API keys; empty means the gRPC port is open.
-    pub api_keys: std::sync::Arc<KeyRing>,
-    /// Health answers without a key.
-    pub auth_open_health: bool,
-    /// Reflection answers without a key.
-    pub auth_open_reflection: bool,
-    /// TLS files; `None` is plaintext.
-    pub tls: Option<TlsFiles>,
-    /// Client identities allowed the decision RPCs (mTLS).
-    pub tls_allowed_clients: Vec<String>,
-    /// Client identities allowed the admin RPCs (mTLS).
-    pub tls_admin_clients: Vec<String>,
-    /// Share of denies in the decision log.
-    pub decision_log_deny_rate: f64,
-    /// Share of allows in the decision log.
-    pub decision_log_allow_rate: f64,
 }
 
 /// A setting with a value Verdict cannot run with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// The value is malformed or out of range.
-    #[error("{flag} ({env}): {reason}")]
+    /// The value is malformed or out of range. Shown as `--flag (VARIABLE): reason`, with the
+    /// names clap has for the setting.
+    #[error("{} ({}): {reason}", flag(.arg), env_var(.arg))]
     Invalid {
-        /// The command-line flag.
-        flag: &'static str,
-        /// The environment variable.
-        env: &'static str,
+        /// The setting's clap id (its field name in its group).
+        arg: &'static str,
         /// What is wrong.
         reason: String,
     },
+}
+
+impl ConfigError {
+    /// The command-line flag of the setting at fault, `--grpc-addr`.
+    pub fn flag(&self) -> String {
+        let Self::Invalid { arg, .. } = self;
+        flag(arg)
+    }
+
+    /// The environment variable of the setting at fault, `VERDICT_GRPC_ADDR`.
+    pub fn env(&self) -> String {
+        let Self::Invalid { arg, .. } = self;
+        env_var(arg)
+    }
+}
+
+/// Clap's definition of the `serve` setting whose id is `id`.
+fn with_arg<T>(id: &str, read: impl FnOnce(Option<&clap::Arg>) -> T) -> T {
+    let command = ServeArgs::augment_args(clap::Command::new("verdict"));
+    read(command.get_arguments().find(|arg| arg.get_id() == id))
+}
+
+/// The flag of the setting `id` as clap spells it: `--grpc-addr`.
+fn flag(id: &str) -> String {
+    with_arg(id, |arg| match arg.and_then(clap::Arg::get_long) {
+        Some(long) => format!("--{long}"),
+        None => id.to_owned(),
+    })
+}
+
+/// The environment variable of the setting `id` as clap spells it: `VERDICT_GRPC_ADDR`.
+fn env_var(id: &str) -> String {
+    with_arg(id, |arg| {
+        arg.and_then(clap::Arg::get_env)
+            .map_or_else(String::new, |env| env.to_string_lossy().into_owned())
+    })
 }
 
 fn in_range<T: PartialOrd + std::fmt::Debug + Copy>(
     value: T,
     min: T,
     max: T,
-    flag: &'static str,
-    env: &'static str,
+    arg: &'static str,
 ) -> Result<T, ConfigError> {
     // Written so that NaN, which compares false with everything, is rejected too.
     if !(value >= min && value <= max) {
         return Err(ConfigError::Invalid {
-            flag,
-            env,
+            arg,
             reason: format!("`{value:?}` is outside {min:?}..={max:?}"),
         });
     }
     Ok(value)
 }
 
-/// Where the TLS certificate, key and (for mTLS) client CA bundle are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// PEM certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
-    /// PEM CA bundle; set means a client certificate signed by it is required.
-    pub client_ca: Option<PathBuf>,
-}
-
-fn tls_files(
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    client_ca: Option<PathBuf>,
-) -> Result<Option<TlsFiles>, ConfigError> {
-    match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
-            cert,
-            key,
-            client_ca,
-        })),
-        (None, None) if client_ca.is_none() => Ok(None),
-        (None, None) => Err(ConfigError::Invalid {
-            flag: "--tls-client-ca",
-            env: "VERDICT_TLS_CLIENT_CA",
-            reason: "client certificates need TLS: set --tls-cert and --tls-key too".to_owned(),
-        }),
-        (Some(_), None) => Err(ConfigError::Invalid {
-            flag: "--tls-key",
-            env: "VERDICT_TLS_KEY",
-            reason: "--tls-cert is set but --tls-key is not; TLS needs both".to_owned(),
-        }),
-        (None, Some(_)) => Err(ConfigError::Invalid {
-            flag: "--tls-cert",
-            env: "VERDICT_TLS_CERT",
-            reason: "--tls-key is set but --tls-cert is not; TLS needs both".to_owned(),
-        }),
-    }
-}
-
-/// Client identity patterns; they only mean something when client certificates are required,
-/// so setting them without `--tls-client-ca` is an error rather than a silent no-op. A pattern
-/// is an exact SAN value, `*.suffix` (DNS names) or `prefix/*` (URIs); anything else with a
-/// `*`, or a list that holds only separators, is refused rather than read as "anyone".
-fn client_patterns(
-    values: Vec<String>,
-    mtls: bool,
-    flag: &'static str,
-    env: &'static str,
-) -> Result<Vec<String>, ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid { flag, env, reason };
-    let given = !values.is_empty();
-    let patterns: Vec<String> = values
-        .into_iter()
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .collect();
-    if given && patterns.is_empty() {
-        return Err(invalid(
-            "the list has no identities; unset it instead (an empty list is not \"anyone\")"
-                .to_owned(),
-        ));
-    }
-    if !patterns.is_empty() && !mtls {
-        return Err(invalid(
-            "client identities need client certificates: set --tls-client-ca (and \
-             --tls-cert, --tls-key) too"
-                .to_owned(),
-        ));
-    }
-    for pattern in &patterns {
-        let core = if let Some(suffix) = pattern.strip_prefix("*.") {
-            suffix
-        } else if let Some(prefix) = pattern.strip_suffix("/*") {
-            prefix
-        } else {
-            pattern
-        };
-        if core.is_empty() || core.contains('*') || pattern.contains(char::is_whitespace) {
-            return Err(invalid(format!(
-                "`{pattern}`: a client identity is an exact SAN value, `*.suffix` (DNS names) \
-                 or `prefix/*` (URIs)"
-            )));
-        }
-    }
-    Ok(patterns)
-}
-
-/// Reads the API keys from the file and the inline variable; errors name the file and line,
-/// never a key.
-fn load_api_keys(
-    file: Option<&std::path::Path>,
-    inline: Option<&str>,
-) -> Result<KeyRing, ConfigError> {
-    let mut ring = KeyRing::default();
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-            flag: "--api-keys-file",
-            env: "VERDICT_API_KEYS_FILE",
-            reason: format!("{}: {}", path.display(), verdict_core::io_reason(&e)),
-        })?;
-        ring.add(&text, &path.display().to_string())
-            .map_err(|reason| ConfigError::Invalid {
-                flag: "--api-keys-file",
-                env: "VERDICT_API_KEYS_FILE",
-                reason,
-            })?;
-    }
-    if let Some(inline) = inline {
-        ring.add(&inline.replace(';', "\n"), "VERDICT_API_KEYS")
-            .map_err(|reason| ConfigError::Invalid {
-                flag: "--api-keys",
-                env: "VERDICT_API_KEYS",
-                reason,
-            })?;
-    }
-    Ok(ring)
-}
-
 impl ServeArgs {
-    /// Checks every setting; the first problem found is returned.
+    /// Checks every group in turn; the first problem found is returned.
     pub fn validate(self) -> Result<ValidConfig, ConfigError> {
-        let grpc_addr = self
-            .grpc_addr
-            .parse::<SocketAddr>()
-            .map_err(|_| ConfigError::Invalid {
-                flag: "--grpc-addr",
-                env: "VERDICT_GRPC_ADDR",
-                reason: format!("`{}` is not an ip:port address", self.grpc_addr),
-            })?;
-        let mtls = self.tls_client_ca.is_some();
         Ok(ValidConfig {
             policies: self.policies,
-            grpc_addr,
-            max_relation_depth: in_range(
-                self.max_relation_depth,
-                1,
-                MAX_RELATION_DEPTH_CEILING,
-                "--max-relation-depth",
-                "VERDICT_MAX_RELATION_DEPTH",
-            )?,
-            max_batch: in_range(
-                self.max_batch,
-                1,
-                MAX_BATCH_CEILING,
-                "--max-batch",
-                "VERDICT_MAX_BATCH",
-            )?,
-            max_message_bytes: in_range(
-                self.max_message_bytes,
-                1024,
-                MAX_MESSAGE_BYTES_CEILING,
-                "--max-message-bytes",
-                "VERDICT_MAX_MESSAGE_BYTES",
-            )?,
-            max_json_depth: in_range(
-                self.max_json_depth,
-                1,
-                MAX_JSON_DEPTH_CEILING,
-                "--max-json-depth",
-                "VERDICT_MAX_JSON_DEPTH",
-            )?,
-            max_request_entities: in_range(
-                self.max_request_entities,
-                0,
-                MAX_BATCH_CEILING,
-                "--max-request-entities",
-                "VERDICT_MAX_REQUEST_ENTITIES",
-            )?,
-            max_entity_parents: in_range(
-                self.max_entity_parents,
-                0,
-                1_000,
-                "--max-entity-parents",
-                "VERDICT_MAX_ENTITY_PARENTS",
-            )?,
-            max_properties: in_range(
-                self.max_properties,
-                0,
-                MAX_BATCH_CEILING,
-                "--max-properties",
-                "VERDICT_MAX_PROPERTIES",
-            )?,
-            log_format: self.log_format,
-            watch: self.watch,
-            poll_interval: if self.poll_interval.is_zero() {
-                None
-            } else {
-                Some(in_range(
-                    self.poll_interval,
-                    MIN_POLL_INTERVAL,
-                    Duration::from_secs(3600),
-                    "--poll-interval",
-                    "VERDICT_POLL_INTERVAL",
-                )?)
-            },
-            reload_debounce: in_range(
-                self.reload_debounce,
-                Duration::ZERO,
-                MAX_RELOAD_DELAY,
-                "--reload-debounce",
-                "VERDICT_RELOAD_DEBOUNCE",
-            )?,
-            reload_max_delay: in_range(
-                self.reload_max_delay,
-                self.reload_debounce,
-                MAX_RELOAD_DELAY,
-                "--reload-max-delay",
-                "VERDICT_RELOAD_MAX_DELAY",
-            )?,
-            enable_reload_rpc: self.enable_reload_rpc,
+            listener: self.listener.validate()?,
+            limits: self.limits.validate()?,
+            telemetry: self.telemetry.validate()?,
+            reload: self.reload.validate()?,
+            shutdown: self.shutdown.validate()?,
+            caller_auth: self.caller_auth.validate()?,
+            tls: self.tls.validate()?,
+            decision_log: self.decision_log.validate()?,
             start_without_bundle: self.start_without_bundle,
-            metrics_addr: match self.metrics_addr.as_str() {
-                "off" | "" => None,
-                text => Some(
-                    text.parse::<SocketAddr>()
-                        .map_err(|_| ConfigError::Invalid {
-                            flag: "--metrics-addr",
-                            env: "VERDICT_METRICS_ADDR",
-                            reason: format!("`{text}` is not an ip:port address or `off`"),
-                        })?,
-                ),
-            },
-            shutdown_grace: in_range(
-                self.shutdown_grace,
-                Duration::ZERO,
-                Duration::from_secs(3600),
-                "--shutdown-grace",
-                "VERDICT_SHUTDOWN_GRACE",
-            )?,
-            shutdown_delay: in_range(
-                self.shutdown_delay,
-                Duration::ZERO,
-                Duration::from_secs(600),
-                "--shutdown-delay",
-                "VERDICT_SHUTDOWN_DELAY",
-            )?,
-            max_concurrent_requests: in_range(
-                self.max_concurrent_requests,
-                1,
-                1_000_000,
-                "--max-concurrent-requests",
-                "VERDICT_MAX_CONCURRENT_REQUESTS",
-            )?,
-            request_timeout: in_range(
-                self.request_timeout,
-                Duration::from_millis(1),
-                Duration::from_secs(3600),
-                "--request-timeout",
-                "VERDICT_REQUEST_TIMEOUT",
-            )?,
-            max_concurrent_streams: in_range(
-                self.max_concurrent_streams,
-                1,
-                100_000,
-                "--max-concurrent-streams",
-                "VERDICT_MAX_CONCURRENT_STREAMS",
-            )?,
-            max_header_list_bytes: in_range(
-                self.max_header_list_bytes,
-                1024,
-                1 << 20,
-                "--max-header-list-bytes",
-                "VERDICT_MAX_HEADER_LIST_BYTES",
-            )?,
-            http2_keepalive_interval: (!self.http2_keepalive_interval.is_zero())
-                .then_some(self.http2_keepalive_interval),
-            http2_keepalive_timeout: in_range(
-                self.http2_keepalive_timeout,
-                Duration::from_millis(100),
-                Duration::from_secs(3600),
-                "--http2-keepalive-timeout",
-                "VERDICT_HTTP2_KEEPALIVE_TIMEOUT",
-            )?,
-            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
-            max_connection_age: if self.max_connection_age.is_zero() {
-                None
-            } else {
-                Some(in_range(
-                    self.max_connection_age,
-                    Duration::from_secs(10),
-                    Duration::from_secs(7 * 24 * 3600),
-                    "--max-connection-age",
-                    "VERDICT_MAX_CONNECTION_AGE",
-                )?)
-            },
-            max_string_bytes: in_range(
-                self.max_string_bytes,
-                16,
-                1 << 20,
-                "--max-string-bytes",
-                "VERDICT_MAX_STRING_BYTES",
-            )?,
-            api_keys: std::sync::Arc::new(load_api_keys(
-                self.api_keys_file.as_deref(),
-                self.api_keys.as_deref(),
-            )?),
-            auth_open_health: self.auth_open_health,
-            auth_open_reflection: self.auth_open_reflection,
-            tls: tls_files(self.tls_cert, self.tls_key, self.tls_client_ca)?,
-            tls_allowed_clients: client_patterns(
-                self.tls_allowed_clients,
-                mtls,
-                "--tls-allowed-clients",
-                "VERDICT_TLS_ALLOWED_CLIENTS",
-            )?,
-            tls_admin_clients: client_patterns(
-                self.tls_admin_clients,
-                mtls,
-                "--tls-admin-clients",
-                "VERDICT_TLS_ADMIN_CLIENTS",
-            )?,
-            decision_log_deny_rate: in_range(
-                self.decision_log_deny_rate,
-                0.0,
-                1.0,
-                "--decision-log-deny-rate",
-                "VERDICT_DECISION_LOG_DENY_RATE",
-            )?,
-            decision_log_allow_rate: in_range(
-                self.decision_log_allow_rate,
-                0.0,
-                1.0,
-                "--decision-log-allow-rate",
-                "VERDICT_DECISION_LOG_ALLOW_RATE",
-            )?,
         })
     }
 }
@@ -739,19 +306,25 @@ mod tests {
     fn defaults_are_loopback_and_the_example_bundle() {
         let config = parse(&[]).unwrap();
         assert_eq!(config.policies, PathBuf::from("./policies"));
-        assert_eq!(config.grpc_addr, "127.0.0.1:50051".parse().unwrap());
-        assert_eq!(config.max_batch, 100);
-        assert_eq!(config.max_relation_depth, 32);
-        assert!(config.watch);
-        assert_eq!(config.poll_interval, Some(Duration::from_secs(2)));
-        assert_eq!(config.reload_debounce, Duration::from_millis(200));
-        assert!(!config.enable_reload_rpc);
+        assert_eq!(
+            config.listener.grpc_addr,
+            "127.0.0.1:50051".parse().unwrap()
+        );
+        assert_eq!(config.limits.max_batch, 100);
+        assert_eq!(config.limits.max_relation_depth, 32);
+        assert!(config.reload.watch);
+        assert_eq!(config.reload.poll_interval, Some(Duration::from_secs(2)));
+        assert_eq!(config.reload.debounce, Duration::from_millis(200));
+        assert!(!config.reload.enable_rpc);
         assert!(!config.start_without_bundle);
-        assert_eq!(config.metrics_addr, Some("127.0.0.1:9180".parse().unwrap()));
-        assert_eq!(config.decision_log_deny_rate, 1.0);
-        assert_eq!(config.decision_log_allow_rate, 0.01);
+        assert_eq!(
+            config.telemetry.metrics_addr,
+            Some("127.0.0.1:9180".parse().unwrap())
+        );
+        assert_eq!(config.decision_log.deny_rate, 1.0);
+        assert_eq!(config.decision_log.allow_rate, 0.01);
         let off = parse(&["--metrics-addr", "off"]).unwrap();
-        assert_eq!(off.metrics_addr, None);
+        assert_eq!(off.telemetry.metrics_addr, None);
         assert!(parse(&["--decision-log-allow-rate", "2"]).is_err());
         assert!(parse(&["--decision-log-deny-rate", "NaN"]).is_err());
     }
@@ -776,7 +349,7 @@ mod tests {
             "a check 0123456789abcdef0123456789abcdef;b admin fedcba9876543210fedcba9876543210",
         ])
         .unwrap();
-        assert_eq!(two.api_keys.len(), 2);
+        assert_eq!(two.caller_auth.api_keys.len(), 2);
     }
 
     #[test]
@@ -790,9 +363,9 @@ mod tests {
             "--start-without-bundle=true",
         ])
         .unwrap();
-        assert!(!config.watch);
-        assert_eq!(config.poll_interval, None);
-        assert!(config.enable_reload_rpc);
+        assert!(!config.reload.watch);
+        assert_eq!(config.reload.poll_interval, None);
+        assert!(config.reload.enable_rpc);
         assert!(config.start_without_bundle);
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
@@ -808,7 +381,7 @@ mod tests {
 
     #[test]
     fn tls_settings_must_be_complete() {
-        assert!(parse(&[]).unwrap().tls.is_none());
+        assert!(parse(&[]).unwrap().tls.files.is_none());
         let mtls = parse(&[
             "--tls-cert=c.pem",
             "--tls-key=k.pem",
@@ -817,7 +390,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            mtls.tls_allowed_clients,
+            mtls.tls.allowed_clients,
             vec!["spiffe://td/ns/gw/*".to_owned(), "*.internal".to_owned()]
         );
         let half = parse(&["--tls-cert=c.pem"]).unwrap_err().to_string();
@@ -860,7 +433,84 @@ mod tests {
             assert!(mtls_with(bad).is_err(), "{bad} accepted");
         }
         let good = mtls_with("--tls-admin-clients=*.ops.svc,spiffe://td/ns/ops/*").unwrap();
-        assert_eq!(good.tls_admin_clients.len(), 2);
+        assert_eq!(good.tls.admin_clients.len(), 2);
+    }
+
+    #[test]
+    fn every_setting_is_named_after_its_id() {
+        // Errors name a setting by its clap id (the field name, see `arg_id!`) and print the
+        // flag and variable clap has for that id: every setting needs both.
+        let command = ServeArgs::augment_args(clap::Command::new("verdict"));
+        let mut count = 0;
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            assert_eq!(arg.get_long(), Some(id.replace('_', "-").as_str()), "{id}");
+            let env = format!("VERDICT_{}", id.to_uppercase());
+            assert_eq!(arg.get_env(), Some(std::ffi::OsStr::new(&env)), "{id}");
+            assert_eq!(flag(id), format!("--{}", id.replace('_', "-")));
+            assert_eq!(env_var(id), env);
+            count += 1;
+        }
+        assert_eq!(count, 39);
+    }
+
+    #[test]
+    fn each_group_names_its_settings_with_clap_names() {
+        let message = |args: &[&str]| parse(args).unwrap_err().to_string();
+        assert_eq!(
+            message(&["--http2-keepalive-timeout", "1ms"]),
+            "--http2-keepalive-timeout (VERDICT_HTTP2_KEEPALIVE_TIMEOUT): `1ms` is outside \
+             100ms..=3600s"
+        );
+        assert_eq!(
+            message(&["--max-string-bytes", "1"]),
+            "--max-string-bytes (VERDICT_MAX_STRING_BYTES): `1` is outside 16..=1048576"
+        );
+        assert_eq!(
+            message(&["--metrics-addr", "nowhere"]),
+            "--metrics-addr (VERDICT_METRICS_ADDR): `nowhere` is not an ip:port address or `off`"
+        );
+        assert_eq!(
+            message(&["--shutdown-delay", "1h"]),
+            "--shutdown-delay (VERDICT_SHUTDOWN_DELAY): `3600s` is outside 0ns..=600s"
+        );
+        assert_eq!(
+            message(&["--tls-client-ca=ca.pem"]),
+            "--tls-client-ca (VERDICT_TLS_CLIENT_CA): client certificates need TLS: set \
+             --tls-cert and --tls-key too"
+        );
+        assert_eq!(
+            message(&[
+                "--tls-cert=c.pem",
+                "--tls-key=k.pem",
+                "--tls-allowed-clients=gw"
+            ]),
+            "--tls-allowed-clients (VERDICT_TLS_ALLOWED_CLIENTS): client identities need client \
+             certificates: set --tls-client-ca (and --tls-cert, --tls-key) too"
+        );
+        assert_eq!(
+            message(&["--decision-log-deny-rate=-1"]),
+            "--decision-log-deny-rate (VERDICT_DECISION_LOG_DENY_RATE): `-1.0` is outside \
+             0.0..=1.0"
+        );
+        let error = parse(&["--max-batch", "0"]).unwrap_err();
+        assert_eq!(error.flag(), "--max-batch");
+        assert_eq!(error.env(), "VERDICT_MAX_BATCH");
+    }
+
+    #[test]
+    fn debug_output_never_shows_an_api_key() {
+        let key = "0123456789abcdef0123456789abcdef";
+        let argv = ["verdict", "--api-keys", &format!("gw check {key}")];
+        let args = Harness::try_parse_from(argv).unwrap().serve;
+        let shown = format!("{args:?}");
+        assert!(shown.contains("api_keys: Some(\"[redacted]\")"), "{shown}");
+        assert!(!shown.contains(key), "{shown}");
+        let config = args.validate().unwrap();
+        assert_eq!(config.caller_auth.api_keys.len(), 1);
+        let shown = format!("{config:?}");
+        assert!(shown.contains("gw"), "{shown}");
+        assert!(!shown.contains(key), "{shown}");
     }
 
     #[test]

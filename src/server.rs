@@ -25,11 +25,10 @@ use tonic_health::ServingStatus;
 
 use self::grpc_metrics::GrpcMetricsLayer;
 use crate::api::proto::authorization_server::AuthorizationServer;
-use crate::api::{AuthorizationService, Limits, ReloadAnswer, ReloadControl, proto};
+use crate::api::{AuthorizationService, ReloadAnswer, ReloadControl, proto};
 use crate::config::ValidConfig;
 use crate::reload::{Cause, ReloadOutcome, Reloader, WatchSettings};
 use crate::serving::SnapshotHandle;
-use crate::telemetry::decision_log::DecisionLogSettings;
 use crate::telemetry::metrics::{self as telemetry_metrics, SnapshotGauges};
 
 /// The service name health checks use for the Authorization service.
@@ -111,7 +110,7 @@ pub async fn run(
     } = served;
     let background = CancellationToken::new();
     let shutting_down = Arc::new(AtomicBool::new(false));
-    let tls = match &config.tls {
+    let tls = match &config.tls.files {
         Some(files) => {
             let state = tls::TlsState::new(files.clone()).map_err(anyhow::Error::msg)?;
             state.spawn_reload(background.clone());
@@ -138,12 +137,12 @@ pub async fn run(
     if let Some(handle) = &metrics {
         spawn_metrics_upkeep(handle.clone(), background.clone());
     }
-    if config.watch || config.poll_interval.is_some() {
+    if config.reload.watch || config.reload.poll_interval.is_some() {
         let settings = WatchSettings {
-            watch: config.watch,
-            poll_interval: config.poll_interval,
-            debounce: config.reload_debounce,
-            max_delay: config.reload_max_delay,
+            watch: config.reload.watch,
+            poll_interval: config.reload.poll_interval,
+            debounce: config.reload.debounce,
+            max_delay: config.reload.max_delay,
         };
         reloader.spawn_watch(settings, background.clone());
     }
@@ -169,63 +168,54 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let limits = Limits {
-        max_batch: config.max_batch,
-        max_json_depth: config.max_json_depth,
-        max_request_entities: config.max_request_entities,
-        max_entity_parents: config.max_entity_parents,
-        max_properties: config.max_properties,
-        max_string_bytes: config.max_string_bytes,
-    };
-    let mut service =
-        AuthorizationService::new(snapshots, limits).with_decision_log(DecisionLogSettings {
-            deny_rate: config.decision_log_deny_rate,
-            allow_rate: config.decision_log_allow_rate,
-        });
-    if config.enable_reload_rpc {
+    let mut service = AuthorizationService::new(snapshots, config.limits.request_limits())
+        .with_decision_log(config.decision_log);
+    if config.reload.enable_rpc {
         service = service.with_reload(Arc::new(ReloadRpc(Arc::clone(&reloader))));
     }
     let authorization = limits::shed_load(
-        AuthorizationServer::new(service).max_decoding_message_size(config.max_message_bytes),
-        config.max_concurrent_requests,
+        AuthorizationServer::new(service)
+            .max_decoding_message_size(config.limits.max_message_bytes),
+        config.limits.max_concurrent_requests,
     );
 
-    let shutdown_delay = config.shutdown_delay;
+    let shutdown_delay = config.shutdown.delay;
     let shutdown_health = health.clone();
     let draining = Arc::new(tokio::sync::Notify::new());
     let draining_started = Arc::clone(&draining);
     let identities = config
         .tls
+        .files
         .as_ref()
         .filter(|files| files.client_ca.is_some())
         .map(|_| auth::IdentityPolicy {
-            allowed: config.tls_allowed_clients.clone(),
-            admin: config.tls_admin_clients.clone(),
+            allowed: config.tls.allowed_clients.clone(),
+            admin: config.tls.admin_clients.clone(),
         });
     let mut builder = tonic::transport::Server::builder();
-    if let Some(age) = config.max_connection_age {
+    if let Some(age) = config.listener.max_connection_age {
         builder = builder
             .max_connection_age(age)
-            .max_connection_age_grace(config.shutdown_grace);
+            .max_connection_age_grace(config.shutdown.grace);
     }
     let router = builder
-        .max_concurrent_streams(config.max_concurrent_streams)
-        .http2_max_header_list_size(config.max_header_list_bytes)
-        .http2_keepalive_interval(config.http2_keepalive_interval)
-        .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
+        .max_concurrent_streams(config.listener.max_concurrent_streams)
+        .http2_max_header_list_size(config.listener.max_header_list_bytes)
+        .http2_keepalive_interval(config.listener.http2_keepalive_interval)
+        .http2_keepalive_timeout(Some(config.listener.http2_keepalive_timeout))
         .layer(
             tower::ServiceBuilder::new()
                 .layer(limits::TrackRequestsLayer)
                 .layer(GrpcMetricsLayer)
                 .layer(auth::AuthLayer {
-                    keys: Arc::clone(&config.api_keys),
+                    keys: Arc::clone(&config.caller_auth.api_keys),
                     identities,
-                    open_health: config.auth_open_health,
-                    open_reflection: config.auth_open_reflection,
+                    open_health: config.caller_auth.open_health,
+                    open_reflection: config.caller_auth.open_reflection,
                 })
                 .map_response(limits::rewrite_decoding_errors)
                 .layer(limits::DeadlineLayer {
-                    deadline: config.request_timeout,
+                    deadline: config.limits.request_timeout,
                 }),
         )
         .add_service(health_service)
@@ -250,7 +240,7 @@ pub async fn run(
         }
         draining_started.notify_one();
     };
-    let idle = config.idle_timeout;
+    let idle = config.listener.idle_timeout;
     // The TLS accept loop ends when the server drops its incoming stream, or at the very end.
     let accept_cancel = CancellationToken::new();
     let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
@@ -269,7 +259,7 @@ pub async fn run(
         };
     // Draining waits for every connection to finish its streams; a client holding a stream
     // open (a health Watch) must not hold the process past the grace period.
-    let grace = config.shutdown_grace;
+    let grace = config.shutdown.grace;
     let served = tokio::select! {
         served = serve => served,
         () = async {

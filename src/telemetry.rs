@@ -11,7 +11,14 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// Log output format (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
 
 /// The filter used when neither `VERDICT_LOG` nor `RUST_LOG` is set.
 const DEFAULT_LOG_FILTER: &str = "info";

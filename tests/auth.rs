@@ -41,10 +41,10 @@ fn keys() -> Arc<KeyRing> {
 
 fn config_with_keys() -> ValidConfig {
     let mut config = test_config(&example_bundle());
-    config.api_keys = keys();
-    config.enable_reload_rpc = true;
-    config.watch = false;
-    config.poll_interval = None;
+    config.caller_auth.api_keys = keys();
+    config.reload.enable_rpc = true;
+    config.reload.watch = false;
+    config.reload.poll_interval = None;
     config
 }
 
@@ -170,8 +170,8 @@ async fn health_and_reflection_stay_open_unless_configured() {
     server.stop().await;
 
     let mut config = config_with_keys();
-    config.auth_open_health = false;
-    config.auth_open_reflection = false;
+    config.caller_auth.open_health = false;
+    config.caller_auth.open_reflection = false;
     let server = TestServer::start_with(config).await;
     let mut health = HealthClient::new(server.channel().await);
     let status = health

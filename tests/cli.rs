@@ -442,3 +442,33 @@ fn sighup_reloads_the_bundle_when_watching_is_off() {
         .status();
     let _ = child.wait();
 }
+
+#[test]
+fn startup_logs_count_the_api_keys_and_never_show_one() {
+    let inline = "0123456789abcdef0123456789abcdef";
+    let in_file = "fedcba9876543210fedcba9876543210";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys.txt");
+    std::fs::write(&file, format!("ops admin {in_file}\n")).unwrap();
+    let verdict = common::process::Verdict::start(
+        &common::example_bundle(),
+        &[
+            "--api-keys",
+            &format!("gw check {inline}"),
+            "--api-keys-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    let lines = verdict.stop();
+    let startup = lines.iter().find(|line| line.contains("starting verdict"));
+    assert!(startup.is_some(), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("API keys required") && line.contains("keys=2")),
+        "{lines:#?}"
+    );
+    for line in &lines {
+        assert!(!line.contains(inline) && !line.contains(in_file), "{line}");
+    }
+}

@@ -306,7 +306,7 @@ async fn assert_invalid(server: &TestServer, request: proto::CheckRequest, messa
 #[tokio::test]
 async fn malformed_requests_get_invalid_argument_and_the_server_keeps_answering() {
     let mut config = test_config(&example_bundle());
-    config.max_message_bytes = 64 * 1024;
+    config.limits.max_message_bytes = 64 * 1024;
     let server = TestServer::start_with(config).await;
     let good = || {
         check(
@@ -501,7 +501,7 @@ async fn a_relation_chain_deeper_than_the_bound_denies_and_says_so() {
     std::fs::write(dir.path().join("chain.tuples"), tuples).unwrap();
 
     let mut config = test_config(dir.path());
-    config.max_relation_depth = 4;
+    config.limits.max_relation_depth = 4;
     let shallow = TestServer::start_with(config).await;
     let answer = shallow
         .client()

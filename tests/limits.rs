@@ -157,7 +157,7 @@ async fn a_context_nested_100000_deep_is_invalid_and_nothing_overflows() {
 #[tokio::test]
 async fn a_context_nested_deeper_than_the_json_limit_is_invalid() {
     let mut config = test_config(&example_bundle());
-    config.max_json_depth = 8;
+    config.limits.max_json_depth = 8;
     let server = TestServer::start_with(config).await;
     // 12 levels: prost decodes it (each level is three protobuf messages, its limit is 100),
     // Verdict's JSON limit (8 here) refuses it.
@@ -255,7 +255,7 @@ fn slow_request() -> proto::CheckRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_above_the_concurrency_limit_is_shed_while_health_answers() {
     let mut config = test_config(&example_bundle());
-    config.max_concurrent_requests = 2;
+    config.limits.max_concurrent_requests = 2;
     let server = TestServer::start_with(config).await;
     let channel = server.channel().await;
     let mut workers = Vec::new();
@@ -305,7 +305,7 @@ async fn a_flood_above_the_concurrency_limit_is_shed_while_health_answers() {
 #[tokio::test]
 async fn a_request_over_the_deadline_gets_deadline_exceeded() {
     let mut config = test_config(&example_bundle());
-    config.request_timeout = Duration::from_millis(1);
+    config.limits.request_timeout = Duration::from_millis(1);
     let server = TestServer::start_with(config).await;
     let status = server
         .client()
@@ -320,7 +320,7 @@ async fn a_request_over_the_deadline_gets_deadline_exceeded() {
 #[tokio::test]
 async fn an_idle_connection_is_closed() {
     let mut config = test_config(&example_bundle());
-    config.idle_timeout = Some(Duration::from_millis(300));
+    config.listener.idle_timeout = Some(Duration::from_millis(300));
     let server = TestServer::start_with(config).await;
     // A client that connects and says nothing: the server closes the connection.
     let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
@@ -342,8 +342,8 @@ async fn an_idle_connection_is_closed() {
 async fn a_client_answering_keepalive_pings_is_closed_when_idle() {
     use tonic::codegen::http;
     let mut config = test_config(&example_bundle());
-    config.idle_timeout = Some(Duration::from_millis(800));
-    config.http2_keepalive_interval = Some(Duration::from_millis(100));
+    config.listener.idle_timeout = Some(Duration::from_millis(800));
+    config.listener.http2_keepalive_interval = Some(Duration::from_millis(100));
     let server = TestServer::start_with(config).await;
     let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let (mut send, connection) = h2::client::handshake(tcp).await.unwrap();
@@ -387,7 +387,7 @@ async fn a_client_answering_keepalive_pings_is_closed_when_idle() {
 #[tokio::test]
 async fn an_open_stream_keeps_its_connection_past_the_idle_timeout() {
     let mut config = test_config(&example_bundle());
-    config.idle_timeout = Some(Duration::from_millis(300));
+    config.listener.idle_timeout = Some(Duration::from_millis(300));
     let server = TestServer::start_with(config).await;
     let (mut stream, first) = server.watch_health().await;
     assert_eq!(first.status, ServingStatus::Serving as i32);
@@ -407,8 +407,8 @@ async fn an_open_stream_keeps_its_connection_past_the_idle_timeout() {
 #[tokio::test]
 async fn old_connections_are_replaced_without_failing_requests() {
     let mut config = test_config(&example_bundle());
-    config.max_connection_age = Some(Duration::from_millis(500));
-    config.shutdown_grace = Duration::from_secs(1);
+    config.listener.max_connection_age = Some(Duration::from_millis(500));
+    config.shutdown.grace = Duration::from_secs(1);
     let server = TestServer::start_with(config).await;
     let endpoint =
         tonic::transport::Channel::from_shared(format!("http://{}", server.addr)).unwrap();

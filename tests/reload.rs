@@ -43,7 +43,7 @@ fn write_bundle(dir: &Path, user: &str) {
 /// Watch only (no poll backstop), so these tests prove the inotify path.
 fn watch_only(dir: &Path) -> ValidConfig {
     let mut config = test_config(dir);
-    config.poll_interval = None;
+    config.reload.poll_interval = None;
     config
 }
 
@@ -307,7 +307,7 @@ async fn shutdown_ends_within_the_grace_period_even_with_a_stream_open() {
     let dir = tempfile::tempdir().unwrap();
     write_bundle(dir.path(), "alice");
     let mut config = test_config(dir.path());
-    config.shutdown_grace = Duration::from_millis(500);
+    config.shutdown.grace = Duration::from_millis(500);
     let server = TestServer::start_with(config).await;
     // A health Watch stream stays open until the server closes it.
     let _stream = server.watch_health().await;
@@ -321,8 +321,8 @@ async fn polling_alone_notices_changes() {
     let dir = tempfile::tempdir().unwrap();
     write_bundle(dir.path(), "alice");
     let mut config = test_config(dir.path());
-    config.watch = false;
-    config.poll_interval = Some(Duration::from_millis(200));
+    config.reload.watch = false;
+    config.reload.poll_interval = Some(Duration::from_millis(200));
     let server = TestServer::start_with(config).await;
     let old = version(&server);
     std::fs::write(dir.path().join("docs.tuples"), tuples_for("ivan")).unwrap();
@@ -463,9 +463,9 @@ async fn the_reload_rpc_is_off_by_default_and_reports_versions_or_errors_when_on
 
     // Enabled, with watching off so only the RPC reloads.
     let mut config = test_config(dir.path());
-    config.watch = false;
-    config.poll_interval = None;
-    config.enable_reload_rpc = true;
+    config.reload.watch = false;
+    config.reload.poll_interval = None;
+    config.reload.enable_rpc = true;
     let server = TestServer::start_with(config).await;
     let mut client = server.client().await;
     let first = version(&server);
@@ -522,7 +522,7 @@ async fn starting_without_a_valid_bundle_serves_once_one_appears() {
     std::fs::write(dir.path().join("policy.cedar"), "permit (principal,").unwrap();
     let mut config = watch_only(dir.path());
     config.start_without_bundle = true;
-    config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    config.telemetry.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
     let server = TestServer::start_with(config).await;
     let http = server.http_addr.unwrap();
     assert_eq!(common::http_get(http, "/healthz").await.0, 200);
@@ -624,8 +624,8 @@ async fn reloads_racing_with_traffic_never_fail_or_mix_versions() {
     let dir = tempfile::tempdir().unwrap();
     let mut volume = ConfigMapVolume::new(dir.path(), &generation_files(0));
     let mut config = test_config(dir.path());
-    config.reload_debounce = Duration::from_millis(20);
-    config.reload_max_delay = Duration::from_millis(100);
+    config.reload.debounce = Duration::from_millis(20);
+    config.reload.max_delay = Duration::from_millis(100);
     let server = Arc::new(TestServer::start_with(config).await);
 
     let stop = Arc::new(AtomicBool::new(false));

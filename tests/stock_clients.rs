@@ -192,7 +192,7 @@ async fn grpcurl_calls_over_tls_and_mtls() {
         ],
     );
     let mut config = common::test_config(&example_bundle());
-    config.tls = Some(verdict::config::TlsFiles {
+    config.tls.files = Some(verdict::config::TlsFiles {
         cert: files[0].clone(),
         key: files[1].clone(),
         client_ca: Some(files[2].clone()),

@@ -39,7 +39,7 @@ fn tls_config(dir: &Path, ca: &Ca, server: &Leaf, client_ca: Option<&Ca>) -> Val
     let client_ca = client_ca.map(|ca| write(dir, &[("ca.crt", &ca.pem())]).remove(0));
     let _ = ca;
     let mut config = test_config(&example_bundle());
-    config.tls = Some(TlsFiles {
+    config.tls.files = Some(TlsFiles {
         cert: paths[0].clone(),
         key: paths[1].clone(),
         client_ca,
@@ -91,11 +91,11 @@ async fn tls_serves_a_client_that_trusts_the_ca_and_refuses_plaintext() {
 
 async fn mtls_server(dir: &Path, ca: &Ca) -> TestServer {
     let mut config = tls_config(dir, ca, &ca.server(), Some(ca));
-    config.tls_allowed_clients = vec!["spiffe://test.local/ns/gateways/*".to_owned()];
-    config.tls_admin_clients = vec![OPS.to_owned()];
-    config.enable_reload_rpc = true;
-    config.watch = false;
-    config.poll_interval = None;
+    config.tls.allowed_clients = vec!["spiffe://test.local/ns/gateways/*".to_owned()];
+    config.tls.admin_clients = vec![OPS.to_owned()];
+    config.reload.enable_rpc = true;
+    config.reload.watch = false;
+    config.reload.poll_interval = None;
     TestServer::start_with(config).await
 }
 
@@ -238,7 +238,7 @@ async fn a_rotated_certificate_is_served_to_new_connections_without_a_restart() 
     let generation = |n: u32, leaf: &Leaf| mount_generation(dir.path(), n, leaf);
     generation(1, &first);
     let mut config = test_config(&example_bundle());
-    config.tls = Some(TlsFiles {
+    config.tls.files = Some(TlsFiles {
         cert: dir.path().join("tls.crt"),
         key: dir.path().join("tls.key"),
         client_ca: None,
@@ -391,11 +391,11 @@ async fn status_details_follow_the_certificate_role() {
     let ca = Ca::new("Test CA");
     let mut config = tls_config(dir.path(), &ca, &ca.server(), Some(&ca));
     config.policies = bundle.path().to_path_buf();
-    config.tls_allowed_clients = vec![GATEWAY.to_owned()];
-    config.tls_admin_clients = vec![OPS.to_owned()];
-    config.enable_reload_rpc = true;
-    config.watch = false;
-    config.poll_interval = None;
+    config.tls.allowed_clients = vec![GATEWAY.to_owned()];
+    config.tls.admin_clients = vec![OPS.to_owned()];
+    config.reload.enable_rpc = true;
+    config.reload.watch = false;
+    config.reload.poll_interval = None;
     let server = TestServer::start_with(config).await;
     std::fs::write(bundle.path().join("broken.tuples"), "Doc::\"x\"#viewer@\n").unwrap();
     let ops = connect(&server, &ca, Some(&ca.client(OPS))).await.unwrap();

@@ -16,7 +16,7 @@ pub(super) fn run(args: ServeArgs) -> u8 {
     let filter = std::env::var("VERDICT_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok();
-    telemetry::init_tracing(args.log_format, filter.as_deref());
+    telemetry::init_tracing(args.telemetry.log_format, filter.as_deref());
 
     // 2. Config, before anything is bound.
     let config = match args.validate() {
@@ -29,17 +29,17 @@ pub(super) fn run(args: ServeArgs) -> u8 {
     };
     tracing::info!(
         policies = %config.policies.display(),
-        grpc_addr = %config.grpc_addr,
-        max_relation_depth = config.max_relation_depth,
-        max_batch = config.max_batch,
-        max_message_bytes = config.max_message_bytes,
-        max_json_depth = config.max_json_depth,
+        grpc_addr = %config.listener.grpc_addr,
+        max_relation_depth = config.limits.max_relation_depth,
+        max_batch = config.limits.max_batch,
+        max_message_bytes = config.limits.max_message_bytes,
+        max_json_depth = config.limits.max_json_depth,
         "starting verdict {}",
         env!("CARGO_PKG_VERSION")
     );
 
     // Metrics: the global recorder, before anything records.
-    let metrics = if config.metrics_addr.is_some() {
+    let metrics = if config.telemetry.metrics_addr.is_some() {
         match telemetry::metrics::install() {
             Ok(handle) => Some(handle),
             Err(error) => {
@@ -51,7 +51,7 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         None
     };
 
-    if let Some(files) = &config.tls {
+    if let Some(files) = &config.tls.files {
         if let Err(error) = server::load_server_config(files) {
             tracing::error!(%error, "invalid TLS configuration");
             eprintln!("error: TLS: {error}");
@@ -62,35 +62,39 @@ pub(super) fn run(args: ServeArgs) -> u8 {
             client_certificates = files.client_ca.is_some(),
             "TLS on the gRPC port"
         );
-    } else if !config.grpc_addr.ip().is_loopback() {
+    } else if !config.listener.grpc_addr.ip().is_loopback() {
         tracing::warn!(
-            addr = %config.grpc_addr,
+            addr = %config.listener.grpc_addr,
             "serving plaintext gRPC on a non-loopback address: set --tls-cert and --tls-key, or terminate TLS in front of Verdict"
         );
     }
     let client_certificates = config
         .tls
+        .files
         .as_ref()
         .is_some_and(|files| files.client_ca.is_some());
-    if !config.grpc_addr.ip().is_loopback() && !config.api_keys.is_enabled() && !client_certificates
+    let api_keys = &config.caller_auth.api_keys;
+    if !config.listener.grpc_addr.ip().is_loopback()
+        && !api_keys.is_enabled()
+        && !client_certificates
     {
         tracing::warn!(
             "no caller authentication (no API keys, no client certificates): any client that reaches the port can ask for decisions"
         );
-        if config.enable_reload_rpc {
+        if config.reload.enable_rpc {
             tracing::warn!(
                 "the Reload RPC is enabled without caller authentication: any client that reaches the port can call it"
             );
         }
     }
-    if config.api_keys.is_enabled() {
-        tracing::info!(keys = config.api_keys.len(), "API keys required");
+    if api_keys.is_enabled() {
+        tracing::info!(keys = api_keys.len(), "API keys required");
     }
 
     // 3. The first snapshot; an invalid bundle stops here with every error, unless asked to
     //    start without one (UNAVAILABLE and NOT_SERVING until the watch finds a valid bundle).
     let options = LoadOptions {
-        max_relation_depth: config.max_relation_depth,
+        max_relation_depth: config.limits.max_relation_depth,
     };
     let snapshots = Arc::new(SnapshotHandle::empty());
     let reloader = Reloader::new(&config.policies, options, Arc::clone(&snapshots));
@@ -121,10 +125,10 @@ pub(super) fn run(args: ServeArgs) -> u8 {
     };
     let code = runtime.block_on(async {
         // 4. Bind, and say where.
-        let Some(grpc) = bind(config.grpc_addr, "grpc").await else {
+        let Some(grpc) = bind(config.listener.grpc_addr, "grpc").await else {
             return EXIT_FAILURE;
         };
-        let http = match config.metrics_addr {
+        let http = match config.telemetry.metrics_addr {
             Some(addr) => match bind(addr, "metrics").await {
                 Some(listener) => Some(listener),
                 None => return EXIT_FAILURE,

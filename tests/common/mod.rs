@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use verdict::api::proto::{self, authorization_client::AuthorizationClient};
-use verdict::config::{DEFAULT_MAX_BATCH, DEFAULT_MAX_MESSAGE_BYTES, LogFormat, ValidConfig};
+use verdict::config::{ServeArgs, ValidConfig};
 use verdict::reload::{ReloadOutcome, Reloader};
 use verdict::serving::SnapshotHandle;
 use verdict_core::LoadOptions;
@@ -28,46 +28,22 @@ pub fn example_bundle() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
 
-/// The configuration `serve` would use by default, on an ephemeral loopback port.
+/// The configuration `serve` would use by default, on an ephemeral loopback port and with the
+/// HTTP port off. The defaults are clap's (environment variables ignored), so they are stated
+/// once, in `verdict::config`.
 pub fn test_config(policies: &Path) -> ValidConfig {
-    ValidConfig {
-        policies: policies.to_path_buf(),
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        max_relation_depth: verdict_core::DEFAULT_MAX_RELATION_DEPTH,
-        max_batch: DEFAULT_MAX_BATCH,
-        max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-        max_json_depth: verdict_core::DEFAULT_MAX_JSON_DEPTH,
-        max_request_entities: verdict::config::DEFAULT_MAX_REQUEST_ENTITIES,
-        max_entity_parents: verdict::config::DEFAULT_MAX_ENTITY_PARENTS,
-        max_properties: verdict::config::DEFAULT_MAX_PROPERTIES,
-        log_format: LogFormat::Text,
-        watch: true,
-        poll_interval: Some(Duration::from_secs(2)),
-        reload_debounce: Duration::from_millis(200),
-        reload_max_delay: Duration::from_secs(1),
-        enable_reload_rpc: false,
-        start_without_bundle: false,
-        metrics_addr: None,
-        shutdown_grace: Duration::from_secs(10),
-        shutdown_delay: Duration::ZERO,
-        max_concurrent_requests: verdict::config::DEFAULT_MAX_CONCURRENT_REQUESTS,
-        request_timeout: Duration::from_secs(5),
-        max_concurrent_streams: verdict::config::DEFAULT_MAX_CONCURRENT_STREAMS,
-        max_header_list_bytes: verdict::config::DEFAULT_MAX_HEADER_LIST_BYTES,
-        http2_keepalive_interval: Some(Duration::from_secs(30)),
-        http2_keepalive_timeout: Duration::from_secs(10),
-        idle_timeout: Some(Duration::from_secs(300)),
-        max_connection_age: None,
-        max_string_bytes: verdict::config::DEFAULT_MAX_STRING_BYTES,
-        api_keys: Arc::new(verdict::config::KeyRing::default()),
-        auth_open_health: true,
-        auth_open_reflection: true,
-        tls: None,
-        tls_allowed_clients: Vec::new(),
-        tls_admin_clients: Vec::new(),
-        decision_log_deny_rate: 1.0,
-        decision_log_allow_rate: 0.01,
-    }
+    use clap::{Args, FromArgMatches};
+    let command =
+        ServeArgs::augment_args(clap::Command::new("verdict")).mut_args(|arg| arg.env(None));
+    let matches = command.try_get_matches_from(["verdict"]).unwrap();
+    let mut config = ServeArgs::from_arg_matches(&matches)
+        .unwrap()
+        .validate()
+        .unwrap();
+    config.policies = policies.to_path_buf();
+    config.listener.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    config.telemetry.metrics_addr = None;
+    config
 }
 
 /// A running server.
@@ -92,7 +68,7 @@ impl TestServer {
     /// it, the way `verdict serve` does.
     pub async fn start_with(config: ValidConfig) -> Self {
         let options = LoadOptions {
-            max_relation_depth: config.max_relation_depth,
+            max_relation_depth: config.limits.max_relation_depth,
         };
         let snapshots = Arc::new(SnapshotHandle::empty());
         let reloader = Reloader::new(&config.policies, options, Arc::clone(&snapshots));
@@ -112,11 +88,11 @@ impl TestServer {
         snapshots: Arc<SnapshotHandle>,
         reloader: Arc<Reloader>,
     ) -> Self {
-        let listener = tokio::net::TcpListener::bind(config.grpc_addr)
+        let listener = tokio::net::TcpListener::bind(config.listener.grpc_addr)
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let http = match config.metrics_addr {
+        let http = match config.telemetry.metrics_addr {
             Some(http_addr) => Some(tokio::net::TcpListener::bind(http_addr).await.unwrap()),
             None => None,
         };
@@ -124,7 +100,7 @@ impl TestServer {
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let handle = Arc::clone(&snapshots);
         let task_reloader = Arc::clone(&reloader);
-        let watching = config.watch || config.poll_interval.is_some();
+        let watching = config.reload.watch || config.reload.poll_interval.is_some();
         let task = tokio::spawn(async move {
             let served = verdict::server::Served {
                 snapshots: handle,

@@ -1,0 +1,167 @@
+//! Limits on requests: sizes, counts, depths, concurrency and deadlines.
+
+use std::time::Duration;
+
+// The request limits' defaults are the library's: stated once, in `verdict_core`.
+use verdict_core::Limits;
+pub use verdict_core::{
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_ENTITY_PARENTS, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_PROPERTIES,
+    DEFAULT_MAX_RELATION_DEPTH, DEFAULT_MAX_REQUEST_ENTITIES, DEFAULT_MAX_STRING_BYTES,
+};
+
+use super::{ConfigError, in_range, parse_duration};
+
+/// Default largest request message, in bytes.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Default most Authorization requests in flight before shedding.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
+/// Default deadline of one request.
+pub const DEFAULT_REQUEST_TIMEOUT: &str = "5s";
+
+const MAX_BATCH_CEILING: usize = 10_000;
+const MAX_MESSAGE_BYTES_CEILING: usize = 64 * 1024 * 1024;
+const MAX_RELATION_DEPTH_CEILING: u32 = 1_000;
+const MAX_JSON_DEPTH_CEILING: usize = 64;
+
+/// Limits on what one request may ask and how many may run at once.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitsArgs {
+    /// Most nested usersets one relation search follows; deeper searches deny and say so.
+    #[arg(long, env = "VERDICT_MAX_RELATION_DEPTH", default_value_t = DEFAULT_MAX_RELATION_DEPTH)]
+    pub max_relation_depth: u32,
+    /// Most checks in one BatchCheck.
+    #[arg(long, env = "VERDICT_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
+    pub max_batch: usize,
+    /// Largest request message, in bytes.
+    #[arg(long, env = "VERDICT_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+    /// Deepest nesting of lists and records in context and entity attributes.
+    #[arg(long, env = "VERDICT_MAX_JSON_DEPTH", default_value_t = DEFAULT_MAX_JSON_DEPTH)]
+    pub max_json_depth: usize,
+    /// Most entities in one request.
+    #[arg(long, env = "VERDICT_MAX_REQUEST_ENTITIES", default_value_t = DEFAULT_MAX_REQUEST_ENTITIES)]
+    pub max_request_entities: usize,
+    /// Most parents of one request entity.
+    #[arg(long, env = "VERDICT_MAX_ENTITY_PARENTS", default_value_t = DEFAULT_MAX_ENTITY_PARENTS)]
+    pub max_entity_parents: usize,
+    /// Most properties decided in one request.
+    #[arg(long, env = "VERDICT_MAX_PROPERTIES", default_value_t = DEFAULT_MAX_PROPERTIES)]
+    pub max_properties: usize,
+    /// Most Authorization requests in flight across all connections; more are shed with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "VERDICT_MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    pub max_concurrent_requests: usize,
+    /// Deadline of one request (DEADLINE_EXCEEDED after it).
+    #[arg(long, env = "VERDICT_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Longest type, id, action, property or attribute name, in bytes.
+    #[arg(long, env = "VERDICT_MAX_STRING_BYTES", default_value_t = DEFAULT_MAX_STRING_BYTES)]
+    pub max_string_bytes: usize,
+}
+
+/// The request limits, validated.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Relation search depth bound.
+    pub max_relation_depth: u32,
+    /// Batch limit.
+    pub max_batch: usize,
+    /// Largest request message, in bytes.
+    pub max_message_bytes: usize,
+    /// Deepest JSON nesting.
+    pub max_json_depth: usize,
+    /// Most entities in one request.
+    pub max_request_entities: usize,
+    /// Most parents of one request entity.
+    pub max_entity_parents: usize,
+    /// Most properties in one request.
+    pub max_properties: usize,
+    /// Most Authorization requests in flight.
+    pub max_concurrent_requests: usize,
+    /// Deadline of one request.
+    pub request_timeout: Duration,
+    /// Longest name, in bytes.
+    pub max_string_bytes: usize,
+}
+
+impl LimitsArgs {
+    /// Checks every limit against its range; the first problem found is returned.
+    pub fn validate(self) -> Result<LimitsConfig, ConfigError> {
+        Ok(LimitsConfig {
+            max_relation_depth: in_range(
+                self.max_relation_depth,
+                1,
+                MAX_RELATION_DEPTH_CEILING,
+                arg_id!(Self, max_relation_depth),
+            )?,
+            max_batch: in_range(
+                self.max_batch,
+                1,
+                MAX_BATCH_CEILING,
+                arg_id!(Self, max_batch),
+            )?,
+            max_message_bytes: in_range(
+                self.max_message_bytes,
+                1024,
+                MAX_MESSAGE_BYTES_CEILING,
+                arg_id!(Self, max_message_bytes),
+            )?,
+            max_json_depth: in_range(
+                self.max_json_depth,
+                1,
+                MAX_JSON_DEPTH_CEILING,
+                arg_id!(Self, max_json_depth),
+            )?,
+            max_request_entities: in_range(
+                self.max_request_entities,
+                0,
+                MAX_BATCH_CEILING,
+                arg_id!(Self, max_request_entities),
+            )?,
+            max_entity_parents: in_range(
+                self.max_entity_parents,
+                0,
+                1_000,
+                arg_id!(Self, max_entity_parents),
+            )?,
+            max_properties: in_range(
+                self.max_properties,
+                0,
+                MAX_BATCH_CEILING,
+                arg_id!(Self, max_properties),
+            )?,
+            max_concurrent_requests: in_range(
+                self.max_concurrent_requests,
+                1,
+                1_000_000,
+                arg_id!(Self, max_concurrent_requests),
+            )?,
+            request_timeout: in_range(
+                self.request_timeout,
+                Duration::from_millis(1),
+                Duration::from_secs(3600),
+                arg_id!(Self, request_timeout),
+            )?,
+            max_string_bytes: in_range(
+                self.max_string_bytes,
+                16,
+                1 << 20,
+                arg_id!(Self, max_string_bytes),
+            )?,
+        })
+    }
+}
+
+impl LimitsConfig {
+    /// The limits every front-end passes to `Snapshot::check`.
+    pub fn request_limits(&self) -> Limits {
+        Limits {
+            max_batch: self.max_batch,
+            max_json_depth: self.max_json_depth,
+            max_request_entities: self.max_request_entities,
+            max_entity_parents: self.max_entity_parents,
+            max_properties: self.max_properties,
+            max_string_bytes: self.max_string_bytes,
+        }
+    }
+}
