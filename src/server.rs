@@ -8,6 +8,7 @@ mod auth;
 mod grpc_metrics;
 mod http;
 mod limits;
+mod observe;
 mod tls;
 
 pub use tls::load_server_config;
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use self::grpc_metrics::GrpcMetricsLayer;
+use self::observe::Observe;
 use crate::api::proto::authorization_server::AuthorizationServer;
 use crate::api::{AuthorizationService, Limits, ReloadAnswer, ReloadControl, proto};
 use crate::bundle::SnapshotHandle;
@@ -215,8 +216,8 @@ pub async fn run(
         .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
         .layer(
             tower::ServiceBuilder::new()
-                .layer(limits::TrackRequestsLayer)
-                .layer(GrpcMetricsLayer)
+                .layer_fn(|inner| Observe::new(inner, limits::track_request))
+                .layer_fn(|inner| Observe::new(inner, grpc_metrics::GrpcCall::start))
                 .layer(auth::AuthLayer {
                     keys: Arc::clone(&config.api_keys),
                     identities,

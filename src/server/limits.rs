@@ -30,6 +30,8 @@ use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 
+use super::observe::Observer;
+
 use crate::telemetry::metrics::{LimitBreach, record_limit_breach};
 
 /// Rewrites tonic's answers to messages it could not decode into INVALID_ARGUMENT. Handlers
@@ -194,7 +196,7 @@ impl NamedService for Shedding {
 /// `MaxConnectionIdle`): idleness counts from when the connection opened or its last request
 /// ended, whichever is later. Bytes alone do not count as activity: the server's keepalive
 /// pings are answered by every live client, so counting reads would keep an abandoned
-/// connection open forever. Requests are counted by [`TrackRequestsLayer`], which finds this
+/// connection open forever. Requests are counted by [`track_request`], which finds this
 /// connection's [`ConnectionActivity`] through the connection info tonic puts in each request.
 pub(super) struct IdleTimeout<IO> {
     inner: IO,
@@ -240,7 +242,10 @@ impl ConnectionActivity {
 
 /// Counts one request as in progress on its connection until dropped: with the response body,
 /// so a stream (a health `Watch`) keeps its connection busy for as long as it is open.
-struct RequestInProgress(Arc<ConnectionActivity>);
+pub(super) struct RequestInProgress(Arc<ConnectionActivity>);
+
+/// Needs no look at the response: being dropped with it is the whole job.
+impl Observer for RequestInProgress {}
 
 impl RequestInProgress {
     fn start(activity: &Arc<ConnectionActivity>) -> Self {
@@ -258,7 +263,7 @@ impl Drop for RequestInProgress {
 }
 
 /// What a connection wrapped in [`IdleTimeout`] tells tonic about itself: the inner
-/// connection's information, and its activity for [`TrackRequestsLayer`].
+/// connection's information, and its activity for [`track_request`].
 #[derive(Debug, Clone)]
 pub(super) struct TrackedConnectInfo<T> {
     #[expect(
@@ -281,80 +286,11 @@ fn connection_activity<B>(request: &http::Request<B>) -> Option<&Arc<ConnectionA
         .and_then(|info| info.activity.as_ref())
 }
 
-/// Counts every request (of every service) as in progress on its connection, for the idle
-/// timeout.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct TrackRequestsLayer;
-
-impl<S> Layer<S> for TrackRequestsLayer {
-    type Service = TrackRequests<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        TrackRequests { inner }
-    }
-}
-
-/// The service [`TrackRequestsLayer`] wraps.
-#[derive(Debug, Clone)]
-pub(super) struct TrackRequests<S> {
-    inner: S,
-}
-
-impl<S, B> Service<http::Request<B>> for TrackRequests<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let guard = connection_activity(&request).map(RequestInProgress::start);
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await?;
-            Ok(match guard {
-                Some(guard) => response.map(|body| {
-                    Body::new(GuardedBody {
-                        body,
-                        _guard: guard,
-                    })
-                }),
-                None => response,
-            })
-        })
-    }
-}
-
-/// A response body that keeps its request counted as in progress until it is dropped.
-struct GuardedBody {
-    body: Body,
-    _guard: RequestInProgress,
-}
-
-impl http_body::Body for GuardedBody {
-    type Data = bytes::Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
+/// Counts `request` (of any service) as in progress on its connection until its response
+/// ends, for the idle timeout: an observer in [`super::observe`]. `None` when the connection
+/// has no idle timeout.
+pub(super) fn track_request(request: &http::Request<Body>) -> Option<RequestInProgress> {
+    connection_activity(request).map(RequestInProgress::start)
 }
 
 impl<IO> IdleTimeout<IO> {
