@@ -203,6 +203,7 @@ pub async fn run(
             allowed: config.tls_allowed_clients.clone(),
             admin: config.tls_admin_clients.clone(),
         });
+    let request_timeout = config.request_timeout;
     let mut builder = tonic::transport::Server::builder();
     if let Some(age) = config.max_connection_age {
         builder = builder
@@ -225,9 +226,7 @@ pub async fn run(
                     open_reflection: config.auth_open_reflection,
                 })
                 .map_response(limits::rewrite_decoding_errors)
-                .layer(limits::DeadlineLayer {
-                    deadline: config.request_timeout,
-                }),
+                .map_future(move |response| limits::within_deadline(request_timeout, response)),
         )
         .add_service(health_service)
         .add_service(reflection_v1)

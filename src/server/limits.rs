@@ -28,7 +28,7 @@ use tonic::codegen::http;
 use tonic::server::NamedService;
 use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
-use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
 use super::observe::Observer;
 
@@ -72,58 +72,24 @@ pub(super) fn rewrite_decoding_errors(response: http::Response<Body>) -> http::R
     response
 }
 
-/// Answers DEADLINE_EXCEEDED when a request takes longer than the deadline.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct DeadlineLayer {
-    pub(super) deadline: Duration,
-}
-
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = Deadline<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Deadline {
-            inner,
-            deadline: self.deadline,
-        }
-    }
-}
-
-/// The service [`DeadlineLayer`] wraps.
-#[derive(Debug, Clone)]
-pub(super) struct Deadline<S> {
-    inner: S,
+/// Awaits `response`, or answers DEADLINE_EXCEEDED once `deadline` has passed: the future
+/// of every request, through `ServiceBuilder::map_future`.
+pub(super) async fn within_deadline<F, E>(
     deadline: Duration,
-}
-
-impl<S, B> Service<http::Request<B>> for Deadline<S>
+    response: F,
+) -> Result<http::Response<Body>, E>
 where
-    S: Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
+    F: Future<Output = Result<http::Response<Body>, E>>,
 {
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let deadline = self.deadline;
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            match tokio::time::timeout(deadline, response).await {
-                Ok(response) => response,
-                Err(_) => {
-                    record_limit_breach(LimitBreach::Deadline);
-                    Ok(Status::deadline_exceeded(format!(
-                        "no answer within the server's deadline of {deadline:?}"
-                    ))
-                    .into_http())
-                }
-            }
-        })
+    match tokio::time::timeout(deadline, response).await {
+        Ok(response) => response,
+        Err(_) => {
+            record_limit_breach(LimitBreach::Deadline);
+            Ok(Status::deadline_exceeded(format!(
+                "no answer within the server's deadline of {deadline:?}"
+            ))
+            .into_http())
+        }
     }
 }
 
