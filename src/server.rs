@@ -219,7 +219,8 @@ pub async fn run(
             tower::ServiceBuilder::new()
                 .layer_fn(|inner| Observe::new(inner, limits::track_request))
                 .layer_fn(|inner| Observe::new(inner, grpc_metrics::GrpcCall::start))
-                .layer(auth::AuthLayer {
+                .map_result(auth::answer_refusal)
+                .filter(auth::Authenticator {
                     keys: Arc::clone(&config.api_keys),
                     identities,
                     open_health: config.auth_open_health,
