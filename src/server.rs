@@ -215,6 +215,9 @@ pub async fn run(
         .http2_max_header_list_size(config.max_header_list_bytes)
         .http2_keepalive_interval(config.http2_keepalive_interval)
         .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
+        // Outermost first: count the request as in progress on its connection, and time it
+        // (both until its response body ends); authenticate, answering refusals; turn tonic's
+        // decoding errors into plain answers; bound the time to an answer.
         .layer(
             tower::ServiceBuilder::new()
                 .layer_fn(|inner| Observe::new(inner, limits::track_request))

@@ -145,6 +145,11 @@ where
 /// The Authorization service behind a global concurrency limit that sheds load instead of
 /// queueing: tower's load shedding over tower's global concurrency limit, with "overloaded"
 /// turned into a RESOURCE_EXHAUSTED answer.
+///
+/// Its `Service` is written by hand because tonic routes only a `NamedService` whose error is
+/// `Infallible`: the name needs a type of ours (the orphan rule keeps it off tower's), and no
+/// tower combinator turns a fallible service infallible (`map_result` and `map_err` would
+/// have to make an `Infallible` out of the shedder's error).
 #[derive(Clone)]
 pub(super) struct Shedding {
     inner: tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, BoxError>,
