@@ -8,6 +8,7 @@ mod auth;
 mod grpc_metrics;
 mod http;
 mod limits;
+mod observe;
 mod tls;
 
 pub use tls::load_server_config;
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use self::grpc_metrics::GrpcMetricsLayer;
+use self::observe::Observe;
 use crate::api::proto::authorization_server::AuthorizationServer;
 use crate::api::{AuthorizationService, ReloadAnswer, ReloadControl, proto};
 use crate::config::ValidConfig;
@@ -192,6 +193,7 @@ pub async fn run(
             allowed: config.tls.allowed_clients.clone(),
             admin: config.tls.admin_clients.clone(),
         });
+    let request_timeout = config.limits.request_timeout;
     let mut builder = tonic::transport::Server::builder();
     if let Some(age) = config.listener.max_connection_age {
         builder = builder
@@ -203,20 +205,22 @@ pub async fn run(
         .http2_max_header_list_size(config.listener.max_header_list_bytes)
         .http2_keepalive_interval(config.listener.http2_keepalive_interval)
         .http2_keepalive_timeout(Some(config.listener.http2_keepalive_timeout))
+        // Outermost first: count the request as in progress on its connection, and time it
+        // (both until its response body ends); authenticate, answering refusals; turn tonic's
+        // decoding errors into plain answers; bound the time to an answer.
         .layer(
             tower::ServiceBuilder::new()
-                .layer(limits::TrackRequestsLayer)
-                .layer(GrpcMetricsLayer)
-                .layer(auth::AuthLayer {
+                .layer_fn(|inner| Observe::new(inner, limits::track_request))
+                .layer_fn(|inner| Observe::new(inner, grpc_metrics::GrpcCall::start))
+                .map_result(auth::answer_refusal)
+                .filter(auth::Authenticator {
                     keys: Arc::clone(&config.caller_auth.api_keys),
                     identities,
                     open_health: config.caller_auth.open_health,
                     open_reflection: config.caller_auth.open_reflection,
                 })
                 .map_response(limits::rewrite_decoding_errors)
-                .layer(limits::DeadlineLayer {
-                    deadline: config.limits.request_timeout,
-                }),
+                .map_future(move |response| limits::within_deadline(request_timeout, response)),
         )
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -1,4 +1,4 @@
-//! Caller authentication with preshared API keys (SpiceDB's model), as a tower layer.
+//! Caller authentication with preshared API keys (SpiceDB's model), as a tower filter.
 //!
 //! Keys come from `--api-keys-file` and/or `VERDICT_API_KEYS`, one per line, `name role key`:
 //!
@@ -17,14 +17,11 @@
 //! neither the comparison nor which key matched leaks through timing. A key's name, never the
 //! key, appears in logs, metrics and the decision log.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::http;
-use tower::{Layer, Service};
+use tower::BoxError;
+use tower::filter::Predicate;
 
 use crate::api::{Caller, CallerIsAdmin};
 use crate::config::{KeyRing, Role};
@@ -146,59 +143,32 @@ fn client_identities<B>(request: &http::Request<B>) -> Vec<Identity> {
         .collect()
 }
 
-/// The layer; requests need a key when the ring has any, and an allowed client identity when
-/// client certificates are required.
+/// Who may call what: requests need a key when the ring has any, and an allowed client
+/// identity when client certificates are required.
+///
+/// A tower filter predicate (`ServiceBuilder::filter`): an allowed request goes on with its
+/// caller in its extensions; a refusal comes back as an error, which [`answer_refusal`] turns
+/// into the answer.
 #[derive(Debug, Clone)]
-pub(crate) struct AuthLayer {
+pub(crate) struct Authenticator {
     pub(crate) keys: std::sync::Arc<KeyRing>,
     pub(crate) identities: Option<IdentityPolicy>,
     pub(crate) open_health: bool,
     pub(crate) open_reflection: bool,
 }
 
-impl<S> Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Auth {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service [`AuthLayer`] wraps.
-#[derive(Debug, Clone)]
-pub(crate) struct Auth<S> {
-    inner: S,
-    layer: AuthLayer,
-}
-
-impl<S, B> Service<http::Request<B>> for Auth<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let keys = &self.layer.keys;
+impl Authenticator {
+    /// Returns `request` with its caller noted, or the status that refuses it.
+    fn authorize<B>(&self, mut request: http::Request<B>) -> Result<http::Request<B>, Status> {
+        let keys = &self.keys;
         let path = request.uri().path().to_owned();
         let path = path.as_str();
-        let Some(required) =
-            required_role(path, self.layer.open_health, self.layer.open_reflection)
-        else {
-            return Box::pin(self.inner.call(request));
+        let Some(required) = required_role(path, self.open_health, self.open_reflection) else {
+            return Ok(request);
         };
         // Admin only if every configured mechanism says so.
         let mut admin: Option<bool> = None;
-        if let Some(policy) = &self.layer.identities {
+        if let Some(policy) = &self.identities {
             let presented = client_identities(&request);
             admin = Some(policy.check(&presented, Role::Admin).is_ok());
             if let Err(presented) = policy.check(&presented, required) {
@@ -209,17 +179,16 @@ where
                 } else {
                     presented.join(", ")
                 };
-                let status = Status::permission_denied(format!(
+                return Err(Status::permission_denied(format!(
                     "client identity ({shown}) may not call {path}"
-                ));
-                return Box::pin(async move { Ok(status.into_http()) });
+                )));
             }
         }
         if !keys.is_enabled() {
             if let Some(admin) = admin {
                 request.extensions_mut().insert(CallerIsAdmin(admin));
             }
-            return Box::pin(self.inner.call(request));
+            return Ok(request);
         }
         let presented = request
             .headers()
@@ -229,18 +198,18 @@ where
                 let (scheme, token) = value.trim().split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
-        let refusal = match presented.and_then(|token| keys.find(token)) {
+        match presented.and_then(|token| keys.find(token)) {
             None => {
                 record_auth("anonymous", AuthResult::Unauthenticated);
                 tracing::warn!(path, "request without a valid API key");
-                Some(Status::unauthenticated(
+                Err(Status::unauthenticated(
                     "missing or invalid API key (send `authorization: Bearer <key>`)",
                 ))
             }
             Some(key) if key.role == Role::Check && required == Role::Admin => {
                 record_auth(&key.name, AuthResult::PermissionDenied);
                 tracing::warn!(caller = %key.name, path, "API key without admin rights");
-                Some(Status::permission_denied(format!(
+                Err(Status::permission_denied(format!(
                     "API key `{}` may not call {path}: it needs an admin key",
                     key.name
                 )))
@@ -252,14 +221,29 @@ where
                     .extensions_mut()
                     .insert(CallerIsAdmin(key_admin && admin.unwrap_or(true)));
                 request.extensions_mut().insert(Caller(key.name.clone()));
-                None
+                Ok(request)
             }
-        };
-        match refusal {
-            Some(status) => Box::pin(async move { Ok(status.into_http()) }),
-            None => Box::pin(self.inner.call(request)),
         }
     }
+}
+
+impl<B> Predicate<http::Request<B>> for Authenticator {
+    type Request = http::Request<B>;
+
+    fn check(&mut self, request: http::Request<B>) -> Result<Self::Request, BoxError> {
+        self.authorize(request).map_err(BoxError::from)
+    }
+}
+
+/// Answers a request [`Authenticator`] refused with its status; passes anything else on.
+pub(crate) fn answer_refusal(
+    result: Result<http::Response<Body>, BoxError>,
+) -> Result<http::Response<Body>, BoxError> {
+    result.or_else(|error| {
+        error
+            .downcast::<Status>()
+            .map(|refusal| refusal.into_http())
+    })
 }
 
 #[cfg(test)]
@@ -346,6 +330,50 @@ mod tests {
         assert!(open.check(&[dns("anyone")], Role::Check).is_ok());
         assert!(open.check(&[], Role::Check).is_ok());
         assert!(open.check(&[dns("anyone")], Role::Admin).is_err());
+    }
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    fn authenticator() -> Authenticator {
+        let keys = KeyRing::parse(&format!("gateway check {KEY}"), "test").unwrap();
+        Authenticator {
+            keys: std::sync::Arc::new(keys),
+            identities: None,
+            open_health: true,
+            open_reflection: true,
+        }
+    }
+
+    fn request(path: &str, key: &str) -> http::Request<()> {
+        http::Request::builder()
+            .uri(path)
+            .header(http::header::AUTHORIZATION, format!("Bearer {key}"))
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn an_allowed_request_goes_on_with_its_caller() {
+        let passed = authenticator()
+            .check(request("/verdict.v1.Authorization/Check", KEY))
+            .unwrap();
+        assert_eq!(passed.extensions().get::<Caller>().unwrap().0, "gateway");
+        assert!(!passed.extensions().get::<CallerIsAdmin>().unwrap().0);
+    }
+
+    #[test]
+    fn a_refused_request_is_answered_with_its_status() {
+        let mut authenticator = authenticator();
+        let wrong_key = authenticator
+            .check(request("/verdict.v1.Authorization/Check", "nope"))
+            .unwrap_err();
+        let answer = answer_refusal(Err(wrong_key)).unwrap();
+        assert_eq!(answer.headers()["grpc-status"], "16", "UNAUTHENTICATED");
+        let not_admin = authenticator
+            .check(request("/verdict.v1.Authorization/Reload", KEY))
+            .unwrap_err();
+        let answer = answer_refusal(Err(not_admin)).unwrap();
+        assert_eq!(answer.headers()["grpc-status"], "7", "PERMISSION_DENIED");
     }
 
     #[test]

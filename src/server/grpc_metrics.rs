@@ -1,21 +1,20 @@
-//! A tower layer that counts every gRPC request by method and status code, and times it until
-//! the response is complete.
+//! Counts every gRPC request by method and status code, and times it until the response is
+//! complete: an [`Observer`] of each request (see [`super::observe`]).
 //!
 //! The status of a gRPC response is in its trailers, after the body, except for errors that
-//! carry no body ("trailers-only", the status in the headers). So the layer looks at the
-//! headers first and otherwise wraps the body to read the trailers when they pass by. A body
+//! carry no body ("trailers-only", the status in the headers). So the observer looks at the
+//! headers first and otherwise reads the trailers when they pass by in the body. A request
 //! dropped before its end (the client went away) counts as `CANCELLED`.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use http_body::{Frame, SizeHint};
+use bytes::Bytes;
+use http_body::Frame;
+use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::http::{self, HeaderMap};
-use tower::{Layer, Service};
 
+use super::observe::Observer;
 use crate::telemetry::metrics::record_grpc;
 
 /// Methods with their own label; anything else is `other`, so labels stay bounded.
@@ -66,91 +65,25 @@ fn status_code(headers: &HeaderMap) -> Option<&'static str> {
     Some(CODES.get(code).copied().unwrap_or("UNKNOWN"))
 }
 
-/// The layer; add it to the tonic server builder.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct GrpcMetricsLayer;
-
-impl<S> Layer<S> for GrpcMetricsLayer {
-    type Service = GrpcMetrics<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics { inner }
-    }
-}
-
-/// The service the layer wraps around the router.
-#[derive(Debug, Clone)]
-pub(crate) struct GrpcMetrics<S> {
-    inner: S,
-}
-
-impl<S, B> Service<http::Request<B>> for GrpcMetrics<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = method_label(request.uri().path());
-        let started = Instant::now();
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            // Until the response exists, a dropped future (a client cancel, a deadline) counts.
-            let mut pending = Pending {
-                method,
-                started,
-                done: false,
-            };
-            let response = response.await;
-            pending.done = true;
-            let response = response?;
-            if let Some(code) = status_code(response.headers()) {
-                record_grpc(method, code, started.elapsed());
-                return Ok(response);
-            }
-            Ok(response.map(|body| {
-                Body::new(ObservedBody {
-                    inner: body,
-                    method,
-                    started,
-                    recorded: false,
-                })
-            }))
-        })
-    }
-}
-
-/// Records a request whose future was dropped before the response existed.
-struct Pending {
-    method: &'static str,
-    started: Instant,
-    done: bool,
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if !self.done {
-            record_grpc(self.method, "CANCELLED", self.started.elapsed());
-        }
-    }
-}
-
-/// A response body that records the request when its trailers pass (or when it is dropped).
-struct ObservedBody {
-    inner: Body,
+/// One gRPC call being timed: made when the request arrives, recorded once, with the status
+/// from the headers (trailers-only), from the trailers, or `CANCELLED` if dropped before
+/// either (the client went away before the response or before the end of the body).
+pub(super) struct GrpcCall {
     method: &'static str,
     started: Instant,
     recorded: bool,
 }
 
-impl ObservedBody {
+impl GrpcCall {
+    /// Starts timing `request`; every request is observed.
+    pub(super) fn start(request: &http::Request<Body>) -> Option<Self> {
+        Some(Self {
+            method: method_label(request.uri().path()),
+            started: Instant::now(),
+            recorded: false,
+        })
+    }
+
     fn record(&mut self, code: &'static str) {
         if !self.recorded {
             self.recorded = true;
@@ -159,39 +92,31 @@ impl ObservedBody {
     }
 }
 
-impl http_body::Body for ObservedBody {
-    type Data = bytes::Bytes;
-    type Error = tonic::Status;
+impl Observer for GrpcCall {
+    fn on_headers(mut self, headers: &HeaderMap) -> Option<Self> {
+        match status_code(headers) {
+            Some(code) => {
+                self.record(code);
+                None
+            }
+            None => Some(self),
+        }
+    }
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
+    fn on_frame(&mut self, frame: &Option<Result<Frame<Bytes>, Status>>) {
+        match frame {
+            Some(Ok(frame)) => {
                 if let Some(trailers) = frame.trailers_ref() {
-                    let code = status_code(trailers).unwrap_or("UNKNOWN");
-                    self.record(code);
+                    self.record(status_code(trailers).unwrap_or("UNKNOWN"));
                 }
             }
-            Poll::Ready(Some(Err(_))) => self.record("INTERNAL"),
-            Poll::Ready(None) => self.record("UNKNOWN"),
-            Poll::Pending => {}
+            Some(Err(_)) => self.record("INTERNAL"),
+            None => self.record("UNKNOWN"),
         }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
-impl Drop for ObservedBody {
+impl Drop for GrpcCall {
     fn drop(&mut self) {
         self.record("CANCELLED");
     }

@@ -2,7 +2,8 @@
 //!
 //! - decoding failures (a message over `--max-message-bytes`, or one prost refuses, such as a
 //!   context nested beyond its recursion limit) become INVALID_ARGUMENT with a plain message,
-//!   where tonic would answer OUT_OF_RANGE or INTERNAL;
+//!   where tonic would answer OUT_OF_RANGE or INTERNAL (recognised by tonic's message text,
+//!   the only thing tonic 0.14 leaves to go on: see `decoding_failure`);
 //! - a deadline per request (`--request-timeout`): DEADLINE_EXCEEDED when it passes;
 //! - load shedding (`--max-concurrent-requests`): the Authorization service admits that many
 //!   requests at once across all connections and answers RESOURCE_EXHAUSTED beyond, at once,
@@ -28,106 +29,127 @@ use tonic::codegen::http;
 use tonic::server::NamedService;
 use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
-use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
+use super::observe::Observer;
 use crate::telemetry::metrics::{LimitBreach, record_limit_breach};
 
-/// Rewrites tonic's answers to messages it could not decode into INVALID_ARGUMENT. Handlers
-/// never answer OUT_OF_RANGE, and answer INTERNAL only with their own generic message, so only
-/// tonic's decoding errors match.
+/// Rewrites tonic's answers to messages it could not decode into INVALID_ARGUMENT, and counts
+/// them.
 pub(super) fn rewrite_decoding_errors(response: http::Response<Body>) -> http::Response<Body> {
-    let Some(status) = response.extensions().get::<Status>() else {
+    let Some(failure) = response
+        .extensions()
+        .get::<Status>()
+        .and_then(decoding_failure)
+    else {
         return response;
     };
+    let (breach, text) = match failure {
+        DecodingFailure::TooLarge {
+            size_and_limit: Some((size, limit)),
+        } => (
+            LimitBreach::MessageSize,
+            format!("request message is {size} bytes, over the limit of {limit} bytes"),
+        ),
+        DecodingFailure::TooLarge {
+            size_and_limit: None,
+        } => (
+            LimitBreach::MessageSize,
+            "request message is over the size limit".to_owned(),
+        ),
+        DecodingFailure::TooDeep => (
+            LimitBreach::Decoding,
+            "request message is nested too deeply to decode".to_owned(),
+        ),
+        DecodingFailure::Invalid { detail } => (
+            LimitBreach::Decoding,
+            format!("request message is not valid protobuf: {detail}"),
+        ),
+    };
+    record_limit_breach(breach);
+    Status::invalid_argument(text).into_http()
+}
+
+/// A request message tonic could not decode.
+#[derive(Debug, PartialEq, Eq)]
+enum DecodingFailure<'a> {
+    /// Over the size limit (`--max-message-bytes` for the Authorization service), with the
+    /// message's size and the limit when tonic's message has them.
+    TooLarge {
+        size_and_limit: Option<(&'a str, &'a str)>,
+    },
+    /// Nested beyond prost's recursion limit.
+    TooDeep,
+    /// Anything else prost refuses, with prost's description.
+    Invalid { detail: &'a str },
+}
+
+/// Tells tonic's decoding failures from every other status, by tonic's message text: the one
+/// place Verdict reads another crate's messages. Nothing typed is left to read in tonic 0.14:
+/// its size check answers `Status::out_of_range(format!(..))` (`tonic::codec::decode`), and
+/// tonic-prost answers `Status::internal(error.to_string())` for prost's `DecodeError`, both
+/// without a source (and prost keeps the kind of a `DecodeError` private). The code alone is
+/// not enough: tonic also answers OUT_OF_RANGE for an I/O `UnexpectedEof`, and handlers answer
+/// INTERNAL (with their own generic message). The tests below run tonic's own decoder, so an
+/// upgrade that changes these messages fails there.
+fn decoding_failure(status: &Status) -> Option<DecodingFailure<'_>> {
     let message = status.message();
-    if status.code() == Code::OutOfRange && message.contains("message length too large") {
-        record_limit_breach(LimitBreach::MessageSize);
-        let numbers: Vec<&str> = message
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|s| !s.is_empty())
-            .collect();
-        let text = match numbers.as_slice() {
-            [size, limit] => {
-                format!("request message is {size} bytes, over the limit of {limit} bytes")
-            }
-            _ => "request message is over the size limit".to_owned(),
-        };
-        return Status::invalid_argument(text).into_http();
-    }
-    if status.code() == Code::Internal && message.starts_with("failed to decode Protobuf message") {
-        record_limit_breach(LimitBreach::Decoding);
-        let detail = message
-            .trim_start_matches("failed to decode Protobuf message")
-            .trim_start_matches(':')
-            .trim();
-        let text = if detail.contains("recursion limit") {
-            "request message is nested too deeply to decode".to_owned()
-        } else {
-            format!("request message is not valid protobuf: {detail}")
-        };
-        return Status::invalid_argument(text).into_http();
-    }
-    response
-}
-
-/// Answers DEADLINE_EXCEEDED when a request takes longer than the deadline.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct DeadlineLayer {
-    pub(super) deadline: Duration,
-}
-
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = Deadline<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Deadline {
-            inner,
-            deadline: self.deadline,
+    match status.code() {
+        Code::OutOfRange if message.contains("message length too large") => {
+            let numbers: Vec<&str> = message
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|s| !s.is_empty())
+                .collect();
+            let size_and_limit = match numbers.as_slice() {
+                [size, limit] => Some((*size, *limit)),
+                _ => None,
+            };
+            Some(DecodingFailure::TooLarge { size_and_limit })
         }
-    }
-}
-
-/// The service [`DeadlineLayer`] wraps.
-#[derive(Debug, Clone)]
-pub(super) struct Deadline<S> {
-    inner: S,
-    deadline: Duration,
-}
-
-impl<S, B> Service<http::Request<B>> for Deadline<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let deadline = self.deadline;
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            match tokio::time::timeout(deadline, response).await {
-                Ok(response) => response,
-                Err(_) => {
-                    record_limit_breach(LimitBreach::Deadline);
-                    Ok(Status::deadline_exceeded(format!(
-                        "no answer within the server's deadline of {deadline:?}"
-                    ))
-                    .into_http())
-                }
+        Code::Internal => {
+            let detail = message
+                .strip_prefix("failed to decode Protobuf message")?
+                .trim_start_matches(':')
+                .trim();
+            if detail.contains("recursion limit") {
+                Some(DecodingFailure::TooDeep)
+            } else {
+                Some(DecodingFailure::Invalid { detail })
             }
-        })
+        }
+        _ => None,
+    }
+}
+
+/// Awaits `response`, or answers DEADLINE_EXCEEDED once `deadline` has passed: the future
+/// of every request, through `ServiceBuilder::map_future`.
+pub(super) async fn within_deadline<F, E>(
+    deadline: Duration,
+    response: F,
+) -> Result<http::Response<Body>, E>
+where
+    F: Future<Output = Result<http::Response<Body>, E>>,
+{
+    match tokio::time::timeout(deadline, response).await {
+        Ok(response) => response,
+        Err(_) => {
+            record_limit_breach(LimitBreach::Deadline);
+            Ok(Status::deadline_exceeded(format!(
+                "no answer within the server's deadline of {deadline:?}"
+            ))
+            .into_http())
+        }
     }
 }
 
 /// The Authorization service behind a global concurrency limit that sheds load instead of
 /// queueing: tower's load shedding over tower's global concurrency limit, with "overloaded"
 /// turned into a RESOURCE_EXHAUSTED answer.
+///
+/// Its `Service` is written by hand because tonic routes only a `NamedService` whose error is
+/// `Infallible`: the name needs a type of ours (the orphan rule keeps it off tower's), and no
+/// tower combinator turns a fallible service infallible (`map_result` and `map_err` would
+/// have to make an `Infallible` out of the shedder's error).
 #[derive(Clone)]
 pub(super) struct Shedding {
     inner: tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, BoxError>,
@@ -194,7 +216,7 @@ impl NamedService for Shedding {
 /// `MaxConnectionIdle`): idleness counts from when the connection opened or its last request
 /// ended, whichever is later. Bytes alone do not count as activity: the server's keepalive
 /// pings are answered by every live client, so counting reads would keep an abandoned
-/// connection open forever. Requests are counted by [`TrackRequestsLayer`], which finds this
+/// connection open forever. Requests are counted by [`track_request`], which finds this
 /// connection's [`ConnectionActivity`] through the connection info tonic puts in each request.
 pub(super) struct IdleTimeout<IO> {
     inner: IO,
@@ -240,7 +262,10 @@ impl ConnectionActivity {
 
 /// Counts one request as in progress on its connection until dropped: with the response body,
 /// so a stream (a health `Watch`) keeps its connection busy for as long as it is open.
-struct RequestInProgress(Arc<ConnectionActivity>);
+pub(super) struct RequestInProgress(Arc<ConnectionActivity>);
+
+/// Needs no look at the response: being dropped with it is the whole job.
+impl Observer for RequestInProgress {}
 
 impl RequestInProgress {
     fn start(activity: &Arc<ConnectionActivity>) -> Self {
@@ -258,7 +283,7 @@ impl Drop for RequestInProgress {
 }
 
 /// What a connection wrapped in [`IdleTimeout`] tells tonic about itself: the inner
-/// connection's information, and its activity for [`TrackRequestsLayer`].
+/// connection's information, and its activity for [`track_request`].
 #[derive(Debug, Clone)]
 pub(super) struct TrackedConnectInfo<T> {
     #[expect(
@@ -281,80 +306,11 @@ fn connection_activity<B>(request: &http::Request<B>) -> Option<&Arc<ConnectionA
         .and_then(|info| info.activity.as_ref())
 }
 
-/// Counts every request (of every service) as in progress on its connection, for the idle
-/// timeout.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct TrackRequestsLayer;
-
-impl<S> Layer<S> for TrackRequestsLayer {
-    type Service = TrackRequests<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        TrackRequests { inner }
-    }
-}
-
-/// The service [`TrackRequestsLayer`] wraps.
-#[derive(Debug, Clone)]
-pub(super) struct TrackRequests<S> {
-    inner: S,
-}
-
-impl<S, B> Service<http::Request<B>> for TrackRequests<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let guard = connection_activity(&request).map(RequestInProgress::start);
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await?;
-            Ok(match guard {
-                Some(guard) => response.map(|body| {
-                    Body::new(GuardedBody {
-                        body,
-                        _guard: guard,
-                    })
-                }),
-                None => response,
-            })
-        })
-    }
-}
-
-/// A response body that keeps its request counted as in progress until it is dropped.
-struct GuardedBody {
-    body: Body,
-    _guard: RequestInProgress,
-}
-
-impl http_body::Body for GuardedBody {
-    type Data = bytes::Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
+/// Counts `request` (of any service) as in progress on its connection until its response
+/// ends, for the idle timeout: an observer in [`super::observe`]. `None` when the connection
+/// has no idle timeout.
+pub(super) fn track_request(request: &http::Request<Body>) -> Option<RequestInProgress> {
+    connection_activity(request).map(RequestInProgress::start)
 }
 
 impl<IO> IdleTimeout<IO> {
@@ -440,6 +396,118 @@ impl<IO: Connected> Connected for IdleTimeout<IO> {
         TrackedConnectInfo {
             inner: self.inner.connect_info(),
             activity: self.timer.as_ref().map(|timer| Arc::clone(&timer.activity)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body::Frame;
+    use prost::Message;
+    use prost_types::value::Kind;
+    use prost_types::{Struct, Value};
+    use tonic::codec::Streaming;
+    use tonic_prost::ProstDecoder;
+
+    use super::*;
+
+    /// A request body of one chunk.
+    struct OneChunk(Option<Bytes>);
+
+    impl http_body::Body for OneChunk {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.0.take().map(|chunk| Ok(Frame::data(chunk))))
+        }
+    }
+
+    /// The status tonic's own request decoder answers for `message`, under `limit` bytes.
+    async fn tonic_decoding_status(message: &[u8], limit: usize) -> Status {
+        let mut frame = vec![0];
+        frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+        frame.extend_from_slice(message);
+        let mut messages = Streaming::<Value>::new_request(
+            ProstDecoder::<Value>::default(),
+            OneChunk(Some(frame.into())),
+            None,
+            Some(limit),
+        );
+        messages.message().await.unwrap_err()
+    }
+
+    fn answer(status: Status) -> Status {
+        let response = rewrite_decoding_errors(status.into_http());
+        Status::from_header_map(response.headers()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn tonics_oversize_message_is_recognised_with_its_numbers() {
+        let status = tonic_decoding_status(&[0; 100], 10).await;
+        assert_eq!(
+            decoding_failure(&status),
+            Some(DecodingFailure::TooLarge {
+                size_and_limit: Some(("100", "10"))
+            }),
+            "{status:?}"
+        );
+        let answer = answer(status);
+        assert_eq!(answer.code(), Code::InvalidArgument);
+        assert_eq!(
+            answer.message(),
+            "request message is 100 bytes, over the limit of 10 bytes"
+        );
+    }
+
+    #[tokio::test]
+    async fn prosts_recursion_limit_is_recognised() {
+        let mut value = Value::default();
+        for _ in 0..200 {
+            value = Value {
+                kind: Some(Kind::StructValue(Struct {
+                    fields: [("a".to_owned(), value)].into(),
+                })),
+            };
+        }
+        let status = tonic_decoding_status(&value.encode_to_vec(), usize::MAX).await;
+        assert_eq!(
+            decoding_failure(&status),
+            Some(DecodingFailure::TooDeep),
+            "{status:?}"
+        );
+        let answer = answer(status);
+        assert_eq!(answer.code(), Code::InvalidArgument);
+        assert_eq!(
+            answer.message(),
+            "request message is nested too deeply to decode"
+        );
+    }
+
+    #[tokio::test]
+    async fn other_protobuf_errors_are_recognised_with_prosts_description() {
+        let status = tonic_decoding_status(&[0xff], usize::MAX).await;
+        let Some(DecodingFailure::Invalid { detail }) = decoding_failure(&status) else {
+            panic!("not recognised: {status:?}");
+        };
+        assert!(!detail.is_empty(), "{status:?}");
+        assert_eq!(answer(status).code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn other_statuses_are_left_alone() {
+        for status in [
+            Status::internal("internal error"),
+            Status::out_of_range("unexpected end of file"),
+            Status::invalid_argument("failed to decode Protobuf message"),
+        ] {
+            assert_eq!(decoding_failure(&status), None, "{status:?}");
         }
     }
 }
