@@ -27,7 +27,8 @@ use serde::Deserialize;
 
 use crate::bundle::LoadError;
 use crate::diagnostics::io_reason;
-use crate::engine::{CheckInput, Decision, Outcome};
+use crate::engine::{Decision, Outcome};
+use crate::input::CheckInput;
 use crate::limits::Limits;
 use crate::snapshot::Snapshot;
 

@@ -19,7 +19,7 @@
 //! | unknown entity, no tuples for it | evaluated with no attributes or relations |
 //! | a relation search hits the depth bound | DENY, with `relation_depth_exceeded` |
 //! | a property, unless the request is allowed and a policy permits the property | DENY |
-//! | malformed request | `Err(RequestError)`; callers treat it as deny |
+//! | malformed request | `Err(RequestError)` (`crate::input`); callers treat it as deny |
 
 mod action_scope;
 mod decide;
@@ -32,6 +32,4 @@ mod slice;
 
 pub use decision::{Decision, EvaluationError, Outcome, PropertyDecision};
 pub(crate) use index::Index;
-pub use request::{
-    CheckInput, EntityInput, EntityRef, PROPERTY_CONTEXT_KEY, Prepared, RequestError,
-};
+pub use request::{PROPERTY_CONTEXT_KEY, Prepared};

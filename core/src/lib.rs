@@ -43,6 +43,7 @@
 //! | [`relations`] | tuple syntax, the frozen tuple index, userset membership search | Cedar |
 //! | `engine` | its per-snapshot indexes, request validation, the per-request entity slice, evaluation | I/O |
 //! | `snapshot` | assembling bundle data and engine indexes into a [`Snapshot`]; the one door | parsing |
+//! | `input` | what a caller asks ([`CheckInput`]) and what can be wrong with it ([`RequestError`]) | validation |
 //! | `limits` | input limits and their enforcement, in one place | |
 //! | [`cases`] | decision tables kept with a bundle (`tests/*.yaml`) | |
 //!
@@ -53,6 +54,7 @@ mod bundle;
 pub mod cases;
 mod diagnostics;
 mod engine;
+mod input;
 mod limits;
 pub mod relations;
 mod snapshot;
@@ -60,11 +62,11 @@ mod snapshot;
 pub use bundle::{InvalidBundle, LoadError, PolicyLocation, fingerprint, is_bundle_file_name};
 pub use diagnostics::{error_chain, io_reason};
 pub use engine::{
-    CheckInput, Decision, EntityInput, EntityRef, EvaluationError, Outcome, PROPERTY_CONTEXT_KEY,
-    Prepared, PropertyDecision, RequestError,
+    Decision, EvaluationError, Outcome, PROPERTY_CONTEXT_KEY, Prepared, PropertyDecision,
 };
+pub use input::{CheckInput, EntityInput, EntityRef, Limit, RequestError};
 pub use limits::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_ENTITY_PARENTS, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_PROPERTIES,
-    DEFAULT_MAX_REQUEST_ENTITIES, DEFAULT_MAX_STRING_BYTES, Limit, Limits,
+    DEFAULT_MAX_REQUEST_ENTITIES, DEFAULT_MAX_STRING_BYTES, Limits,
 };
 pub use snapshot::{DEFAULT_MAX_RELATION_DEPTH, LoadOptions, Snapshot};

@@ -2,13 +2,13 @@
 //!
 //! Owns: the [`Limits`] value a caller passes to [`crate::Snapshot::check`], its defaults, and
 //! the counting. A broken limit is a typed [`RequestError::TooLarge`] or
-//! [`RequestError::TooDeep`] naming the [`Limit`], so front-ends map it to a status code and a
+//! [`RequestError::TooDeep`] naming the `Limit`, so front-ends map it to a status code and a
 //! metric label by matching on the variant, never on message text.
 //!
 //! Does not own: transport limits (message size, streams, timeouts): those belong to the
 //! front-ends that read bytes.
 
-use crate::engine::{CheckInput, EntityRef, RequestError};
+use crate::input::{CheckInput, EntityRef, Limit, RequestError};
 
 /// Default most checks in one batch.
 pub const DEFAULT_MAX_BATCH: usize = 100;
@@ -49,37 +49,6 @@ impl Default for Limits {
             max_entity_parents: DEFAULT_MAX_ENTITY_PARENTS,
             max_properties: DEFAULT_MAX_PROPERTIES,
             max_string_bytes: DEFAULT_MAX_STRING_BYTES,
-        }
-    }
-}
-
-/// Which limit a request broke: a closed set, for status codes and metric labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Limit {
-    /// [`Limits::max_batch`].
-    Batch,
-    /// [`Limits::max_json_depth`].
-    JsonDepth,
-    /// [`Limits::max_request_entities`].
-    Entities,
-    /// [`Limits::max_entity_parents`].
-    Parents,
-    /// [`Limits::max_properties`].
-    Properties,
-    /// [`Limits::max_string_bytes`].
-    StringBytes,
-}
-
-impl Limit {
-    /// Returns the unit counted, as messages say it (`101 entities exceed the limit of 100`).
-    pub fn unit(self) -> &'static str {
-        match self {
-            Self::Batch => "checks",
-            Self::JsonDepth => "levels",
-            Self::Entities => "entities",
-            Self::Parents => "parents",
-            Self::Properties => "properties",
-            Self::StringBytes => "bytes",
         }
     }
 }
@@ -193,7 +162,7 @@ fn overlong_name(input: &CheckInput, max: usize) -> Option<(String, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::EntityInput;
+    use crate::input::EntityInput;
 
     fn limits() -> Limits {
         Limits {

@@ -12,7 +12,8 @@ use std::time::SystemTime;
 use cedar_policy::{EntityUid, PolicySet};
 
 use crate::bundle::{self, Bundle, InvalidBundle, PolicyLocation};
-use crate::engine::{CheckInput, Decision, Index, Prepared, RequestError};
+use crate::engine::{Decision, Index, Prepared};
+use crate::input::{CheckInput, RequestError};
 use crate::limits::Limits;
 use crate::relations::TupleIndex;
 

@@ -3,9 +3,10 @@
 use cedar_policy::{AuthorizationError, Response};
 
 use super::decision::{Decision, EvaluationError, Outcome, PropertyDecision};
-use super::request::{Prepared, RequestError};
+use super::request::Prepared;
 use super::slice;
 use crate::diagnostics::error_chain;
+use crate::input::RequestError;
 
 impl Prepared<'_> {
     /// Decides the request against the snapshot that prepared it.

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Number, Value};
 
-use super::request::RequestError;
+use crate::input::RequestError;
 
 /// The largest integer a double represents exactly (2^53).
 const MAX_EXACT_DOUBLE: f64 = 9_007_199_254_740_992.0;

@@ -1,7 +1,7 @@
-//! Requests: the caller's input, and the validated [`Prepared`] request the engine decides.
+//! The validated [`Prepared`] request the engine decides.
 //!
-//! [`CheckInput`] is what a caller wrote (from protobuf, JSON or a YAML test case). It becomes a
-//! [`Prepared`] request only against a snapshot, because the snapshot's schema decides how the
+//! A [`CheckInput`] (what a caller wrote, `crate::input`) becomes a [`Prepared`] request only
+//! against a snapshot, because the snapshot's schema decides how the
 //! context and the caller's entities are read and whether they are valid. Limits and validation
 //! happen once, here; deciding a prepared request never fails on input.
 
@@ -12,208 +12,23 @@ use cedar_policy::{
     RestrictedExpression,
 };
 use rustc_hash::FxHashSet;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::json::{normalize_json, normalize_map};
 use crate::bundle::USERSET_TYPE;
 use crate::diagnostics::error_chain;
-use crate::limits::{Limit, Limits};
-use crate::relations::{display_uid, parse_entity_type, parse_entity_uid};
+use crate::input::{CheckInput, EntityInput, EntityRef, RequestError};
+use crate::limits::Limits;
+use crate::relations::{parse_entity_type, parse_entity_uid};
 use crate::snapshot::Snapshot;
 
 /// The context key that carries the property name in property-level checks.
 pub const PROPERTY_CONTEXT_KEY: &str = "property";
 
-/// A request the engine cannot decide; the caller must treat it as a deny.
-///
-/// Front-ends map it to their status codes and metric labels by variant: [`Self::Invalid`],
-/// [`Self::TooLarge`] and [`Self::TooDeep`] are the caller's fault, [`Self::Internal`] is not.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequestError {
-    /// A field is malformed or inconsistent with the snapshot (its schema, its relations).
-    #[error("{field}: {reason}")]
-    Invalid {
-        /// The field, as a path such as `entities[2].attrs.owner`.
-        field: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A count or a length is over its limit.
-    #[error("{field}: {count} {unit} exceed the {batch}limit of {max}", unit = limit.unit(), batch = if *limit == Limit::Batch { "batch " } else { "" })]
-    TooLarge {
-        /// The field, such as `entities` or `principal.id`.
-        field: String,
-        /// Which limit.
-        limit: Limit,
-        /// How many (entities, parents, properties, checks, or bytes) the field has.
-        count: usize,
-        /// The limit's value.
-        max: usize,
-    },
-    /// JSON in the context or an entity's attributes is nested deeper than
-    /// [`Limits::max_json_depth`].
-    #[error("{field}: nested too deeply")]
-    TooDeep {
-        /// The field at which the limit was reached, such as `context.a.b`.
-        field: String,
-    },
-    /// Cedar rejected data Verdict built itself: a bug, not the caller's fault.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl RequestError {
-    /// Returns the limit the request broke, if that is what is wrong with it.
-    pub fn limit(&self) -> Option<Limit> {
-        match self {
-            Self::TooLarge { limit, .. } => Some(*limit),
-            Self::TooDeep { .. } => Some(Limit::JsonDepth),
-            Self::Invalid { .. } | Self::Internal(_) => None,
-        }
-    }
-
-    /// Returns the error with `prefix` before its field name, for a front-end that puts
-    /// several requests in one message (`checks[3].` for the fourth check of a batch).
-    #[must_use]
-    pub fn with_field_prefix(mut self, prefix: &str) -> Self {
-        match &mut self {
-            Self::Invalid { field, .. }
-            | Self::TooLarge { field, .. }
-            | Self::TooDeep { field, .. } => {
-                field.insert_str(0, prefix);
-            }
-            Self::Internal(_) => {}
-        }
-        self
-    }
-}
-
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> RequestError {
     RequestError::Invalid {
         field: field.into(),
         reason: reason.into(),
-    }
-}
-
-/// A Cedar entity named by type and id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
-#[serde(try_from = "EntityRefRepr")]
-pub struct EntityRef {
-    /// The entity type, such as `User` or `Acme::User`.
-    pub entity_type: String,
-    /// The entity id.
-    pub id: String,
-}
-
-impl EntityRef {
-    /// Returns the entity `entity_type::"id"`.
-    pub fn new(entity_type: impl Into<String>, id: impl Into<String>) -> Self {
-        Self {
-            entity_type: entity_type.into(),
-            id: id.into(),
-        }
-    }
-}
-
-/// Accepts `User::"alice"` as well as `{type: User, id: alice}` in JSON and YAML.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum EntityRefRepr {
-    Text(String),
-    Fields {
-        #[serde(rename = "type")]
-        entity_type: String,
-        id: String,
-    },
-}
-
-impl TryFrom<EntityRefRepr> for EntityRef {
-    type Error = String;
-
-    fn try_from(repr: EntityRefRepr) -> Result<Self, String> {
-        match repr {
-            EntityRefRepr::Fields { entity_type, id } => Ok(Self { entity_type, id }),
-            EntityRefRepr::Text(text) => {
-                let uid = parse_entity_uid(&text)
-                    .map_err(|e| format!("`{text}` is not an entity uid: {}", e.reason))?;
-                Ok(Self {
-                    entity_type: uid.entity_type.to_owned(),
-                    id: uid.id.into_owned(),
-                })
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for EntityRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&display_uid(&self.entity_type, &self.id))
-    }
-}
-
-/// Entity data supplied with a request.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EntityInput {
-    /// The entity.
-    pub uid: EntityRef,
-    /// Attributes in Cedar's JSON entity format.
-    #[serde(default)]
-    pub attrs: Map<String, Value>,
-    /// Parents, added to the bundle's.
-    #[serde(default)]
-    pub parents: Vec<EntityRef>,
-}
-
-/// A check as the caller wrote it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckInput {
-    /// Who asks.
-    pub principal: EntityRef,
-    /// An action id such as `read`, or a full action uid such as `Acme::Action::"read"`.
-    pub action: String,
-    /// What is asked about.
-    pub resource: EntityRef,
-    /// The Cedar context.
-    #[serde(default)]
-    pub context: Map<String, Value>,
-    /// Entity data for this request only.
-    #[serde(default)]
-    pub entities: Vec<EntityInput>,
-    /// Properties to decide one by one.
-    #[serde(default)]
-    pub properties: Vec<String>,
-}
-
-impl CheckInput {
-    /// Returns a request with no context, entities or properties.
-    pub fn new(principal: EntityRef, action: impl Into<String>, resource: EntityRef) -> Self {
-        Self {
-            principal,
-            action: action.into(),
-            resource,
-            context: Map::new(),
-            entities: Vec::new(),
-            properties: Vec::new(),
-        }
-    }
-
-    /// Returns the input with its JSON normalised for Cedar (see `normalize_json`), at most
-    /// `max_depth` levels deep.
-    fn normalized(mut self, max_depth: usize) -> Result<Self, RequestError> {
-        let context = std::mem::take(&mut self.context);
-        self.context = normalize_map(context, &mut "context".to_owned(), max_depth)?;
-        for (i, entity) in self.entities.iter_mut().enumerate() {
-            let attrs = std::mem::take(&mut entity.attrs);
-            let path = format!("entities[{i}].attrs");
-            entity.attrs = match normalize_json(Value::Object(attrs), &path, max_depth)? {
-                Value::Object(attrs) => attrs,
-                _ => Map::new(),
-            };
-        }
-        Ok(self)
     }
 }
 
@@ -285,7 +100,7 @@ impl<'s> Prepared<'s> {
             context,
             entities,
             properties,
-        } = input.normalized(limits.max_json_depth)?;
+        } = normalized(input, limits.max_json_depth)?;
         let principal = target(principal, "principal", snapshot)?;
         let resource = target(resource, "resource", snapshot)?;
         let action = action_uid(&action, snapshot)?;
@@ -390,6 +205,24 @@ impl<'s> Prepared<'s> {
             context_entities,
         })
     }
+}
+
+/// Returns the input with its JSON normalised for Cedar (see `normalize_json`), at most
+/// `max_depth` levels deep.
+/// Returns `input` with its JSON normalised for Cedar (see `normalize_json`), at most
+/// `max_depth` levels deep.
+fn normalized(mut input: CheckInput, max_depth: usize) -> Result<CheckInput, RequestError> {
+    let context = std::mem::take(&mut input.context);
+    input.context = normalize_map(context, &mut "context".to_owned(), max_depth)?;
+    for (i, entity) in input.entities.iter_mut().enumerate() {
+        let attrs = std::mem::take(&mut entity.attrs);
+        let path = format!("entities[{i}].attrs");
+        entity.attrs = match normalize_json(Value::Object(attrs), &path, max_depth)? {
+            Value::Object(attrs) => attrs,
+            _ => Map::new(),
+        };
+    }
+    Ok(input)
 }
 
 /// Returns the entities a context points at (`{"__entity": {"type", "id"}}` in Cedar's JSON).

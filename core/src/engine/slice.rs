@@ -34,9 +34,10 @@ use rustc_hash::FxHashMap;
 
 use super::action_scope::ActionScope;
 use super::references::referenced_entities;
-use super::request::{Prepared, RequestError};
+use super::request::Prepared;
 use crate::bundle::Relation;
 use crate::diagnostics::error_chain;
+use crate::input::RequestError;
 use crate::relations::{Membership, SearchScratch, Subject, UsersetId};
 use crate::snapshot::Snapshot;
 
