@@ -57,7 +57,9 @@ mod limits;
 pub mod relations;
 mod snapshot;
 
-pub use bundle::{InvalidBundle, LoadError, PolicyLocation, fingerprint, is_bundle_file_name};
+pub use bundle::{
+    InvalidBundle, LoadError, LoadErrorKind, PolicyLocation, fingerprint, is_bundle_file_name,
+};
 pub use diagnostics::{error_chain, io_reason};
 pub use engine::{
     CheckInput, Decision, EntityInput, EntityRef, EvaluationError, Outcome, PROPERTY_CONTEXT_KEY,
@@ -67,4 +69,7 @@ pub use limits::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_ENTITY_PARENTS, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_PROPERTIES,
     DEFAULT_MAX_REQUEST_ENTITIES, DEFAULT_MAX_STRING_BYTES, Limit, Limits,
 };
-pub use snapshot::{DEFAULT_MAX_RELATION_DEPTH, LoadOptions, Snapshot};
+pub use snapshot::{
+    DEFAULT_MAX_BUNDLE_BYTES, DEFAULT_MAX_BUNDLE_FILE_BYTES, DEFAULT_MAX_RELATION_DEPTH,
+    LoadOptions, Snapshot,
+};
