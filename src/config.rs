@@ -11,6 +11,7 @@
 //! | group (file) | settings |
 //! |---|---|
 //! | this file | `--policies`, `--start-without-bundle` |
+//! | [`BundleArgs`] (`bundle.rs`) | `--max-bundle-file-bytes`, `--max-bundle-bytes`, `--allow-empty-bundle` |
 //! | [`ListenerArgs`] (`listener.rs`) | `--grpc-addr` and the HTTP/2 connection settings |
 //! | [`LimitsArgs`] (`limits.rs`) | `--max-*` request limits, `--request-timeout` |
 //! | [`TelemetryArgs`] (`telemetry.rs`) | `--log-format`, `--metrics-addr` |
@@ -25,6 +26,9 @@
 //! | flag | environment | default |
 //! |---|---|---|
 //! | `--policies` | `VERDICT_POLICIES` | `./policies` |
+//! | `--max-bundle-file-bytes` | `VERDICT_MAX_BUNDLE_FILE_BYTES` | 1073741824 (1 GiB) |
+//! | `--max-bundle-bytes` | `VERDICT_MAX_BUNDLE_BYTES` | 4294967296 (4 GiB) |
+//! | `--allow-empty-bundle` | `VERDICT_ALLOW_EMPTY_BUNDLE` | `false` |
 //! | `--grpc-addr` | `VERDICT_GRPC_ADDR` | `127.0.0.1:50051` |
 //! | `--max-concurrent-streams` | `VERDICT_MAX_CONCURRENT_STREAMS` | 256 |
 //! | `--max-header-list-bytes` | `VERDICT_MAX_HEADER_LIST_BYTES` | 16384 |
@@ -49,6 +53,7 @@
 //! | `--poll-interval` | `VERDICT_POLL_INTERVAL` | `2s` (`0` turns polling off) |
 //! | `--reload-debounce` | `VERDICT_RELOAD_DEBOUNCE` | `200ms` |
 //! | `--reload-max-delay` | `VERDICT_RELOAD_MAX_DELAY` | `1s` |
+//! | `--max-reload-drop` | `VERDICT_MAX_RELOAD_DROP` | none (off) |
 //! | `--enable-reload-rpc` | `VERDICT_ENABLE_RELOAD_RPC` | `false` |
 //! | `--shutdown-grace` | `VERDICT_SHUTDOWN_GRACE` | `10s` |
 //! | `--shutdown-delay` | `VERDICT_SHUTDOWN_DELAY` | `0s` |
@@ -81,6 +86,7 @@ macro_rules! arg_id {
 }
 
 mod api_keys;
+mod bundle;
 mod caller_auth;
 mod decision_log;
 mod limits;
@@ -91,6 +97,9 @@ mod telemetry;
 mod tls;
 
 pub use api_keys::{Key, KeyRing, Role};
+pub use bundle::{
+    BundleArgs, BundleConfig, DEFAULT_MAX_BUNDLE_BYTES, DEFAULT_MAX_BUNDLE_FILE_BYTES,
+};
 pub use caller_auth::{CallerAuthArgs, CallerAuthConfig};
 pub use decision_log::DecisionLogArgs;
 pub use limits::{
@@ -145,6 +154,9 @@ pub struct ServeArgs {
     /// Policy bundle directory (policies, schema, tuples, entities).
     #[arg(long, env = "VERDICT_POLICIES", default_value = DEFAULT_POLICIES)]
     pub policies: PathBuf,
+    /// What a bundle may be.
+    #[command(flatten)]
+    pub bundle: BundleArgs,
     /// The gRPC listener.
     #[command(flatten)]
     pub listener: ListenerArgs,
@@ -180,6 +192,8 @@ pub struct ServeArgs {
 pub struct ValidConfig {
     /// Policy bundle directory.
     pub policies: PathBuf,
+    /// What a bundle may be.
+    pub bundle: BundleConfig,
     /// The gRPC listener.
     pub listener: ListenerConfig,
     /// Request limits.
@@ -266,11 +280,19 @@ fn in_range<T: PartialOrd + std::fmt::Debug + Copy>(
     Ok(value)
 }
 
+impl ValidConfig {
+    /// Returns the options every load of the bundle runs with.
+    pub fn load_options(&self) -> verdict_core::LoadOptions {
+        self.bundle.load_options(self.limits.max_relation_depth)
+    }
+}
+
 impl ServeArgs {
     /// Checks every group in turn; the first problem found is returned.
     pub fn validate(self) -> Result<ValidConfig, ConfigError> {
         Ok(ValidConfig {
             policies: self.policies,
+            bundle: self.bundle.validate()?,
             listener: self.listener.validate()?,
             limits: self.limits.validate()?,
             telemetry: self.telemetry.validate()?,
@@ -317,6 +339,12 @@ mod tests {
         assert_eq!(config.reload.debounce, Duration::from_millis(200));
         assert!(!config.reload.enable_rpc);
         assert!(!config.start_without_bundle);
+        assert_eq!(
+            config.load_options(),
+            verdict_core::LoadOptions::default(),
+            "serve loads as the library does by default"
+        );
+        assert_eq!(config.reload.max_drop, None);
         assert_eq!(
             config.telemetry.metrics_addr,
             Some("127.0.0.1:9180".parse().unwrap())
@@ -376,6 +404,41 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "--reload-max-delay (VERDICT_RELOAD_MAX_DELAY): `1s` is outside 2s..=60s"
+        );
+    }
+
+    #[test]
+    fn bundle_settings_parse_and_are_checked() {
+        let config = parse(&[
+            "--max-bundle-file-bytes",
+            "1024",
+            "--max-bundle-bytes=4096",
+            "--allow-empty-bundle",
+            "--max-reload-drop",
+            "0.5",
+        ])
+        .unwrap();
+        let options = config.load_options();
+        assert_eq!(
+            (
+                options.max_file_bytes,
+                options.max_bundle_bytes,
+                options.allow_empty
+            ),
+            (1024, 4096, true)
+        );
+        assert_eq!(config.reload.max_drop, Some(0.5));
+        assert_eq!(
+            parse(&["--max-bundle-file-bytes", "0"])
+                .unwrap_err()
+                .to_string(),
+            "--max-bundle-file-bytes (VERDICT_MAX_BUNDLE_FILE_BYTES): `0` is outside 1..=18446744073709551615"
+        );
+        assert_eq!(
+            parse(&["--max-reload-drop", "1.5"])
+                .unwrap_err()
+                .to_string(),
+            "--max-reload-drop (VERDICT_MAX_RELOAD_DROP): `1.5` is outside 0.0..=1.0"
         );
     }
 
@@ -451,7 +514,7 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        assert_eq!(count, 39);
+        assert_eq!(count, 43);
     }
 
     #[test]

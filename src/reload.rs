@@ -13,8 +13,11 @@
 //! 2. loads and validates the whole bundle on a blocking thread,
 //! 3. if it is valid and its version differs, stores it (requests in flight finish on the old
 //!    one); if its version is the one serving, changes nothing,
+//!    Unless a bundle without policies is allowed, an empty one is invalid (the load refuses it);
+//!    with `--max-reload-drop`, a valid bundle that drops more than that share of the serving
+//!    snapshot's policies or tuples is refused here, as if it were invalid,
 //! 4. if it is invalid, keeps the last good snapshot, logs every error with file:line, records
-//!    the failure for the status call and counts `result="failed"`.
+//!    the failure for the status call and counts `result="failed"` and its `reason`.
 
 mod debounce;
 mod watch;
@@ -31,7 +34,9 @@ use tokio_util::sync::CancellationToken;
 use verdict_core::{InvalidBundle, LoadError, LoadOptions, Snapshot};
 
 use crate::serving::{LoadFailure, SnapshotHandle};
-use crate::telemetry::metrics::{ReloadResult, record_reload};
+use crate::telemetry::metrics::{
+    ReloadFailureReason, ReloadResult, record_reload, record_reload_failure,
+};
 
 /// What started a reload, for logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +75,12 @@ pub enum ReloadOutcome {
         /// The serving version.
         version: String,
     },
-    /// The bundle is invalid; the previous snapshot (if any) keeps serving.
+    /// The bundle is invalid, or refused; the previous snapshot (if any) keeps serving.
     Failed {
         /// Every error found.
         errors: InvalidBundle,
+        /// Why, as a closed set.
+        reason: ReloadFailureReason,
         /// The version still serving, if any.
         serving: Option<String>,
     },
@@ -118,6 +125,8 @@ pub struct WatchSettings {
 pub struct Reloader {
     dir: PathBuf,
     options: LoadOptions,
+    /// The largest share of policies or tuples a reload may drop; `None` is no limit.
+    max_drop: Option<f64>,
     snapshots: Arc<SnapshotHandle>,
     counters: Counters,
     rebuild_lock: Mutex<()>,
@@ -130,13 +139,21 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Returns a reloader for `dir` that stores into `snapshots`.
-    pub fn new(dir: &Path, options: LoadOptions, snapshots: Arc<SnapshotHandle>) -> Arc<Self> {
+    /// Returns a reloader for `dir` that loads with `options`, refuses a reload that drops
+    /// more than `max_drop` (a share, 0 to 1) of the serving policies or tuples, and stores
+    /// into `snapshots`.
+    pub fn new(
+        dir: &Path,
+        options: LoadOptions,
+        max_drop: Option<f64>,
+        snapshots: Arc<SnapshotHandle>,
+    ) -> Arc<Self> {
         let serving = snapshots.load().map(|s| s.snapshot.version().to_owned());
         let (serving_tx, _) = state::channel(serving);
         Arc::new(Self {
             dir: dir.to_path_buf(),
             options,
+            max_drop,
             snapshots,
             counters: Counters::default(),
             rebuild_lock: Mutex::new(()),
@@ -179,7 +196,13 @@ impl Reloader {
                     .snapshots
                     .load()
                     .map(|s| s.snapshot.version().to_owned());
-                ReloadOutcome::Failed { errors, serving }
+                let reason = ReloadFailureReason::Internal;
+                self.fail(&errors, reason, cause, serving.as_deref());
+                ReloadOutcome::Failed {
+                    errors,
+                    reason,
+                    serving,
+                }
             }
         }
     }
@@ -191,7 +214,67 @@ impl Reloader {
         let (fingerprint, result) = fingerprint_and_load(&self.dir, self.options);
         self.loaded_fingerprint
             .store(fingerprint, Ordering::Relaxed);
+        let result = result.and_then(|snapshot| self.refuse_a_large_drop(snapshot));
         self.apply(result, cause, started)
+    }
+
+    /// Refuses `snapshot` when it drops more than `max_drop` of the serving snapshot's
+    /// policies or tuples (`--max-reload-drop`): a half-synced checkout or a ConfigMap that lost
+    /// a key looks valid and would deny most requests.
+    fn refuse_a_large_drop(
+        &self,
+        snapshot: Snapshot,
+    ) -> Result<Snapshot, (InvalidBundle, ReloadFailureReason)> {
+        let (Some(max_drop), Some(serving)) = (self.max_drop, self.snapshots.load()) else {
+            return Ok(snapshot);
+        };
+        let old = &serving.snapshot;
+        let counts = [
+            ("policies", old.policy_count(), snapshot.policy_count()),
+            ("tuples", old.tuple_count(), snapshot.tuple_count()),
+        ];
+        for (what, before, after) in counts {
+            let dropped = before.saturating_sub(after) as f64 / before.max(1) as f64;
+            if dropped > max_drop {
+                let error = LoadError::file(
+                    &self.dir,
+                    format!(
+                        "the new bundle has {after} {what} where the serving one has {before}, a drop of {:.0}%, more than the {:.0}% allowed; refused as a likely mistake",
+                        dropped * 100.0,
+                        max_drop * 100.0
+                    ),
+                );
+                return Err((error.into(), ReloadFailureReason::Dropped));
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// Keeps the last good snapshot after a failed load: logs every error, records the failure
+    /// for the status call and counts it with its reason.
+    fn fail(
+        &self,
+        errors: &InvalidBundle,
+        reason: ReloadFailureReason,
+        cause: Cause,
+        serving: Option<&str>,
+    ) {
+        for error in errors.errors() {
+            tracing::warn!(
+                cause = cause.as_str(),
+                reason = reason.as_str(),
+                %error,
+                serving = serving.unwrap_or("none"),
+                "bundle rejected; the last good snapshot keeps serving"
+            );
+        }
+        self.snapshots.record_failure(LoadFailure {
+            message: errors.to_string(),
+            reason,
+            at: SystemTime::now(),
+        });
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        record_reload_failure(reason);
     }
 
     /// Waits until the watch loop watches and polls, so a change made from now on is noticed.
@@ -202,7 +285,7 @@ impl Reloader {
 
     fn apply(
         &self,
-        result: Result<Snapshot, InvalidBundle>,
+        result: Result<Snapshot, (InvalidBundle, ReloadFailureReason)>,
         cause: Cause,
         started: Instant,
     ) -> ReloadOutcome {
@@ -244,22 +327,13 @@ impl Reloader {
                 self.serving_tx.send_replace(Some(version.clone()));
                 ReloadOutcome::Updated { version }
             }
-            Err(errors) => {
-                for error in errors.errors() {
-                    tracing::warn!(
-                        cause = cause.as_str(),
-                        %error,
-                        serving = serving.as_deref().unwrap_or("none"),
-                        "bundle rejected; the last good snapshot keeps serving"
-                    );
+            Err((errors, reason)) => {
+                self.fail(&errors, reason, cause, serving.as_deref());
+                ReloadOutcome::Failed {
+                    errors,
+                    reason,
+                    serving,
                 }
-                self.snapshots.record_failure(LoadFailure {
-                    message: errors.to_string(),
-                    at: SystemTime::now(),
-                });
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                record_reload(ReloadResult::Failed);
-                ReloadOutcome::Failed { errors, serving }
             }
         }
     }
@@ -301,12 +375,16 @@ const STABLE_READ_ATTEMPTS: usize = 3;
 fn fingerprint_and_load(
     dir: &Path,
     options: LoadOptions,
-) -> (u64, Result<Snapshot, InvalidBundle>) {
+) -> (u64, Result<Snapshot, (InvalidBundle, ReloadFailureReason)>) {
     let mut before = verdict_core::fingerprint(dir);
     for _ in 0..STABLE_READ_ATTEMPTS {
         let result = Snapshot::load(dir, &options);
         let after = verdict_core::fingerprint(dir);
         if after == before {
+            let result = result.map_err(|errors| {
+                let reason = ReloadFailureReason::of(&errors);
+                (errors, reason)
+            });
             return (before, result);
         }
         drop(result);
@@ -318,7 +396,10 @@ fn fingerprint_and_load(
             "the bundle changed while it was being read, {STABLE_READ_ATTEMPTS} times in a row; the last good snapshot keeps serving and the next change is read again"
         ),
     );
-    (before, Err(InvalidBundle::from(unstable)))
+    (
+        before,
+        Err((InvalidBundle::from(unstable), ReloadFailureReason::Unstable)),
+    )
 }
 
 async fn fingerprint(dir: &Path) -> u64 {

@@ -47,16 +47,23 @@ impl ReloadControl for ReloadRpc {
                 snapshot_version: Some(version),
                 changed: true,
                 errors: Vec::new(),
+                failure: None,
             },
             ReloadOutcome::Unchanged { version } => ReloadAnswer {
                 snapshot_version: Some(version),
                 changed: false,
                 errors: Vec::new(),
+                failure: None,
             },
-            ReloadOutcome::Failed { errors, serving } => ReloadAnswer {
+            ReloadOutcome::Failed {
+                errors,
+                reason,
+                serving,
+            } => ReloadAnswer {
                 snapshot_version: serving,
                 changed: false,
                 errors: errors.errors().iter().map(ToString::to_string).collect(),
+                failure: Some(reason),
             },
         }
     }

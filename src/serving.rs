@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwapOption;
 use verdict_core::Snapshot;
 
-use crate::telemetry::metrics::ActionLabels;
+use crate::telemetry::metrics::{ActionLabels, ReloadFailureReason};
 
 /// A snapshot being served, with its metric labels (derived once, not per request).
 #[derive(Debug)]
@@ -39,8 +39,11 @@ impl Served {
 /// A failed load, kept for the status call while the previous snapshot keeps serving.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadFailure {
-    /// Every error, one per line.
+    /// Every error, one per line. They quote the bundle (short excerpts): only admin callers
+    /// see them.
     pub message: String,
+    /// Why, in words that quote nothing: what other callers see.
+    pub reason: ReloadFailureReason,
     /// When the load failed.
     pub at: SystemTime,
 }

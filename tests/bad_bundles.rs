@@ -114,3 +114,34 @@ fn a_broken_file_among_good_ones_rejects_the_whole_bundle() {
     assert_eq!(error.errors()[0].line, Some(1));
     assert_eq!(error.errors()[0].column, Some(20));
 }
+
+/// Issue 15: an error quotes at most a short excerpt of the file, whatever the file holds.
+#[test]
+fn errors_quote_only_a_short_excerpt_of_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ok.cedar"),
+        "permit (principal, action, resource);",
+    )
+    .unwrap();
+    let secret = format!("S{}", "ecret".repeat(200));
+    std::fs::write(
+        dir.path().join("leak.tuples"),
+        format!("{secret}:x:0:0:root:/root:/bin/bash\n"),
+    )
+    .unwrap();
+    let error = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap_err();
+    let message = &error.errors()[0];
+    assert_eq!(message.path, dir.path().join("leak.tuples"));
+    assert_eq!(message.line, Some(1));
+    let quoted = message
+        .message
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|quoted| quoted.starts_with('S'))
+        .unwrap();
+    assert_eq!(quoted.chars().count(), 41, "{message}");
+    assert!(quoted.ends_with('…'), "{message}");
+    assert!(message.message.len() < 200, "{message}");
+}

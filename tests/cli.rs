@@ -472,3 +472,135 @@ fn startup_logs_count_the_api_keys_and_never_show_one() {
         assert!(!line.contains(inline) && !line.contains(in_file), "{line}");
     }
 }
+
+/// Runs `verdict validate` with `args` and returns its output, failing the test if it has
+/// not exited after a generous while: a FIFO or `/dev/zero` used to hang it for good, so the
+/// bound only tells "returns" from "hangs", it does not time anything.
+fn validate_without_hanging(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let mut child = verdict()
+        .arg("validate")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`verdict validate {args:?}` hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
+/// A hostile entry for `validate`: its name, how to create it, extra flags, and the error.
+type HostileCase<'a> = (&'a str, &'a dyn Fn(&Path), &'a [&'a str], String);
+
+/// Issue 15, finding 2: `verdict validate` returns at once on a bundle with a FIFO, a symlink
+/// to a device, a symlink out of the bundle, or a file over `--max-bundle-file-bytes`, and
+/// names the file and the problem.
+#[test]
+fn validate_refuses_fifos_devices_links_out_and_oversized_files_without_hanging() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("passwd"),
+        "root:x:0:0:root:/root:/bin/bash\n",
+    )
+    .unwrap();
+    let link_out = "is a symlink that leads out of the bundle directory; only symlinks that resolve inside it are followed";
+    let cases: [HostileCase<'_>; 4] = [
+        (
+            "pipe.tuples",
+            &|path| {
+                let made = Command::new("mkfifo").arg(path).status().unwrap();
+                assert!(made.success());
+            },
+            &[],
+            "is a FIFO; a bundle file must be a regular file".to_owned(),
+        ),
+        (
+            "zero.tuples",
+            &|path| std::os::unix::fs::symlink("/dev/zero", path).unwrap(),
+            &[],
+            link_out.to_owned(),
+        ),
+        (
+            "passwd.tuples",
+            &|path| std::os::unix::fs::symlink(outside.path().join("passwd"), path).unwrap(),
+            &[],
+            link_out.to_owned(),
+        ),
+        (
+            "big.tuples",
+            &|path| std::fs::write(path, "x".repeat(5_000)).unwrap(),
+            &["--max-bundle-file-bytes", "4096"],
+            "the file is 5000 bytes, over the limit of 4096 bytes per file".to_owned(),
+        ),
+    ];
+    for (name, create, extra, reason) in cases {
+        let bundle = copy_of_example();
+        let path = bundle.path().join(name);
+        create(&path);
+        let mut args = vec![bundle.path().as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let (code, stderr) = validate_without_hanging(&args);
+        assert_eq!(code, Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}: {reason}", path.display())),
+            "{name}: {stderr}"
+        );
+        assert!(!stderr.contains("root:x"), "{stderr}");
+    }
+}
+
+/// Issue 15, finding 5: an empty bundle is reported by `validate` (exit 1) and refused by
+/// `serve` at startup (exit 3), unless `--allow-empty-bundle`.
+#[test]
+fn an_empty_bundle_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docs.tuples"),
+        "Doc::\"d\"#viewer@User::\"u\"\n",
+    )
+    .unwrap();
+    let empty = dir.path().as_os_str();
+    let (code, stderr) = validate_without_hanging(&[empty]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: the bundle has no policies, so every request would be denied",
+            dir.path().display()
+        )),
+        "{stderr}"
+    );
+    let (code, stderr) =
+        validate_without_hanging(&[empty, std::ffi::OsStr::new("--allow-empty-bundle")]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let serve = verdict()
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "off",
+        ])
+        .arg("--policies")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(serve.status.code(), Some(3), "{}", text(&serve.stderr));
+    assert!(
+        text(&serve.stderr).contains("the bundle has no policies"),
+        "{}",
+        text(&serve.stderr)
+    );
+}

@@ -251,7 +251,7 @@ proptest! {
         std::fs::write(dir.path().join("policies.cedar"), POLICIES).unwrap();
         let lines: Vec<String> = tuples.iter().map(tuple_line).collect();
         std::fs::write(dir.path().join("graph.tuples"), lines.join("\n")).unwrap();
-        let options = LoadOptions { max_relation_depth: 1_000 };
+        let options = LoadOptions { max_relation_depth: 1_000, ..LoadOptions::default() };
         let snapshot = Snapshot::load(dir.path(), &options).unwrap();
 
         let principals: Vec<String> = (0..=USERS).map(|u| uid_text("User", &format!("u{u}"))).collect();

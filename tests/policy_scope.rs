@@ -69,6 +69,7 @@ fn snapshot() -> (tempfile::TempDir, Snapshot) {
     std::fs::write(dir.path().join("data.entities.json"), ENTITIES).unwrap();
     let options = LoadOptions {
         max_relation_depth: 4,
+        ..LoadOptions::default()
     };
     let snapshot = Snapshot::load(dir.path(), &options).unwrap();
     (dir, snapshot)

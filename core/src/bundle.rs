@@ -10,7 +10,9 @@
 //! I/O; callers on an async runtime run it on a blocking thread.
 //!
 //! Files (found recursively; names starting with `.` are skipped, so Kubernetes' `..data` and
-//! timestamped directories are never read twice; symlinks are followed):
+//! timestamped directories are never read twice; symlinks are followed when they resolve inside
+//! the bundle directory; FIFOs, devices, sockets, links out and files over the size caps are
+//! refused, see `files.rs`):
 //!
 //! | file | holds |
 //! |---|---|
@@ -20,6 +22,10 @@
 //! | `*.entities.json` | optional Cedar JSON entities: attributes and parents |
 //!
 //! Anything else (README.md, `tests/*.yaml`) is ignored.
+//!
+//! A bundle without a single policy denies every request; that is almost always an accident (a
+//! git-sync or ConfigMap mistake that deleted the files), so it is refused unless the caller
+//! allows it (`LoadOptions::allow_empty`).
 
 mod entities;
 mod error;
@@ -35,7 +41,8 @@ use rustc_hash::FxHashMap;
 
 use crate::relations::TupleIndex;
 
-pub use error::{InvalidBundle, LoadError};
+pub use error::{InvalidBundle, LoadError, LoadErrorKind};
+pub(crate) use files::ReadLimits;
 pub use files::{fingerprint, is_bundle_file_name};
 pub use policies::PolicyLocation;
 pub(crate) use schema::{Relation, RelationCatalog, USERSET_TYPE};
@@ -65,9 +72,14 @@ pub(crate) struct Bundle {
     pub(crate) warnings: Vec<String>,
 }
 
-/// Reads and validates the bundle in `dir`.
-pub(crate) fn load(dir: &Path) -> Result<Bundle, InvalidBundle> {
-    let files = files::read_bundle_dir(dir)?;
+/// Reads and validates the bundle in `dir`, reading within `limits`; a bundle without policies
+/// is refused unless `allow_empty`.
+pub(crate) fn load(
+    dir: &Path,
+    limits: ReadLimits,
+    allow_empty: bool,
+) -> Result<Bundle, InvalidBundle> {
+    let files = files::read_bundle_dir(dir, limits)?;
     let mut errors = Vec::new();
 
     let schema = schema::load(&files.schemas, &mut errors);
@@ -84,6 +96,18 @@ pub(crate) fn load(dir: &Path) -> Result<Bundle, InvalidBundle> {
     let (entities, entity_count) =
         entities::load(&files.entities, schema.as_ref(), &relations, &mut errors);
 
+    // Only a bundle that is otherwise valid is called empty: a broken policy file is reported
+    // as what it is.
+    if errors.is_empty() && !allow_empty && policies.is_empty() {
+        errors.push(
+            LoadError::file(
+                dir,
+                "the bundle has no policies, so every request would be denied; an empty bundle \
+                 is refused unless empty bundles are allowed",
+            )
+            .with_kind(LoadErrorKind::Empty),
+        );
+    }
     if !errors.is_empty() {
         return Err(InvalidBundle::new(errors));
     }

@@ -25,6 +25,54 @@ pub fn one_line(message: String) -> String {
     }
 }
 
+/// The most characters of one quoted piece of input an error message repeats.
+pub const MAX_QUOTED_CHARS: usize = 40;
+/// The most characters of one error message: a backstop for messages that repeat input
+/// without quoting it.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// Shortens what a message quotes from its input: each backtick-quoted piece longer than
+/// [`MAX_QUOTED_CHARS`] keeps its first characters and an ellipsis, and the whole message is
+/// cut at a few hundred characters. An error about a file must point at the problem, not
+/// repeat the file: errors travel to logs and, for admins, to the `Status` RPC, and a bundle
+/// may be a symlink away from a file that is not meant to be shown (issue 15).
+pub fn shorten_quotes(message: String) -> String {
+    let quoted_too_long = message
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .any(|quoted| quoted.chars().nth(MAX_QUOTED_CHARS).is_some());
+    let message = if quoted_too_long {
+        message
+            .split('`')
+            .enumerate()
+            .map(|(i, piece)| {
+                if i % 2 == 1 {
+                    excerpt(piece, MAX_QUOTED_CHARS)
+                } else {
+                    piece.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("`")
+    } else {
+        message
+    };
+    if message.chars().nth(MAX_MESSAGE_CHARS).is_some() {
+        excerpt(&message, MAX_MESSAGE_CHARS)
+    } else {
+        message
+    }
+}
+
+/// Returns the first `max` characters of `text`, with `…` when something was cut.
+pub fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 /// Returns an I/O error as a lowercase phrase.
 pub fn io_reason(error: &std::io::Error) -> String {
     match error.kind() {
@@ -133,6 +181,28 @@ mod tests {
         // Past the end and inside a character are clamped, not a panic.
         assert_eq!(line_column(text, 100), (3, 2));
         assert_eq!(line_column(text, 6), (2, 3));
+    }
+
+    #[test]
+    fn long_quotes_and_long_messages_are_shortened() {
+        let long = "x".repeat(100);
+        assert_eq!(
+            shorten_quotes(format!("`{long}` is not a valid relation")),
+            format!("`{}…` is not a valid relation", "x".repeat(40))
+        );
+        // Short quotes, and text between quotes, are kept as they are.
+        assert_eq!(
+            shorten_quotes("expected `#` after `Doc`, found `x`".to_owned()),
+            "expected `#` after `Doc`, found `x`"
+        );
+        // An unterminated quote is shortened too: it runs to the end of the message.
+        assert_eq!(
+            shorten_quotes(format!("unexpected `{long}")),
+            format!("unexpected `{}…", "x".repeat(40))
+        );
+        let unquoted = shorten_quotes("é".repeat(1000));
+        assert_eq!(unquoted.chars().count(), 301);
+        assert!(unquoted.ends_with('…'));
     }
 
     #[test]

@@ -59,7 +59,9 @@ mod limits;
 pub mod relations;
 mod snapshot;
 
-pub use bundle::{InvalidBundle, LoadError, PolicyLocation, fingerprint, is_bundle_file_name};
+pub use bundle::{
+    InvalidBundle, LoadError, LoadErrorKind, PolicyLocation, fingerprint, is_bundle_file_name,
+};
 pub use diagnostics::{error_chain, io_reason};
 pub use engine::{
     Decision, EvaluationError, Outcome, PROPERTY_CONTEXT_KEY, Prepared, PropertyDecision,
@@ -69,4 +71,7 @@ pub use limits::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_ENTITY_PARENTS, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_PROPERTIES,
     DEFAULT_MAX_REQUEST_ENTITIES, DEFAULT_MAX_STRING_BYTES, Limits,
 };
-pub use snapshot::{DEFAULT_MAX_RELATION_DEPTH, LoadOptions, Snapshot};
+pub use snapshot::{
+    DEFAULT_MAX_BUNDLE_BYTES, DEFAULT_MAX_BUNDLE_FILE_BYTES, DEFAULT_MAX_RELATION_DEPTH,
+    LoadOptions, Snapshot,
+};

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use cedar_policy::{EntityUid, PolicySet};
 
-use crate::bundle::{self, Bundle, InvalidBundle, PolicyLocation};
+use crate::bundle::{self, Bundle, InvalidBundle, PolicyLocation, ReadLimits};
 use crate::engine::{Decision, Index, Prepared};
 use crate::input::{CheckInput, RequestError};
 use crate::limits::Limits;
@@ -20,18 +20,37 @@ use crate::relations::TupleIndex;
 /// The default bound on nested usersets followed by one membership search.
 pub const DEFAULT_MAX_RELATION_DEPTH: u32 = 32;
 
-/// Settings that shape a snapshot but do not come from the bundle itself.
+/// The default largest bundle file, in bytes (1 GiB: a file of 10^7 tuples is a few hundred
+/// MiB).
+pub const DEFAULT_MAX_BUNDLE_FILE_BYTES: u64 = 1 << 30;
+/// The default most bytes of all of a bundle's files together (4 GiB).
+pub const DEFAULT_MAX_BUNDLE_BYTES: u64 = 4 << 30;
+
+/// Settings that shape a snapshot, or what a load accepts, but do not come from the bundle
+/// itself. `LoadOptions::default()` is what `verdict serve` does by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
     /// The most userset-to-userset hops a membership search follows; a search that needs more
     /// denies and says so (`relation_depth_exceeded`).
     pub max_relation_depth: u32,
+    /// The largest bundle file, in bytes; a larger one fails the load (`verdict serve
+    /// --max-bundle-file-bytes`).
+    pub max_file_bytes: u64,
+    /// The most bytes of all of the bundle's files together; more fails the load (`verdict
+    /// serve --max-bundle-bytes`).
+    pub max_bundle_bytes: u64,
+    /// Whether a bundle without policies loads; by default it fails the load, because it would
+    /// deny every request and is almost always a mistake (`verdict serve --allow-empty-bundle`).
+    pub allow_empty: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             max_relation_depth: DEFAULT_MAX_RELATION_DEPTH,
+            max_file_bytes: DEFAULT_MAX_BUNDLE_FILE_BYTES,
+            max_bundle_bytes: DEFAULT_MAX_BUNDLE_BYTES,
+            allow_empty: false,
         }
     }
 }
@@ -50,9 +69,15 @@ impl Snapshot {
     /// Reads and validates the bundle in `dir`: every error it finds, each with its file and,
     /// where the problem has one, its line and column, or a snapshot.
     ///
-    /// Blocking I/O; on an async runtime, call it on a blocking thread.
+    /// Only regular files, and symlinks that resolve to regular files inside `dir`, are read,
+    /// within the options' size caps; a read never blocks on a FIFO. Blocking I/O all the same;
+    /// on an async runtime, call it on a blocking thread.
     pub fn load(dir: &Path, options: &LoadOptions) -> Result<Self, InvalidBundle> {
-        let bundle = bundle::load(dir)?;
+        let limits = ReadLimits {
+            max_file_bytes: options.max_file_bytes,
+            max_bundle_bytes: options.max_bundle_bytes,
+        };
+        let bundle = bundle::load(dir, limits, options.allow_empty)?;
         Ok(Self::assemble(bundle, options))
     }
 
@@ -184,5 +209,36 @@ mod tests {
     #[test]
     fn a_snapshot_can_be_shared_across_threads() {
         assert_send_sync::<Snapshot>();
+    }
+
+    #[test]
+    fn a_bundle_without_policies_loads_only_when_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("docs.tuples"),
+            "Doc::\"d\"#viewer@User::\"u\"\n",
+        )
+        .unwrap();
+        let error = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap_err();
+        assert_eq!(error.kind(), crate::LoadErrorKind::Empty);
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: the bundle has no policies, so every request would be denied; an empty \
+                 bundle is refused unless empty bundles are allowed",
+                dir.path().display()
+            )
+        );
+        let allowed = LoadOptions {
+            allow_empty: true,
+            ..LoadOptions::default()
+        };
+        let snapshot = Snapshot::load(dir.path(), &allowed).unwrap();
+        assert_eq!((snapshot.policy_count(), snapshot.tuple_count()), (0, 1));
+
+        // A broken policy file is reported as broken, not as an empty bundle.
+        std::fs::write(dir.path().join("a.cedar"), "permit (principal,").unwrap();
+        let error = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap_err();
+        assert_eq!(error.kind(), crate::LoadErrorKind::Invalid);
     }
 }

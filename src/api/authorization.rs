@@ -15,7 +15,9 @@ use super::proto;
 use super::proto::authorization_server::Authorization;
 use crate::serving::{Served, SnapshotHandle};
 use crate::telemetry::decision_log::{self, DecisionLogSettings, DecisionRecord};
-use crate::telemetry::metrics::{self as telemetry_metrics, DecisionMetrics, Rejection};
+use crate::telemetry::metrics::{
+    self as telemetry_metrics, DecisionMetrics, Rejection, ReloadFailureReason,
+};
 
 /// Batches with at least this many checks (or this heavy) are split across blocking threads.
 const PARALLEL_BATCH_THRESHOLD: usize = 32;
@@ -34,9 +36,11 @@ fn is_heavy(request: &proto::CheckRequest) -> bool {
 pub struct Caller(pub String);
 
 /// Whether the authenticated caller holds the admin role: put in the request's extensions by
-/// the server's authentication layer when authentication is on. `Status` shows the last load
-/// error's details to admins only (they quote the bundle); without authentication there is no
-/// role and everyone sees them.
+/// the server's authentication layer when authentication is on. `Status` and `Reload` show a
+/// load error's details to admins only (they quote the bundle, and a hostile bundle may be a
+/// symlink away from a file that is not meant to be shown, issue 15); everyone else gets the
+/// reason in words that quote nothing. Without authentication there is no admin: nobody gets
+/// the details over the API, which are in the server's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallerIsAdmin(pub bool);
 
@@ -49,6 +53,25 @@ pub struct ReloadAnswer {
     pub changed: bool,
     /// Every error that kept the previous snapshot serving (empty on success).
     pub errors: Vec<String>,
+    /// Why the reload failed, when it did.
+    pub failure: Option<ReloadFailureReason>,
+}
+
+/// Returns whether the caller may see a load error's details: an authenticated admin only.
+fn may_see_load_details<T>(request: &Request<T>) -> bool {
+    request
+        .extensions()
+        .get::<CallerIsAdmin>()
+        .is_some_and(|admin| admin.0)
+}
+
+/// What a caller who may not see a load error's details is told instead.
+fn load_failure_summary(reason: ReloadFailureReason) -> String {
+    format!(
+        "the last load failed: {}; its details quote the bundle and are shown to admin callers \
+         only (and in the server log)",
+        reason.describe()
+    )
 }
 
 /// Runs a reload for the `Reload` RPC; the server implements it over its reloader, so this
@@ -331,10 +354,7 @@ impl Authorization for AuthorizationService {
         request: Request<proto::StatusRequest>,
     ) -> Result<Response<proto::StatusResponse>, Status> {
         let served = self.snapshots.load();
-        let details = request
-            .extensions()
-            .get::<CallerIsAdmin>()
-            .is_none_or(|admin| admin.0);
+        let details = may_see_load_details(&request);
         let last_load_error = self
             .snapshots
             .last_failure()
@@ -342,9 +362,7 @@ impl Authorization for AuthorizationService {
                 message: if details {
                     failure.message.clone()
                 } else {
-                    "the last load failed; its details (which quote the bundle) need an admin \
-                     key or certificate"
-                        .to_owned()
+                    load_failure_summary(failure.reason)
                 },
                 at: Some(timestamp(failure.at)),
             });
@@ -369,14 +387,20 @@ impl Authorization for AuthorizationService {
     #[tracing::instrument(name = "Reload", skip_all)]
     async fn reload(
         &self,
-        _request: Request<proto::ReloadRequest>,
+        request: Request<proto::ReloadRequest>,
     ) -> Result<Response<proto::ReloadResponse>, Status> {
         let control = self.reload.as_ref().ok_or(ApiError::ReloadDisabled)?;
+        let details = may_see_load_details(&request);
         let ReloadAnswer {
             snapshot_version,
             changed,
             errors,
+            failure,
         } = control.reload().await;
+        let errors = match failure {
+            Some(reason) if !details => vec![load_failure_summary(reason)],
+            _ => errors,
+        };
         Ok(Response::new(proto::ReloadResponse {
             snapshot_version: snapshot_version.unwrap_or_default(),
             changed,

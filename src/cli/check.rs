@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::{EXIT_DENY, EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK, EXIT_USAGE, out};
-use verdict_core::{
-    CheckInput, DEFAULT_MAX_RELATION_DEPTH, Decision, Limits, LoadOptions, Snapshot,
-};
+use verdict_core::{CheckInput, DEFAULT_MAX_RELATION_DEPTH, Decision, Limits, Snapshot};
+
+use crate::config::BundleArgs;
 
 /// Arguments of `verdict check`.
 #[derive(Debug, Clone, clap::Args)]
@@ -43,6 +43,9 @@ pub struct CheckArgs {
     /// Most nested usersets one relation search follows.
     #[arg(long, env = "VERDICT_MAX_RELATION_DEPTH", default_value_t = DEFAULT_MAX_RELATION_DEPTH)]
     pub max_relation_depth: u32,
+    /// What a bundle may be, as `serve` would accept it.
+    #[command(flatten)]
+    pub bundle: BundleArgs,
 }
 
 pub(super) fn run(args: CheckArgs) -> u8 {
@@ -53,8 +56,12 @@ pub(super) fn run(args: CheckArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let options = LoadOptions {
-        max_relation_depth: args.max_relation_depth,
+    let options = match args.bundle.clone().validate() {
+        Ok(bundle) => bundle.load_options(args.max_relation_depth),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_USAGE;
+        }
     };
     let snapshot = match Snapshot::load(&args.policies, &options) {
         Ok(snapshot) => snapshot,

@@ -4,8 +4,6 @@
 use std::sync::Arc;
 
 use super::{EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK, EXIT_USAGE};
-use verdict_core::LoadOptions;
-
 use crate::config::ServeArgs;
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::serving::SnapshotHandle;
@@ -34,6 +32,10 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         max_batch = config.limits.max_batch,
         max_message_bytes = config.limits.max_message_bytes,
         max_json_depth = config.limits.max_json_depth,
+        max_bundle_file_bytes = config.bundle.max_file_bytes,
+        max_bundle_bytes = config.bundle.max_bundle_bytes,
+        allow_empty_bundle = config.bundle.allow_empty,
+        max_reload_drop = ?config.reload.max_drop,
         "starting verdict {}",
         env!("CARGO_PKG_VERSION")
     );
@@ -93,11 +95,13 @@ pub(super) fn run(args: ServeArgs) -> u8 {
 
     // 3. The first snapshot; an invalid bundle stops here with every error, unless asked to
     //    start without one (UNAVAILABLE and NOT_SERVING until the watch finds a valid bundle).
-    let options = LoadOptions {
-        max_relation_depth: config.limits.max_relation_depth,
-    };
     let snapshots = Arc::new(SnapshotHandle::empty());
-    let reloader = Reloader::new(&config.policies, options, Arc::clone(&snapshots));
+    let reloader = Reloader::new(
+        &config.policies,
+        config.load_options(),
+        config.reload.max_drop,
+        Arc::clone(&snapshots),
+    );
     if let ReloadOutcome::Failed { errors, .. } = reloader.load_initial() {
         if config.start_without_bundle {
             tracing::warn!(

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-use super::{EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK, out};
-use verdict_core::{LoadOptions, Snapshot, cases};
+use super::{EXIT_FAILURE, EXIT_INVALID_BUNDLE, EXIT_OK, EXIT_USAGE, out};
+use verdict_core::{DEFAULT_MAX_RELATION_DEPTH, Snapshot, cases};
+
+use crate::config::BundleArgs;
 
 /// Arguments of `verdict test`.
 #[derive(Debug, Clone, clap::Args)]
@@ -17,10 +19,20 @@ pub struct TestArgs {
     /// Print every case, not only failures.
     #[arg(long, short)]
     pub verbose: bool,
+    /// What a bundle may be, as `serve` would accept it.
+    #[command(flatten)]
+    pub bundle: BundleArgs,
 }
 
 pub(super) fn run(args: TestArgs) -> u8 {
-    let snapshot = match Snapshot::load(&args.dir, &LoadOptions::default()) {
+    let options = match args.bundle.clone().validate() {
+        Ok(bundle) => bundle.load_options(DEFAULT_MAX_RELATION_DEPTH),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_USAGE;
+        }
+    };
+    let snapshot = match Snapshot::load(&args.dir, &options) {
         Ok(snapshot) => snapshot,
         Err(invalid) => {
             eprintln!("{invalid}");

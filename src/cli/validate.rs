@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-use super::{EXIT_FAILURE, EXIT_OK, out};
-use verdict_core::{LoadOptions, Snapshot};
+use super::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, out};
+use verdict_core::{DEFAULT_MAX_RELATION_DEPTH, Snapshot};
+
+use crate::config::BundleArgs;
 
 /// Arguments of `verdict validate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -11,10 +13,20 @@ pub struct ValidateArgs {
     /// The bundle directory.
     #[arg(default_value = crate::config::DEFAULT_POLICIES)]
     pub dir: PathBuf,
+    /// What a bundle may be, as `serve` would accept it.
+    #[command(flatten)]
+    pub bundle: BundleArgs,
 }
 
 pub(super) fn run(args: ValidateArgs) -> u8 {
-    match Snapshot::load(&args.dir, &LoadOptions::default()) {
+    let options = match args.bundle.validate() {
+        Ok(bundle) => bundle.load_options(DEFAULT_MAX_RELATION_DEPTH),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_USAGE;
+        }
+    };
+    match Snapshot::load(&args.dir, &options) {
         Ok(snapshot) => {
             for warning in snapshot.warnings() {
                 eprintln!("{warning}");

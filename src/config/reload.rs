@@ -1,4 +1,5 @@
-//! Reload settings: watching the bundle directory, polling, debouncing, and the `Reload` RPC.
+//! Reload settings: watching the bundle directory, polling, debouncing, the guard against a
+//! reload that drops most of the bundle, and the `Reload` RPC.
 
 use std::time::Duration;
 
@@ -32,6 +33,10 @@ pub struct ReloadArgs {
     /// Longest wait from the first file event of a burst to its rebuild.
     #[arg(long, env = "VERDICT_RELOAD_MAX_DELAY", default_value = DEFAULT_RELOAD_MAX_DELAY, value_parser = parse_duration)]
     pub reload_max_delay: Duration,
+    /// Refuse a reload that drops more than this share (0 to 1) of the serving policies or of
+    /// its tuples, such as `0.5`; unset, any drop is accepted.
+    #[arg(long, env = "VERDICT_MAX_RELOAD_DROP")]
+    pub max_reload_drop: Option<f64>,
     /// Serve the admin `Reload` RPC.
     #[arg(long, env = "VERDICT_ENABLE_RELOAD_RPC", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_reload_rpc: bool,
@@ -50,6 +55,8 @@ pub struct ReloadConfig {
     pub max_delay: Duration,
     /// Serve the `Reload` RPC.
     pub enable_rpc: bool,
+    /// The largest share of policies or tuples a reload may drop; `None` is no limit.
+    pub max_drop: Option<f64>,
 }
 
 impl ReloadArgs {
@@ -80,6 +87,10 @@ impl ReloadArgs {
                 arg_id!(Self, reload_max_delay),
             )?,
             enable_rpc: self.enable_reload_rpc,
+            max_drop: self
+                .max_reload_drop
+                .map(|share| in_range(share, 0.0, 1.0, arg_id!(Self, max_reload_drop)))
+                .transpose()?,
         })
     }
 }

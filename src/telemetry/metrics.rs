@@ -45,6 +45,9 @@ pub const GRPC_REQUESTS_TOTAL: &str = "verdict_grpc_requests_total";
 pub const GRPC_REQUEST_DURATION_SECONDS: &str = "verdict_grpc_request_duration_seconds";
 /// Bundle reloads by `result`: `updated`, `unchanged` or `failed`.
 pub const RELOADS_TOTAL: &str = "verdict_reloads_total";
+/// Failed bundle loads (the first one and reloads) by `reason`: `invalid`, `unreadable`,
+/// `too_large`, `empty`, `dropped`, `unstable` or `internal` ([`ReloadFailureReason`]).
+pub const RELOAD_FAILURES_TOTAL: &str = "verdict_reload_failures_total";
 /// Always 1, labelled with the serving snapshot's `version`.
 pub const SNAPSHOT_INFO: &str = "verdict_snapshot_info";
 /// When the serving snapshot was loaded, in seconds since the Unix epoch.
@@ -110,6 +113,9 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     ] {
         metrics::counter!(RELOADS_TOTAL, "result" => result.as_str()).absolute(0);
     }
+    for reason in ReloadFailureReason::ALL {
+        metrics::counter!(RELOAD_FAILURES_TOTAL, "reason" => reason.as_str()).absolute(0);
+    }
     for reason in ["invalid", "unavailable", "internal"] {
         metrics::counter!(REJECTED_REQUESTS_TOTAL, "reason" => reason).absolute(0);
     }
@@ -162,6 +168,10 @@ pub fn describe() {
     describe_counter!(
         RELOADS_TOTAL,
         "Bundle reloads by result: updated, unchanged or failed."
+    );
+    describe_counter!(
+        RELOAD_FAILURES_TOTAL,
+        "Failed bundle loads by reason: invalid, unreadable, too_large, empty, dropped, unstable or internal."
     );
     describe_gauge!(SNAPSHOT_INFO, "The serving snapshot's version (always 1).");
     describe_gauge!(
@@ -481,6 +491,85 @@ impl ReloadResult {
             Self::Updated => "updated",
             Self::Unchanged => "unchanged",
             Self::Failed => "failed",
+        }
+    }
+}
+
+/// Records one failed load (counted in [`RELOADS_TOTAL`] as `failed` too) and why.
+pub fn record_reload_failure(reason: ReloadFailureReason) {
+    metrics::counter!(RELOADS_TOTAL, "result" => ReloadResult::Failed.as_str()).increment(1);
+    metrics::counter!(RELOAD_FAILURES_TOTAL, "reason" => reason.as_str()).increment(1);
+}
+
+/// Why a load failed, as a label value: a closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadFailureReason {
+    /// A parse or validation error.
+    Invalid,
+    /// A file cannot be read, or is not one a bundle may hold (FIFO, device, link out).
+    Unreadable,
+    /// A file or the bundle is over its size cap.
+    TooLarge,
+    /// The bundle has no policies and empty bundles are not allowed.
+    Empty,
+    /// The reload drops more policies or tuples than `--max-reload-drop` allows.
+    Dropped,
+    /// The bundle kept changing while it was read.
+    Unstable,
+    /// The rebuild did not finish (it panicked or was cancelled).
+    Internal,
+}
+
+impl ReloadFailureReason {
+    /// Every reason, for registering the counters at 0.
+    pub const ALL: [Self; 7] = [
+        Self::Invalid,
+        Self::Unreadable,
+        Self::TooLarge,
+        Self::Empty,
+        Self::Dropped,
+        Self::Unstable,
+        Self::Internal,
+    ];
+
+    /// Returns the reason a bundle's errors make.
+    pub fn of(errors: &verdict_core::InvalidBundle) -> Self {
+        match errors.kind() {
+            verdict_core::LoadErrorKind::Invalid => Self::Invalid,
+            verdict_core::LoadErrorKind::Unreadable => Self::Unreadable,
+            verdict_core::LoadErrorKind::TooLarge => Self::TooLarge,
+            verdict_core::LoadErrorKind::Empty => Self::Empty,
+        }
+    }
+
+    /// Returns the label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::Unreadable => "unreadable",
+            Self::TooLarge => "too_large",
+            Self::Empty => "empty",
+            Self::Dropped => "dropped",
+            Self::Unstable => "unstable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Returns the reason as a phrase that quotes nothing from the bundle: what callers who
+    /// may not see the details are told.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Invalid => "the bundle is invalid",
+            Self::Unreadable => {
+                "a bundle file cannot be read or is not a regular file inside the bundle"
+            }
+            Self::TooLarge => "a bundle file or the bundle is over its size limit",
+            Self::Empty => "the bundle has no policies and empty bundles are not allowed",
+            Self::Dropped => {
+                "the new bundle drops more policies or tuples than --max-reload-drop allows"
+            }
+            Self::Unstable => "the bundle kept changing while it was read",
+            Self::Internal => "the rebuild did not finish",
         }
     }
 }

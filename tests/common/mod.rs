@@ -18,7 +18,6 @@ use verdict::api::proto::{self, authorization_client::AuthorizationClient};
 use verdict::config::{ServeArgs, ValidConfig};
 use verdict::reload::{ReloadOutcome, Reloader};
 use verdict::serving::SnapshotHandle;
-use verdict_core::LoadOptions;
 
 pub mod pki;
 pub mod process;
@@ -67,11 +66,13 @@ impl TestServer {
     /// Loads the configured bundle (it must be valid unless `start_without_bundle`) and serves
     /// it, the way `verdict serve` does.
     pub async fn start_with(config: ValidConfig) -> Self {
-        let options = LoadOptions {
-            max_relation_depth: config.limits.max_relation_depth,
-        };
         let snapshots = Arc::new(SnapshotHandle::empty());
-        let reloader = Reloader::new(&config.policies, options, Arc::clone(&snapshots));
+        let reloader = Reloader::new(
+            &config.policies,
+            config.load_options(),
+            config.reload.max_drop,
+            Arc::clone(&snapshots),
+        );
         let outcome = reloader.load_initial();
         if !config.start_without_bundle {
             assert!(

@@ -1,9 +1,40 @@
-//! Load errors: each names its file and, where the problem has one, its line and column.
+//! Load errors: each names its file and, where the problem has one, its line and column, and
+//! says what kind of problem it is.
+//!
+//! A message quotes at most a short excerpt of the file (`diagnostics::shorten_quotes`): every
+//! constructor shortens it, so no parser can forget to.
 
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::diagnostics::one_line;
+use crate::diagnostics::{one_line, shorten_quotes};
+
+/// What kind of problem a [`LoadError`] is: a closed set, for metrics and for callers that
+/// treat some kinds differently (match on it, never on the message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LoadErrorKind {
+    /// The content is invalid: a parse or validation error (the default).
+    Invalid,
+    /// A file could not be read, or is not one a bundle may hold: a FIFO, socket or device, a
+    /// symlink that leads out of the bundle directory, text that is not UTF-8.
+    Unreadable,
+    /// A file, or the bundle as a whole, is over its size limit.
+    TooLarge,
+    /// The bundle has no policies and empty bundles are not allowed.
+    Empty,
+}
+
+impl LoadErrorKind {
+    /// Returns a short name: `invalid`, `unreadable`, `too_large` or `empty`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::Unreadable => "unreadable",
+            Self::TooLarge => "too_large",
+            Self::Empty => "empty",
+        }
+    }
+}
 
 /// One problem found in a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,8 +45,10 @@ pub struct LoadError {
     pub line: Option<usize>,
     /// 1-based column in characters, when the problem has one.
     pub column: Option<usize>,
-    /// What is wrong, lowercase, one line.
+    /// What is wrong, lowercase, one line, quoting at most a short excerpt of the file.
     pub message: String,
+    /// What kind of problem it is.
+    pub kind: LoadErrorKind,
 }
 
 impl LoadError {
@@ -25,8 +58,15 @@ impl LoadError {
             path: path.into(),
             line: None,
             column: None,
-            message: one_line(message.into()),
+            message: one_line(shorten_quotes(message.into())),
+            kind: LoadErrorKind::Invalid,
         }
+    }
+
+    /// Returns this error as a problem of `kind`.
+    #[must_use]
+    pub fn with_kind(self, kind: LoadErrorKind) -> Self {
+        Self { kind, ..self }
     }
 
     /// Returns an error at a line and column of a file.
@@ -40,7 +80,8 @@ impl LoadError {
             path: path.into(),
             line: Some(line),
             column: Some(column),
-            message: one_line(message.into()),
+            message: one_line(shorten_quotes(message.into())),
+            kind: LoadErrorKind::Invalid,
         }
     }
 }
@@ -77,6 +118,16 @@ impl InvalidBundle {
     /// Returns the errors, sorted by file and position.
     pub fn errors(&self) -> &[LoadError] {
         &self.errors
+    }
+
+    /// Returns the kind that best says why the bundle was refused, for a metric label: the
+    /// highest of its errors' kinds in the order invalid < unreadable < too large < empty.
+    pub fn kind(&self) -> LoadErrorKind {
+        self.errors
+            .iter()
+            .map(|e| e.kind)
+            .max()
+            .unwrap_or(LoadErrorKind::Invalid)
     }
 }
 
@@ -127,5 +178,29 @@ mod tests {
             LoadError::at("a", 2, 1, "z"),
         ]);
         assert_eq!(bundle.to_string(), "a:2:1: z\na:9:1: y\nb:1:1: x");
+        assert_eq!(bundle.kind(), LoadErrorKind::Invalid);
+    }
+
+    #[test]
+    fn the_kind_of_a_bundle_is_its_most_telling_error() {
+        let bundle = InvalidBundle::new(vec![
+            LoadError::at("a", 1, 1, "x"),
+            LoadError::file("b", "y").with_kind(LoadErrorKind::TooLarge),
+            LoadError::file("c", "z").with_kind(LoadErrorKind::Unreadable),
+        ]);
+        assert_eq!(bundle.kind(), LoadErrorKind::TooLarge);
+    }
+
+    #[test]
+    fn messages_quote_a_short_excerpt_of_the_file() {
+        let line = "x".repeat(5_000);
+        let e = LoadError::at(
+            "a.tuples",
+            1,
+            1,
+            format!("`{line}` is not a valid object type"),
+        );
+        assert!(e.message.len() < 100, "{}", e.message);
+        assert!(e.message.contains("…`"), "{}", e.message);
     }
 }

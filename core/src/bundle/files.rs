@@ -4,14 +4,46 @@
 //! symlinks through `..data` into a hidden timestamped directory, and git-sync swaps a symlinked
 //! checkout. Entries whose name starts with `.` are skipped: each ConfigMap file is then read
 //! once, through its visible name, and `.git` is never walked.
+//!
+//! Only what a bundle is gets read (issue 15, hostile bundles). A bundle file (a name the loader
+//! reads) must be a regular file, or a symlink that resolves to a regular file inside the bundle
+//! directory (resolved, so a symlinked bundle directory and `..data` keep working). Anything
+//! else under a bundle name is refused with an error naming it, never skipped: a FIFO, socket
+//! or device, a symlink (to a file or a directory) that leads out of the bundle directory. A
+//! refused file fails the whole load, as a broken one does, so a mistake is seen instead of
+//! silently changing what is served. Entries with other names are never opened, whatever
+//! they are.
+//!
+//! No read can block or run away:
+//! - the type is checked with `lstat`/`stat` before anything is opened, and listing and
+//!   fingerprinting only ever stat;
+//! - files are opened with `O_NONBLOCK`, so a FIFO swapped in between the check and the open
+//!   does not block the open, and the opened file is checked again (`fstat`): it must be a
+//!   regular file and the very file that was listed (same device and inode), or the load fails
+//!   and the reload reads again;
+//! - sizes are capped per file and per bundle ([`ReadLimits`]): a file over its cap is refused
+//!   from its listed size before it is opened, and every read is bounded with `Read::take`, so a
+//!   file that grows while it is read cannot take more than the cap either.
 
 use std::collections::HashSet;
+use std::fs::Metadata;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::error::{InvalidBundle, LoadError};
+use super::error::{InvalidBundle, LoadError, LoadErrorKind};
 use crate::diagnostics::io_reason;
+
+/// Size caps on what a load reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadLimits {
+    /// The largest file, in bytes.
+    pub(crate) max_file_bytes: u64,
+    /// The most bytes of all files together.
+    pub(crate) max_bundle_bytes: u64,
+}
 
 /// Directories nested deeper than this are reported rather than walked.
 const MAX_DIR_DEPTH: usize = 16;
@@ -69,49 +101,97 @@ struct Found {
     kind: FileKind,
     path: PathBuf,
     relative: String,
-    metadata: std::fs::Metadata,
+    /// The metadata of the regular file the path resolves to.
+    metadata: Metadata,
+}
+
+/// What the walk needs to know about the bundle directory.
+struct Root<'a> {
+    /// The directory as given: what paths in errors start with.
+    given: &'a Path,
+    /// The directory with every symlink resolved: symlinks must resolve below it.
+    real: PathBuf,
+    /// The largest file, in bytes.
+    max_file_bytes: u64,
 }
 
 /// Lists the bundle's files below `dir`, sorted by relative path, and every entry that could
-/// not be listed.
-fn list_bundle_dir(dir: &Path) -> Result<(Vec<Found>, Vec<LoadError>), InvalidBundle> {
-    let metadata = std::fs::metadata(dir).map_err(|e| {
+/// not be listed or is refused. Never opens a file. Files over `max_file_bytes` are refused
+/// here, from their size.
+fn list_bundle_dir(
+    dir: &Path,
+    max_file_bytes: u64,
+) -> Result<(Vec<Found>, Vec<LoadError>), InvalidBundle> {
+    let cannot_read = |e: std::io::Error| {
         LoadError::file(
             dir,
             format!("cannot read bundle directory: {}", io_reason(&e)),
         )
-    })?;
+        .with_kind(LoadErrorKind::Unreadable)
+    };
+    let metadata = std::fs::metadata(dir).map_err(cannot_read)?;
     if !metadata.is_dir() {
-        return Err(LoadError::file(dir, "the bundle must be a directory").into());
+        return Err(LoadError::file(dir, "the bundle must be a directory")
+            .with_kind(LoadErrorKind::Unreadable)
+            .into());
     }
+    let root = Root {
+        given: dir,
+        real: std::fs::canonicalize(dir).map_err(cannot_read)?,
+        max_file_bytes,
+    };
     let mut found = Vec::new();
     let mut errors = Vec::new();
     let mut seen_dirs = HashSet::new();
-    walk(dir, dir, 0, &mut seen_dirs, &mut found, &mut errors);
+    walk(&root, dir, 0, &mut seen_dirs, &mut found, &mut errors);
     found.sort_by(|a, b| a.relative.cmp(&b.relative));
     Ok((found, errors))
 }
 
-/// Reads every bundle file below `dir`.
-pub(super) fn read_bundle_dir(dir: &Path) -> Result<BundleFiles, InvalidBundle> {
+/// Reads every bundle file below `dir`, within `limits`.
+pub(super) fn read_bundle_dir(
+    dir: &Path,
+    limits: ReadLimits,
+) -> Result<BundleFiles, InvalidBundle> {
     let mut files = BundleFiles::default();
-    let (found, mut errors) = list_bundle_dir(dir)?;
+    let (found, mut errors) = list_bundle_dir(dir, limits.max_file_bytes)?;
+    let listed_bytes = found
+        .iter()
+        .map(|f| f.metadata.len())
+        .fold(0u64, u64::saturating_add);
+    if listed_bytes > limits.max_bundle_bytes {
+        errors.push(
+            LoadError::file(
+                dir,
+                format!(
+                    "the bundle's files are {listed_bytes} bytes, over the limit of {} bytes per bundle",
+                    limits.max_bundle_bytes
+                ),
+            )
+            .with_kind(LoadErrorKind::TooLarge),
+        );
+        return Err(InvalidBundle::new(errors));
+    }
     let mut hasher = Sha256::new();
+    let mut read_bytes = 0u64;
     for found in found {
-        let text = match std::fs::read_to_string(&found.path) {
+        let budget = Budget {
+            max_file_bytes: limits.max_file_bytes,
+            bundle_left: limits.max_bundle_bytes.saturating_sub(read_bytes),
+            max_bundle_bytes: limits.max_bundle_bytes,
+        };
+        let text = match read_bundle_file(&found, budget) {
             // A byte-order mark is invisible in editors; columns count from after it.
             Ok(text) => match text.strip_prefix('\u{feff}') {
                 Some(rest) => rest.to_owned(),
                 None => text,
             },
-            Err(e) => {
-                errors.push(LoadError::file(
-                    &found.path,
-                    format!("cannot read: {}", io_reason(&e)),
-                ));
+            Err(error) => {
+                errors.push(error);
                 continue;
             }
         };
+        read_bytes = read_bytes.saturating_add(text.len() as u64);
         hasher.update((found.relative.len() as u64).to_le_bytes());
         hasher.update(found.relative.as_bytes());
         hasher.update((text.len() as u64).to_le_bytes());
@@ -140,6 +220,98 @@ pub(super) fn read_bundle_dir(dir: &Path) -> Result<BundleFiles, InvalidBundle> 
     Ok(files)
 }
 
+/// What one file may still take: the smaller of the per-file cap and what is left of the
+/// bundle's.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    max_file_bytes: u64,
+    bundle_left: u64,
+    max_bundle_bytes: u64,
+}
+
+/// Returns the type of a file that is not a regular file or a directory, for errors.
+fn special_file_type(metadata: &Metadata) -> &'static str {
+    let file_type = metadata.file_type();
+    if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn not_a_regular_file(path: &Path, metadata: &Metadata) -> LoadError {
+    LoadError::file(
+        path,
+        format!(
+            "is {}; a bundle file must be a regular file",
+            special_file_type(metadata)
+        ),
+    )
+    .with_kind(LoadErrorKind::Unreadable)
+}
+
+/// Reads one listed file: opened without blocking, checked to be the regular file that was
+/// listed, read up to its budget, and decoded as UTF-8.
+fn read_bundle_file(found: &Found, budget: Budget) -> Result<String, LoadError> {
+    let cannot_read = |e: std::io::Error| {
+        LoadError::file(&found.path, format!("cannot read: {}", io_reason(&e)))
+            .with_kind(LoadErrorKind::Unreadable)
+    };
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever. It
+    // changes nothing for a regular file.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&found.path)
+        .map_err(cannot_read)?;
+    let opened = file.metadata().map_err(cannot_read)?;
+    if !opened.is_file() {
+        return Err(not_a_regular_file(&found.path, &opened));
+    }
+    // A symlink swapped between the listing and the open could lead anywhere: only the file
+    // whose type and place were checked is read. A legitimate swap (an editor's rename, a
+    // `..data` swap) changes the fingerprint as well, and the reload reads again.
+    if (opened.dev(), opened.ino()) != (found.metadata.dev(), found.metadata.ino()) {
+        return Err(LoadError::file(
+            &found.path,
+            "changed while the bundle was being read; it is read again on the next change",
+        )
+        .with_kind(LoadErrorKind::Unreadable));
+    }
+    let limit = budget.max_file_bytes.min(budget.bundle_left);
+    let capacity = opened.len().min(limit);
+    let mut bytes = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    if bytes.len() as u64 > limit {
+        let message = if limit == budget.max_file_bytes {
+            format!(
+                "the file is over the limit of {} bytes per file",
+                budget.max_file_bytes
+            )
+        } else {
+            format!(
+                "the bundle's files are over the limit of {} bytes per bundle",
+                budget.max_bundle_bytes
+            )
+        };
+        return Err(LoadError::file(&found.path, message).with_kind(LoadErrorKind::TooLarge));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        LoadError::file(&found.path, "cannot read: not valid utf-8 text")
+            .with_kind(LoadErrorKind::Unreadable)
+    })
+}
+
 /// Returns a cheap fingerprint of the bundle's files: where the directory resolves to, and each
 /// file's name, where it resolves to, size, modification time and inode. It changes when a
 /// file is written, added, removed or swapped in through a symlink, without reading any file; a
@@ -148,14 +320,18 @@ pub(super) fn read_bundle_dir(dir: &Path) -> Result<BundleFiles, InvalidBundle> 
 /// The resolved path matters: kubelet writes every ConfigMap update into a new timestamped
 /// directory, so two updates land on different paths even when the filesystem reuses inode
 /// numbers and its timestamps are too coarse to tell them apart.
+///
+/// It only lists and stats, never opens a file: a FIFO in the bundle cannot block it.
 pub fn fingerprint(dir: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
-    use std::os::unix::fs::MetadataExt;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     std::fs::canonicalize(dir).ok().hash(&mut hasher);
-    match list_bundle_dir(dir) {
+    // No size cap here: the fingerprint hashes sizes, and the load applies the caps.
+    match list_bundle_dir(dir, u64::MAX) {
         Ok((found, errors)) => {
-            errors.len().hash(&mut hasher);
+            for error in &errors {
+                error.to_string().hash(&mut hasher);
+            }
             for file in found {
                 file.relative.hash(&mut hasher);
                 std::fs::canonicalize(&file.path).ok().hash(&mut hasher);
@@ -171,7 +347,7 @@ pub fn fingerprint(dir: &Path) -> u64 {
 }
 
 fn walk(
-    root: &Path,
+    root: &Root<'_>,
     dir: &Path,
     depth: usize,
     seen_dirs: &mut HashSet<PathBuf>,
@@ -186,20 +362,20 @@ fn walk(
             }
         }
         Err(e) => {
-            errors.push(LoadError::file(
-                dir,
-                format!("cannot read directory: {}", io_reason(&e)),
-            ));
+            errors.push(
+                LoadError::file(dir, format!("cannot read directory: {}", io_reason(&e)))
+                    .with_kind(LoadErrorKind::Unreadable),
+            );
             return;
         }
     }
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            errors.push(LoadError::file(
-                dir,
-                format!("cannot read directory: {}", io_reason(&e)),
-            ));
+            errors.push(
+                LoadError::file(dir, format!("cannot read directory: {}", io_reason(&e)))
+                    .with_kind(LoadErrorKind::Unreadable),
+            );
             return;
         }
     };
@@ -207,10 +383,10 @@ fn walk(
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                errors.push(LoadError::file(
-                    dir,
-                    format!("cannot list directory: {}", io_reason(&e)),
-                ));
+                errors.push(
+                    LoadError::file(dir, format!("cannot list directory: {}", io_reason(&e)))
+                        .with_kind(LoadErrorKind::Unreadable),
+                );
                 continue;
             }
         };
@@ -223,35 +399,85 @@ fn walk(
             continue;
         }
         let path = entry.path();
-        // `metadata` follows symlinks: a ConfigMap's visible names are symlinks.
-        let metadata = match std::fs::metadata(&path) {
-            Ok(metadata) => metadata,
+        let kind = classify(name);
+        let refuse = |message: &str, error_kind: LoadErrorKind| {
+            LoadError::file(&path, message).with_kind(error_kind)
+        };
+        let cannot_read = |e: std::io::Error| {
+            refuse(
+                &format!("cannot read: {}", io_reason(&e)),
+                LoadErrorKind::Unreadable,
+            )
+        };
+        // `lstat` first: a symlink must resolve inside the bundle directory.
+        let is_symlink = match entry.file_type() {
+            Ok(file_type) => file_type.is_symlink(),
             Err(e) => {
-                if classify(name).is_some() {
-                    errors.push(LoadError::file(
-                        &path,
-                        format!("cannot read: {}", io_reason(&e)),
-                    ));
+                if kind.is_some() {
+                    errors.push(cannot_read(e));
                 }
                 continue;
             }
         };
+        // `stat` follows symlinks: a ConfigMap's visible names are symlinks.
+        let metadata = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                if kind.is_some() {
+                    errors.push(cannot_read(e));
+                }
+                continue;
+            }
+        };
+        if is_symlink && (kind.is_some() || metadata.is_dir()) {
+            match std::fs::canonicalize(&path) {
+                Ok(real) if real.starts_with(&root.real) => {}
+                Ok(_) => {
+                    errors.push(refuse(
+                        "is a symlink that leads out of the bundle directory; only symlinks \
+                         that resolve inside it are followed",
+                        LoadErrorKind::Unreadable,
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    errors.push(cannot_read(e));
+                    continue;
+                }
+            }
+        }
         if metadata.is_dir() {
             if depth + 1 > MAX_DIR_DEPTH {
-                errors.push(LoadError::file(
-                    &path,
-                    format!("directories nested deeper than {MAX_DIR_DEPTH} levels are not read"),
+                errors.push(refuse(
+                    &format!("directories nested deeper than {MAX_DIR_DEPTH} levels are not read"),
+                    LoadErrorKind::Invalid,
                 ));
                 continue;
             }
             walk(root, &path, depth + 1, seen_dirs, found, errors);
             continue;
         }
-        let Some(kind) = classify(name) else {
+        let Some(kind) = kind else {
+            // Not a name the loader reads: never opened, whatever it is.
             continue;
         };
+        if !metadata.is_file() {
+            errors.push(not_a_regular_file(&path, &metadata));
+            continue;
+        }
+        if metadata.len() > root.max_file_bytes {
+            errors.push(refuse(
+                &format!(
+                    "the file is {} bytes, over the limit of {} bytes per file",
+                    metadata.len(),
+                    root.max_file_bytes
+                ),
+                LoadErrorKind::TooLarge,
+            ));
+            continue;
+        }
         let relative = path
-            .strip_prefix(root)
+            .strip_prefix(root.given)
             .unwrap_or(&path)
             .components()
             .map(|c| c.as_os_str().to_string_lossy())
@@ -267,83 +493,4 @@ fn walk(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn files_are_classified_by_suffix() {
-        assert_eq!(classify("a.cedar"), Some(FileKind::Policies));
-        assert_eq!(classify("a.cedarschema"), Some(FileKind::Schema));
-        assert_eq!(classify("a.cedarschema.json"), Some(FileKind::Schema));
-        assert_eq!(classify("a.tuples"), Some(FileKind::Tuples));
-        assert_eq!(classify("a.entities.json"), Some(FileKind::Entities));
-        assert_eq!(classify("package.json"), None);
-        assert_eq!(classify("README.md"), None);
-        assert_eq!(classify("cases.yaml"), None);
-    }
-
-    #[test]
-    fn hidden_entries_are_skipped_and_version_tracks_content() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("a.cedar"),
-            "permit(principal, action, resource);",
-        )
-        .unwrap();
-        std::fs::create_dir(dir.path().join(".git")).unwrap();
-        std::fs::write(dir.path().join(".git/x.cedar"), "garbage").unwrap();
-        std::fs::write(dir.path().join(".hidden.tuples"), "garbage").unwrap();
-        let first = read_bundle_dir(dir.path()).unwrap();
-        assert_eq!(first.policies.len(), 1);
-        assert!(first.tuples.is_empty());
-        assert_eq!(first.version.len(), 16);
-
-        let again = read_bundle_dir(dir.path()).unwrap();
-        assert_eq!(first.version, again.version);
-        std::fs::write(
-            dir.path().join("a.cedar"),
-            "forbid(principal, action, resource);",
-        )
-        .unwrap();
-        let changed = read_bundle_dir(dir.path()).unwrap();
-        assert_ne!(first.version, changed.version);
-    }
-
-    #[test]
-    fn fingerprint_changes_with_content_and_names() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.tuples"), "x").unwrap();
-        let first = fingerprint(dir.path());
-        assert_eq!(first, fingerprint(dir.path()));
-        std::fs::write(dir.path().join("a.tuples"), "xy").unwrap();
-        let written = fingerprint(dir.path());
-        assert_ne!(first, written);
-        std::fs::rename(dir.path().join("a.tuples"), dir.path().join("b.tuples")).unwrap();
-        assert_ne!(written, fingerprint(dir.path()));
-        // Files the loader ignores do not count.
-        let before = fingerprint(dir.path());
-        std::fs::write(dir.path().join("notes.md"), "x").unwrap();
-        assert_eq!(before, fingerprint(dir.path()));
-    }
-
-    #[test]
-    fn a_byte_order_mark_is_not_content() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("a.tuples"),
-            "\u{feff}Team::\"t\"#member@User::\"u\"\n",
-        )
-        .unwrap();
-        let files = read_bundle_dir(dir.path()).unwrap();
-        assert!(files.tuples[0].text.starts_with("Team::"));
-    }
-
-    #[test]
-    fn missing_directory_is_an_error_naming_it() {
-        let err = read_bundle_dir(Path::new("/nonexistent/verdict-bundle")).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "/nonexistent/verdict-bundle: cannot read bundle directory: no such file or directory"
-        );
-    }
-}
+mod tests;
