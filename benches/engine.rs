@@ -419,8 +419,120 @@ fn handler(c: &mut Criterion) {
     group.finish();
 }
 
+/// The most expensive request the default limits admit, and the cheapest refusal of one they do
+/// not, each from encoded bytes through the whole handler (protobuf decoding, conversion, limits,
+/// preparation, 101 evaluations). Issue 15's target: under 10 ms of CPU for the admitted one.
+///
+/// The admitted request spends the default `--max-request-work` (10,000): 100 entities with one
+/// attribute each, 100 properties, and a context of ten sets (nine of 1,000 strings, one of 580)
+/// that the policies compare with `containsAny` and `containsAll` on every evaluation. The refused
+/// one is issue 15's attack: a 4 MB message whose context holds one set of 370,000 strings.
+fn worst_admitted_request(c: &mut Criterion) {
+    use std::sync::Arc;
+
+    use prost::Message;
+    use prost_types::value::Kind;
+    use verdict::api::proto::authorization_server::Authorization;
+    use verdict::api::{AuthorizationService, proto};
+    use verdict::serving::SnapshotHandle;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("worst.cedar"),
+        r#"
+@id("sets") permit (principal, action == Action::"read", resource)
+when { context.s0.containsAny(context.s1) && context.s2.contains(principal.tag) };
+@id("all") permit (principal, action == Action::"read", resource)
+when { context.s3.containsAll(context.s4) || context.s5.containsAny(context.s6) };
+@id("no-late") forbid (principal, action, resource)
+when { context.s7.containsAny(context.s8) && context.s9.contains("late") };
+"#,
+    )
+    .unwrap();
+    let snapshot = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
+    let service =
+        AuthorizationService::new(Arc::new(SnapshotHandle::with(snapshot)), Limits::default());
+    let string = |s: String| prost_types::Value {
+        kind: Some(Kind::StringValue(s)),
+    };
+    let set = |name: &str, len: usize| prost_types::Value {
+        kind: Some(Kind::ListValue(prost_types::ListValue {
+            values: (0..len).map(|i| string(format!("{name}-{i}"))).collect(),
+        })),
+    };
+    let entity = |t: &str, id: &str| proto::EntityRef {
+        r#type: t.to_owned(),
+        id: id.to_owned(),
+    };
+    let with_context = |context: Vec<(String, prost_types::Value)>| proto::CheckRequest {
+        principal: Some(entity("User", "e0")),
+        action: "read".to_owned(),
+        resource: Some(entity("Doc", "d")),
+        context: Some(prost_types::Struct {
+            fields: context.into_iter().collect(),
+        }),
+        entities: Vec::new(),
+        properties: Vec::new(),
+    };
+    let mut admitted = with_context(
+        (0..10)
+            .map(|i| {
+                (
+                    format!("s{i}"),
+                    set(&format!("v{i}"), if i == 9 { 580 } else { 1_000 }),
+                )
+            })
+            .collect(),
+    );
+    admitted.entities = (0..100)
+        .map(|i| proto::Entity {
+            uid: Some(entity("User", &format!("e{i}"))),
+            attrs: Some(prost_types::Struct {
+                fields: [("tag".to_owned(), string(format!("t{i}")))].into(),
+            }),
+            parents: Vec::new(),
+        })
+        .collect();
+    admitted.properties = (0..100).map(|i| format!("p{i}")).collect();
+    let refused = with_context(vec![("ips".to_owned(), set("10.0.0", 370_000))]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let run = |bytes: &[u8]| {
+        let request = proto::CheckRequest::decode(bytes).unwrap();
+        runtime.block_on(service.check(tonic::Request::new(request)))
+    };
+    let admitted = admitted.encode_to_vec();
+    let refused = refused.encode_to_vec();
+    // Both are what they claim before anything is timed.
+    let answer = run(&admitted).unwrap().into_inner();
+    assert_eq!(answer.properties.len(), 100);
+    let status = run(&refused).unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("set and record size limit"),
+        "{status:?}"
+    );
+    eprintln!(
+        "worst admitted request: {} bytes; refused large set: {} bytes",
+        admitted.len(),
+        refused.len()
+    );
+    let mut group = c.benchmark_group("limits/handler-from-bytes");
+    group.sample_size(20);
+    group.bench_function("worst-admitted", |b| {
+        b.iter(|| black_box(run(black_box(&admitted)).unwrap()))
+    });
+    group.bench_function("large-set-refused", |b| {
+        b.iter(|| black_box(run(black_box(&refused)).unwrap_err()))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    worst_admitted_request,
     decision,
     owner_scenario,
     handler,

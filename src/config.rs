@@ -514,7 +514,7 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        assert_eq!(count, 43);
+        assert_eq!(count, 47);
     }
 
     #[test]

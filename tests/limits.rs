@@ -203,6 +203,86 @@ async fn one_hundred_thousand_entities_are_refused_before_any_work() {
     server.stop().await;
 }
 
+/// Issue 15's costly request: a message under the size limit whose context holds a set of
+/// 370,000 elements. Refused while the message is converted, before any of the set is copied.
+#[tokio::test]
+async fn a_set_of_370000_elements_is_refused_by_its_size_limit() {
+    let server = TestServer::start(&example_bundle()).await;
+    let members: Vec<String> = (0..370_000).map(|i| i.to_string()).collect();
+    let request = check(
+        ("User", "bob"),
+        "read",
+        ("Document", "roadmap"),
+        json!({"scopes": ["documents:read"], "ips": members}),
+    );
+    let status = server.client().await.check(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "context.ips: 370000 elements exceed the set and record size limit of 1000"
+    );
+    // Many small sets, each within its size, are bounded by the request's work instead.
+    let sets: serde_json::Map<String, serde_json::Value> = (0..20)
+        .map(|s| (format!("s{s}"), json!((0..1_000).collect::<Vec<u32>>())))
+        .collect();
+    let request = check(
+        ("User", "bob"),
+        "read",
+        ("Document", "roadmap"),
+        sets.into(),
+    );
+    let status = server.client().await.check(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .ends_with("units of work exceed the request work limit of 10000"),
+        "{}",
+        status.message()
+    );
+    still_answers(&server).await;
+    server.stop().await;
+}
+
+/// Issue 15: a request could make a principal the bundle does not know a member of
+/// `Role::"admin"` and be allowed everything admins are. Refused by default; allowed only with
+/// `--request-entity-trust full`.
+#[tokio::test]
+async fn a_request_claimed_role_is_refused_unless_request_entities_are_trusted() {
+    let claim = || {
+        let mut request = check(("User", "eve"), "DeleteUser", ("Api", "admin"), json!({}));
+        request.entities = vec![proto::Entity {
+            uid: Some(entity("User", "eve")),
+            attrs: Some(common::to_struct(
+                json!({"tenant": {"__entity": {"type": "Tenant", "id": "acme"}}}),
+            )),
+            parents: vec![entity("Role", "admin")],
+        }];
+        request
+    };
+    let server = TestServer::start(&example_bundle()).await;
+    let status = server.client().await.check(claim()).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "entities[0].parents[0]: a request may not claim membership of `Role::\"admin\"`: the bundle manages its members (request entity trust is `attributes`)"
+    );
+    server.stop().await;
+
+    let mut config = test_config(&example_bundle());
+    config.limits.request_entity_trust = verdict_core::EntityTrust::Full;
+    let server = TestServer::start_with(config).await;
+    let answer = server
+        .client()
+        .await
+        .check(claim())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.decision, ALLOW);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn overlong_names_are_refused() {
     let server = TestServer::start(&example_bundle()).await;

@@ -10,7 +10,7 @@
 )]
 
 use serde_json::json;
-use verdict_core::{CheckInput, Decision, Outcome};
+use verdict_core::{CheckInput, Decision, EntityTrust, Outcome};
 use verdict_core::{Limits, LoadOptions, Snapshot};
 
 const POLICIES: &str = r##"
@@ -85,10 +85,24 @@ fn snapshot() -> (tempfile::TempDir, Snapshot) {
 }
 
 fn decide(snapshot: &Snapshot, request: serde_json::Value) -> Result<Decision, String> {
+    decide_with(snapshot, request, &Limits::default())
+}
+
+fn decide_with(
+    snapshot: &Snapshot,
+    request: serde_json::Value,
+    limits: &Limits,
+) -> Result<Decision, String> {
     let input: CheckInput = serde_json::from_value(request).unwrap();
-    snapshot
-        .check(input, &Limits::default())
-        .map_err(|e| e.to_string())
+    snapshot.check(input, limits).map_err(|e| e.to_string())
+}
+
+/// Limits that trust request entities with any parents (`--request-entity-trust full`).
+fn trusting() -> Limits {
+    Limits {
+        request_entities: EntityTrust::Full,
+        ..Limits::default()
+    }
 }
 
 fn read_d(principal: &str) -> serde_json::Value {
@@ -179,15 +193,80 @@ fn request_parents_cannot_move_an_entity_the_bundle_defines() {
 }
 
 #[test]
-fn an_entity_the_bundle_does_not_know_may_bring_its_parents() {
+fn an_entity_the_bundle_does_not_know_may_bring_its_parents_when_trusted() {
     let (_dir, snapshot) = snapshot();
     let request = json!({
         "principal": "User::\"newcomer\"", "action": "administer", "resource": "Doc::\"d\"",
         "entities": [{"uid": "User::\"newcomer\"", "parents": ["Role::\"admin\"", "Role::\"admin\""]}],
     });
-    let decision = decide(&snapshot, request).unwrap();
+    let decision = decide_with(&snapshot, request, &trusting()).unwrap();
     assert_eq!(decision.outcome, Outcome::Allow);
     assert_eq!(decision.determining_policies, ["admins"]);
+}
+
+#[test]
+fn a_request_cannot_claim_a_role_the_bundle_manages_by_default() {
+    let (_dir, snapshot) = snapshot();
+    let request = json!({
+        "principal": "User::\"eve\"", "action": "administer", "resource": "Doc::\"d\"",
+        "entities": [{"uid": "User::\"eve\"", "parents": ["Role::\"admin\""]}],
+    });
+    let error = decide(&snapshot, request.clone()).unwrap_err();
+    assert_eq!(
+        error,
+        "entities[0].parents[0]: a request may not claim membership of `Role::\"admin\"`: the bundle manages its members (request entity trust is `attributes`)"
+    );
+    // Supplying the role as well does not help: the bundle knows it.
+    let mut with_role = request;
+    with_role["entities"] = json!([
+        {"uid": "User::\"eve\"", "parents": ["Role::\"admin\""]},
+        {"uid": "Role::\"admin\"", "attrs": {"note": "mine"}},
+    ]);
+    let error = decide(&snapshot, with_role).unwrap_err();
+    assert!(error.contains("the bundle manages its members"), "{error}");
+}
+
+#[test]
+fn a_request_may_chain_its_own_entities_by_default() {
+    let (_dir, snapshot) = snapshot();
+    let request = json!({
+        "principal": "User::\"newcomer\"", "action": "enter", "resource": "Doc::\"d\"",
+        "entities": [
+            {"uid": "User::\"newcomer\"", "parents": ["Circle::\"inner\""]},
+            {"uid": "Circle::\"inner\""},
+        ],
+    });
+    let decision = decide(&snapshot, request.clone()).unwrap();
+    assert_eq!(decision.outcome, Outcome::Deny, "{decision:?}");
+    // A parent the request does not supply is a claim on something it cannot vouch for.
+    let mut unsupplied = request;
+    unsupplied["entities"] =
+        json!([{"uid": "User::\"newcomer\"", "parents": ["Circle::\"elsewhere\""]}]);
+    let error = decide(&snapshot, unsupplied).unwrap_err();
+    assert!(
+        error.ends_with(
+            "a parent must be an entity of the same request (request entity trust is `attributes`)"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn request_entity_types_can_be_limited() {
+    let (_dir, snapshot) = snapshot();
+    let limits = Limits {
+        request_entity_types: Some(vec!["Circle".to_owned()]),
+        ..Limits::default()
+    };
+    let request = json!({
+        "principal": "User::\"newcomer\"", "action": "enter", "resource": "Doc::\"d\"",
+        "entities": [{"uid": "Circle::\"inner\""}, {"uid": "User::\"newcomer\""}],
+    });
+    let error = decide_with(&snapshot, request, &limits).unwrap_err();
+    assert_eq!(
+        error,
+        "entities[1].uid.type: requests may not supply entities of type `User` (allowed: Circle)"
+    );
 }
 
 #[test]
@@ -201,12 +280,12 @@ fn parents_the_request_chains_are_closed_transitively() {
             {"uid": "Circle::\"middle\"", "parents": ["Circle::\"outer\""]},
         ],
     });
-    let decision = decide(&snapshot, request.clone()).unwrap();
+    let decision = decide_with(&snapshot, request.clone(), &trusting()).unwrap();
     assert_eq!(decision.determining_policies, ["outer-circle"]);
     // A cycle among the request's parents is the caller's error, named as such.
     let mut cyclic = request;
     cyclic["entities"][2]["parents"] = json!(["Circle::\"inner\""]);
-    let error = decide(&snapshot, cyclic).unwrap_err();
+    let error = decide_with(&snapshot, cyclic, &trusting()).unwrap_err();
     assert!(error.starts_with("entities: "), "{error}");
 }
 

@@ -25,9 +25,28 @@ pub enum Limit {
     Properties,
     /// [`crate::Limits::max_string_bytes`].
     StringBytes,
+    /// [`crate::Limits::max_collection_elements`].
+    CollectionElements,
+    /// [`crate::Limits::max_request_work`].
+    Work,
 }
 
 impl Limit {
+    /// Returns the kind of limit as messages name it before "limit" (`the batch limit`), or
+    /// nothing where the unit says it (`101 entities exceed the limit of 100`).
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Batch => "batch ",
+            Self::CollectionElements => "set and record size ",
+            Self::Work => "request work ",
+            Self::JsonDepth
+            | Self::Entities
+            | Self::Parents
+            | Self::Properties
+            | Self::StringBytes => "",
+        }
+    }
+
     /// Returns the unit counted, as messages say it (`101 entities exceed the limit of 100`).
     pub fn unit(self) -> &'static str {
         match self {
@@ -37,6 +56,8 @@ impl Limit {
             Self::Parents => "parents",
             Self::Properties => "properties",
             Self::StringBytes => "bytes",
+            Self::CollectionElements => "elements",
+            Self::Work => "units of work",
         }
     }
 }
@@ -56,7 +77,7 @@ pub enum RequestError {
         reason: String,
     },
     /// A count or a length is over its limit.
-    #[error("{field}: {count} {unit} exceed the {batch}limit of {max}", unit = limit.unit(), batch = if *limit == Limit::Batch { "batch " } else { "" })]
+    #[error("{field}: {count} {unit} exceed the {kind}limit of {max}", unit = limit.unit(), kind = limit.kind())]
     TooLarge {
         /// The field, such as `entities` or `principal.id`.
         field: String,

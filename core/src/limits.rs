@@ -8,6 +8,8 @@
 //! Does not own: transport limits (message size, streams, timeouts): those belong to the
 //! front-ends that read bytes.
 
+use serde_json::Value;
+
 use crate::input::{CheckInput, EntityRef, Limit, RequestError};
 
 /// Default most checks in one batch.
@@ -22,9 +24,13 @@ pub const DEFAULT_MAX_ENTITY_PARENTS: usize = 32;
 pub const DEFAULT_MAX_PROPERTIES: usize = 100;
 /// Default longest type, id, action, property or attribute name, in bytes.
 pub const DEFAULT_MAX_STRING_BYTES: usize = 1024;
+/// Default most elements in one set or record of the context or of an entity's attributes.
+pub const DEFAULT_MAX_COLLECTION_ELEMENTS: usize = 1_000;
+/// Default most work one request may cause: its JSON values, entities and properties together.
+pub const DEFAULT_MAX_REQUEST_WORK: usize = 10_000;
 
-/// What one request may carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What one request may carry, and how far the caller's entities are trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// The most checks in one batch.
     pub max_batch: usize,
@@ -38,6 +44,37 @@ pub struct Limits {
     pub max_properties: usize,
     /// The longest type, id, action, property or attribute name, in bytes.
     pub max_string_bytes: usize,
+    /// The most elements in one set (JSON array) or record (JSON object) of the context or of
+    /// a request entity's attributes.
+    pub max_collection_elements: usize,
+    /// The most work one request may cause: every JSON value in its context and its entities'
+    /// attributes (each scalar, set and record counts one), plus its entities, plus its
+    /// properties. What a request costs grows with this sum; the bound keeps the worst admitted
+    /// request cheap (BENCHMARKS.md measures it).
+    pub max_request_work: usize,
+    /// How far entities supplied with a request are trusted.
+    pub request_entities: EntityTrust,
+    /// The entity types a request may supply; `None` allows any type.
+    pub request_entity_types: Option<Vec<String>>,
+}
+
+/// How far entities supplied with a request (`CheckInput::entities`) are trusted.
+///
+/// The threat: a caller that forwards end-user data as entities, or any client that reaches
+/// the port, could claim memberships the bundle manages (a role, a team, a folder) and be
+/// allowed by every policy that tests them (`principal in Role::"admin"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EntityTrust {
+    /// A request may describe entities the bundle does not know (their attributes) and chain
+    /// them to each other as parents, but never make any entity a member of an entity the
+    /// bundle knows (defines in its entity files, names in a tuple or a policy) or of one the
+    /// request does not supply itself.
+    #[default]
+    Attributes,
+    /// A request may also give an entity the bundle does not know any parents, the bundle's
+    /// roles and groups included (as Amazon Verified Permissions does): trust every caller
+    /// that can reach the port with every membership.
+    Full,
 }
 
 impl Default for Limits {
@@ -49,11 +86,110 @@ impl Default for Limits {
             max_entity_parents: DEFAULT_MAX_ENTITY_PARENTS,
             max_properties: DEFAULT_MAX_PROPERTIES,
             max_string_bytes: DEFAULT_MAX_STRING_BYTES,
+            max_collection_elements: DEFAULT_MAX_COLLECTION_ELEMENTS,
+            max_request_work: DEFAULT_MAX_REQUEST_WORK,
+            request_entities: EntityTrust::default(),
+            request_entity_types: None,
         }
     }
 }
 
+/// Counts a request's work while a front-end converts it, so that an oversized set or record
+/// is refused before it is converted, not after. Made by [`Limits::work_budget`]; the engine
+/// counts the same way when it checks a [`CheckInput`].
+#[derive(Debug)]
+pub struct WorkBudget {
+    max_collection_elements: usize,
+    max_work: usize,
+    spent: usize,
+}
+
+impl WorkBudget {
+    /// Spends `count` units (values, entities or properties); `field` names where, built only
+    /// when the budget is exceeded.
+    pub fn spend(
+        &mut self,
+        count: usize,
+        field: impl FnOnce() -> String,
+    ) -> Result<(), RequestError> {
+        self.spent = self.spent.saturating_add(count);
+        if self.spent > self.max_work {
+            return Err(RequestError::TooLarge {
+                field: field(),
+                limit: Limit::Work,
+                count: self.spent,
+                max: self.max_work,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks one set or record of `len` elements, and spends one unit for it: each element is
+    /// spent when it is visited.
+    pub fn collection(
+        &mut self,
+        len: usize,
+        field: impl Fn() -> String,
+    ) -> Result<(), RequestError> {
+        if len > self.max_collection_elements {
+            return Err(RequestError::TooLarge {
+                field: field(),
+                limit: Limit::CollectionElements,
+                count: len,
+                max: self.max_collection_elements,
+            });
+        }
+        self.spend(1, field)
+    }
+
+    /// Counts a JSON value: itself and everything inside it.
+    fn value(&mut self, value: &Value, path: &mut String) -> Result<(), RequestError> {
+        match value {
+            Value::Array(items) => {
+                self.collection(items.len(), || path.clone())?;
+                let len = path.len();
+                for (i, item) in items.iter().enumerate() {
+                    path.push_str(&format!("[{i}]"));
+                    self.value(item, path)?;
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            Value::Object(fields) => self.record(fields, path),
+            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {
+                self.spend(1, || path.clone())
+            }
+        }
+    }
+
+    /// Counts a record and its fields.
+    fn record(
+        &mut self,
+        fields: &serde_json::Map<String, Value>,
+        path: &mut String,
+    ) -> Result<(), RequestError> {
+        self.collection(fields.len(), || path.clone())?;
+        let len = path.len();
+        for (key, item) in fields {
+            path.push('.');
+            path.push_str(key);
+            self.value(item, path)?;
+            path.truncate(len);
+        }
+        Ok(())
+    }
+}
+
 impl Limits {
+    /// Returns an empty work budget under these limits.
+    pub fn work_budget(&self) -> WorkBudget {
+        WorkBudget {
+            max_collection_elements: self.max_collection_elements,
+            max_work: self.max_request_work,
+            spent: 0,
+        }
+    }
+
     /// Rejects a batch of `count` checks over [`Limits::max_batch`].
     pub fn check_batch_len(&self, count: usize) -> Result<(), RequestError> {
         if count > self.max_batch {
@@ -106,6 +242,28 @@ impl Limits {
         }
         if let Some((field, length)) = overlong_name(input, self.max_string_bytes) {
             return over(Limit::StringBytes, field, length, self.max_string_bytes);
+        }
+        let mut budget = self.work_budget();
+        budget.spend(input.entities.len() + input.properties.len(), || {
+            "entities".to_owned()
+        })?;
+        budget.record(&input.context, &mut "context".to_owned())?;
+        for (i, entity) in input.entities.iter().enumerate() {
+            budget.record(&entity.attrs, &mut format!("entities[{i}].attrs"))?;
+        }
+        if let Some(allowed) = &self.request_entity_types {
+            for (i, entity) in input.entities.iter().enumerate() {
+                if !allowed.contains(&entity.uid.entity_type) {
+                    return Err(RequestError::Invalid {
+                        field: format!("entities[{i}].uid.type"),
+                        reason: format!(
+                            "requests may not supply entities of type `{}` (allowed: {})",
+                            entity.uid.entity_type,
+                            allowed.join(", ")
+                        ),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -232,5 +390,39 @@ mod tests {
             batch.to_string(),
             "checks: 101 checks exceed the batch limit of 100"
         );
+    }
+
+    #[test]
+    fn a_large_set_or_a_costly_request_is_refused_by_its_limit() {
+        let limits = Limits {
+            max_collection_elements: 3,
+            max_request_work: 8,
+            ..Limits::default()
+        };
+        let mut input = request();
+        input.context = serde_json::json!({"ips": ["a", "b", "c", "d"]})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let error = limits.check_counts(&input).unwrap_err();
+        assert_eq!(error.limit(), Some(Limit::CollectionElements));
+        assert_eq!(
+            error.to_string(),
+            "context.ips: 4 elements exceed the set and record size limit of 3"
+        );
+        // Within each set's size, but more than the request's work: 1 entity, then the
+        // context record, two sets and their six values.
+        input.context = serde_json::json!({"a": [1, 2, 3], "b": [4, 5, 6]})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let error = limits.check_counts(&input).unwrap_err();
+        assert_eq!(error.limit(), Some(Limit::Work));
+        assert_eq!(
+            error.to_string(),
+            "context.b[1]: 9 units of work exceed the request work limit of 8"
+        );
+        input.context.remove("b");
+        assert_eq!(limits.check_counts(&input), Ok(()));
     }
 }

@@ -194,6 +194,19 @@ impl Snapshot {
         self.bundle.relations.userset_uid(entity_type, id, relation)
     }
 
+    /// Returns whether the bundle knows `uid`: defines it in its entity files, names it in a
+    /// tuple (as an object or a subject) or names it in a policy. Such an entity's memberships
+    /// are the bundle's to manage, not a request's.
+    pub fn knows_entity(&self, uid: &EntityUid) -> bool {
+        if self.bundle.entities.get(uid).is_some() || self.index.literal_entities.contains(uid) {
+            return true;
+        }
+        let tuples = &self.bundle.tuples;
+        tuples
+            .type_id(&uid.type_name().to_string())
+            .is_some_and(|entity_type| tuples.entity(entity_type, uid.id().unescaped()).is_some())
+    }
+
     /// Returns the most nested usersets one membership search follows.
     pub fn max_relation_depth(&self) -> u32 {
         self.max_relation_depth

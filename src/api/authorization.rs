@@ -86,7 +86,7 @@ pub trait ReloadControl: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug, Clone)]
 pub struct AuthorizationService {
     snapshots: Arc<SnapshotHandle>,
-    limits: Limits,
+    limits: Arc<Limits>,
     decision_log: DecisionLogSettings,
     reload: Option<Arc<dyn ReloadControl>>,
     /// One permit per core for deciding large batches on blocking threads (see
@@ -100,7 +100,7 @@ impl AuthorizationService {
     pub fn new(snapshots: Arc<SnapshotHandle>, limits: Limits) -> Self {
         Self {
             snapshots,
-            limits,
+            limits: Arc::new(limits),
             decision_log: DecisionLogSettings::default(),
             reload: None,
             batch_workers: Arc::new(tokio::sync::Semaphore::new(cores())),
@@ -129,7 +129,7 @@ impl AuthorizationService {
     fn call<T>(&self, served: Arc<Served>, request: &Request<T>) -> Call {
         Call {
             served,
-            limits: self.limits,
+            limits: Arc::clone(&self.limits),
             decision_log: self.decision_log,
             request_id: RequestId::of(request.metadata()),
             caller: request
@@ -145,7 +145,7 @@ impl AuthorizationService {
 struct Call {
     /// The one snapshot that answers the request (every check of a batch).
     served: Arc<Served>,
-    limits: Limits,
+    limits: Arc<Limits>,
     decision_log: DecisionLogSettings,
     request_id: RequestId,
     /// The API key's name, when keys are on.
@@ -197,14 +197,12 @@ fn decide(
     item: Item,
 ) -> Result<proto::CheckResponse, ApiError> {
     let started = Instant::now();
-    let decided = check_input(request, item)
-        .map_err(ApiError::from)
-        .and_then(|input| {
-            call.served
-                .snapshot
-                .check(input, &call.limits)
-                .map_err(|error| ApiError::Request(error.with_field_prefix(&item.to_string())))
-        });
+    let decided = check_input(request, item, &call.limits).and_then(|input| {
+        call.served
+            .snapshot
+            .check(input, &call.limits)
+            .map_err(|error| ApiError::Request(error.with_field_prefix(&item.to_string())))
+    });
     match decided {
         Ok(decision) => {
             observe(call, item, &decision, started.elapsed());

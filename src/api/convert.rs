@@ -8,8 +8,11 @@ use serde_json::{Map, Number, Value};
 
 use super::proto;
 use verdict_core::{
-    CheckInput, Decision, EntityInput, EntityRef, EvaluationError, Outcome, PropertyDecision,
+    CheckInput, Decision, EntityInput, EntityRef, EvaluationError, Limits, Outcome,
+    PropertyDecision, WorkBudget,
 };
+
+use super::error::ApiError;
 
 /// A protobuf message that cannot become an engine request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,8 +50,14 @@ impl std::fmt::Display for Item {
     }
 }
 
-/// Converts a `CheckRequest`; `item` prefixes field names in errors.
-pub fn check_input(request: proto::CheckRequest, item: Item) -> Result<CheckInput, ProtocolError> {
+/// Converts a `CheckRequest`; `item` prefixes field names in errors. Sets and records are
+/// counted against `limits` as they are converted, so an oversized one is refused before any
+/// of it is copied.
+pub fn check_input(
+    request: proto::CheckRequest,
+    item: Item,
+    limits: &Limits,
+) -> Result<CheckInput, ApiError> {
     let proto::CheckRequest {
         principal,
         action,
@@ -57,16 +66,18 @@ pub fn check_input(request: proto::CheckRequest, item: Item) -> Result<CheckInpu
         entities,
         properties,
     } = request;
+    let budget = &mut limits.work_budget();
+    let context = struct_to_map(context, || format!("{item}context"), budget)?;
     let entities = entities
         .into_iter()
         .enumerate()
-        .map(|(i, entity)| entity_input(entity, || format!("{item}entities[{i}]")))
+        .map(|(i, entity)| entity_input(entity, || format!("{item}entities[{i}]"), budget))
         .collect::<Result<_, _>>()?;
     Ok(CheckInput {
         principal: entity_ref(principal, || format!("{item}principal"))?,
         action,
         resource: entity_ref(resource, || format!("{item}resource"))?,
-        context: struct_to_map(context, || format!("{item}context"))?,
+        context,
         entities,
         properties,
     })
@@ -87,7 +98,8 @@ fn entity_ref(
 fn entity_input(
     entity: proto::Entity,
     field: impl Fn() -> String,
-) -> Result<EntityInput, ProtocolError> {
+    budget: &mut WorkBudget,
+) -> Result<EntityInput, ApiError> {
     let proto::Entity {
         uid,
         attrs,
@@ -95,7 +107,7 @@ fn entity_input(
     } = entity;
     Ok(EntityInput {
         uid: entity_ref(uid, || format!("{}.uid", field()))?,
-        attrs: struct_to_map(attrs, || format!("{}.attrs", field()))?,
+        attrs: struct_to_map(attrs, || format!("{}.attrs", field()), budget)?,
         parents: parents
             .into_iter()
             .enumerate()
@@ -109,9 +121,12 @@ fn entity_input(
 fn struct_to_map(
     value: Option<prost_types::Struct>,
     field: impl FnOnce() -> String,
-) -> Result<Map<String, Value>, ProtocolError> {
+    budget: &mut WorkBudget,
+) -> Result<Map<String, Value>, ApiError> {
     match value {
-        Some(value) if !value.fields.is_empty() => fields_to_map(value.fields, &mut field()),
+        Some(value) if !value.fields.is_empty() => {
+            fields_to_map(value.fields, &mut field(), budget)
+        }
         _ => Ok(Map::new()),
     }
 }
@@ -119,24 +134,35 @@ fn struct_to_map(
 fn fields_to_map(
     fields: std::collections::BTreeMap<String, prost_types::Value>,
     path: &mut String,
-) -> Result<Map<String, Value>, ProtocolError> {
+    budget: &mut WorkBudget,
+) -> Result<Map<String, Value>, ApiError> {
+    budget.collection(fields.len(), || path.clone())?;
     let len = path.len();
     let mut out = Map::with_capacity(fields.len());
     for (key, value) in fields {
         path.push('.');
         path.push_str(&key);
-        let value = to_json(value, path)?;
+        let value = to_json(value, path, budget)?;
         path.truncate(len);
         out.insert(key, value);
     }
     Ok(out)
 }
 
-fn to_json(value: prost_types::Value, path: &mut String) -> Result<Value, ProtocolError> {
-    let invalid = |path: &str, reason: &str| ProtocolError::Invalid {
-        field: path.to_owned(),
-        reason: reason.to_owned(),
+fn to_json(
+    value: prost_types::Value,
+    path: &mut String,
+    budget: &mut WorkBudget,
+) -> Result<Value, ApiError> {
+    let invalid = |path: &str, reason: &str| {
+        ApiError::from(ProtocolError::Invalid {
+            field: path.to_owned(),
+            reason: reason.to_owned(),
+        })
     };
+    if !matches!(value.kind, Some(Kind::StructValue(_) | Kind::ListValue(_))) {
+        budget.spend(1, || path.clone())?;
+    }
     // Recursion is bounded: prost refuses to decode messages nested more than 100 deep.
     match value.kind {
         None | Some(Kind::NullValue(_)) => Err(invalid(path, "null is not a Cedar value")),
@@ -145,13 +171,14 @@ fn to_json(value: prost_types::Value, path: &mut String) -> Result<Value, Protoc
         Some(Kind::NumberValue(n)) => Number::from_f64(n)
             .map(Value::Number)
             .ok_or_else(|| invalid(path, "not a finite number")),
-        Some(Kind::StructValue(s)) => fields_to_map(s.fields, path).map(Value::Object),
+        Some(Kind::StructValue(s)) => fields_to_map(s.fields, path, budget).map(Value::Object),
         Some(Kind::ListValue(list)) => {
+            budget.collection(list.values.len(), || path.clone())?;
             let len = path.len();
             let mut out = Vec::with_capacity(list.values.len());
             for (i, item) in list.values.into_iter().enumerate() {
                 path.push_str(&format!("[{i}]"));
-                out.push(to_json(item, path)?);
+                out.push(to_json(item, path, budget)?);
                 path.truncate(len);
             }
             Ok(Value::Array(out))
@@ -244,7 +271,7 @@ mod tests {
         let mut request = request_with_context(Vec::new());
         request.principal = None;
         assert_eq!(
-            check_input(request, Item::Batch(2))
+            check_input(request, Item::Batch(2), &Limits::default())
                 .unwrap_err()
                 .to_string(),
             "checks[2].principal: required field is missing"
@@ -258,11 +285,17 @@ mod tests {
                 values: vec![number(1.0), prost_types::Value { kind: None }],
             })),
         };
-        let err = check_input(request_with_context(vec![("xs", list)]), Item::Single).unwrap_err();
+        let err = check_input(
+            request_with_context(vec![("xs", list)]),
+            Item::Single,
+            &Limits::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "context.xs[1]: null is not a Cedar value");
         let err = check_input(
             request_with_context(vec![("n", number(f64::NAN))]),
             Item::Single,
+            &Limits::default(),
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "context.n: not a finite number");
@@ -281,11 +314,16 @@ mod tests {
         let input = check_input(
             request_with_context(vec![("n", number(42.0))]),
             Item::Single,
+            &Limits::default(),
         )
         .unwrap();
         assert!(snapshot.check(input, &limits).unwrap().is_allowed());
-        let input =
-            check_input(request_with_context(vec![("n", number(4.5))]), Item::Single).unwrap();
+        let input = check_input(
+            request_with_context(vec![("n", number(4.5))]),
+            Item::Single,
+            &Limits::default(),
+        )
+        .unwrap();
         let err = snapshot.check(input, &limits).unwrap_err();
         assert!(
             err.to_string()

@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 // The request limits' defaults are the library's: stated once, in `verdict_core`.
-use verdict_core::Limits;
 pub use verdict_core::{
-    DEFAULT_MAX_BATCH, DEFAULT_MAX_ENTITY_PARENTS, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_PROPERTIES,
-    DEFAULT_MAX_RELATION_DEPTH, DEFAULT_MAX_REQUEST_ENTITIES, DEFAULT_MAX_STRING_BYTES,
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_COLLECTION_ELEMENTS, DEFAULT_MAX_ENTITY_PARENTS,
+    DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_PROPERTIES, DEFAULT_MAX_RELATION_DEPTH,
+    DEFAULT_MAX_REQUEST_ENTITIES, DEFAULT_MAX_REQUEST_WORK, DEFAULT_MAX_STRING_BYTES,
 };
+use verdict_core::{EntityTrust, Limits};
 
 use super::{ConfigError, in_range, parse_duration};
 
@@ -22,6 +23,25 @@ const MAX_BATCH_CEILING: usize = 10_000;
 const MAX_MESSAGE_BYTES_CEILING: usize = 64 * 1024 * 1024;
 const MAX_RELATION_DEPTH_CEILING: u32 = 1_000;
 const MAX_JSON_DEPTH_CEILING: usize = 64;
+
+/// How far entities supplied with a request are trusted (`--request-entity-trust`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EntityTrustArg {
+    /// Requests may describe entities the bundle does not know and chain them to each other,
+    /// never claim a membership of an entity the bundle knows (roles, teams, folders).
+    Attributes,
+    /// Requests may also give their entities any parents, the bundle's roles included.
+    Full,
+}
+
+impl From<EntityTrustArg> for EntityTrust {
+    fn from(arg: EntityTrustArg) -> Self {
+        match arg {
+            EntityTrustArg::Attributes => Self::Attributes,
+            EntityTrustArg::Full => Self::Full,
+        }
+    }
+}
 
 /// Limits on what one request may ask and how many may run at once.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,6 +77,20 @@ pub struct LimitsArgs {
     /// Longest type, id, action, property or attribute name, in bytes.
     #[arg(long, env = "VERDICT_MAX_STRING_BYTES", default_value_t = DEFAULT_MAX_STRING_BYTES)]
     pub max_string_bytes: usize,
+    /// Most elements in one set or record of the context or of a request entity's attributes.
+    #[arg(long, env = "VERDICT_MAX_COLLECTION_ELEMENTS", default_value_t = DEFAULT_MAX_COLLECTION_ELEMENTS)]
+    pub max_collection_elements: usize,
+    /// Most work one request may cause: the values in its context and entity attributes, plus
+    /// its entities, plus its properties.
+    #[arg(long, env = "VERDICT_MAX_REQUEST_WORK", default_value_t = DEFAULT_MAX_REQUEST_WORK)]
+    pub max_request_work: usize,
+    /// How far request entities are trusted: `attributes` (no request may make an entity a
+    /// member of one the bundle knows) or `full` (any parents, as Verified Permissions).
+    #[arg(long, env = "VERDICT_REQUEST_ENTITY_TRUST", value_enum, default_value_t = EntityTrustArg::Attributes)]
+    pub request_entity_trust: EntityTrustArg,
+    /// Entity types requests may supply, comma-separated; empty allows any type.
+    #[arg(long, env = "VERDICT_REQUEST_ENTITY_TYPES", value_delimiter = ',')]
+    pub request_entity_types: Vec<String>,
 }
 
 /// The request limits, validated.
@@ -82,6 +116,14 @@ pub struct LimitsConfig {
     pub request_timeout: Duration,
     /// Longest name, in bytes.
     pub max_string_bytes: usize,
+    /// Most elements in one set or record.
+    pub max_collection_elements: usize,
+    /// Most work one request may cause.
+    pub max_request_work: usize,
+    /// How far request entities are trusted.
+    pub request_entity_trust: EntityTrust,
+    /// Entity types requests may supply; `None` allows any.
+    pub request_entity_types: Option<Vec<String>>,
 }
 
 impl LimitsArgs {
@@ -148,6 +190,20 @@ impl LimitsArgs {
                 1 << 20,
                 arg_id!(Self, max_string_bytes),
             )?,
+            max_collection_elements: in_range(
+                self.max_collection_elements,
+                1,
+                1_000_000,
+                arg_id!(Self, max_collection_elements),
+            )?,
+            max_request_work: in_range(
+                self.max_request_work,
+                1,
+                10_000_000,
+                arg_id!(Self, max_request_work),
+            )?,
+            request_entity_trust: self.request_entity_trust.into(),
+            request_entity_types: entity_types(self.request_entity_types)?,
         })
     }
 }
@@ -162,6 +218,31 @@ impl LimitsConfig {
             max_entity_parents: self.max_entity_parents,
             max_properties: self.max_properties,
             max_string_bytes: self.max_string_bytes,
+            max_collection_elements: self.max_collection_elements,
+            max_request_work: self.max_request_work,
+            request_entities: self.request_entity_trust,
+            request_entity_types: self.request_entity_types.clone(),
         }
     }
+}
+
+/// The type allow-list: `None` when unset; each entry a Cedar type name.
+fn entity_types(values: Vec<String>) -> Result<Option<Vec<String>>, ConfigError> {
+    let types: Vec<String> = values
+        .iter()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if types.is_empty() {
+        return Ok(None);
+    }
+    for name in &types {
+        if verdict_core::relations::parse_entity_type(name).is_err() {
+            return Err(ConfigError::Invalid {
+                arg: arg_id!(LimitsArgs, request_entity_types),
+                reason: format!("`{name}` is not a Cedar entity type (identifiers joined by `::`)"),
+            });
+        }
+    }
+    Ok(Some(types))
 }

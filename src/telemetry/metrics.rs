@@ -365,6 +365,10 @@ pub enum LimitBreach {
     JsonDepth,
     /// A type, id, action, property or attribute name longer than `--max-string-bytes`.
     StringLength,
+    /// A set or record with more elements than `--max-collection-elements`.
+    CollectionElements,
+    /// More values, entities and properties than `--max-request-work`.
+    RequestWork,
 }
 
 impl From<verdict_core::Limit> for LimitBreach {
@@ -377,13 +381,15 @@ impl From<verdict_core::Limit> for LimitBreach {
             Limit::Parents => Self::Parents,
             Limit::Properties => Self::Properties,
             Limit::StringBytes => Self::StringLength,
+            Limit::CollectionElements => Self::CollectionElements,
+            Limit::Work => Self::RequestWork,
         }
     }
 }
 
 impl LimitBreach {
     /// Every limit, for initialising the counters.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::MessageSize,
         Self::Decoding,
         Self::Deadline,
@@ -395,6 +401,8 @@ impl LimitBreach {
         Self::Properties,
         Self::JsonDepth,
         Self::StringLength,
+        Self::CollectionElements,
+        Self::RequestWork,
     ];
 
     /// Returns the label value.
@@ -411,6 +419,8 @@ impl LimitBreach {
             Self::Properties => "properties",
             Self::JsonDepth => "json_depth",
             Self::StringLength => "string_length",
+            Self::CollectionElements => "collection_elements",
+            Self::RequestWork => "request_work",
         }
     }
 }

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use cedar_policy::{
     ActionConstraint, Authorizer, Entities, Entity, EntityTypeName, EntityUid, PolicySet, Schema,
 };
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::action_scope::{self, ActionScopes};
 use super::references::{self, PolicyEntities};
@@ -28,8 +28,10 @@ pub(crate) struct Index {
     pub(crate) known_actions: Vec<EntityUid>,
     /// Every entity type the bundle names, parsed once.
     pub(crate) type_names: FxHashMap<Box<str>, EntityTypeName>,
-    /// Entities and usersets the policies name literally.
+    /// Entities and usersets the policies name literally that a slice may need.
     pub(crate) policy_entities: PolicyEntities,
+    /// Every entity a policy names literally (`Role::"admin"`).
+    pub(crate) literal_entities: FxHashSet<EntityUid>,
     /// For each bundle entity, the entities its attributes point at.
     pub(crate) entity_references: FxHashMap<EntityUid, Vec<EntityUid>>,
     /// For each known action, the policies that can apply and the attributes they read.
@@ -51,6 +53,11 @@ impl Index {
             &bundle.tuples,
         );
         let entity_references = references::entity_references(&bundle.entities);
+        let literal_entities = bundle
+            .policies
+            .policies()
+            .flat_map(|policy| policy.entity_literals())
+            .collect();
         let action_scopes =
             action_scope::build(&bundle.policies, &bundle.entities, known_actions.iter());
         Self {
@@ -58,6 +65,7 @@ impl Index {
             known_actions,
             type_names,
             policy_entities,
+            literal_entities,
             entity_references,
             action_scopes,
             authorizer: Authorizer::new(),

@@ -18,7 +18,7 @@ use super::json::{normalize_json, normalize_map};
 use crate::bundle::USERSET_TYPE;
 use crate::diagnostics::error_chain;
 use crate::input::{CheckInput, EntityInput, EntityRef, RequestError};
-use crate::limits::Limits;
+use crate::limits::{EntityTrust, Limits};
 use crate::relations::{parse_entity_type, parse_entity_uid};
 use crate::snapshot::Snapshot;
 
@@ -188,7 +188,7 @@ impl<'s> Prepared<'s> {
                 Ok((name, request))
             })
             .collect::<Result<Vec<_>, RequestError>>()?;
-        let supplied = supplied_entities(entities, snapshot)?;
+        let supplied = supplied_entities(entities, snapshot, limits.request_entities)?;
         let context_entities = if context_is_empty {
             Vec::new()
         } else {
@@ -363,7 +363,14 @@ fn action_uid(text: &str, snapshot: &Snapshot) -> Result<EntityUid, RequestError
 fn supplied_entities(
     inputs: Vec<EntityInput>,
     snapshot: &Snapshot,
+    trust: EntityTrust,
 ) -> Result<Vec<Entity>, RequestError> {
+    // Under `EntityTrust::Attributes`, the only parents a request may give are its own
+    // entities that the bundle does not know.
+    let own: FxHashSet<EntityRef> = match trust {
+        EntityTrust::Attributes => inputs.iter().map(|input| input.uid.clone()).collect(),
+        EntityTrust::Full => FxHashSet::default(),
+    };
     let mut seen = FxHashSet::default();
     let mut out = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.into_iter().enumerate() {
@@ -448,6 +455,23 @@ fn supplied_entities(
                         "`{parent_uid}` cannot be a parent: relations come from tuples, action groups from the schema"
                     ),
                 ));
+            }
+            if trust == EntityTrust::Attributes {
+                let reason = if snapshot.knows_entity(&parent_uid) {
+                    Some("the bundle manages its members")
+                } else if !own.contains(parent) {
+                    Some("a parent must be an entity of the same request")
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    return Err(invalid(
+                        parent_field,
+                        format!(
+                            "a request may not claim membership of `{parent_uid}`: {reason} (request entity trust is `attributes`)"
+                        ),
+                    ));
+                }
             }
             if seen_parents.insert(parent_uid) {
                 parents.push(json!({"type": parent.entity_type, "id": parent.id}));
