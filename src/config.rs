@@ -456,7 +456,7 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        assert_eq!(count, 39);
+        assert_eq!(count, 42);
     }
 
     #[test]
