@@ -30,7 +30,8 @@
 //! | `--max-bundle-bytes` | `VERDICT_MAX_BUNDLE_BYTES` | 4294967296 (4 GiB) |
 //! | `--allow-empty-bundle` | `VERDICT_ALLOW_EMPTY_BUNDLE` | `false` |
 //! | `--grpc-addr` | `VERDICT_GRPC_ADDR` | `127.0.0.1:50051` |
-//! | `--max-concurrent-streams` | `VERDICT_MAX_CONCURRENT_STREAMS` | 256 |
+//! | `--max-concurrent-streams` | `VERDICT_MAX_CONCURRENT_STREAMS` | 100 |
+//! | `--max-connections` | `VERDICT_MAX_CONNECTIONS` | 1024 |
 //! | `--max-header-list-bytes` | `VERDICT_MAX_HEADER_LIST_BYTES` | 16384 |
 //! | `--http2-keepalive-interval` | `VERDICT_HTTP2_KEEPALIVE_INTERVAL` | `30s` (`0` off) |
 //! | `--http2-keepalive-timeout` | `VERDICT_HTTP2_KEEPALIVE_TIMEOUT` | `10s` |
@@ -44,7 +45,9 @@
 //! | `--max-entity-parents` | `VERDICT_MAX_ENTITY_PARENTS` | 32 |
 //! | `--max-properties` | `VERDICT_MAX_PROPERTIES` | 100 |
 //! | `--max-concurrent-requests` | `VERDICT_MAX_CONCURRENT_REQUESTS` | 1024 |
+//! | `--max-concurrent-requests-per-connection` | `VERDICT_MAX_CONCURRENT_REQUESTS_PER_CONNECTION` | 64 |
 //! | `--request-timeout` | `VERDICT_REQUEST_TIMEOUT` | `5s` |
+//! | `--request-body-timeout` | `VERDICT_REQUEST_BODY_TIMEOUT` | `1s` |
 //! | `--max-string-bytes` | `VERDICT_MAX_STRING_BYTES` | 1024 |
 //! | `--log-format` | `VERDICT_LOG_FORMAT` | `text` |
 //! | (filter) | `VERDICT_LOG`, else `RUST_LOG` | `info` |
@@ -103,14 +106,16 @@ pub use bundle::{
 pub use caller_auth::{CallerAuthArgs, CallerAuthConfig};
 pub use decision_log::DecisionLogArgs;
 pub use limits::{
-    DEFAULT_MAX_BATCH, DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_ENTITY_PARENTS,
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_MAX_CONCURRENT_REQUESTS_PER_CONNECTION, DEFAULT_MAX_ENTITY_PARENTS,
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PROPERTIES, DEFAULT_MAX_REQUEST_ENTITIES,
-    DEFAULT_MAX_STRING_BYTES, DEFAULT_REQUEST_TIMEOUT, LimitsArgs, LimitsConfig,
+    DEFAULT_MAX_STRING_BYTES, DEFAULT_REQUEST_BODY_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, LimitsArgs,
+    LimitsConfig,
 };
 pub use listener::{
     DEFAULT_GRPC_ADDR, DEFAULT_HTTP2_KEEPALIVE_INTERVAL, DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTION_AGE,
-    DEFAULT_MAX_HEADER_LIST_BYTES, ListenerArgs, ListenerConfig,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_LIST_BYTES, ListenerArgs, ListenerConfig,
 };
 pub use reload::{
     DEFAULT_POLL_INTERVAL, DEFAULT_RELOAD_DEBOUNCE, DEFAULT_RELOAD_MAX_DELAY, ReloadArgs,
@@ -514,7 +519,7 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        assert_eq!(count, 47);
+        assert_eq!(count, 50);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! Owns: which services are served, how the transport is configured, and which background tasks
 //! run. Does not own: request handling (`api`), loading (`bundle`) or reloading (`reload`).
 
+mod accept;
+mod admission;
 mod auth;
 mod grpc_metrics;
 mod http;
@@ -21,7 +23,6 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use self::observe::Observe;
@@ -156,6 +157,20 @@ pub async fn run(
     }
     spawn_sighup_reload(Arc::clone(&reloader), background.clone());
 
+    let caps = accept::fit_to_open_file_limit(
+        accept::ConnectionCaps {
+            grpc: config.listener.max_connections,
+            http: accept::HTTP_MAX_CONNECTIONS,
+        },
+        accept::open_file_limit(),
+    );
+    if caps.grpc < config.listener.max_connections {
+        tracing::warn!(
+            max_connections = caps.grpc,
+            http_max_connections = caps.http,
+            "the open-file limit leaves room for fewer connections than --max-connections; raise it (ulimit -n) to allow more"
+        );
+    }
     let http_cancel = CancellationToken::new();
     let http_task = listeners.http.map(|listener| {
         let state = http::HttpState {
@@ -163,7 +178,8 @@ pub async fn run(
             metrics,
             shutting_down: Arc::clone(&shutting_down),
         };
-        tokio::spawn(http::serve(listener, state, http_cancel.clone()))
+        let acceptor = accept::Acceptor::new(listener, caps.http, "http");
+        tokio::spawn(http::serve(acceptor, state, http_cancel.clone()))
     });
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -181,10 +197,15 @@ pub async fn run(
     if config.reload.enable_rpc {
         service = service.with_reload(Arc::new(ReloadRpc(Arc::clone(&reloader))));
     }
-    let authorization = limits::shed_load(
+    let authorization = admission::Admission::new(
         AuthorizationServer::new(service)
             .max_decoding_message_size(config.limits.max_message_bytes),
-        config.limits.max_concurrent_requests,
+        admission::AdmissionSettings {
+            max_concurrent_requests: config.limits.max_concurrent_requests,
+            max_per_connection: config.limits.max_concurrent_requests_per_connection,
+            body_timeout: config.limits.request_body_timeout,
+            max_message_bytes: config.limits.max_message_bytes,
+        },
     );
 
     let shutdown_delay = config.shutdown.delay;
@@ -252,19 +273,22 @@ pub async fn run(
         draining_started.notify_one();
     };
     let idle = config.listener.idle_timeout;
+    let acceptor = accept::Acceptor::new(listeners.grpc, caps.grpc, "grpc");
     // The TLS accept loop ends when the server drops its incoming stream, or at the very end.
     let accept_cancel = CancellationToken::new();
     let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
         match tls {
             Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
-                tls.incoming(listeners.grpc, idle, accept_cancel.clone()),
+                tls.incoming(acceptor, idle, accept_cancel.clone()),
                 stop_accepting,
             )),
             None => Box::pin(router.serve_with_incoming_shutdown(
-                tokio_stream::StreamExt::map(
-                    TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
-                    move |accepted| accepted.map(|stream| limits::IdleTimeout::new(stream, idle)),
-                ),
+                tokio_stream::StreamExt::map(acceptor, move |accepted| {
+                    accepted.map(|stream| {
+                        let _ = stream.get_ref().set_nodelay(true);
+                        limits::IdleTimeout::new(stream, idle)
+                    })
+                }),
                 stop_accepting,
             )),
         };

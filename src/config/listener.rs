@@ -7,8 +7,12 @@ use super::{ConfigError, in_range, parse_duration};
 
 /// Default gRPC listen address: loopback only, so a default start exposes nothing.
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
-/// Default most HTTP/2 streams per connection.
-pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Default most HTTP/2 streams per connection: well below `--max-concurrent-requests` (1024),
+/// so a connection's open streams are a tenth of the server's request slots at most (and
+/// grpc-go's and Envoy's usual 100).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Default most open connections on a listener.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default largest header list, in bytes.
 pub const DEFAULT_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 /// Default HTTP/2 keepalive ping interval.
@@ -29,6 +33,10 @@ pub struct ListenerArgs {
     /// Most HTTP/2 streams per connection.
     #[arg(long, env = "VERDICT_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULT_MAX_CONCURRENT_STREAMS)]
     pub max_concurrent_streams: u32,
+    /// Most open connections on the gRPC listener; more are closed as they are accepted.
+    /// Lowered at startup to fit the open-file limit (`ulimit -n`).
+    #[arg(long, env = "VERDICT_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
     /// Largest header list of a request, in bytes.
     #[arg(long, env = "VERDICT_MAX_HEADER_LIST_BYTES", default_value_t = DEFAULT_MAX_HEADER_LIST_BYTES)]
     pub max_header_list_bytes: u32,
@@ -57,6 +65,8 @@ pub struct ListenerConfig {
     pub grpc_addr: SocketAddr,
     /// Most HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
+    /// Most open connections on the gRPC listener.
+    pub max_connections: usize,
     /// Largest header list, in bytes.
     pub max_header_list_bytes: u32,
     /// Keepalive ping interval; `None` is off.
@@ -86,6 +96,12 @@ impl ListenerArgs {
                 1,
                 100_000,
                 arg_id!(Self, max_concurrent_streams),
+            )?,
+            max_connections: in_range(
+                self.max_connections,
+                1,
+                1_000_000,
+                arg_id!(Self, max_connections),
             )?,
             max_header_list_bytes: in_range(
                 self.max_header_list_bytes,

@@ -4,9 +4,11 @@
 //! The status of a gRPC response is in its trailers, after the body, except for errors that
 //! carry no body ("trailers-only", the status in the headers). So the observer looks at the
 //! headers first and otherwise reads the trailers when they pass by in the body. A request
-//! dropped before its end (the client went away) counts as `CANCELLED`.
+//! dropped before its end counts as `DEADLINE_EXCEEDED` when the client's deadline (its
+//! `grpc-timeout` header) has passed, since tonic drops a request at its client's deadline,
+//! and as `CANCELLED` otherwise (the client reset the stream or went away).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::Frame;
@@ -65,21 +67,46 @@ fn status_code(headers: &HeaderMap) -> Option<&'static str> {
     Some(CODES.get(code).copied().unwrap_or("UNKNOWN"))
 }
 
+/// The time a `grpc-timeout` header gives (gRPC over HTTP/2: at most 8 digits and a unit,
+/// `H`, `M`, `S`, `m`, `u` or `n`); `None` when absent or malformed.
+fn client_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let digits = value.get(..value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    match value.as_bytes().last()? {
+        b'H' => Some(Duration::from_secs(amount * 3600)),
+        b'M' => Some(Duration::from_secs(amount * 60)),
+        b'S' => Some(Duration::from_secs(amount)),
+        b'm' => Some(Duration::from_millis(amount)),
+        b'u' => Some(Duration::from_micros(amount)),
+        b'n' => Some(Duration::from_nanos(amount)),
+        _ => None,
+    }
+}
+
 /// One gRPC call being timed: made when the request arrives, recorded once, with the status
-/// from the headers (trailers-only), from the trailers, or `CANCELLED` if dropped before
-/// either (the client went away before the response or before the end of the body).
+/// from the headers (trailers-only), from the trailers, or, if dropped before either,
+/// `DEADLINE_EXCEEDED` past the client's deadline and `CANCELLED` before it.
 pub(super) struct GrpcCall {
     method: &'static str,
     started: Instant,
+    /// When the client stops waiting, from its `grpc-timeout`.
+    client_deadline: Option<Instant>,
     recorded: bool,
 }
 
 impl GrpcCall {
     /// Starts timing `request`; every request is observed.
     pub(super) fn start(request: &http::Request<Body>) -> Option<Self> {
+        let started = Instant::now();
         Some(Self {
             method: method_label(request.uri().path()),
-            started: Instant::now(),
+            started,
+            client_deadline: client_timeout(request.headers())
+                .and_then(|timeout| started.checked_add(timeout)),
             recorded: false,
         })
     }
@@ -118,7 +145,14 @@ impl Observer for GrpcCall {
 
 impl Drop for GrpcCall {
     fn drop(&mut self) {
-        self.record("CANCELLED");
+        let past_deadline = self
+            .client_deadline
+            .is_some_and(|deadline| Instant::now() >= deadline);
+        self.record(if past_deadline {
+            "DEADLINE_EXCEEDED"
+        } else {
+            "CANCELLED"
+        });
     }
 }
 
@@ -134,6 +168,25 @@ mod tests {
         );
         assert_eq!(method_label("/evil/\u{1F600}"), "other");
         assert_eq!(method_label("/verdict.v1.Authorization/Nope"), "other");
+    }
+
+    #[test]
+    fn client_timeouts_are_read_in_every_unit() {
+        let timeout = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("grpc-timeout", value.parse().unwrap());
+            client_timeout(&headers)
+        };
+        assert_eq!(timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "S", "123456789S", "1x", "-1S", "1.5S"] {
+            assert_eq!(timeout(bad), None, "{bad}");
+        }
+        assert_eq!(client_timeout(&HeaderMap::new()), None);
     }
 
     #[test]

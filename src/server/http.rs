@@ -1,19 +1,36 @@
 //! The HTTP port: `/metrics` for Prometheus, `/healthz` (alive) and `/readyz` (a snapshot is
 //! serving and the server is not shutting down), for probes that do not speak gRPC.
+//!
+//! Served with hyper's HTTP/1 directly rather than `axum::serve`, which sets no timer and so no
+//! timeout at all (issue 15, finding 8: 500 connections sending nothing held for good). Here:
+//!
+//! - at most [`super::accept::HTTP_MAX_CONNECTIONS`] connections, with the accept backoff of
+//!   [`super::accept`];
+//! - a request's headers must arrive within [`HEADER_READ_TIMEOUT`] (a slowloris client that
+//!   sends part of a header line and then nothing is closed), and hyper arms the same timer
+//!   while a kept-alive connection waits for its next request, so it is the idle timeout too:
+//!   a scraper reconnects when its interval is longer, which costs nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::accept::Acceptor;
 use crate::serving::SnapshotHandle;
+
+/// The longest a client may take to send a request's headers, or to start its next request on
+/// a kept-alive connection.
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the HTTP handlers read.
 #[derive(Debug, Clone)]
@@ -59,9 +76,9 @@ async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
     }
 }
 
-/// Serves the HTTP port until `cancel` fires.
+/// Serves the HTTP port until `cancel` fires, then lets the requests in progress finish.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    mut acceptor: Acceptor,
     state: HttpState,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
@@ -70,7 +87,24 @@ pub(crate) async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let connection = tokio::select! {
+            () = cancel.cancelled() => break,
+            connection = acceptor.accept() => connection,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let served = graceful.watch(http.serve_connection(TokioIo::new(connection), service));
+        tokio::spawn(async move {
+            if let Err(error) = served.await {
+                tracing::debug!(%error, "http connection ended with an error");
+            }
+        });
+    }
+    drop(acceptor);
+    graceful.shutdown().await;
+    Ok(())
 }

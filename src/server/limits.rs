@@ -5,15 +5,16 @@
 //!   where tonic would answer OUT_OF_RANGE or INTERNAL (recognised by tonic's message text,
 //!   the only thing tonic 0.14 leaves to go on: see `decoding_failure`);
 //! - a deadline per request (`--request-timeout`): DEADLINE_EXCEEDED when it passes;
-//! - load shedding (`--max-concurrent-requests`): the Authorization service admits that many
-//!   requests at once across all connections and answers RESOURCE_EXHAUSTED beyond, at once,
-//!   rather than queueing; health and reflection are not limited, so probes keep answering;
 //! - an idle timeout on connections (`--idle-timeout`): a connection with no request in
-//!   progress for that long is closed.
+//!   progress for that long is closed;
+//! - each connection's [`ConnectionActivity`]: its requests in progress (for the idle timeout)
+//!   and its admitted Authorization requests (for `super::admission`'s per-connection cap).
+//!
+//! Admission (the message's arrival, and the global and per-connection request slots) is in
+//! `super::admission`; connection caps and accept backoff in `super::accept`.
 //!
 //! Every breach is counted in `verdict_limit_rejections_total{limit}`.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -26,10 +27,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tonic::body::Body;
 use tonic::codegen::http;
-use tonic::server::NamedService;
 use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
-use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
 use super::observe::Observer;
 use crate::telemetry::metrics::{LimitBreach, record_limit_breach};
@@ -142,84 +141,18 @@ where
     }
 }
 
-/// The Authorization service behind a global concurrency limit that sheds load instead of
-/// queueing: tower's load shedding over tower's global concurrency limit, with "overloaded"
-/// turned into a RESOURCE_EXHAUSTED answer.
-///
-/// Its `Service` is written by hand because tonic routes only a `NamedService` whose error is
-/// `Infallible`: the name needs a type of ours (the orphan rule keeps it off tower's), and no
-/// tower combinator turns a fallible service infallible (`map_result` and `map_err` would
-/// have to make an `Infallible` out of the shedder's error).
-#[derive(Clone)]
-pub(super) struct Shedding {
-    inner: tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, BoxError>,
-}
-
-impl std::fmt::Debug for Shedding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shedding").finish_non_exhaustive()
-    }
-}
-
-/// Puts `service` behind `max` requests in flight across all connections.
-pub(super) fn shed_load<S>(service: S, max: usize) -> Shedding
-where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let stack = ServiceBuilder::new()
-        .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(max))
-        .service(service.map_err(|never: Infallible| -> BoxError { match never {} }));
-    Shedding {
-        inner: tower::util::BoxCloneSyncService::new(stack),
-    }
-}
-
-fn overloaded() -> http::Response<Body> {
-    record_limit_breach(LimitBreach::Concurrency);
-    Status::resource_exhausted(
-        "too many requests in progress; retry with backoff (treat as deny meanwhile)",
-    )
-    .into_http()
-}
-
-impl Service<http::Request<Body>> for Shedding {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Load shedding is always ready (it refuses in `call` instead); the limit below it
-        // cannot fail. Either way, `call` turns any error into an answer.
-        match self.inner.poll_ready(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(_) => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let response = self.inner.call(request);
-        Box::pin(async move { Ok(response.await.unwrap_or_else(|_overloaded| overloaded())) })
-    }
-}
-
-impl NamedService for Shedding {
-    const NAME: &'static str = crate::server::AUTHORIZATION_SERVICE_NAME;
-}
-
 /// A connection closed after `idle` with no request in progress on it (grpc-go's
 /// `MaxConnectionIdle`): idleness counts from when the connection opened or its last request
 /// ended, whichever is later. Bytes alone do not count as activity: the server's keepalive
 /// pings are answered by every live client, so counting reads would keep an abandoned
 /// connection open forever. Requests are counted by [`track_request`], which finds this
 /// connection's [`ConnectionActivity`] through the connection info tonic puts in each request.
+///
+/// Every connection has its activity, with or without an idle timeout: admission counts each
+/// connection's requests there too.
 pub(super) struct IdleTimeout<IO> {
     inner: IO,
+    activity: Arc<ConnectionActivity>,
     /// `None` when idle connections may stay.
     timer: Option<IdleTimer>,
 }
@@ -229,17 +162,29 @@ pub(super) struct IdleTimeout<IO> {
 /// since it was set, it is set again for the rest.
 struct IdleTimer {
     idle: Duration,
-    activity: Arc<ConnectionActivity>,
     sleep: Pin<Box<Sleep>>,
 }
 
-/// Requests in progress on one connection and when the last one ended.
+/// Requests in progress on one connection and when the last one ended, and its admitted
+/// Authorization requests.
 #[derive(Debug)]
 pub(super) struct ConnectionActivity {
     opened: Instant,
     in_flight: AtomicUsize,
     /// When the last request ended, in milliseconds after `opened`.
     last_ended_ms: AtomicU64,
+    /// Authorization requests holding a request slot (see `super::admission`).
+    admitted: AtomicUsize,
+}
+
+/// One admitted request counted against its connection; uncounted when dropped.
+#[derive(Debug)]
+pub(super) struct ConnectionSlot(Arc<ConnectionActivity>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl ConnectionActivity {
@@ -248,7 +193,18 @@ impl ConnectionActivity {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_ended_ms: AtomicU64::new(0),
+            admitted: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts one more admitted request on this connection, unless `max` already are.
+    pub(super) fn try_admit(self: &Arc<Self>, max: usize) -> Option<ConnectionSlot> {
+        self.admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |admitted| {
+                (admitted < max).then_some(admitted + 1)
+            })
+            .ok()
+            .map(|_| ConnectionSlot(Arc::clone(self)))
     }
 
     /// When the connection went idle, or `None` while a request is in progress.
@@ -291,35 +247,37 @@ pub(super) struct TrackedConnectInfo<T> {
         reason = "nothing reads the peer address today; it stays with the connection for logs"
     )]
     inner: T,
-    activity: Option<Arc<ConnectionActivity>>,
+    activity: Arc<ConnectionActivity>,
 }
 
 /// The connection info tonic puts in requests, for plaintext and TLS connections.
 type PlainInfo = TrackedConnectInfo<TcpConnectInfo>;
 pub(super) type TlsInfo = TlsConnectInfo<TrackedConnectInfo<TcpConnectInfo>>;
 
-fn connection_activity<B>(request: &http::Request<B>) -> Option<&Arc<ConnectionActivity>> {
-    let extensions = request.extensions();
+/// The activity of the connection a request came on, from the connection info tonic puts in
+/// its extensions; `None` only for a request that did not come through Verdict's listeners.
+pub(super) fn connection_activity(
+    extensions: &http::Extensions,
+) -> Option<&Arc<ConnectionActivity>> {
     extensions
         .get::<PlainInfo>()
         .or_else(|| extensions.get::<TlsInfo>().map(TlsConnectInfo::get_ref))
-        .and_then(|info| info.activity.as_ref())
+        .map(|info| &info.activity)
 }
 
 /// Counts `request` (of any service) as in progress on its connection until its response
-/// ends, for the idle timeout: an observer in [`super::observe`]. `None` when the connection
-/// has no idle timeout.
+/// ends, for the idle timeout: an observer in [`super::observe`].
 pub(super) fn track_request(request: &http::Request<Body>) -> Option<RequestInProgress> {
-    connection_activity(request).map(RequestInProgress::start)
+    connection_activity(request.extensions()).map(RequestInProgress::start)
 }
 
 impl<IO> IdleTimeout<IO> {
     pub(super) fn new(inner: IO, idle: Option<Duration>) -> Self {
         Self {
             inner,
+            activity: Arc::new(ConnectionActivity::new()),
             timer: idle.map(|idle| IdleTimer {
                 idle,
-                activity: Arc::new(ConnectionActivity::new()),
                 sleep: Box::pin(tokio::time::sleep(idle)),
             }),
         }
@@ -343,7 +301,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for IdleTimeout<IO> {
                 return Poll::Pending;
             }
             let now = Instant::now();
-            let deadline = match timer.activity.idle_since() {
+            let deadline = match this.activity.idle_since() {
                 Some(since) => since + timer.idle,
                 None => now + timer.idle,
             };
@@ -395,7 +353,7 @@ impl<IO: Connected> Connected for IdleTimeout<IO> {
     fn connect_info(&self) -> Self::ConnectInfo {
         TrackedConnectInfo {
             inner: self.inner.connect_info(),
-            activity: self.timer.as_ref().map(|timer| Arc::clone(&timer.activity)),
+            activity: Arc::clone(&self.activity),
         }
     }
 }

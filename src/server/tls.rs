@@ -14,7 +14,8 @@
 //! holds neither the accept loop nor a request slot; at most [`MAX_PENDING_HANDSHAKES`] run at
 //! once, at most [`MAX_PENDING_HANDSHAKES_PER_IP`] of them from one address (so one host
 //! opening idle connections cannot take every slot), and connections beyond that are closed at
-//! once rather than queued.
+//! once rather than queued. Connections come from [`Acceptor`], with its cap on open
+//! connections and its backoff when accepting fails.
 //!
 //! `verdict_tls_certificate_expiry_timestamp_seconds` reports the serving certificate's
 //! expiry (alert on it: a rotation that silently stopped shows here first),
@@ -32,12 +33,13 @@ use rustls::RootCertStore;
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use super::accept::{Acceptor, Admitted};
 use super::limits::IdleTimeout;
 use crate::config::TlsFiles;
 use crate::telemetry::metrics;
@@ -296,31 +298,24 @@ impl TlsState {
         });
     }
 
-    /// Accepts TCP connections on `listener` and completes their handshakes, yielding the
+    /// Accepts TCP connections from `acceptor` and completes their handshakes, yielding the
     /// established TLS connections; stops when the stream is dropped or `cancel` fires.
     pub(crate) fn incoming(
         self: &Arc<Self>,
-        listener: TcpListener,
+        mut acceptor: Acceptor,
         idle: Option<Duration>,
         cancel: CancellationToken,
-    ) -> ReceiverStream<io::Result<TlsStream<IdleTimeout<tokio::net::TcpStream>>>> {
+    ) -> ReceiverStream<io::Result<TlsStream<IdleTimeout<Admitted<TcpStream>>>>> {
         let (tx, rx) = tokio::sync::mpsc::channel(128);
         let state = Arc::clone(self);
         tokio::spawn(async move {
             loop {
-                let accepted = tokio::select! {
+                let stream = tokio::select! {
                     () = cancel.cancelled() => return,
                     () = tx.closed() => return,
-                    accepted = listener.accept() => accepted,
+                    stream = acceptor.accept() => stream,
                 };
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+                let peer = stream.peer();
                 // Dropping the stream closes it: shed rather than queue.
                 let Some(peer_slot) = state.by_peer.try_take(peer.ip()) else {
                     metrics::record_tls_handshake_failure("overload");
@@ -332,7 +327,7 @@ impl TlsState {
                     tracing::debug!(%peer, "too many TLS handshakes pending; connection closed");
                     continue;
                 };
-                let _ = stream.set_nodelay(true);
+                let _ = stream.get_ref().set_nodelay(true);
                 let acceptor = TlsAcceptor::from(state.current.load_full());
                 let tx = tx.clone();
                 tokio::spawn(async move {

@@ -29,9 +29,10 @@ pub const RELATION_DEPTH_EXCEEDED_TOTAL: &str = "verdict_relation_depth_exceeded
 /// a handler (undecodable, over the size limit) show in [`GRPC_REQUESTS_TOTAL`] and
 /// [`LIMIT_REJECTIONS_TOTAL`] instead.
 pub const REJECTED_REQUESTS_TOTAL: &str = "verdict_rejected_requests_total";
-/// Requests refused by a limit, by `limit`: `message_size`, `decoding`, `deadline`,
-/// `concurrency`, `idle_connection`, `batch`, `entities`, `parents`, `properties`,
-/// `json_depth`, `string_length`.
+/// Requests (or connections) refused by a limit, by `limit`: `message_size`, `decoding`,
+/// `deadline`, `body_timeout`, `concurrency`, `connection_concurrency`, `connections`,
+/// `idle_connection`, `batch`, `entities`, `parents`, `properties`, `json_depth`,
+/// `string_length`.
 pub const LIMIT_REJECTIONS_TOTAL: &str = "verdict_limit_rejections_total";
 /// Requests that needed credentials, by `caller` (the key's name, `anonymous`, or
 /// `certificate` for a client identity the mTLS allow-lists refused) and `result` (`ok`,
@@ -349,8 +350,16 @@ pub enum LimitBreach {
     Decoding,
     /// No answer within `--request-timeout`.
     Deadline,
+    /// The message did not arrive within `--request-body-timeout` of the headers.
+    BodyTimeout,
     /// More requests in flight than `--max-concurrent-requests`: shed.
     Concurrency,
+    /// More requests in flight on one connection than
+    /// `--max-concurrent-requests-per-connection`: shed.
+    ConnectionConcurrency,
+    /// More open connections than a listener allows (`--max-connections` on the gRPC port):
+    /// the connection is closed as it is accepted.
+    Connections,
     /// A connection idle longer than `--idle-timeout`: closed.
     IdleConnection,
     /// More checks than `--max-batch`.
@@ -389,11 +398,14 @@ impl From<verdict_core::Limit> for LimitBreach {
 
 impl LimitBreach {
     /// Every limit, for initialising the counters.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 16] = [
         Self::MessageSize,
         Self::Decoding,
         Self::Deadline,
+        Self::BodyTimeout,
         Self::Concurrency,
+        Self::ConnectionConcurrency,
+        Self::Connections,
         Self::IdleConnection,
         Self::Batch,
         Self::Entities,
@@ -411,7 +423,10 @@ impl LimitBreach {
             Self::MessageSize => "message_size",
             Self::Decoding => "decoding",
             Self::Deadline => "deadline",
+            Self::BodyTimeout => "body_timeout",
             Self::Concurrency => "concurrency",
+            Self::ConnectionConcurrency => "connection_concurrency",
+            Self::Connections => "connections",
             Self::IdleConnection => "idle_connection",
             Self::Batch => "batch",
             Self::Entities => "entities",

@@ -22,7 +22,22 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn start(policies: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_verdict")), policies, extra)
+    }
+
+    /// Starts `verdict serve` with at most `open_files` open file descriptors (`ulimit -n`,
+    /// soft and hard, set by a shell that then execs the binary).
+    pub fn start_with_open_files(policies: &Path, extra: &[&str], open_files: u32) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {open_files} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_verdict"));
+        Self::spawn(command, policies, extra)
+    }
+
+    fn spawn(mut command: Command, policies: &Path, extra: &[&str]) -> Self {
+        let mut child = command
             .args([
                 "serve",
                 "--grpc-addr",
@@ -93,6 +108,13 @@ impl Verdict {
                 "http://{}",
                 self.grpc
             )))
+            .unwrap()
+    }
+
+    /// A client on a new connection, for a test's own runtime.
+    pub async fn client_async(&self) -> AuthorizationClient<tonic::transport::Channel> {
+        AuthorizationClient::connect(format!("http://{}", self.grpc))
+            .await
             .unwrap()
     }
 
