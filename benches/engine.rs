@@ -423,10 +423,10 @@ fn handler(c: &mut Criterion) {
 /// not, each from encoded bytes through the whole handler (protobuf decoding, conversion, limits,
 /// preparation, 101 evaluations). Issue 15's target: under 10 ms of CPU for the admitted one.
 ///
-/// The admitted request spends the default `--max-request-work` (10,000): 100 entities with one
-/// attribute each, 100 properties, and a context of ten sets (nine of 1,000 strings, one of 580)
-/// that the policies compare with `containsAny` and `containsAll` on every evaluation. The refused
-/// one is issue 15's attack: a 4 MB message whose context holds one set of 370,000 strings.
+/// The admitted requests spend the default `--max-request-work` in three shapes (below), over
+/// a context of ten sets that the policies compare with `containsAny` and `containsAll` on
+/// every evaluation. The refused one is issue 15's attack: a message just under 4 MiB whose
+/// context holds one set of 370,000 strings.
 fn worst_admitted_request(c: &mut Criterion) {
     use std::sync::Arc;
 
@@ -441,7 +441,7 @@ fn worst_admitted_request(c: &mut Criterion) {
         dir.path().join("worst.cedar"),
         r#"
 @id("sets") permit (principal, action == Action::"read", resource)
-when { context.s0.containsAny(context.s1) && context.s2.contains(principal.tag) };
+when { context.s0.containsAny(context.s1) || (principal has tag && context.s2.contains(principal.tag)) };
 @id("all") permit (principal, action == Action::"read", resource)
 when { context.s3.containsAll(context.s4) || context.s5.containsAny(context.s6) };
 @id("no-late") forbid (principal, action, resource)
@@ -474,27 +474,44 @@ when { context.s7.containsAny(context.s8) && context.s9.contains("late") };
         entities: Vec::new(),
         properties: Vec::new(),
     };
-    let mut admitted = with_context(
-        (0..10)
-            .map(|i| {
-                (
-                    format!("s{i}"),
-                    set(&format!("v{i}"), if i == 9 { 580 } else { 1_000 }),
-                )
+    // Shapes at the edge of the default work limit (2,500 values, entities and properties
+    // together): values only (2,489 strings in ten sets), 100 entities with an attribute each
+    // and the rest values, and 100 properties with the rest values.
+    let shape = |properties: usize, set_len: usize, last_len: usize, entities: usize| {
+        let mut request = with_context(
+            (0..10)
+                .map(|i| {
+                    let len = if i == 9 { last_len } else { set_len };
+                    (format!("s{i}"), set(&format!("v{i}"), len))
+                })
+                .collect(),
+        );
+        request.entities = (0..entities)
+            .map(|i| proto::Entity {
+                uid: Some(entity("User", &format!("e{i}"))),
+                attrs: Some(prost_types::Struct {
+                    fields: [("tag".to_owned(), string(format!("t{i}")))].into(),
+                }),
+                parents: Vec::new(),
             })
-            .collect(),
-    );
-    admitted.entities = (0..100)
-        .map(|i| proto::Entity {
-            uid: Some(entity("User", &format!("e{i}"))),
-            attrs: Some(prost_types::Struct {
-                fields: [("tag".to_owned(), string(format!("t{i}")))].into(),
-            }),
-            parents: Vec::new(),
-        })
-        .collect();
-    admitted.properties = (0..100).map(|i| format!("p{i}")).collect();
-    let refused = with_context(vec![("ips".to_owned(), set("10.0.0", 370_000))]);
+            .collect();
+        request.properties = (0..properties).map(|i| format!("p{i}")).collect();
+        request
+    };
+    // Units: 1 context record + 10 sets + their members, + 10 per entity (8 for itself, its
+    // attribute record, the value), + 1 per property.
+    let admitted = [
+        ("values", shape(0, 249, 248, 0)),
+        ("100-entities", shape(0, 149, 148, 100)),
+        ("100-properties", shape(100, 239, 238, 0)),
+    ];
+    // Short members, as the attack had them: the message stays under the 4 MiB size limit.
+    let members = prost_types::Value {
+        kind: Some(Kind::ListValue(prost_types::ListValue {
+            values: (0..370_000).map(|i: u32| string(i.to_string())).collect(),
+        })),
+    };
+    let refused = with_context(vec![("ips".to_owned(), members)]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -503,27 +520,35 @@ when { context.s7.containsAny(context.s8) && context.s9.contains("late") };
         let request = proto::CheckRequest::decode(bytes).unwrap();
         runtime.block_on(service.check(tonic::Request::new(request)))
     };
-    let admitted = admitted.encode_to_vec();
+    let admitted: Vec<(&str, Vec<u8>)> = admitted
+        .into_iter()
+        .map(|(name, request)| (name, request.encode_to_vec()))
+        .collect();
     let refused = refused.encode_to_vec();
-    // Both are what they claim before anything is timed.
-    let answer = run(&admitted).unwrap().into_inner();
-    assert_eq!(answer.properties.len(), 100);
+    assert!(refused.len() < verdict::config::DEFAULT_MAX_MESSAGE_BYTES);
+    // Each is what it claims before anything is timed: admitted and decided, or refused.
+    for (name, bytes) in &admitted {
+        let answer = run(bytes).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        eprintln!(
+            "worst admitted, {name}: {} bytes, {} properties decided",
+            bytes.len(),
+            answer.into_inner().properties.len()
+        );
+    }
     let status = run(&refused).unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(
         status.message().contains("set and record size limit"),
         "{status:?}"
     );
-    eprintln!(
-        "worst admitted request: {} bytes; refused large set: {} bytes",
-        admitted.len(),
-        refused.len()
-    );
+    eprintln!("refused large set: {} bytes", refused.len());
     let mut group = c.benchmark_group("limits/handler-from-bytes");
     group.sample_size(20);
-    group.bench_function("worst-admitted", |b| {
-        b.iter(|| black_box(run(black_box(&admitted)).unwrap()))
-    });
+    for (name, bytes) in &admitted {
+        group.bench_function(format!("worst-admitted/{name}"), |b| {
+            b.iter(|| black_box(run(black_box(bytes)).unwrap()))
+        });
+    }
     group.bench_function("large-set-refused", |b| {
         b.iter(|| black_box(run(black_box(&refused)).unwrap_err()))
     });

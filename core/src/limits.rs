@@ -26,8 +26,11 @@ pub const DEFAULT_MAX_PROPERTIES: usize = 100;
 pub const DEFAULT_MAX_STRING_BYTES: usize = 1024;
 /// Default most elements in one set or record of the context or of an entity's attributes.
 pub const DEFAULT_MAX_COLLECTION_ELEMENTS: usize = 1_000;
+/// Units of work one request entity counts for: building it (merging it with the bundle's data,
+/// checking it against the schema) costs about what reading eight values does.
+pub const ENTITY_WORK: usize = 8;
 /// Default most work one request may cause: its JSON values, entities and properties together.
-pub const DEFAULT_MAX_REQUEST_WORK: usize = 10_000;
+pub const DEFAULT_MAX_REQUEST_WORK: usize = 2_500;
 
 /// What one request may carry, and how far the caller's entities are trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,9 +51,10 @@ pub struct Limits {
     /// a request entity's attributes.
     pub max_collection_elements: usize,
     /// The most work one request may cause: every JSON value in its context and its entities'
-    /// attributes (each scalar, set and record counts one), plus its entities, plus its
-    /// properties. What a request costs grows with this sum; the bound keeps the worst admitted
-    /// request cheap (BENCHMARKS.md measures it).
+    /// attributes (each scalar, set and record counts one), plus [`ENTITY_WORK`] per entity,
+    /// plus one per property. What a request costs grows with this sum, mostly with its values (Cedar
+    /// reads each once, about 3 µs apiece); the default keeps the worst admitted request under
+    /// 10 ms of CPU (BENCHMARKS.md measures it).
     pub max_request_work: usize,
     /// How far entities supplied with a request are trusted.
     pub request_entities: EntityTrust,
@@ -244,9 +248,10 @@ impl Limits {
             return over(Limit::StringBytes, field, length, self.max_string_bytes);
         }
         let mut budget = self.work_budget();
-        budget.spend(input.entities.len() + input.properties.len(), || {
-            "entities".to_owned()
-        })?;
+        budget.spend(
+            input.entities.len() * ENTITY_WORK + input.properties.len(),
+            || "entities".to_owned(),
+        )?;
         budget.record(&input.context, &mut "context".to_owned())?;
         for (i, entity) in input.entities.iter().enumerate() {
             budget.record(&entity.attrs, &mut format!("entities[{i}].attrs"))?;
@@ -396,7 +401,7 @@ mod tests {
     fn a_large_set_or_a_costly_request_is_refused_by_its_limit() {
         let limits = Limits {
             max_collection_elements: 3,
-            max_request_work: 8,
+            max_request_work: 15,
             ..Limits::default()
         };
         let mut input = request();
@@ -410,7 +415,7 @@ mod tests {
             error.to_string(),
             "context.ips: 4 elements exceed the set and record size limit of 3"
         );
-        // Within each set's size, but more than the request's work: 1 entity, then the
+        // Within each set's size, but more than the request's work: 1 entity (8), then the
         // context record, two sets and their six values.
         input.context = serde_json::json!({"a": [1, 2, 3], "b": [4, 5, 6]})
             .as_object()
@@ -420,7 +425,7 @@ mod tests {
         assert_eq!(error.limit(), Some(Limit::Work));
         assert_eq!(
             error.to_string(),
-            "context.b[1]: 9 units of work exceed the request work limit of 8"
+            "context.b[1]: 16 units of work exceed the request work limit of 15"
         );
         input.context.remove("b");
         assert_eq!(limits.check_counts(&input), Ok(()));

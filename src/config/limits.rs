@@ -97,8 +97,8 @@ pub struct LimitsArgs {
     /// Most elements in one set or record of the context or of a request entity's attributes.
     #[arg(long, env = "VERDICT_MAX_COLLECTION_ELEMENTS", default_value_t = DEFAULT_MAX_COLLECTION_ELEMENTS)]
     pub max_collection_elements: usize,
-    /// Most work one request may cause: the values in its context and entity attributes, plus
-    /// its entities, plus its properties.
+    /// Most work one request may cause: the values in its context and entity attributes (1 each),
+    /// its entities (8 each) and its properties (1 each).
     #[arg(long, env = "VERDICT_MAX_REQUEST_WORK", default_value_t = DEFAULT_MAX_REQUEST_WORK)]
     pub max_request_work: usize,
     /// How far request entities are trusted: `attributes` (no request may make an entity a

@@ -5,12 +5,15 @@
 //! context and the caller's entities are read and whether they are valid. Limits and validation
 //! happen once, here; deciding a prepared request never fails on input.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy::{
     Context, Entity, EntityId, EntityTypeName, EntityUid, RequestValidationError,
     RestrictedExpression,
 };
+use cedar_policy_core::ast;
 use rustc_hash::FxHashSet;
 use serde_json::{Map, Value, json};
 
@@ -166,17 +169,38 @@ impl<'s> Prepared<'s> {
                 return Err(request_validation(error));
             }
         };
+        // Each property's request is the context plus `property`. Cedar's `Context::merge`
+        // would evaluate the whole context again for each one (100 properties over a large
+        // context cost a third of a second); sharing the evaluated values costs one map copy of
+        // the top-level attributes. The shapes are equal but for that string, so the schema
+        // validates the first and the rest are built without validating again.
+        let mut validated = false;
         let properties = properties
             .into_iter()
             .map(|name| {
-                let with_property = context
-                    .clone()
-                    .merge([(
-                        PROPERTY_CONTEXT_KEY.to_owned(),
-                        RestrictedExpression::new_string(name.clone()),
-                    )])
-                    .map_err(|e| invalid("properties", error_chain(&e)))?;
-                let request = cedar_request(with_property).map_err(|e| {
+                let with_property = match with_property(&context, &name) {
+                    Some(context) => context,
+                    None => context
+                        .clone()
+                        .merge([(
+                            PROPERTY_CONTEXT_KEY.to_owned(),
+                            RestrictedExpression::new_string(name.clone()),
+                        )])
+                        .map_err(|e| invalid("properties", error_chain(&e)))?,
+                };
+                let request = if validated {
+                    cedar_policy::Request::new(
+                        principal.clone(),
+                        action.clone(),
+                        resource.clone(),
+                        with_property,
+                        None,
+                    )
+                    .map_err(Box::new)
+                } else {
+                    cedar_request(with_property)
+                };
+                let request = request.map_err(|e| {
                     invalid(
                         "properties",
                         format!(
@@ -185,6 +209,7 @@ impl<'s> Prepared<'s> {
                         ),
                     )
                 })?;
+                validated = true;
                 Ok((name, request))
             })
             .collect::<Result<Vec<_>, RequestError>>()?;
@@ -192,7 +217,7 @@ impl<'s> Prepared<'s> {
         let context_entities = if context_is_empty {
             Vec::new()
         } else {
-            context_entities(&context, snapshot)
+            context_entities(&context)
         };
         Ok(Self {
             snapshot,
@@ -225,35 +250,36 @@ fn normalized(mut input: CheckInput, max_depth: usize) -> Result<CheckInput, Req
     Ok(input)
 }
 
-/// Returns the entities a context points at (`{"__entity": {"type", "id"}}` in Cedar's JSON).
-fn context_entities(context: &Context, snapshot: &Snapshot) -> Vec<EntityUid> {
-    fn walk(value: &Value, snapshot: &Snapshot, out: &mut Vec<EntityUid>) {
-        match value {
-            Value::Object(fields) => {
-                if let Some(Value::Object(reference)) = fields.get("__entity")
-                    && let (Some(Value::String(entity_type)), Some(Value::String(id))) =
-                        (reference.get("type"), reference.get("id"))
-                {
-                    let target = EntityRef {
-                        entity_type: entity_type.clone(),
-                        id: id.clone(),
-                    };
-                    if let Ok(uid) = entity_uid(&target, "context", snapshot) {
-                        out.push(uid);
-                    }
-                    return;
-                }
-                fields.values().for_each(|v| walk(v, snapshot, out));
+/// Returns the entities a context points at, from its evaluated values (no JSON round trip).
+fn context_entities(context: &Context) -> Vec<EntityUid> {
+    fn walk(value: &ast::Value, out: &mut Vec<EntityUid>) {
+        match &value.value {
+            ast::ValueKind::Lit(ast::Literal::EntityUID(uid)) => {
+                out.push(EntityUid::from(ast::EntityUID::clone(uid)));
             }
-            Value::Array(items) => items.iter().for_each(|v| walk(v, snapshot, out)),
-            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+            ast::ValueKind::Set(set) => set.authoritative.iter().for_each(|v| walk(v, out)),
+            ast::ValueKind::Record(fields) => fields.values().for_each(|v| walk(v, out)),
+            ast::ValueKind::Lit(_) | ast::ValueKind::ExtensionValue(_) => {}
         }
     }
     let mut out = Vec::new();
-    if let Ok(json) = context.to_json_value() {
-        walk(&json, snapshot, &mut out);
+    if let ast::Context::Value(attrs) = context.as_ref() {
+        attrs.values().for_each(|v| walk(v, &mut out));
     }
     out
+}
+
+/// Returns `context` with `property` set to `name`, sharing every other evaluated value; `None`
+/// for a context Cedar keeps unevaluated (partial evaluation only, not built here).
+fn with_property(context: &Context, name: &str) -> Option<Context> {
+    match context.as_ref() {
+        ast::Context::Value(attrs) => {
+            let mut attrs = BTreeMap::clone(attrs);
+            attrs.insert(PROPERTY_CONTEXT_KEY.into(), ast::Value::from(name));
+            Some(Context::from(ast::Context::Value(Arc::new(attrs))))
+        }
+        ast::Context::RestrictedResidual(_) => None,
+    }
 }
 
 fn request_validation(error: Box<RequestValidationError>) -> RequestError {
