@@ -16,6 +16,7 @@ use crate::engine::{Decision, Index, Prepared};
 use crate::input::{CheckInput, RequestError};
 use crate::limits::Limits;
 use crate::relations::TupleIndex;
+use crate::routes::{RouteMatch, RouteRefusal};
 
 /// The default bound on nested usersets followed by one membership search.
 pub const DEFAULT_MAX_RELATION_DEPTH: u32 = 32;
@@ -123,6 +124,29 @@ impl Snapshot {
         limits: &Limits,
     ) -> Result<Prepared<'_>, RequestError> {
         Prepared::new(self, input, limits)
+    }
+
+    /// Matches an HTTP request to the bundle's route table (`routes.yaml`): the action,
+    /// resource and context the request asks about, and the route's settings; or why there is
+    /// no route, which means deny (a bundle without route files refuses every request).
+    ///
+    /// `raw_path_and_query` is the request target as it arrived (`/v1/documents/d1?x=1`): it is
+    /// normalised here, and refused when it cannot be safely. `headers` looks up a header by
+    /// its lower-case name; only the headers the route lists are asked for. Pure: no I/O.
+    pub fn route<'s, 'h>(
+        &'s self,
+        method: &str,
+        raw_path_and_query: &str,
+        headers: &dyn Fn(&str) -> Option<&'h str>,
+    ) -> Result<RouteMatch<'s>, RouteRefusal> {
+        self.bundle
+            .routes
+            .route(method, raw_path_and_query, headers)
+    }
+
+    /// Returns the number of routes in the route table.
+    pub fn route_count(&self) -> usize {
+        self.bundle.routes.len()
     }
 
     /// Returns the content hash of the bundle's files: the consistency token in every answer.
