@@ -278,4 +278,70 @@ mod tests {
         let error = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap_err();
         assert_eq!(error.kind(), crate::LoadErrorKind::Invalid);
     }
+
+    #[test]
+    fn the_example_bundle_routes_its_api_to_checks() {
+        let policies = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies"));
+        let snapshot = Snapshot::load(policies, &LoadOptions::default()).unwrap();
+        assert!(snapshot.route_count() >= 10);
+        let headers = |name: &str| match name {
+            "x-acme-scopes" => Some("documents:read"),
+            _ => None,
+        };
+        let ask = |method: &str, path: &str, principal: &str| {
+            let matched = snapshot.route(method, path, &headers).unwrap();
+            let input = matched.into_check_input(crate::EntityRef::new("User", principal), vec![]);
+            snapshot
+                .check(input, &Limits::default())
+                .unwrap()
+                .is_allowed()
+        };
+        assert!(ask("GET", "/v1/documents/roadmap", "bob"));
+        assert!(!ask("DELETE", "/v1/documents/roadmap", "bob"));
+        assert!(ask("GET", "/v1/admin/users", "carol"));
+        assert!(!ask("DELETE", "/v1/admin/users/bob", "carol"));
+        assert!(ask("DELETE", "/v1/admin/users/bob", "erin"));
+        // No route: denied before any policy is asked.
+        assert_eq!(
+            snapshot
+                .route("GET", "/v1/admin/audit", &headers)
+                .unwrap_err(),
+            crate::RouteRefusal::NoRoute
+        );
+        assert_eq!(
+            snapshot
+                .route("GET", "/v1/documents/..%2fadmin/users", &headers)
+                .unwrap_err(),
+            crate::RouteRefusal::PathRefused(crate::PathRefusal::EncodedSlash)
+        );
+    }
+
+    #[test]
+    fn route_files_are_part_of_the_bundle_and_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.cedar"),
+            "permit (principal, action, resource);",
+        )
+        .unwrap();
+        let before = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
+        assert_eq!(before.route_count(), 0);
+        let routes = "routes:\n  - {method: GET, path: /x, action: read, resource: Api::\"x\"}\n";
+        std::fs::create_dir(dir.path().join("gateway")).unwrap();
+        std::fs::write(dir.path().join("gateway/x.routes.yaml"), routes).unwrap();
+        let after = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
+        assert_eq!(after.route_count(), 1);
+        assert_ne!(before.version(), after.version());
+
+        // A broken route file fails the whole load, with its position.
+        std::fs::write(dir.path().join("routes.yaml"), "routes:\n  - method: GET\n").unwrap();
+        let error = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: routes[0]: missing field `path`",
+                dir.path().join("routes.yaml:2:5").display()
+            )
+        );
+    }
 }
