@@ -241,7 +241,7 @@ pub(super) struct ContextKey(pub(super) String);
 impl Parse for ContextKey {
     const EXPECTING: &'static str = "a context key";
     fn parse(text: &str) -> Result<Self, String> {
-        if text == crate::engine::PROPERTY_CONTEXT_KEY {
+        if text == crate::input::PROPERTY_CONTEXT_KEY {
             Err(format!(
                 "`{text}` is set by Verdict for property-level checks; a route cannot set it"
             ))
