@@ -276,6 +276,10 @@ pub(crate) struct RouteTable {
     by_method: FxHashMap<String, Vec<usize>>,
 }
 
+/// The most errors found after parsing that are reported: each is located by parsing its
+/// file again, so a file of thousands of broken routes must not cost thousands of parses.
+const MAX_LOCATED_ERRORS: usize = 50;
+
 /// A compiled route and where it was written, while the table is built.
 struct Placed<'a> {
     route: Route,
@@ -326,6 +330,9 @@ impl RouteTable {
                 }
             };
             for (index, spec) in parsed.routes.into_iter().enumerate() {
+                if errors.len() >= MAX_LOCATED_ERRORS {
+                    break;
+                }
                 match compile(spec, schema) {
                     Ok(route) => placed.push(Placed {
                         route,
@@ -342,30 +349,38 @@ impl RouteTable {
         // Stable: routes of the same shape stay in file order, so a tie names the later one.
         placed.sort_by(|a, b| b.route.template.precedence(&a.route.template));
         for (i, later) in placed.iter().enumerate() {
-            let tied = placed[..i].iter().rev().take_while(|earlier| {
-                earlier.route.template.precedence(&later.route.template) == Ordering::Equal
-            });
-            for earlier in tied {
-                if let Some(method) = later
-                    .route
-                    .methods
-                    .iter()
-                    .find(|m| earlier.route.methods.contains(m))
-                {
-                    let at = match earlier.line() {
-                        Some(line) => format!("{}:{line}", earlier.source.path.display()),
-                        None => earlier.source.path.display().to_string(),
-                    };
-                    errors.push(later.error_at(
-                        "path",
-                        format!(
-                            "`{method} {}` ties with `{method} {}` at {at}: the same method and \
-                             the same shape, so one of them could never match",
-                            later.route.template.as_str(),
-                            earlier.route.template.as_str(),
-                        ),
-                    ));
-                }
+            if errors.len() >= MAX_LOCATED_ERRORS {
+                break;
+            }
+            // Only the nearest tie is reported: n copies of a route are n - 1 errors, not n².
+            let nearest_tie = placed[..i]
+                .iter()
+                .rev()
+                .take_while(|earlier| {
+                    earlier.route.template.precedence(&later.route.template) == Ordering::Equal
+                })
+                .find_map(|earlier| {
+                    let method = later
+                        .route
+                        .methods
+                        .iter()
+                        .find(|m| earlier.route.methods.contains(m))?;
+                    Some((earlier, method))
+                });
+            if let Some((earlier, method)) = nearest_tie {
+                let at = match earlier.line() {
+                    Some(line) => format!("{}:{line}", earlier.source.path.display()),
+                    None => earlier.source.path.display().to_string(),
+                };
+                errors.push(later.error_at(
+                    "path",
+                    format!(
+                        "`{method} {}` ties with `{method} {}` at {at}: the same method and \
+                         the same shape, so one of them could never match",
+                        later.route.template.as_str(),
+                        earlier.route.template.as_str(),
+                    ),
+                ));
             }
         }
         if !errors.is_empty() {

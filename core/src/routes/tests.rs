@@ -426,3 +426,17 @@ fn a_syntax_error_has_its_position() {
         ["b/routes.yaml:4:1: found unexpected end of stream".to_owned()]
     );
 }
+
+#[test]
+fn hundreds_of_copies_of_a_route_report_a_bounded_number_of_errors() {
+    let route = "  - {method: GET, path: /a, action: ListUsers, resource: Api::\"admin\"}\n";
+    let text = format!("routes:\n{}", route.repeat(200));
+    let errors = errors(&text);
+    assert_eq!(errors.len(), MAX_LOCATED_ERRORS);
+    assert!(
+        errors[0].starts_with("b/routes.yaml:3:25: "),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[0].contains("at b/routes.yaml:2:"), "{}", errors[0]);
+}
