@@ -20,8 +20,9 @@
 //! | `*.cedarschema`, `*.cedarschema.json` | optional schema (fragments are combined) |
 //! | `*.tuples` | relationship tuples, one per line |
 //! | `*.entities.json` | optional Cedar JSON entities: attributes and parents |
+//! | `routes.yaml`, `*.routes.yaml` | optional route table for gateways (`crate::routes`, docs/gateway.md); several files form one table |
 //!
-//! Anything else (README.md, `tests/*.yaml`) is ignored.
+//! Anything else (README.md, the decision tables in `tests/*.yaml`) is ignored.
 //!
 //! A bundle without a single policy denies every request; that is almost always an accident (a
 //! git-sync or ConfigMap mistake that deleted the files), so it is refused unless the caller
@@ -40,10 +41,11 @@ use cedar_policy::{Entities, PolicySet, Schema};
 use rustc_hash::FxHashMap;
 
 use crate::relations::TupleIndex;
+use crate::routes::{RouteError, RouteSource, RouteTable};
 
 pub use error::{InvalidBundle, LoadError, LoadErrorKind};
 pub(crate) use files::ReadLimits;
-pub use files::{fingerprint, is_bundle_file_name};
+pub use files::{fingerprint, is_bundle_file_name, is_route_file_name};
 pub use policies::PolicyLocation;
 pub(crate) use schema::{Relation, RelationCatalog, USERSET_TYPE};
 
@@ -68,6 +70,8 @@ pub(crate) struct Bundle {
     pub(crate) tuples: TupleIndex,
     /// The relations each entity type exposes as attributes.
     pub(crate) relations: RelationCatalog,
+    /// The route table (empty without route files).
+    pub(crate) routes: RouteTable,
     /// Schema validation warnings, for `verdict validate` and the startup log.
     pub(crate) warnings: Vec<String>,
 }
@@ -95,6 +99,7 @@ pub(crate) fn load(
     let schema = schema.map(|s| s.schema);
     let (entities, entity_count) =
         entities::load(&files.entities, schema.as_ref(), &relations, &mut errors);
+    let routes = load_routes(&files.routes, schema.as_ref(), &mut errors);
 
     // Only a bundle that is otherwise valid is called empty: a broken policy file is reported
     // as what it is.
@@ -121,6 +126,36 @@ pub(crate) fn load(
         entity_count,
         tuples,
         relations,
+        routes,
         warnings,
+    })
+}
+
+/// Builds the route table from every route file, checked against the schema when there is
+/// one; an empty table when there are none or they are invalid.
+fn load_routes(
+    files: &[files::BundleFile],
+    schema: Option<&Schema>,
+    errors: &mut Vec<LoadError>,
+) -> RouteTable {
+    let sources: Vec<RouteSource<'_>> = files
+        .iter()
+        .map(|file| RouteSource {
+            path: &file.path,
+            text: &file.text,
+        })
+        .collect();
+    RouteTable::build(&sources, schema).unwrap_or_else(|route_errors| {
+        errors.extend(route_errors.into_iter().map(
+            |RouteError {
+                 path,
+                 position,
+                 message,
+             }| match position {
+                Some((line, column)) => LoadError::at(path, line, column, message),
+                None => LoadError::file(path, message),
+            },
+        ));
+        RouteTable::default()
     })
 }

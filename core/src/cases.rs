@@ -101,7 +101,8 @@ impl CaseResult {
     }
 }
 
-/// Returns the case files of a bundle: `DIR/tests/*.yaml` and `*.yml`, sorted.
+/// Returns the case files of a bundle: `DIR/tests/*.yaml` and `*.yml`, sorted; route files
+/// (`routes.yaml`, `*.routes.yaml`) are the loader's, not decision tables.
 pub fn discover(bundle_dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let dir = bundle_dir.join("tests");
     let entries = std::fs::read_dir(&dir).map_err(|e| {
@@ -118,7 +119,11 @@ pub fn discover(bundle_dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
         let is_yaml = path
             .extension()
             .is_some_and(|ext| ext == "yaml" || ext == "yml");
-        if is_yaml {
+        let is_routes = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(crate::bundle::is_route_file_name);
+        if is_yaml && !is_routes {
             files.push(path);
         }
     }

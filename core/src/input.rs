@@ -10,6 +10,10 @@ use serde_json::{Map, Value};
 
 use crate::relations::{display_uid, parse_entity_uid};
 
+/// The context key that carries the property name in property-level checks: Verdict sets it,
+/// so a request (or a route) cannot.
+pub const PROPERTY_CONTEXT_KEY: &str = "property";
+
 /// Which limit a request broke: a closed set, for status codes and metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Limit {

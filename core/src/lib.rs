@@ -2,7 +2,7 @@
 //!
 //! A bundle is a directory of Cedar policies (`*.cedar`), an optional Cedar schema
 //! (`*.cedarschema`, `*.cedarschema.json`), Zanzibar-style relationship tuples (`*.tuples`) and
-//! entity data (`*.entities.json`). [`Snapshot::load`] reads and validates all of it, or
+//! entity data (`*.entities.json`), and for gateways an optional route table (`routes.yaml`). [`Snapshot::load`] reads and validates all of it, or
 //! reports every error with its file, line and column. A snapshot is immutable and
 //! `Send + Sync`: share it behind an `Arc` and ask it from any thread.
 //!
@@ -45,6 +45,7 @@
 //! | `snapshot` | assembling bundle data and engine indexes into a [`Snapshot`]; the one door | parsing |
 //! | `input` | what a caller asks ([`CheckInput`]) and what can be wrong with it ([`RequestError`]) | validation |
 //! | `limits` | input limits and their enforcement, in one place | |
+//! | `routes` | the route table: an HTTP method and path to a Cedar action and resource, path normalisation | reading files, principals |
 //! | [`cases`] | decision tables kept with a bundle (`tests/*.yaml`) | |
 //!
 //! This crate has no serving dependencies (no tokio, tonic, hyper, axum, tracing, metrics or
@@ -57,10 +58,12 @@ mod engine;
 mod input;
 mod limits;
 pub mod relations;
+mod routes;
 mod snapshot;
 
 pub use bundle::{
     InvalidBundle, LoadError, LoadErrorKind, PolicyLocation, fingerprint, is_bundle_file_name,
+    is_route_file_name,
 };
 pub use diagnostics::{error_chain, io_reason};
 pub use engine::{
@@ -72,6 +75,7 @@ pub use limits::{
     DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_PROPERTIES, DEFAULT_MAX_REQUEST_ENTITIES,
     DEFAULT_MAX_REQUEST_WORK, DEFAULT_MAX_STRING_BYTES, EntityTrust, Limits, WorkBudget,
 };
+pub use routes::{PathRefusal, PrincipalSource, Route, RouteMatch, RouteRefusal, UpstreamHeaders};
 pub use snapshot::{
     DEFAULT_MAX_BUNDLE_BYTES, DEFAULT_MAX_BUNDLE_FILE_BYTES, DEFAULT_MAX_RELATION_DEPTH,
     LoadOptions, Snapshot,

@@ -16,6 +16,7 @@ use crate::engine::{Decision, Index, Prepared};
 use crate::input::{CheckInput, RequestError};
 use crate::limits::Limits;
 use crate::relations::TupleIndex;
+use crate::routes::{RouteMatch, RouteRefusal};
 
 /// The default bound on nested usersets followed by one membership search.
 pub const DEFAULT_MAX_RELATION_DEPTH: u32 = 32;
@@ -123,6 +124,29 @@ impl Snapshot {
         limits: &Limits,
     ) -> Result<Prepared<'_>, RequestError> {
         Prepared::new(self, input, limits)
+    }
+
+    /// Matches an HTTP request to the bundle's route table (`routes.yaml`): the action,
+    /// resource and context the request asks about, and the route's settings; or why there is
+    /// no route, which means deny (a bundle without route files refuses every request).
+    ///
+    /// `raw_path_and_query` is the request target as it arrived (`/v1/documents/d1?x=1`): it is
+    /// normalised here, and refused when it cannot be safely. `headers` looks up a header by
+    /// its lower-case name; only the headers the route lists are asked for. Pure: no I/O.
+    pub fn route<'s, 'h>(
+        &'s self,
+        method: &str,
+        raw_path_and_query: &str,
+        headers: &dyn Fn(&str) -> Option<&'h str>,
+    ) -> Result<RouteMatch<'s>, RouteRefusal> {
+        self.bundle
+            .routes
+            .route(method, raw_path_and_query, headers)
+    }
+
+    /// Returns the number of routes in the route table.
+    pub fn route_count(&self) -> usize {
+        self.bundle.routes.len()
     }
 
     /// Returns the content hash of the bundle's files: the consistency token in every answer.
@@ -253,5 +277,71 @@ mod tests {
         std::fs::write(dir.path().join("a.cedar"), "permit (principal,").unwrap();
         let error = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap_err();
         assert_eq!(error.kind(), crate::LoadErrorKind::Invalid);
+    }
+
+    #[test]
+    fn the_example_bundle_routes_its_api_to_checks() {
+        let policies = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies"));
+        let snapshot = Snapshot::load(policies, &LoadOptions::default()).unwrap();
+        assert!(snapshot.route_count() >= 10);
+        let headers = |name: &str| match name {
+            "x-acme-scopes" => Some("documents:read"),
+            _ => None,
+        };
+        let ask = |method: &str, path: &str, principal: &str| {
+            let matched = snapshot.route(method, path, &headers).unwrap();
+            let input = matched.into_check_input(crate::EntityRef::new("User", principal), vec![]);
+            snapshot
+                .check(input, &Limits::default())
+                .unwrap()
+                .is_allowed()
+        };
+        assert!(ask("GET", "/v1/documents/roadmap", "bob"));
+        assert!(!ask("DELETE", "/v1/documents/roadmap", "bob"));
+        assert!(ask("GET", "/v1/admin/users", "carol"));
+        assert!(!ask("DELETE", "/v1/admin/users/bob", "carol"));
+        assert!(ask("DELETE", "/v1/admin/users/bob", "erin"));
+        // No route: denied before any policy is asked.
+        assert_eq!(
+            snapshot
+                .route("GET", "/v1/admin/audit", &headers)
+                .unwrap_err(),
+            crate::RouteRefusal::NoRoute
+        );
+        assert_eq!(
+            snapshot
+                .route("GET", "/v1/documents/..%2fadmin/users", &headers)
+                .unwrap_err(),
+            crate::RouteRefusal::PathRefused(crate::PathRefusal::EncodedSlash)
+        );
+    }
+
+    #[test]
+    fn route_files_are_part_of_the_bundle_and_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.cedar"),
+            "permit (principal, action, resource);",
+        )
+        .unwrap();
+        let before = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
+        assert_eq!(before.route_count(), 0);
+        let routes = "routes:\n  - {method: GET, path: /x, action: read, resource: Api::\"x\"}\n";
+        std::fs::create_dir(dir.path().join("gateway")).unwrap();
+        std::fs::write(dir.path().join("gateway/x.routes.yaml"), routes).unwrap();
+        let after = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
+        assert_eq!(after.route_count(), 1);
+        assert_ne!(before.version(), after.version());
+
+        // A broken route file fails the whole load, with its position.
+        std::fs::write(dir.path().join("routes.yaml"), "routes:\n  - method: GET\n").unwrap();
+        let error = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: routes[0]: missing field `path`",
+                dir.path().join("routes.yaml:2:5").display()
+            )
+        );
     }
 }

@@ -65,6 +65,7 @@ pub(super) struct BundleFiles {
     pub(super) schemas: Vec<BundleFile>,
     pub(super) tuples: Vec<BundleFile>,
     pub(super) entities: Vec<BundleFile>,
+    pub(super) routes: Vec<BundleFile>,
     /// Content hash of every file read, in path order.
     pub(super) version: String,
 }
@@ -75,11 +76,17 @@ enum FileKind {
     Schema,
     Tuples,
     Entities,
+    Routes,
 }
 
 /// Returns whether the loader reads a file of this name (by suffix).
 pub fn is_bundle_file_name(name: &str) -> bool {
     classify(name).is_some()
+}
+
+/// Returns whether a file of this name is a route file: `routes.yaml` or `*.routes.yaml`.
+pub fn is_route_file_name(name: &str) -> bool {
+    name == "routes.yaml" || name.ends_with(".routes.yaml")
 }
 
 fn classify(name: &str) -> Option<FileKind> {
@@ -91,6 +98,8 @@ fn classify(name: &str) -> Option<FileKind> {
         Some(FileKind::Tuples)
     } else if name.ends_with(".entities.json") {
         Some(FileKind::Entities)
+    } else if is_route_file_name(name) {
+        Some(FileKind::Routes)
     } else {
         None
     }
@@ -206,6 +215,7 @@ pub(super) fn read_bundle_dir(
             FileKind::Schema => files.schemas.push(file),
             FileKind::Tuples => files.tuples.push(file),
             FileKind::Entities => files.entities.push(file),
+            FileKind::Routes => files.routes.push(file),
         }
     }
     if !errors.is_empty() {

@@ -20,13 +20,11 @@ use serde_json::{Map, Value, json};
 use super::json::{normalize_json, normalize_map};
 use crate::bundle::USERSET_TYPE;
 use crate::diagnostics::error_chain;
+pub use crate::input::PROPERTY_CONTEXT_KEY;
 use crate::input::{CheckInput, EntityInput, EntityRef, RequestError};
 use crate::limits::{EntityTrust, Limits};
 use crate::relations::{parse_entity_type, parse_entity_uid};
 use crate::snapshot::Snapshot;
-
-/// The context key that carries the property name in property-level checks.
-pub const PROPERTY_CONTEXT_KEY: &str = "property";
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> RequestError {
     RequestError::Invalid {
