@@ -10,8 +10,10 @@
 mod authorization;
 mod convert;
 mod error;
+mod prescan;
 pub mod proto;
 
 pub use authorization::{AuthorizationService, Caller, CallerIsAdmin, ReloadAnswer, ReloadControl};
 pub use convert::ProtocolError;
 pub use error::ApiError;
+pub use prescan::{BATCH_CHECK_PATH, CHECK_PATH, prescan};

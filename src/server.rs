@@ -206,6 +206,7 @@ pub async fn run(
             body_timeout: config.limits.request_body_timeout,
             max_message_bytes: config.limits.max_message_bytes,
         },
+        Arc::new(config.limits.request_limits()),
     );
 
     let shutdown_delay = config.shutdown.delay;

@@ -236,7 +236,7 @@ async fn a_set_of_370000_elements_is_refused_by_its_size_limit() {
     assert!(
         status
             .message()
-            .ends_with("units of work exceed the request work limit of 2500"),
+            .ends_with("units of work exceed the request work limit of 2000"),
         "{}",
         status.message()
     );

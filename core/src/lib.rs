@@ -73,7 +73,8 @@ pub use input::{CheckInput, EntityInput, EntityRef, Limit, RequestError};
 pub use limits::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_COLLECTION_ELEMENTS, DEFAULT_MAX_ENTITY_PARENTS,
     DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_PROPERTIES, DEFAULT_MAX_REQUEST_ENTITIES,
-    DEFAULT_MAX_REQUEST_WORK, DEFAULT_MAX_STRING_BYTES, EntityTrust, Limits, WorkBudget,
+    DEFAULT_MAX_REQUEST_WORK, DEFAULT_MAX_STRING_BYTES, ENTITY_WORK, EntityTrust, Limits,
+    WorkBudget,
 };
 pub use routes::{PathRefusal, PrincipalSource, Route, RouteMatch, RouteRefusal, UpstreamHeaders};
 pub use snapshot::{

@@ -30,7 +30,7 @@ pub const DEFAULT_MAX_COLLECTION_ELEMENTS: usize = 1_000;
 /// checking it against the schema) costs about what reading eight values does.
 pub const ENTITY_WORK: usize = 8;
 /// Default most work one request may cause: its JSON values, entities and properties together.
-pub const DEFAULT_MAX_REQUEST_WORK: usize = 2_500;
+pub const DEFAULT_MAX_REQUEST_WORK: usize = 2_000;
 
 /// What one request may carry, and how far the caller's entities are trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]

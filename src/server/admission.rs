@@ -73,15 +73,22 @@ pub(super) struct Admission<S> {
     inner: S,
     slots: Arc<Semaphore>,
     settings: AdmissionSettings,
+    /// The request limits, for counting a message's values before it is decoded.
+    limits: Arc<verdict_core::Limits>,
 }
 
 impl<S> Admission<S> {
     /// Admits `inner`'s requests per `settings`.
-    pub(super) fn new(inner: S, settings: AdmissionSettings) -> Self {
+    pub(super) fn new(
+        inner: S,
+        settings: AdmissionSettings,
+        limits: Arc<verdict_core::Limits>,
+    ) -> Self {
         Self {
             inner,
             slots: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
             settings,
+            limits,
         }
     }
 }
@@ -107,6 +114,9 @@ enum Refusal {
     ConnectionBusy,
     /// Every slot of the server is taken.
     Overloaded,
+    /// The message, counted on the wire before decoding, breaks a request limit
+    /// (`--max-collection-elements`, `--max-request-work`).
+    Costly(verdict_core::RequestError),
 }
 
 impl Refusal {
@@ -147,6 +157,10 @@ impl Refusal {
                 Status::resource_exhausted(
                     "too many requests in progress on this connection; retry with backoff (treat as deny meanwhile)",
                 ),
+            ),
+            Self::Costly(error) => (
+                error.limit().map(LimitBreach::from),
+                Status::invalid_argument(error.to_string()),
             ),
             Self::Overloaded => (
                 Some(LimitBreach::Concurrency),
@@ -261,6 +275,7 @@ where
         let inner = self.inner.clone();
         let slots = Arc::clone(&self.slots);
         let settings = self.settings;
+        let limits = Arc::clone(&self.limits);
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let received = tokio::time::timeout(
@@ -273,6 +288,15 @@ where
                 Ok(message) => message,
                 Err(refusal) => return Ok(refusal.answer()),
             };
+            // Counted before decoding: decoding a large set is the cost it would bound.
+            if let Some(encoded) = message.get(PREFIX_BYTES..)
+                && let Err(error) = crate::api::prescan(parts.uri.path(), encoded, &limits)
+            {
+                crate::telemetry::metrics::record_rejection(
+                    crate::telemetry::metrics::Rejection::Invalid,
+                );
+                return Ok(Refusal::Costly(error).answer());
+            }
             // INVARIANT: both slots are taken only now that the message is in, and are held
             // until the answer is ready (the handler's work; the answer's body is one message).
             let connection_slot = match connection_activity(&parts.extensions) {
