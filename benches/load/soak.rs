@@ -601,6 +601,7 @@ pub(super) fn run_attacker(args: &[String]) {
     let started = Instant::now();
     let open = Arc::new(AtomicU64::new(0));
     let wanted = Arc::new(AtomicU64::new(0));
+    let large_answered = Arc::new(AtomicU64::new(0));
     let on = get("--attackers");
     let on: Vec<&str> = on.split(',').collect();
     let starvation = on.contains(&"starvation").then(|| {
@@ -613,17 +614,20 @@ pub(super) fn run_attacker(args: &[String]) {
     });
     let large_set = on.contains(&"large-set").then(|| {
         let stop = stop.clone();
-        std::thread::spawn(move || on_own_thread(large_sets(addr, plan, stop)))
+        let answered = Arc::clone(&large_answered);
+        std::thread::spawn(move || on_own_thread(large_sets(addr, plan, answered, stop)))
     });
     let churn = on.contains(&"churn").then(|| {
         let stop = stop.clone();
         std::thread::spawn(move || churn(&bundle, pid, plan, &stop))
     });
-    // Going: the header-only streams fill what the server allows, or 5 s passed.
+    // Going: the header-only streams fill what the server allows and the first large set has
+    // been answered (slow in an unoptimised test build), or 20 s passed.
     loop {
         let (open, wanted) = (open.load(Ordering::Relaxed), wanted.load(Ordering::Relaxed));
-        let filled = wanted > 0 && open >= wanted;
-        if filled || starvation.is_none() || started.elapsed() > Duration::from_secs(5) {
+        let filled = starvation.is_none() || (wanted > 0 && open >= wanted);
+        let answered = large_set.is_none() || large_answered.load(Ordering::Relaxed) > 0;
+        if (filled && answered) || started.elapsed() > Duration::from_secs(20) {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -1124,7 +1128,12 @@ fn large_set_frame() -> Bytes {
     Bytes::from(frame)
 }
 
-async fn large_sets(addr: SocketAddr, plan: Plan, stop: CancellationToken) -> LargeSet {
+async fn large_sets(
+    addr: SocketAddr,
+    plan: Plan,
+    answered: Arc<AtomicU64>,
+    stop: CancellationToken,
+) -> LargeSet {
     let frame = large_set_frame();
     let mut report = LargeSet {
         message_bytes: frame.len() as u64 - 5,
@@ -1154,6 +1163,7 @@ async fn large_sets(addr: SocketAddr, plan: Plan, stop: CancellationToken) -> La
             ) => outcome,
         };
         report.sent += 1;
+        answered.fetch_add(1, Ordering::Relaxed);
         report.round_trip_seconds += started.elapsed().as_secs_f64();
         match outcome {
             Ok(Some((status, message)))
