@@ -7,7 +7,12 @@
 //! LOAD_SECONDS=5 LOAD_TARGETS=verdict,noop cargo bench --bench load
 //! LOAD_MODES=check LOAD_IN_FLIGHT=64 LOAD_VERDICT_ARGS="--request-timeout 1s" cargo bench --bench load
 //! LOAD_DECISION_LOG=default LOAD_TARGETS=verdict cargo bench --bench load   # decision log on
+//! LOAD_MODES=soak LOAD_TARGETS=verdict cargo bench --bench load   # normal traffic under attack
 //! ```
+//!
+//! `LOAD_MODES=soak` runs the soak of `load/soak.rs` instead of the tables: normal traffic at
+//! half of Verdict's peak, alone and then while hostile clients and a churning bundle attack
+//! (`LOAD_SOAK_SECONDS`, 60; `LOAD_SOAK_ATTACKERS` to run only some of them).
 //!
 //! Verdict runs with metrics on and its decision log off (Cerbos runs with audit off);
 //! `LOAD_DECISION_LOG=default` keeps the shipped sampling, every deny and 1% of allows.
@@ -31,7 +36,8 @@
 //!
 //! Cerbos 0.55.0 is installed from npm (`@cerbos/cerbos-linux-x64`) into a scratch directory
 //! under the system temp dir on first use. `cargo test --benches` runs a smoke version: Verdict
-//! and the no-op server only, a few hundred requests each.
+//! and the no-op server only, a few hundred requests each, then the soak for 1.5 s with fewer
+//! attackers.
 
 #![allow(
     clippy::unwrap_used,
@@ -58,6 +64,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "common/owner_scenario.rs"]
 mod owner_scenario;
+#[path = "load/soak.rs"]
+mod soak;
 use owner_scenario::{Check, checks, expected, is_admin, owner, write_bundle};
 
 const CERBOS_VERSION: &str = "0.55.0";
@@ -224,7 +232,9 @@ impl Target {
 struct Server {
     child: Child,
     addr: SocketAddr,
-    _scratch: Option<tempfile::TempDir>,
+    /// Verdict's HTTP port (`/metrics`), when the caller waited for it.
+    metrics: Option<SocketAddr>,
+    scratch: Option<tempfile::TempDir>,
 }
 
 impl Drop for Server {
@@ -265,8 +275,20 @@ fn wait_for_addr(
 }
 
 fn start_verdict() -> Server {
+    start_verdict_with(&["--watch", "false", "--poll-interval", "0"], |_| {}, false)
+}
+
+/// Starts Verdict on the owner scenario's bundle, written into a scratch directory and then
+/// passed to `extra_files`; `reload` are the reload flags. With `wait_for_metrics`, also waits
+/// for the HTTP port's address (`Server::metrics`).
+fn start_verdict_with(
+    reload: &[&str],
+    extra_files: impl FnOnce(&Path),
+    wait_for_metrics: bool,
+) -> Server {
     let scratch = tempfile::tempdir().unwrap();
     write_bundle(scratch.path());
+    extra_files(scratch.path());
     let mut child = pinned(0, Path::new(env!("CARGO_BIN_EXE_verdict")))
         .args([
             "serve",
@@ -276,11 +298,8 @@ fn start_verdict() -> Server {
             "json",
             "--max-batch",
             "100",
-            "--watch",
-            "false",
-            "--poll-interval",
-            "0",
         ])
+        .args(reload)
         .arg("--policies")
         .arg(scratch.path())
         // The decision log off, as Cerbos runs with audit off; LOAD_DECISION_LOG=default keeps
@@ -310,21 +329,48 @@ fn start_verdict() -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let addr = wait_for_addr(child.stderr.take().unwrap(), |line| {
-        // Cheap for the decision log records that follow on the same pipe.
-        if !line.contains("grpc listening") {
-            return None;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    // Reads every line (the pipe must be drained), and sends each `<what> listening` address.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            // Cheap for the decision log records that follow on the same pipe.
+            if !line.contains(" listening") {
+                continue;
+            }
+            let Ok(record) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let message = record["fields"]["message"].as_str().unwrap_or_default();
+            let Some(what) = message.strip_suffix(" listening") else {
+                continue;
+            };
+            if let Some(addr) = record["fields"]["addr"]
+                .as_str()
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+            {
+                let _ = tx.send((what.to_owned(), addr));
+            }
         }
-        let record: serde_json::Value = serde_json::from_str(line).ok()?;
-        if record["fields"]["message"] != "grpc listening" {
-            return None;
-        }
-        record["fields"]["addr"].as_str()?.parse().ok()
     });
+    // The gRPC port is bound and logged first, then the HTTP port.
+    let (mut addr, mut metrics) = (None, None);
+    while addr.is_none() || (wait_for_metrics && metrics.is_none()) {
+        let (what, bound) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server did not report its address");
+        match what.as_str() {
+            "grpc" => addr = Some(bound),
+            "metrics" => metrics = Some(bound),
+            _ => {}
+        }
+    }
     Server {
         child,
-        addr,
-        _scratch: Some(scratch),
+        addr: addr.unwrap(),
+        metrics,
+        scratch: Some(scratch),
     }
 }
 
@@ -341,7 +387,8 @@ fn start_noop() -> Server {
     Server {
         child,
         addr,
-        _scratch: None,
+        metrics: None,
+        scratch: None,
     }
 }
 
@@ -417,7 +464,8 @@ fn start_cerbos() -> Server {
     Server {
         child,
         addr,
-        _scratch: Some(scratch),
+        metrics: None,
+        scratch: Some(scratch),
     }
 }
 
@@ -654,9 +702,24 @@ struct Measured {
     decisions: u64,
     errors: u64,
     first_error: Option<String>,
+    /// Open loop: requests never sent for want of a free slot (also counted in `errors`).
+    #[serde(default)]
+    skipped: u64,
+    /// Errors by their first word: the gRPC code, or `unexpected` for a wrong answer.
+    #[serde(default)]
+    failures: std::collections::BTreeMap<String, u64>,
     seconds: f64,
     /// Latency percentiles in microseconds: p50, p90, p99, p99.9.
     percentiles: [f64; 4],
+}
+
+/// The first word of a `send` error: the gRPC code (`DeadlineExceeded: …`), or `unexpected`.
+fn failure_kind(error: &str) -> String {
+    error
+        .split([':', ' '])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn percentiles(mut latencies: Vec<u64>) -> [f64; 4] {
@@ -744,6 +807,8 @@ async fn closed_loop(
         decisions,
         errors,
         first_error,
+        skipped: 0,
+        failures: Default::default(),
         seconds: measure.as_secs_f64(),
         percentiles: percentiles(all),
     }
@@ -806,6 +871,7 @@ async fn open_loop(
     let mut latencies = Vec::new();
     let (mut requests, mut decisions, mut errors) = (0, 0, skipped);
     let mut first_error = (skipped > 0).then(|| format!("{skipped} requests found no free slot"));
+    let mut failures = std::collections::BTreeMap::new();
     while let Some((latency, result)) = rx.recv().await {
         latencies.push(latency);
         requests += 1;
@@ -813,6 +879,7 @@ async fn open_loop(
             Ok(n) => decisions += n as u64,
             Err(e) => {
                 errors += 1;
+                *failures.entry(failure_kind(&e)).or_insert(0) += 1;
                 first_error.get_or_insert(e);
             }
         }
@@ -822,6 +889,8 @@ async fn open_loop(
         decisions,
         errors,
         first_error,
+        skipped,
+        failures,
         seconds: measured_from.elapsed().as_secs_f64(),
         percentiles: percentiles(latencies),
     }
@@ -882,6 +951,28 @@ fn measure(
     seconds: f64,
     rate: f64,
 ) -> Measured {
+    let measured = generate(target, addr, mode, in_flight, seconds, rate);
+    assert_eq!(
+        measured.errors,
+        0,
+        "{} {mode:?} at {in_flight} in flight: {} errors, first: {:?}",
+        target.name(),
+        measured.errors,
+        measured.first_error
+    );
+    measured
+}
+
+/// Runs one measurement in a generator process on CPU 1 and returns what it measured, errors
+/// included.
+fn generate(
+    target: Target,
+    addr: SocketAddr,
+    mode: Mode,
+    in_flight: usize,
+    seconds: f64,
+    rate: f64,
+) -> Measured {
     let output = pinned(1, &std::env::current_exe().unwrap())
         .args([
             "--generator",
@@ -906,16 +997,7 @@ fn measure(
         .output()
         .unwrap();
     assert!(output.status.success(), "the generator failed");
-    let measured: Measured = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(
-        measured.errors,
-        0,
-        "{} {mode:?} at {in_flight} in flight: {} errors, first: {:?}",
-        target.name(),
-        measured.errors,
-        measured.first_error
-    );
-    measured
+    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 /// The most requests the open-loop run keeps outstanding: far above what half the peak rate
@@ -933,6 +1015,9 @@ fn main() {
     }
     if args.iter().any(|a| a == "--generator") {
         return run_generator(&args);
+    }
+    if args.iter().any(|a| a == "--attacker") {
+        return soak::run_attacker(&args);
     }
     let full = args.iter().any(|a| a == "--bench");
     let seconds: f64 = std::env::var("LOAD_SECONDS")
@@ -952,6 +1037,7 @@ fn main() {
     let modes: Vec<Mode> = match std::env::var("LOAD_MODES") {
         Ok(list) => list
             .split(',')
+            .filter(|&m| m != "soak")
             .map(|m| {
                 if m == "batch" {
                     Mode::Batch
@@ -962,6 +1048,34 @@ fn main() {
             .collect(),
         Err(_) => vec![Mode::Check, Mode::Batch],
     };
+    // The soak (issue 15) runs when asked for, and briefly in test mode.
+    let soak = match std::env::var("LOAD_MODES") {
+        Ok(list) => list.split(',').any(|m| m == "soak"),
+        Err(_) => !full,
+    };
+    let peak = if modes.is_empty() {
+        0.0
+    } else {
+        tables(full, seconds, &targets, &concurrencies, &modes)
+    };
+    if soak {
+        if targets.contains(&Target::Verdict) {
+            soak::run(full, seconds, peak);
+        } else {
+            println!("soak: skipped, it runs against Verdict only (add it to LOAD_TARGETS)");
+        }
+    }
+}
+
+/// The throughput and latency tables; returns Verdict's peak unary throughput (0 if it was not
+/// measured).
+fn tables(
+    full: bool,
+    seconds: f64,
+    targets: &[Target],
+    concurrencies: &[usize],
+    modes: &[Mode],
+) -> f64 {
     println!(
         "load: {seconds} s per measurement; servers on CPU 0, generator on CPU 1; {} connections at most",
         CONNECTIONS_MAX
@@ -972,14 +1086,14 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut peak_verdict_check = 0.0f64;
     let mut open_loop_rates = Vec::new();
-    for &target in &targets {
+    for &target in targets {
         let server = match target {
             Target::Verdict => start_verdict(),
             Target::Noop => start_noop(),
             Target::Cerbos => start_cerbos(),
         };
-        for &mode in &modes {
-            for &in_flight in &concurrencies {
+        for &mode in modes {
+            for &in_flight in concurrencies {
                 let m = measure(target, server.addr, mode, in_flight, seconds, 0.0);
                 let rps = m.requests as f64 / m.seconds;
                 if target == Target::Verdict && mode == Mode::Check {
@@ -1015,6 +1129,7 @@ fn main() {
             print_open_loop(Target::Noop, &noop, rate, share, seconds);
         }
     }
+    peak_verdict_check
 }
 
 /// Runs the open loop at `rate` (`share` of Verdict's peak) against `server` and prints its row.
