@@ -468,11 +468,20 @@ fn check_the_attack_happened(full: bool, report: &AttackReport, before: &str, af
             "the HTTP port kept every slowloris connection: {l:?}"
         );
     }
-    let updated = metric(after, "verdict_reloads_total", r#"result="updated""#)
-        - metric(before, "verdict_reloads_total", r#"result="updated""#);
+    let reloads = |result: &str| {
+        let label = format!("result=\"{result}\"");
+        metric(after, "verdict_reloads_total", &label)
+            - metric(before, "verdict_reloads_total", &label)
+    };
+    // A full run must swap snapshots in; a test-mode run's unoptimised server may find every
+    // read disturbed by the next rewrite (a reload refused as `unstable`, by design), so there
+    // any reload attempt shows the churn reached it.
+    let updated = reloads("updated");
+    let attempted = updated + reloads("unchanged") + reloads("failed");
+    let reloaded = if full { updated } else { attempted };
     assert!(
-        !on("churn") || (report.churn.rewrites > 0 && updated > 0.0),
-        "the churn did not reload the server: {:?}, {updated} reloads",
+        !on("churn") || (report.churn.rewrites > 0 && reloaded > 0.0),
+        "the churn did not reload the server: {:?}, {updated} updated, {attempted} attempted",
         report.churn
     );
 }

@@ -5,7 +5,9 @@
 //! This walks the encoded `CheckRequest` (or each check of a `BatchCheckRequest`) once, without
 //! allocating, and applies the same [`WorkBudget`] the conversion and `Snapshot::check` apply,
 //! so a request over `--max-collection-elements` or `--max-request-work` is refused for the
-//! price of reading its bytes. Anything it cannot read is left for the decoder to refuse.
+//! price of reading its bytes. Anything it cannot read is left for the decoder to refuse, and
+//! so is nesting deeper than the decoder accepts ([`MAX_NESTING`]): the walk stops there, so a
+//! hostile message cannot exhaust the stack.
 //!
 //! The messages it reads (field numbers from `proto/verdict/v1/authorization.proto` and
 //! `google/protobuf/struct.proto`): `BatchCheckRequest.checks = 1`; `CheckRequest.context = 4`
@@ -13,9 +15,13 @@
 //! `Struct.fields = 1` (map entries: `key = 1`, `value = 2`); `Value.struct_value = 5`,
 //! `list_value = 6`, scalars otherwise; `ListValue.values = 1`.
 
-use verdict_core::{ENTITY_WORK, Limits, RequestError, WorkBudget};
+use verdict_core::{ENTITY_WORK, Limit, Limits, RequestError, WorkBudget};
 
 use super::convert::Item;
+
+/// The deepest nesting of records and lists the walk follows: prost refuses to decode messages
+/// nested deeper than 100 levels, so beyond that there is nothing to count.
+const MAX_NESTING: usize = 100;
 
 /// The gRPC paths whose messages are counted.
 pub const CHECK_PATH: &str = "/verdict.v1.Authorization/Check";
@@ -56,6 +62,31 @@ fn check_request(message: &[u8], item: Item, limits: &Limits) -> Result<(), Requ
             _ => {}
         }
     }
+    // The counts first, as `Snapshot::check` checks them, so the same request gets the same
+    // error whichever counts it.
+    for (count, max, limit, field) in [
+        (
+            entities,
+            limits.max_request_entities,
+            Limit::Entities,
+            "entities",
+        ),
+        (
+            properties,
+            limits.max_properties,
+            Limit::Properties,
+            "properties",
+        ),
+    ] {
+        if count > max {
+            return Err(RequestError::TooLarge {
+                field: format!("{item}{field}"),
+                limit,
+                count,
+                max,
+            });
+        }
+    }
     budget.spend(entities * ENTITY_WORK + properties, || {
         format!("{item}entities")
     })?;
@@ -64,17 +95,19 @@ fn check_request(message: &[u8], item: Item, limits: &Limits) -> Result<(), Requ
     while let Some((field, value)) = reader.field() {
         match (field, value) {
             (4, Wire::Bytes(context)) => {
-                record(context, &mut format!("{item}context"), &mut budget)?;
+                record(
+                    context,
+                    &mut format!("{item}context"),
+                    &mut budget,
+                    MAX_NESTING,
+                )?;
             }
             (5, Wire::Bytes(bytes)) => {
                 let mut fields = Reader(bytes);
                 while let Some((field, value)) = fields.field() {
                     if let (2, Wire::Bytes(attrs)) = (field, value) {
-                        record(
-                            attrs,
-                            &mut format!("{item}entities[{entity}].attrs"),
-                            &mut budget,
-                        )?;
+                        let path = &mut format!("{item}entities[{entity}].attrs");
+                        record(attrs, path, &mut budget, MAX_NESTING)?;
                     }
                 }
                 entity += 1;
@@ -85,8 +118,16 @@ fn check_request(message: &[u8], item: Item, limits: &Limits) -> Result<(), Requ
     Ok(())
 }
 
-/// Counts a `Struct`: itself, then each field's value.
-fn record(bytes: &[u8], path: &mut String, budget: &mut WorkBudget) -> Result<(), RequestError> {
+/// Counts a `Struct`: itself, then each field's value, at most `depth` levels down.
+fn record(
+    bytes: &[u8],
+    path: &mut String,
+    budget: &mut WorkBudget,
+    depth: usize,
+) -> Result<(), RequestError> {
+    let Some(depth) = depth.checked_sub(1) else {
+        return Ok(());
+    };
     let len = Reader(bytes).count(1);
     budget.collection(len, || path.clone())?;
     let mut entries = Reader(bytes);
@@ -106,18 +147,26 @@ fn record(bytes: &[u8], path: &mut String, budget: &mut WorkBudget) -> Result<()
         }
         path.push('.');
         path.push_str(key);
-        self::value(item.unwrap_or_default(), path, budget)?;
+        self::value(item.unwrap_or_default(), path, budget, depth)?;
         path.truncate(base);
     }
     Ok(())
 }
 
 /// Counts a `Value`: a scalar counts one; a record or a list counts one and its members.
-fn value(bytes: &[u8], path: &mut String, budget: &mut WorkBudget) -> Result<(), RequestError> {
+fn value(
+    bytes: &[u8],
+    path: &mut String,
+    budget: &mut WorkBudget,
+    depth: usize,
+) -> Result<(), RequestError> {
+    let Some(depth) = depth.checked_sub(1) else {
+        return Ok(());
+    };
     let mut reader = Reader(bytes);
     while let Some((field, wire)) = reader.field() {
         match (field, wire) {
-            (5, Wire::Bytes(fields)) => return record(fields, path, budget),
+            (5, Wire::Bytes(fields)) => return record(fields, path, budget, depth),
             (6, Wire::Bytes(list)) => {
                 let len = Reader(list).count(1);
                 budget.collection(len, || path.clone())?;
@@ -127,7 +176,7 @@ fn value(bytes: &[u8], path: &mut String, budget: &mut WorkBudget) -> Result<(),
                 while let Some((field, wire)) = items.field() {
                     if let (1, Wire::Bytes(item)) = (field, wire) {
                         path.push_str(&format!("[{index}]"));
-                        self::value(item, path, budget)?;
+                        self::value(item, path, budget, depth)?;
                         path.truncate(base);
                         index += 1;
                     }
@@ -277,6 +326,43 @@ mod tests {
         };
         let error = prescan(CHECK_PATH, &request(1_000).encode_to_vec(), &tight).unwrap_err();
         assert_eq!(error.limit(), Some(verdict_core::Limit::Work));
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_decoder_accepts_is_not_followed() {
+        // 100,000 levels of `{"a": {"a": …}}`, encoded by hand (prost would refuse to encode
+        // what it cannot decode).
+        let mut value: Vec<u8> = vec![0x1a, 0x01, b'x']; // Value { string_value: "x" }
+        for _ in 0..100_000 {
+            let mut entry = vec![0x0a, 0x01, b'a', 0x12];
+            varint(value.len(), &mut entry);
+            entry.extend_from_slice(&value);
+            let mut fields = vec![0x0a];
+            varint(entry.len(), &mut fields);
+            fields.extend_from_slice(&entry);
+            let mut wrapped = vec![0x2a];
+            varint(fields.len(), &mut wrapped);
+            wrapped.extend_from_slice(&fields);
+            value = wrapped;
+        }
+        let mut message = vec![0x22];
+        // The context is a Struct: the value's struct_value payload.
+        let fields = &value[1 + varint_len(&value[1..])..];
+        varint(fields.len(), &mut message);
+        message.extend_from_slice(fields);
+        assert_eq!(prescan(CHECK_PATH, &message, &Limits::default()), Ok(()));
+    }
+
+    fn varint(mut n: usize, out: &mut Vec<u8>) {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+
+    fn varint_len(bytes: &[u8]) -> usize {
+        bytes.iter().take_while(|b| **b & 0x80 != 0).count() + 1
     }
 
     #[test]
