@@ -2,8 +2,9 @@
 //!
 //! A bundle is a directory of Cedar policies (`*.cedar`), an optional Cedar schema
 //! (`*.cedarschema`, `*.cedarschema.json`), Zanzibar-style relationship tuples (`*.tuples`) and
-//! entity data (`*.entities.json`), and for gateways an optional route table (`routes.yaml`). [`Snapshot::load`] reads and validates all of it, or
-//! reports every error with its file, line and column. A snapshot is immutable and
+//! entity data (`*.entities.json`), and for gateways an optional route table (`routes.yaml`).
+//! [`Snapshot::load`] reads and validates all of it, or reports every error with its file, line
+//! and column. A snapshot is immutable and
 //! `Send + Sync`: share it behind an `Arc` and ask it from any thread.
 //!
 //! Every question goes through one door, [`Snapshot::check`] (and [`Snapshot::check_batch`]
