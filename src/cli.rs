@@ -40,7 +40,13 @@ pub const EXIT_USAGE: u8 = 64;
 ///
 /// Without a subcommand, `verdict` serves the bundle in `./policies` (like `verdict serve`).
 #[derive(Debug, Parser)]
-#[command(name = "verdict", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "verdict",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "`verdict serve --help` lists the server's settings (flags and VERDICT_* \
+                  variables); `verdict` alone takes them too."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -69,9 +75,25 @@ macro_rules! out {
 }
 pub(crate) use out;
 
+/// Parses the command line. `verdict` without a subcommand serves, so it takes every `serve`
+/// flag; they are hidden from `verdict --help`, which lists the subcommands, and shown by
+/// `verdict serve --help`.
+fn parse() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command().mut_args(|arg| {
+        let id = arg.get_id().as_str();
+        if id == "help" || id == "version" {
+            arg
+        } else {
+            arg.hide(true)
+        }
+    });
+    Cli::from_arg_matches(&command.try_get_matches()?)
+}
+
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(error) => {
             let code = if error.use_stderr() {

@@ -604,3 +604,26 @@ fn an_empty_bundle_is_refused_unless_allowed() {
         text(&serve.stderr)
     );
 }
+
+/// `verdict --help` is short: the subcommands, not the server's ~50 settings, which
+/// `verdict serve --help` lists; `verdict` alone still takes them.
+#[test]
+fn top_level_help_lists_subcommands_and_serve_help_lists_settings() {
+    let top = run(&["--help"]);
+    assert!(top.status.success());
+    let top = text(&top.stdout);
+    for subcommand in ["serve", "check", "validate", "test"] {
+        assert!(top.contains(&format!("  {subcommand} ")), "{top}");
+    }
+    assert!(!top.contains("--grpc-addr"), "{top}");
+    assert!(top.lines().count() < 40, "{top}");
+
+    let serve = run(&["serve", "--help"]);
+    assert!(serve.status.success());
+    let serve = text(&serve.stdout);
+    assert!(serve.contains("--grpc-addr") && serve.contains("VERDICT_GRPC_ADDR"));
+
+    // A serve flag without a subcommand is still accepted (and validated).
+    let bad = run(&["--max-batch", "0"]);
+    assert_eq!(bad.status.code(), Some(64), "{}", text(&bad.stderr));
+}

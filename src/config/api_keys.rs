@@ -7,6 +7,7 @@
 use std::fmt;
 
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// What a key may call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,12 +125,9 @@ impl KeyRing {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for key in &self.keys {
-            let difference = key
-                .digest
-                .iter()
-                .zip(digest.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if difference == 0 {
+            // Every key is compared, and `subtle` keeps the compiler from turning the
+            // comparison into an early exit.
+            if bool::from(key.digest.ct_eq(&digest)) {
                 found = Some(key);
             }
         }
