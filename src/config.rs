@@ -130,27 +130,14 @@ use crate::telemetry::decision_log::DecisionLogSettings;
 /// Default bundle directory.
 pub const DEFAULT_POLICIES: &str = "./policies";
 
-/// Parses `0`, `250ms`, `2s`, `1m` or `1h`.
+/// Parses a duration: `0`, or humantime's format (`250ms`, `2s`, `1m`, `1h30m`, `1day`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text == "0" {
         return Ok(Duration::ZERO);
     }
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, ""), |i| text.split_at(i));
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as `250ms`, `2s` or `1m`"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(value)),
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value.saturating_mul(60))),
-        "h" => Ok(Duration::from_secs(value.saturating_mul(3600))),
-        _ => Err(format!(
-            "`{text}` is not a duration such as `250ms`, `2s` or `1m`"
-        )),
-    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration such as `250ms`, `2s` or `1m` ({e})"))
 }
 
 /// Settings for `verdict serve`: the bundle, and one flattened group per subsystem.
@@ -403,7 +390,12 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("2 hours").is_err());
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "2", "-1s", "2 fortnights", "ms"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(
             parse(&["--reload-debounce", "2s", "--reload-max-delay", "1s"])
                 .unwrap_err()
