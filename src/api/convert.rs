@@ -80,6 +80,7 @@ pub fn check_input(
         context,
         entities,
         properties,
+        verified_principal: None,
     })
 }
 
