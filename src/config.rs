@@ -20,6 +20,7 @@
 //! | [`CallerAuthArgs`] (`caller_auth.rs`) | `--api-keys-file`, `--api-keys`, `--auth-open-*` |
 //! | [`TlsArgs`] (`tls.rs`) | `--tls-*` |
 //! | [`DecisionLogArgs`] (`decision_log.rs`) | `--decision-log-*` |
+//! | [`IdentityArgs`] (`identity.rs`) | `--jwt-issuers` |
 //!
 //! The settings, in `--help` order:
 //!
@@ -70,6 +71,7 @@
 //! | `--tls-admin-clients` | `VERDICT_TLS_ADMIN_CLIENTS` | none |
 //! | `--decision-log-deny-rate` | `VERDICT_DECISION_LOG_DENY_RATE` | `1` |
 //! | `--decision-log-allow-rate` | `VERDICT_DECISION_LOG_ALLOW_RATE` | `0.01` |
+//! | `--jwt-issuers` | `VERDICT_JWT_ISSUERS` | none (every bearer token is refused; docs/tokens.md) |
 //! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
 
 use std::path::PathBuf;
@@ -92,6 +94,7 @@ mod api_keys;
 mod bundle;
 mod caller_auth;
 mod decision_log;
+mod identity;
 mod limits;
 mod listener;
 mod reload;
@@ -105,6 +108,7 @@ pub use bundle::{
 };
 pub use caller_auth::{CallerAuthArgs, CallerAuthConfig};
 pub use decision_log::DecisionLogArgs;
+pub use identity::{IdentityArgs, IdentityConfig};
 pub use limits::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_CONCURRENT_REQUESTS_PER_CONNECTION, DEFAULT_MAX_ENTITY_PARENTS,
@@ -186,6 +190,9 @@ pub struct ServeArgs {
     /// Decision log sampling.
     #[command(flatten)]
     pub decision_log: DecisionLogArgs,
+    /// Bearer token issuers.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// Start even if the bundle is invalid: answer UNAVAILABLE and report NOT_SERVING until a
     /// valid bundle appears.
     #[arg(long, env = "VERDICT_START_WITHOUT_BUNDLE", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -215,6 +222,8 @@ pub struct ValidConfig {
     pub tls: TlsConfig,
     /// Decision log sampling.
     pub decision_log: DecisionLogSettings,
+    /// Bearer token issuers: the verifier every front-end shares.
+    pub identity: IdentityConfig,
     /// Start with no snapshot when the bundle is invalid.
     pub start_without_bundle: bool,
 }
@@ -293,8 +302,17 @@ impl ValidConfig {
 }
 
 impl ServeArgs {
-    /// Checks every group in turn; the first problem found is returned.
+    /// Checks every group in turn; the first problem found is returned. Variables a setting
+    /// names (an issuer's `hmac_secret_env`) are read from the process environment.
     pub fn validate(self) -> Result<ValidConfig, ConfigError> {
+        self.validate_with_env(&|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::validate`], reading variables a setting names through `env`.
+    pub fn validate_with_env(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ValidConfig, ConfigError> {
         Ok(ValidConfig {
             policies: self.policies,
             bundle: self.bundle.validate()?,
@@ -306,6 +324,7 @@ impl ServeArgs {
             caller_auth: self.caller_auth.validate()?,
             tls: self.tls.validate()?,
             decision_log: self.decision_log.validate()?,
+            identity: self.identity.validate(env)?,
             start_without_bundle: self.start_without_bundle,
         })
     }
@@ -519,7 +538,7 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        assert_eq!(count, 50);
+        assert_eq!(count, 51);
     }
 
     #[test]
@@ -579,6 +598,36 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(shown.contains("gw"), "{shown}");
         assert!(!shown.contains(key), "{shown}");
+    }
+
+    #[test]
+    fn jwt_issuers_are_read_at_validation() {
+        assert!(!parse(&[]).unwrap().identity.verifier.is_enabled());
+        let missing = parse(&["--jwt-issuers", "/nonexistent/issuers.yaml"]).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "--jwt-issuers (VERDICT_JWT_ISSUERS): /nonexistent/issuers.yaml: no such file or directory"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("issuers.yaml");
+        std::fs::write(
+            &path,
+            "issuers:\n  - issuer: https://idp.test/\n    audiences: [verdict]\n    jwks_url: https://idp.test/jwks\n    algorithms: [none]\n",
+        )
+        .unwrap();
+        let shown = path.display().to_string();
+        let bad = parse(&["--jwt-issuers", &shown]).unwrap_err().to_string();
+        assert!(
+            bad.starts_with(&format!("--jwt-issuers (VERDICT_JWT_ISSUERS): {shown}:5:")),
+            "{bad}"
+        );
+        std::fs::write(
+            &path,
+            "issuers:\n  - issuer: https://idp.test/\n    audiences: [verdict]\n    jwks_url: https://idp.test/jwks\n",
+        )
+        .unwrap();
+        let config = parse(&["--jwt-issuers", &shown]).unwrap();
+        assert!(config.identity.verifier.is_enabled());
     }
 
     #[test]

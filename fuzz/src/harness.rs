@@ -618,6 +618,7 @@ impl FuzzCheck {
                 .take(24)
                 .map(FuzzString::get)
                 .collect(),
+            token: String::new(),
         }
     }
 }
