@@ -75,7 +75,6 @@
 //! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
@@ -129,33 +128,11 @@ pub use shutdown::{DEFAULT_SHUTDOWN_DELAY, DEFAULT_SHUTDOWN_GRACE, ShutdownArgs,
 pub use telemetry::{DEFAULT_METRICS_ADDR, TelemetryArgs, TelemetryConfig};
 pub use tls::{TlsArgs, TlsConfig, TlsFiles};
 
+pub use crate::duration::parse_duration;
 use crate::telemetry::decision_log::DecisionLogSettings;
 
 /// Default bundle directory.
 pub const DEFAULT_POLICIES: &str = "./policies";
-
-/// Parses `0`, `250ms`, `2s`, `1m` or `1h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, ""), |i| text.split_at(i));
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as `250ms`, `2s` or `1m`"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(value)),
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value.saturating_mul(60))),
-        "h" => Ok(Duration::from_secs(value.saturating_mul(3600))),
-        _ => Err(format!(
-            "`{text}` is not a duration such as `250ms`, `2s` or `1m`"
-        )),
-    }
-}
 
 /// Settings for `verdict serve`: the bundle, and one flattened group per subsystem.
 #[derive(Debug, Clone, clap::Args)]
@@ -332,6 +309,8 @@ impl ServeArgs {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use clap::Parser;
 
     use super::*;

@@ -130,9 +130,18 @@ impl TokenRefusal {
 }
 
 /// Verifies tokens for every front-end; cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TokenVerifier {
     issuers: Arc<[Issuer]>,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The issuers' names only: no keys, no secrets.
+        f.debug_struct("TokenVerifier")
+            .field("issuers", &self.issuers().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// One configured issuer: its settings and its keys.

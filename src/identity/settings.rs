@@ -15,7 +15,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde::Deserialize;
 
-use crate::config::parse_duration;
+use crate::duration::parse_duration;
 
 /// The algorithms an issuer accepts when its entry names none: every asymmetric one.
 pub const DEFAULT_ALGORITHMS: [Algorithm; 9] = [
