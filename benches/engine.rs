@@ -385,6 +385,7 @@ fn handler(c: &mut Criterion) {
                 }),
                 entities: Vec::new(),
                 properties: Vec::new(),
+                token: String::new(),
             },
         ),
         (
@@ -396,6 +397,7 @@ fn handler(c: &mut Criterion) {
                 context: None,
                 entities: Vec::new(),
                 properties: Vec::new(),
+                token: String::new(),
             },
         ),
     ];
@@ -473,6 +475,7 @@ when { context.s7.containsAny(context.s8) && context.s9.contains("late") };
         }),
         entities: Vec::new(),
         properties: Vec::new(),
+        token: String::new(),
     };
     // Shapes at the edge of the default work limit (2,000 units: values, entities and
     // properties): values only (1,989 strings in ten sets), 100 entities with an attribute each

@@ -85,6 +85,7 @@ fn verdict_check(check: Check) -> proto::CheckRequest {
         context: None,
         entities: Vec::new(),
         properties: Vec::new(),
+        token: String::new(),
     }
 }
 

@@ -408,6 +408,7 @@ impl VerdictSide {
                     },
                     context: serde_json::Map::new(),
                     entities: Vec::new(),
+                    verified_principal: None,
                     properties: Vec::new(),
                 }
             })

@@ -1,7 +1,8 @@
 //! The gRPC API: thin tonic handlers over the engine.
 //!
 //! Owns: the generated protobuf types ([`proto`]), converting them to and from
-//! `verdict_core` types, and the mapping of every error to a gRPC status.
+//! `verdict_core` types, `Check.token` (verifying it and handing its principal to the core,
+//! `token.rs`), and the mapping of every error to a gRPC status.
 //!
 //! Does not own: policy logic or input limits. A handler loads the snapshot once, converts the
 //! request, calls `Snapshot::check` (the one door, which enforces the `Limits` it is
@@ -12,6 +13,7 @@ mod convert;
 mod error;
 mod prescan;
 pub mod proto;
+mod token;
 
 pub use authorization::{AuthorizationService, Caller, CallerIsAdmin, ReloadAnswer, ReloadControl};
 pub use convert::ProtocolError;

@@ -20,6 +20,7 @@
 //! | [`CallerAuthArgs`] (`caller_auth.rs`) | `--api-keys-file`, `--api-keys`, `--auth-open-*` |
 //! | [`TlsArgs`] (`tls.rs`) | `--tls-*` |
 //! | [`DecisionLogArgs`] (`decision_log.rs`) | `--decision-log-*` |
+//! | [`IdentityArgs`] (`identity.rs`) | `--jwt-issuers` |
 //!
 //! The settings, in `--help` order:
 //!
@@ -70,10 +71,10 @@
 //! | `--tls-admin-clients` | `VERDICT_TLS_ADMIN_CLIENTS` | none |
 //! | `--decision-log-deny-rate` | `VERDICT_DECISION_LOG_DENY_RATE` | `1` |
 //! | `--decision-log-allow-rate` | `VERDICT_DECISION_LOG_ALLOW_RATE` | `0.01` |
+//! | `--jwt-issuers` | `VERDICT_JWT_ISSUERS` | none (every bearer token is refused; docs/tokens.md) |
 //! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
@@ -92,6 +93,7 @@ mod api_keys;
 mod bundle;
 mod caller_auth;
 mod decision_log;
+mod identity;
 mod limits;
 mod listener;
 mod reload;
@@ -105,6 +107,7 @@ pub use bundle::{
 };
 pub use caller_auth::{CallerAuthArgs, CallerAuthConfig};
 pub use decision_log::DecisionLogArgs;
+pub use identity::{IdentityArgs, IdentityConfig};
 pub use limits::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_CONCURRENT_REQUESTS_PER_CONNECTION, DEFAULT_MAX_ENTITY_PARENTS,
@@ -125,20 +128,11 @@ pub use shutdown::{DEFAULT_SHUTDOWN_DELAY, DEFAULT_SHUTDOWN_GRACE, ShutdownArgs,
 pub use telemetry::{DEFAULT_METRICS_ADDR, TelemetryArgs, TelemetryConfig};
 pub use tls::{TlsArgs, TlsConfig, TlsFiles};
 
+pub use crate::duration::parse_duration;
 use crate::telemetry::decision_log::DecisionLogSettings;
 
 /// Default bundle directory.
 pub const DEFAULT_POLICIES: &str = "./policies";
-
-/// Parses a duration: `0`, or humantime's format (`250ms`, `2s`, `1m`, `1h30m`, `1day`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration such as `250ms`, `2s` or `1m` ({e})"))
-}
 
 /// Settings for `verdict serve`: the bundle, and one flattened group per subsystem.
 #[derive(Debug, Clone, clap::Args)]
@@ -173,6 +167,9 @@ pub struct ServeArgs {
     /// Decision log sampling.
     #[command(flatten)]
     pub decision_log: DecisionLogArgs,
+    /// Bearer token issuers.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// Start even if the bundle is invalid: answer UNAVAILABLE and report NOT_SERVING until a
     /// valid bundle appears.
     #[arg(long, env = "VERDICT_START_WITHOUT_BUNDLE", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -202,6 +199,8 @@ pub struct ValidConfig {
     pub tls: TlsConfig,
     /// Decision log sampling.
     pub decision_log: DecisionLogSettings,
+    /// Bearer token issuers: the verifier every front-end shares.
+    pub identity: IdentityConfig,
     /// Start with no snapshot when the bundle is invalid.
     pub start_without_bundle: bool,
 }
@@ -280,8 +279,17 @@ impl ValidConfig {
 }
 
 impl ServeArgs {
-    /// Checks every group in turn; the first problem found is returned.
+    /// Checks every group in turn; the first problem found is returned. Variables a setting
+    /// names (an issuer's `hmac_secret_env`) are read from the process environment.
     pub fn validate(self) -> Result<ValidConfig, ConfigError> {
+        self.validate_with_env(&|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::validate`], reading variables a setting names through `env`.
+    pub fn validate_with_env(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ValidConfig, ConfigError> {
         Ok(ValidConfig {
             policies: self.policies,
             bundle: self.bundle.validate()?,
@@ -293,6 +301,7 @@ impl ServeArgs {
             caller_auth: self.caller_auth.validate()?,
             tls: self.tls.validate()?,
             decision_log: self.decision_log.validate()?,
+            identity: self.identity.validate(env)?,
             start_without_bundle: self.start_without_bundle,
         })
     }
@@ -300,6 +309,8 @@ impl ServeArgs {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use clap::Parser;
 
     use super::*;
@@ -511,7 +522,7 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        assert_eq!(count, 50);
+        assert_eq!(count, 51);
     }
 
     #[test]
@@ -571,6 +582,36 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(shown.contains("gw"), "{shown}");
         assert!(!shown.contains(key), "{shown}");
+    }
+
+    #[test]
+    fn jwt_issuers_are_read_at_validation() {
+        assert!(!parse(&[]).unwrap().identity.verifier.is_enabled());
+        let missing = parse(&["--jwt-issuers", "/nonexistent/issuers.yaml"]).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "--jwt-issuers (VERDICT_JWT_ISSUERS): /nonexistent/issuers.yaml: no such file or directory"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("issuers.yaml");
+        std::fs::write(
+            &path,
+            "issuers:\n  - issuer: https://idp.test/\n    audiences: [verdict]\n    jwks_url: https://idp.test/jwks\n    algorithms: [none]\n",
+        )
+        .unwrap();
+        let shown = path.display().to_string();
+        let bad = parse(&["--jwt-issuers", &shown]).unwrap_err().to_string();
+        assert!(
+            bad.starts_with(&format!("--jwt-issuers (VERDICT_JWT_ISSUERS): {shown}:5:")),
+            "{bad}"
+        );
+        std::fs::write(
+            &path,
+            "issuers:\n  - issuer: https://idp.test/\n    audiences: [verdict]\n    jwks_url: https://idp.test/jwks\n",
+        )
+        .unwrap();
+        let config = parse(&["--jwt-issuers", &shown]).unwrap();
+        assert!(config.identity.verifier.is_enabled());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod duration;
 pub mod identity;
 pub mod reload;
 pub mod server;

@@ -193,7 +193,8 @@ pub async fn run(
         .build_v1alpha()?;
 
     let mut service = AuthorizationService::new(snapshots, config.limits.request_limits())
-        .with_decision_log(config.decision_log);
+        .with_decision_log(config.decision_log)
+        .with_tokens(config.identity.verifier.clone());
     if config.reload.enable_rpc {
         service = service.with_reload(Arc::new(ReloadRpc(Arc::clone(&reloader))));
     }

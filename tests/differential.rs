@@ -274,6 +274,7 @@ proptest! {
                 context: serde_json::Map::new(),
                 entities: Vec::new(),
                 properties: Vec::new(),
+                verified_principal: None,
             };
             let request = snapshot.prepare(input, &Limits::default()).unwrap();
             let ours = request.decide().unwrap();

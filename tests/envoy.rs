@@ -5,7 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-#[allow(dead_code, reason = "the harness serves every test; some use only part of it")]
+#[allow(
+    dead_code,
+    reason = "the harness serves every test; some use only part of it"
+)]
 #[path = "envoy/harness.rs"]
 mod harness;
 

@@ -271,6 +271,7 @@ fn ten_thousand_distinct_requests_add_no_series() {
         context: None,
         entities: Vec::new(),
         properties: Vec::new(),
+        token: String::new(),
     };
     // Every kind of answer once: allow, deny, unknown action, evaluation error, rejection.
     runtime.block_on(async {

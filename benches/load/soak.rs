@@ -1122,6 +1122,7 @@ fn large_set_frame() -> Bytes {
         context: Some(context),
         entities: Vec::new(),
         properties: Vec::new(),
+        token: String::new(),
     };
     let message = request.encode_to_vec();
     let limit = verdict::config::DEFAULT_MAX_MESSAGE_BYTES;

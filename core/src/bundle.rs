@@ -21,6 +21,7 @@
 //! | `*.tuples` | relationship tuples, one per line |
 //! | `*.entities.json` | optional Cedar JSON entities: attributes and parents |
 //! | `routes.yaml`, `*.routes.yaml` | optional route table for gateways (`crate::routes`, docs/gateway.md); several files form one table |
+//! | `revocations.txt`, `*.revocations.txt` | optional revoked token ids (`jti`), one per line (`revocations.rs`, docs/tokens.md); several files form one list |
 //!
 //! Anything else (README.md, the decision tables in `tests/*.yaml`) is ignored.
 //!
@@ -32,6 +33,7 @@ mod entities;
 mod error;
 mod files;
 mod policies;
+mod revocations;
 mod schema;
 mod tuples;
 
@@ -45,8 +47,9 @@ use crate::routes::{RouteError, RouteSource, RouteTable};
 
 pub use error::{InvalidBundle, LoadError, LoadErrorKind};
 pub(crate) use files::ReadLimits;
-pub use files::{fingerprint, is_bundle_file_name, is_route_file_name};
+pub use files::{fingerprint, is_bundle_file_name, is_revocation_file_name, is_route_file_name};
 pub use policies::PolicyLocation;
+pub(crate) use revocations::Revocations;
 pub(crate) use schema::{Relation, RelationCatalog, USERSET_TYPE};
 
 /// Everything read from one valid bundle directory. Never modified after it is built.
@@ -72,6 +75,8 @@ pub(crate) struct Bundle {
     pub(crate) relations: RelationCatalog,
     /// The route table (empty without route files).
     pub(crate) routes: RouteTable,
+    /// The revoked token ids (empty without revocation files).
+    pub(crate) revocations: Revocations,
     /// Schema validation warnings, for `verdict validate` and the startup log.
     pub(crate) warnings: Vec<String>,
 }
@@ -100,6 +105,7 @@ pub(crate) fn load(
     let (entities, entity_count) =
         entities::load(&files.entities, schema.as_ref(), &relations, &mut errors);
     let routes = load_routes(&files.routes, schema.as_ref(), &mut errors);
+    let revocations = revocations::load(&files.revocations, &mut errors);
 
     // Only a bundle that is otherwise valid is called empty: a broken policy file is reported
     // as what it is.
@@ -127,6 +133,7 @@ pub(crate) fn load(
         tuples,
         relations,
         routes,
+        revocations,
         warnings,
     })
 }

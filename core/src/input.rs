@@ -219,6 +219,14 @@ pub struct CheckInput {
     /// Properties to decide one by one.
     #[serde(default)]
     pub properties: Vec<String>,
+    /// The principal as a front-end verified it (from a bearer token's claims): its attributes
+    /// and parents. Its uid must be `principal`. Unlike [`Self::entities`] it is trusted: its
+    /// parents may be entities the bundle knows (a token's `groups` claim naming
+    /// `Role::"admin"`), whatever [`crate::EntityTrust`] says of request entities. Only code can
+    /// set it: no JSON or YAML input can (`#[serde(skip)]`; a `verified_principal` key is an
+    /// unknown field), and a request entity with the principal's uid is refused when it is set.
+    #[serde(skip)]
+    pub verified_principal: Option<EntityInput>,
 }
 
 impl CheckInput {
@@ -231,6 +239,7 @@ impl CheckInput {
             context: Map::new(),
             entities: Vec::new(),
             properties: Vec::new(),
+            verified_principal: None,
         }
     }
 }

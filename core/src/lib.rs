@@ -2,7 +2,8 @@
 //!
 //! A bundle is a directory of Cedar policies (`*.cedar`), an optional Cedar schema
 //! (`*.cedarschema`, `*.cedarschema.json`), Zanzibar-style relationship tuples (`*.tuples`) and
-//! entity data (`*.entities.json`), and for gateways an optional route table (`routes.yaml`).
+//! entity data (`*.entities.json`), and for gateways an optional route table (`routes.yaml`)
+//! and revoked token ids (`revocations.txt`).
 //! [`Snapshot::load`] reads and validates all of it, or reports every error with its file, line
 //! and column. A snapshot is immutable and
 //! `Send + Sync`: share it behind an `Arc` and ask it from any thread.
@@ -64,7 +65,7 @@ mod snapshot;
 
 pub use bundle::{
     InvalidBundle, LoadError, LoadErrorKind, PolicyLocation, fingerprint, is_bundle_file_name,
-    is_route_file_name,
+    is_revocation_file_name, is_route_file_name,
 };
 pub use diagnostics::{error_chain, io_reason};
 pub use engine::{

@@ -144,6 +144,17 @@ impl Snapshot {
             .route(method, raw_path_and_query, headers)
     }
 
+    /// Returns whether the bundle's revocation lists (`revocations.txt`, `*.revocations.txt`)
+    /// name the token id `jti`: a front-end refuses such a token even though it verifies.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.bundle.revocations.contains(jti)
+    }
+
+    /// Returns the number of distinct revoked token ids.
+    pub fn revocation_count(&self) -> usize {
+        self.bundle.revocations.len()
+    }
+
     /// Returns the number of routes in the route table.
     pub fn route_count(&self) -> usize {
         self.bundle.routes.len()
@@ -314,6 +325,53 @@ mod tests {
                 .unwrap_err(),
             crate::RouteRefusal::PathRefused(crate::PathRefusal::EncodedSlash)
         );
+    }
+
+    #[test]
+    fn revocation_files_are_part_of_the_bundle_and_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("p.cedar"),
+            "permit (principal, action, resource);",
+        )
+        .unwrap();
+        let before = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
+        assert_eq!(before.revocation_count(), 0);
+        assert!(!before.is_revoked("t-1"));
+        std::fs::create_dir(dir.path().join("tokens")).unwrap();
+        std::fs::write(
+            dir.path().join("revocations.txt"),
+            "# incident 42\n  t-1  \n\nt-2\nt-1\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("tokens/idp.revocations.txt"), "t-3\n").unwrap();
+        // Not a revocation file: ignored.
+        std::fs::write(dir.path().join("revocations.txt.bak"), "t-4\n").unwrap();
+        let after = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
+        assert_ne!(before.version(), after.version());
+        assert_eq!(after.revocation_count(), 3);
+        for jti in ["t-1", "t-2", "t-3"] {
+            assert!(after.is_revoked(jti), "{jti}");
+        }
+        for jti in ["t-4", "T-1", " t-1", "", "# incident 42"] {
+            assert!(!after.is_revoked(jti), "{jti:?}");
+        }
+        // A bad line fails the whole load, with its position, without quoting the line.
+        std::fs::write(
+            dir.path().join("tokens/idp.revocations.txt"),
+            "t-3\nsecret\u{1b}id\n",
+        )
+        .unwrap();
+        let error = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap_err();
+        let shown = error.to_string();
+        assert!(
+            shown.contains(&format!(
+                "{}: a revoked token id may not contain control characters",
+                dir.path().join("tokens/idp.revocations.txt:2:7").display()
+            )),
+            "{shown}"
+        );
+        assert!(!shown.contains("secret"), "{shown}");
     }
 
     #[test]

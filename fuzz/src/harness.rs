@@ -394,6 +394,7 @@ pub fn bundle_dir(data: &[u8]) {
                 context: Map::new(),
                 entities: Vec::new(),
                 properties: vec!["title".to_owned()],
+                verified_principal: None,
             };
             if let Ok(request) = snapshot.prepare(input, &default_limits())
                 && let Ok(decision) = request.decide()
@@ -617,6 +618,7 @@ impl FuzzCheck {
                 .take(24)
                 .map(FuzzString::get)
                 .collect(),
+            token: String::new(),
         }
     }
 }
@@ -799,6 +801,7 @@ pub fn request_json(data: &[u8]) {
             parents: vec![entity_ref("Folder", "root")],
         }],
         properties: vec!["title".to_owned()],
+        verified_principal: None,
     };
     let snapshot = example_snapshot();
     let too_deep = depth(&value) > DEFAULT_MAX_JSON_DEPTH;

@@ -13,6 +13,8 @@ use super::convert::{Item, check_input, check_response};
 use super::error::ApiError;
 use super::proto;
 use super::proto::authorization_server::Authorization;
+use super::token::{self, Presented};
+use crate::identity::TokenVerifier;
 use crate::serving::{Served, SnapshotHandle};
 use crate::telemetry::decision_log::{self, DecisionLogSettings, DecisionRecord};
 use crate::telemetry::metrics::{
@@ -89,6 +91,8 @@ pub struct AuthorizationService {
     limits: Arc<Limits>,
     decision_log: DecisionLogSettings,
     reload: Option<Arc<dyn ReloadControl>>,
+    /// Verifies `CheckRequest.token`; disabled (every token refused) unless configured.
+    tokens: TokenVerifier,
     /// One permit per core for deciding large batches on blocking threads (see
     /// [`decide_in_parallel`]).
     batch_workers: Arc<tokio::sync::Semaphore>,
@@ -103,6 +107,7 @@ impl AuthorizationService {
             limits: Arc::new(limits),
             decision_log: DecisionLogSettings::default(),
             reload: None,
+            tokens: TokenVerifier::disabled(),
             batch_workers: Arc::new(tokio::sync::Semaphore::new(cores())),
         }
     }
@@ -110,6 +115,12 @@ impl AuthorizationService {
     /// Sets how many decisions the decision log records.
     pub fn with_decision_log(mut self, settings: DecisionLogSettings) -> Self {
         self.decision_log = settings;
+        self
+    }
+
+    /// Sets the verifier for `CheckRequest.token`.
+    pub fn with_tokens(mut self, verifier: TokenVerifier) -> Self {
+        self.tokens = verifier;
         self
     }
 
@@ -190,14 +201,22 @@ impl std::fmt::Display for RequestId {
 }
 
 /// Decides one request and records it (metrics, decision log); `item` says which check of a
-/// batch it is.
+/// batch it is, `presented` what its token (if any) gave.
 fn decide(
     call: &Call,
     request: proto::CheckRequest,
     item: Item,
+    presented: Presented,
 ) -> Result<proto::CheckResponse, ApiError> {
     let started = Instant::now();
-    let decided = check_input(request, item, &call.limits).and_then(|input| {
+    let input = presented.and_then(|verified| {
+        let mut input = check_input(request, item, &call.limits)?;
+        if let Some(verified) = verified {
+            token::attach(&mut input, verified, &call.served.snapshot)?;
+        }
+        Ok(input)
+    });
+    let decided = input.and_then(|input| {
         call.served
             .snapshot
             .check(input, &call.limits)
@@ -222,10 +241,10 @@ fn record_rejection(error: &ApiError) {
     {
         telemetry_metrics::record_limit_breach(limit.into());
     }
-    let rejection = if error.code() == tonic::Code::Internal {
-        Rejection::Internal
-    } else {
-        Rejection::Invalid
+    let rejection = match error.code() {
+        tonic::Code::Internal => Rejection::Internal,
+        tonic::Code::Unauthenticated => Rejection::Unauthenticated,
+        _ => Rejection::Invalid,
     };
     telemetry_metrics::record_rejection(rejection);
 }
@@ -296,15 +315,16 @@ impl Authorization for AuthorizationService {
         request: Request<proto::CheckRequest>,
     ) -> Result<Response<proto::CheckResponse>, Status> {
         let call = self.call(self.snapshot()?, &request);
-        let request = request.into_inner();
+        let mut request = request.into_inner();
+        let presented = token::verify(&self.tokens, &mut request, Item::Single).await;
         // A plain check takes microseconds and runs inline; one with many entities or
         // properties could hold an async worker for milliseconds.
         let response = if is_heavy(&request) {
-            tokio::task::spawn_blocking(move || decide(&call, request, Item::Single))
+            tokio::task::spawn_blocking(move || decide(&call, request, Item::Single, presented))
                 .await
                 .map_err(|e| ApiError::Internal(format!("check worker failed: {e}")))??
         } else {
-            decide(&call, request, Item::Single)?
+            decide(&call, request, Item::Single, presented)?
         };
         Ok(Response::new(response))
     }
@@ -316,7 +336,7 @@ impl Authorization for AuthorizationService {
     ) -> Result<Response<proto::BatchCheckResponse>, Status> {
         let served = self.snapshot()?;
         let call = self.call(served, &request);
-        let proto::BatchCheckRequest { checks } = request.into_inner();
+        let proto::BatchCheckRequest { mut checks } = request.into_inner();
         tracing::Span::current().record("checks", checks.len());
         if let Err(error) = self.limits.check_batch_len(checks.len()) {
             let error = ApiError::Request(error);
@@ -324,18 +344,27 @@ impl Authorization for AuthorizationService {
             return Err(error.into());
         }
         telemetry_metrics::record_batch_size(checks.len());
+        // Tokens first (verifying may wait for an issuer's keys); each item keeps its own
+        // outcome, so one refused token fails only its item.
+        let mut presented = Vec::with_capacity(checks.len());
+        for (i, check) in checks.iter_mut().enumerate() {
+            presented.push(token::verify(&self.tokens, check, Item::Batch(i)).await);
+        }
+        let checks: Vec<_> = checks.into_iter().zip(presented).collect();
         // INVARIANT: one snapshot (loaded above, into `call`) answers every item; each item
         // goes through the same door as a single Check (`decide`), on this thread or a
         // blocking one.
         let weight: usize = checks
             .iter()
-            .map(|c| 1 + c.entities.len() + c.properties.len())
+            .map(|(c, _)| 1 + c.entities.len() + c.properties.len())
             .sum();
         let results = if checks.len() < PARALLEL_BATCH_THRESHOLD && weight < HEAVY_WEIGHT {
             checks
                 .into_iter()
                 .enumerate()
-                .map(|(i, check)| batch_result(decide(&call, check, Item::Batch(i))))
+                .map(|(i, (check, presented))| {
+                    batch_result(decide(&call, check, Item::Batch(i), presented))
+                })
                 .collect()
         } else {
             decide_in_parallel(&call, checks, &self.batch_workers).await?
@@ -420,7 +449,7 @@ fn cores() -> usize {
 /// batches in flight on one core that cost a sixth of the throughput; see BENCHMARKS.md).
 async fn decide_in_parallel(
     call: &Call,
-    checks: Vec<proto::CheckRequest>,
+    checks: Vec<(proto::CheckRequest, Presented)>,
     workers: &Arc<tokio::sync::Semaphore>,
 ) -> Result<Vec<proto::BatchCheckResult>, ApiError> {
     let total = checks.len();
@@ -437,7 +466,9 @@ async fn decide_in_parallel(
         tasks.push(tokio::task::spawn_blocking(move || {
             let results = chunk
                 .into_iter()
-                .map(|(i, check)| batch_result(decide(&call, check, Item::Batch(i))))
+                .map(|(i, (check, presented))| {
+                    batch_result(decide(&call, check, Item::Batch(i), presented))
+                })
                 .collect::<Vec<_>>();
             drop(permit);
             results
@@ -478,6 +509,7 @@ mod tests {
                 parents: vec![entity("Org", "o"), entity("Org", "o")],
             }],
             properties: Vec::new(),
+            token: String::new(),
         }
     }
 

@@ -65,6 +65,8 @@ pub fn check_input(
         context,
         entities,
         properties,
+        // Taken out (and verified) by `token::verify` before conversion; never copied.
+        token: _,
     } = request;
     let budget = &mut limits.work_budget();
     let context = struct_to_map(context, || format!("{item}context"), budget)?;
@@ -80,6 +82,7 @@ pub fn check_input(
         context,
         entities,
         properties,
+        verified_principal: None,
     })
 }
 
@@ -263,6 +266,7 @@ mod tests {
             }),
             entities: Vec::new(),
             properties: Vec::new(),
+            token: String::new(),
         }
     }
 

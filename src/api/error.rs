@@ -3,6 +3,7 @@
 //! | error | status |
 //! |---|---|
 //! | malformed request, batch over the limit | `INVALID_ARGUMENT` |
+//! | a bearer token (`Check.token`) that does not verify | `UNAUTHENTICATED`, with the reason |
 //! | no snapshot loaded yet | `UNAVAILABLE` |
 //! | an admin RPC that is disabled | `UNIMPLEMENTED` |
 //! | anything else | `INTERNAL`, with a generic message; the detail is logged |
@@ -10,6 +11,7 @@
 use tonic::{Code, Status};
 
 use super::convert::ProtocolError;
+use crate::identity::TokenRefusal;
 use verdict_core::RequestError;
 
 /// Everything a handler can fail with.
@@ -22,6 +24,10 @@ pub enum ApiError {
     /// relations).
     #[error(transparent)]
     Request(#[from] RequestError),
+    /// The request's bearer token does not verify (or is revoked). The text says why and
+    /// quotes nothing of the token.
+    #[error("token: {0}")]
+    Token(TokenRefusal),
     /// No snapshot has been loaded yet.
     #[error("no policy bundle is loaded yet")]
     NoSnapshot,
@@ -46,6 +52,7 @@ impl ApiError {
                 | RequestError::TooLarge { .. }
                 | RequestError::TooDeep { .. },
             ) => Code::InvalidArgument,
+            Self::Token(_) => Code::Unauthenticated,
             Self::NoSnapshot => Code::Unavailable,
             Self::ReloadDisabled => Code::Unimplemented,
         }
@@ -107,6 +114,9 @@ mod tests {
             "checks: 101 checks exceed the batch limit of 100"
         );
         assert_eq!(Status::from(ApiError::NoSnapshot).code(), Code::Unavailable);
+        let token = Status::from(ApiError::Token(TokenRefusal::Expired));
+        assert_eq!(token.code(), Code::Unauthenticated);
+        assert_eq!(token.message(), "token: the token has expired");
         let internal = Status::from(ApiError::Internal("join error: task panicked".to_owned()));
         assert_eq!(internal.code(), Code::Internal);
         assert!(!internal.message().contains("panicked"));

@@ -282,6 +282,7 @@ mod tests {
             }),
             entities: Vec::new(),
             properties: Vec::new(),
+            token: String::new(),
         }
     }
 

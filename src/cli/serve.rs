@@ -92,6 +92,11 @@ pub(super) fn run(args: ServeArgs) -> u8 {
     if api_keys.is_enabled() {
         tracing::info!(keys = api_keys.len(), "API keys required");
     }
+    let tokens = &config.identity.verifier;
+    if tokens.is_enabled() {
+        let issuers: Vec<&str> = tokens.issuers().collect();
+        tracing::info!(issuers = ?issuers, "bearer tokens accepted from these issuers");
+    }
 
     // 3. The first snapshot; an invalid bundle stops here with every error, unless asked to
     //    start without one (UNAVAILABLE and NOT_SERVING until the watch finds a valid bundle).

@@ -25,7 +25,7 @@ pub const EVALUATION_ERRORS_TOTAL: &str = "verdict_evaluation_errors_total";
 /// Relation searches that hit the depth bound.
 pub const RELATION_DEPTH_EXCEEDED_TOTAL: &str = "verdict_relation_depth_exceeded_total";
 /// Requests (and batch items) Verdict's handlers answer with an error instead of a decision,
-/// by `reason` (`invalid`, `unavailable`, `internal`). Messages tonic rejects before they reach
+/// by `reason` (`invalid`, `unauthenticated`, `unavailable`, `internal`). Messages tonic rejects before they reach
 /// a handler (undecodable, over the size limit) show in [`GRPC_REQUESTS_TOTAL`] and
 /// [`LIMIT_REJECTIONS_TOTAL`] instead.
 pub const REJECTED_REQUESTS_TOTAL: &str = "verdict_rejected_requests_total";
@@ -38,6 +38,10 @@ pub const LIMIT_REJECTIONS_TOTAL: &str = "verdict_limit_rejections_total";
 /// `certificate` for a client identity the mTLS allow-lists refused) and `result` (`ok`,
 /// `unauthenticated`, `permission_denied`).
 pub const AUTH_REQUESTS_TOTAL: &str = "verdict_auth_requests_total";
+/// Bearer tokens refused, by `reason` (`TokenRefusal::label`: `missing`, `malformed`,
+/// `not_configured`, `unknown_issuer`, `algorithm_not_allowed`, `unknown_key`,
+/// `bad_signature`, `expired`, `not_yet_valid`, `wrong_audience`, `missing_claim`, `revoked`).
+pub const TOKEN_REFUSALS_TOTAL: &str = "verdict_token_refusals_total";
 /// Checks per BatchCheck.
 pub const BATCH_SIZE: &str = "verdict_batch_size";
 /// gRPC requests by `method` and `code`.
@@ -152,6 +156,10 @@ pub fn describe() {
     describe_counter!(
         AUTH_REQUESTS_TOTAL,
         "Requests that needed credentials, by caller (key name, anonymous, or certificate) and result."
+    );
+    describe_counter!(
+        TOKEN_REFUSALS_TOTAL,
+        "Bearer tokens refused (answered UNAUTHENTICATED), by reason."
     );
     describe_counter!(
         LIMIT_REJECTIONS_TOTAL,
@@ -325,6 +333,8 @@ pub fn record_decision(decision: &DecisionMetrics<'_>) {
 pub enum Rejection {
     /// Malformed or over a limit.
     Invalid,
+    /// A bearer token that does not verify.
+    Unauthenticated,
     /// No snapshot loaded.
     Unavailable,
     /// A bug or an environment failure.
@@ -335,10 +345,16 @@ pub enum Rejection {
 pub fn record_rejection(rejection: Rejection) {
     let reason = match rejection {
         Rejection::Invalid => "invalid",
+        Rejection::Unauthenticated => "unauthenticated",
         Rejection::Unavailable => "unavailable",
         Rejection::Internal => "internal",
     };
     metrics::counter!(REJECTED_REQUESTS_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Records a refused bearer token; `reason` is its bounded label (never the token).
+pub fn record_token_refusal(reason: &'static str) {
+    metrics::counter!(TOKEN_REFUSALS_TOTAL, "reason" => reason).increment(1);
 }
 
 /// A limit a request (or connection) ran into.

@@ -256,6 +256,7 @@ pub fn check(
         context: Some(to_struct(context)),
         entities: Vec::new(),
         properties: Vec::new(),
+        token: String::new(),
     }
 }
 

@@ -66,6 +66,7 @@ pub(super) struct BundleFiles {
     pub(super) tuples: Vec<BundleFile>,
     pub(super) entities: Vec<BundleFile>,
     pub(super) routes: Vec<BundleFile>,
+    pub(super) revocations: Vec<BundleFile>,
     /// Content hash of every file read, in path order.
     pub(super) version: String,
 }
@@ -77,6 +78,7 @@ enum FileKind {
     Tuples,
     Entities,
     Routes,
+    Revocations,
 }
 
 /// Returns whether the loader reads a file of this name (by suffix).
@@ -87,6 +89,12 @@ pub fn is_bundle_file_name(name: &str) -> bool {
 /// Returns whether a file of this name is a route file: `routes.yaml` or `*.routes.yaml`.
 pub fn is_route_file_name(name: &str) -> bool {
     name == "routes.yaml" || name.ends_with(".routes.yaml")
+}
+
+/// Returns whether a file of this name is a revocation list: `revocations.txt` or
+/// `*.revocations.txt`.
+pub fn is_revocation_file_name(name: &str) -> bool {
+    name == "revocations.txt" || name.ends_with(".revocations.txt")
 }
 
 fn classify(name: &str) -> Option<FileKind> {
@@ -100,6 +108,8 @@ fn classify(name: &str) -> Option<FileKind> {
         Some(FileKind::Entities)
     } else if is_route_file_name(name) {
         Some(FileKind::Routes)
+    } else if is_revocation_file_name(name) {
+        Some(FileKind::Revocations)
     } else {
         None
     }
@@ -216,6 +226,7 @@ pub(super) fn read_bundle_dir(
             FileKind::Tuples => files.tuples.push(file),
             FileKind::Entities => files.entities.push(file),
             FileKind::Routes => files.routes.push(file),
+            FileKind::Revocations => files.revocations.push(file),
         }
     }
     if !errors.is_empty() {

@@ -101,7 +101,19 @@ impl<'s> Prepared<'s> {
             context,
             entities,
             properties,
+            verified_principal,
         } = normalized(input, limits.max_json_depth)?;
+        if let Some(verified) = &verified_principal
+            && verified.uid != principal
+        {
+            return Err(invalid(
+                "principal",
+                format!(
+                    "the verified principal is `{}`, not `{principal}`",
+                    verified.uid
+                ),
+            ));
+        }
         let principal = target(principal, "principal", snapshot)?;
         let resource = target(resource, "resource", snapshot)?;
         let action = action_uid(&action, snapshot)?;
@@ -211,7 +223,12 @@ impl<'s> Prepared<'s> {
                 Ok((name, request))
             })
             .collect::<Result<Vec<_>, RequestError>>()?;
-        let supplied = supplied_entities(entities, snapshot, limits.request_entities)?;
+        let supplied = supplied_entities(
+            entities,
+            verified_principal,
+            snapshot,
+            limits.request_entities,
+        )?;
         let context_entities = if context_is_empty {
             Vec::new()
         } else {
@@ -230,8 +247,6 @@ impl<'s> Prepared<'s> {
     }
 }
 
-/// Returns the input with its JSON normalised for Cedar (see `normalize_json`), at most
-/// `max_depth` levels deep.
 /// Returns `input` with its JSON normalised for Cedar (see `normalize_json`), at most
 /// `max_depth` levels deep.
 fn normalized(mut input: CheckInput, max_depth: usize) -> Result<CheckInput, RequestError> {
@@ -241,6 +256,13 @@ fn normalized(mut input: CheckInput, max_depth: usize) -> Result<CheckInput, Req
         let attrs = std::mem::take(&mut entity.attrs);
         let path = format!("entities[{i}].attrs");
         entity.attrs = match normalize_json(Value::Object(attrs), &path, max_depth)? {
+            Value::Object(attrs) => attrs,
+            _ => Map::new(),
+        };
+    }
+    if let Some(verified) = &mut input.verified_principal {
+        let attrs = std::mem::take(&mut verified.attrs);
+        verified.attrs = match normalize_json(Value::Object(attrs), "principal.attrs", max_depth)? {
             Value::Object(attrs) => attrs,
             _ => Map::new(),
         };
@@ -383,9 +405,23 @@ fn action_uid(text: &str, snapshot: &Snapshot) -> Result<EntityUid, RequestError
     ))
 }
 
-/// Validates the caller's entities and merges each with the bundle's data for the same uid.
+/// How far one supplied entity is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Supplier {
+    /// The caller's `entities`, trusted as far as [`EntityTrust`] says.
+    Request(EntityTrust),
+    /// The principal a front-end verified (`CheckInput::verified_principal`): its parents may
+    /// be any entity but actions and usersets, and are added to the bundle's when the bundle
+    /// defines the principal.
+    Verified,
+}
+
+/// Validates the caller's entities and the verified principal, and merges each with the
+/// bundle's data for the same uid. The verified principal comes first; a request entity with
+/// its uid is refused, so a caller cannot replace or extend what a token said.
 fn supplied_entities(
     inputs: Vec<EntityInput>,
+    verified: Option<EntityInput>,
     snapshot: &Snapshot,
     trust: EntityTrust,
 ) -> Result<Vec<Entity>, RequestError> {
@@ -396,120 +432,163 @@ fn supplied_entities(
         EntityTrust::Full => FxHashSet::default(),
     };
     let mut seen = FxHashSet::default();
-    let mut out = Vec::with_capacity(inputs.len());
+    let mut out = Vec::with_capacity(inputs.len() + 1);
+    if let Some(verified) = verified {
+        let entity = supplied_entity(
+            verified,
+            "principal",
+            Supplier::Verified,
+            &own,
+            &mut seen,
+            snapshot,
+        )?;
+        out.push(entity);
+    }
+    let verified_uid = out.first().map(Entity::uid);
     for (i, input) in inputs.into_iter().enumerate() {
         let field = format!("entities[{i}]");
-        let uid = entity_uid(&input.uid, &format!("{field}.uid"), snapshot)?;
-        if uid.type_name().basename() == "Action" {
-            return Err(invalid(
-                format!("{field}.uid"),
-                "action entities come from the schema or the bundle, not the request",
-            ));
-        }
-        if is_userset_type(uid.type_name()) {
-            return Err(invalid(
-                format!("{field}.uid"),
-                format!("`{USERSET_TYPE}` entities come from tuples, not the request"),
-            ));
-        }
-        if !seen.insert(uid.clone()) {
-            return Err(invalid(
-                format!("{field}.uid"),
-                format!("duplicate entity `{uid}`"),
-            ));
-        }
-        let entity_type = &input.uid.entity_type;
-        let mut json = match snapshot.bundle.entities.get(&uid) {
-            Some(existing) => existing
-                .to_json_value()
-                .map_err(|e| invalid(&field, error_chain(&e)))?,
-            None => json!({
-                "uid": {"type": entity_type, "id": input.uid.id},
-                "attrs": snapshot.bundle.relations.attributes_json(entity_type, &input.uid.id),
-                "parents": [],
-            }),
-        };
-        let (Some(Value::Object(attrs)), Some(Value::Array(parents))) =
-            (json.get("attrs").cloned(), json.get("parents").cloned())
-        else {
-            return Err(invalid(
-                &field,
-                "the bundle's data for this entity is not an entity",
-            ));
-        };
-        let mut attrs = attrs;
-        let mut parents = parents;
-        for (name, value) in input.attrs {
-            if snapshot.bundle.relations.is_relation(entity_type, &name) {
+        if verified_uid.is_some() {
+            let uid = entity_uid(&input.uid, &format!("{field}.uid"), snapshot)?;
+            if Some(&uid) == verified_uid.as_ref() {
                 return Err(invalid(
-                    format!("{field}.attrs.{name}"),
+                    format!("{field}.uid"),
                     format!(
-                        "`{name}` is a relation of `{entity_type}`; relations come from tuples"
+                        "`{uid}` is the verified principal; its attributes and parents come from its token, not the request"
                     ),
                 ));
             }
-            if attrs.contains_key(&name) {
-                return Err(invalid(
-                    format!("{field}.attrs.{name}"),
-                    format!("the bundle already defines `{name}` for `{uid}`"),
-                ));
-            }
-            attrs.insert(name, value);
         }
-        if snapshot.bundle.entities.get(&uid).is_some() && !input.parents.is_empty() {
-            // Roles and groups are authority: a request may describe entities the bundle does
-            // not know, but not move the ones it does.
-            return Err(invalid(
-                format!("{field}.parents"),
-                format!(
-                    "the bundle defines `{uid}`; its parents come from the bundle, not the request"
-                ),
-            ));
-        }
-        let mut seen_parents = FxHashSet::default();
-        for (p, parent) in input.parents.iter().enumerate() {
-            let parent_field = format!("{field}.parents[{p}]");
-            let parent_uid = entity_uid(parent, &parent_field, snapshot)?;
-            if parent_uid.type_name().basename() == "Action"
-                || is_userset_type(parent_uid.type_name())
-            {
-                return Err(invalid(
-                    parent_field,
-                    format!(
-                        "`{parent_uid}` cannot be a parent: relations come from tuples, action groups from the schema"
-                    ),
-                ));
-            }
-            if trust == EntityTrust::Attributes {
-                let reason = if snapshot.knows_entity(&parent_uid) {
-                    Some("the bundle manages its members")
-                } else if !own.contains(parent) {
-                    Some("a parent must be an entity of the same request")
-                } else {
-                    None
-                };
-                if let Some(reason) = reason {
-                    return Err(invalid(
-                        parent_field,
-                        format!(
-                            "a request may not claim membership of `{parent_uid}`: {reason} (request entity trust is `attributes`)"
-                        ),
-                    ));
-                }
-            }
-            if seen_parents.insert(parent_uid) {
-                parents.push(json!({"type": parent.entity_type, "id": parent.id}));
-            }
-        }
-        if let Value::Object(fields) = &mut json {
-            fields.insert("attrs".to_owned(), Value::Object(attrs));
-            fields.insert("parents".to_owned(), Value::Array(parents));
-        }
-        let entity = Entity::from_json_value(json, snapshot.bundle.schema.as_ref())
-            .map_err(|e| invalid(&field, error_chain(&e)))?;
+        let entity = supplied_entity(
+            input,
+            &field,
+            Supplier::Request(trust),
+            &own,
+            &mut seen,
+            snapshot,
+        )?;
         out.push(entity);
     }
     Ok(out)
+}
+
+/// Validates one supplied entity (named `field` in errors) and merges it with the bundle's
+/// data for its uid.
+fn supplied_entity(
+    input: EntityInput,
+    field: &str,
+    supplier: Supplier,
+    own: &FxHashSet<EntityRef>,
+    seen: &mut FxHashSet<EntityUid>,
+    snapshot: &Snapshot,
+) -> Result<Entity, RequestError> {
+    let uid = entity_uid(&input.uid, &format!("{field}.uid"), snapshot)?;
+    if uid.type_name().basename() == "Action" {
+        return Err(invalid(
+            format!("{field}.uid"),
+            "action entities come from the schema or the bundle, not the request",
+        ));
+    }
+    if is_userset_type(uid.type_name()) {
+        return Err(invalid(
+            format!("{field}.uid"),
+            format!("`{USERSET_TYPE}` entities come from tuples, not the request"),
+        ));
+    }
+    if !seen.insert(uid.clone()) {
+        return Err(invalid(
+            format!("{field}.uid"),
+            format!("duplicate entity `{uid}`"),
+        ));
+    }
+    let entity_type = &input.uid.entity_type;
+    let mut json = match snapshot.bundle.entities.get(&uid) {
+        Some(existing) => existing
+            .to_json_value()
+            .map_err(|e| invalid(field, error_chain(&e)))?,
+        None => json!({
+            "uid": {"type": entity_type, "id": input.uid.id},
+            "attrs": snapshot.bundle.relations.attributes_json(entity_type, &input.uid.id),
+            "parents": [],
+        }),
+    };
+    let (Some(Value::Object(attrs)), Some(Value::Array(parents))) =
+        (json.get("attrs").cloned(), json.get("parents").cloned())
+    else {
+        return Err(invalid(
+            field,
+            "the bundle's data for this entity is not an entity",
+        ));
+    };
+    let mut attrs = attrs;
+    let mut parents = parents;
+    for (name, value) in input.attrs {
+        if snapshot.bundle.relations.is_relation(entity_type, &name) {
+            return Err(invalid(
+                format!("{field}.attrs.{name}"),
+                format!("`{name}` is a relation of `{entity_type}`; relations come from tuples"),
+            ));
+        }
+        if attrs.contains_key(&name) {
+            return Err(invalid(
+                format!("{field}.attrs.{name}"),
+                format!("the bundle already defines `{name}` for `{uid}`"),
+            ));
+        }
+        attrs.insert(name, value);
+    }
+    if supplier != Supplier::Verified
+        && snapshot.bundle.entities.get(&uid).is_some()
+        && !input.parents.is_empty()
+    {
+        // Roles and groups are authority: a request may describe entities the bundle does
+        // not know, but not move the ones it does.
+        return Err(invalid(
+            format!("{field}.parents"),
+            format!(
+                "the bundle defines `{uid}`; its parents come from the bundle, not the request"
+            ),
+        ));
+    }
+    let mut seen_parents = FxHashSet::default();
+    for (p, parent) in input.parents.iter().enumerate() {
+        let parent_field = format!("{field}.parents[{p}]");
+        let parent_uid = entity_uid(parent, &parent_field, snapshot)?;
+        if parent_uid.type_name().basename() == "Action" || is_userset_type(parent_uid.type_name())
+        {
+            return Err(invalid(
+                parent_field,
+                format!(
+                    "`{parent_uid}` cannot be a parent: relations come from tuples, action groups from the schema"
+                ),
+            ));
+        }
+        if supplier == Supplier::Request(EntityTrust::Attributes) {
+            let reason = if snapshot.knows_entity(&parent_uid) {
+                Some("the bundle manages its members")
+            } else if !own.contains(parent) {
+                Some("a parent must be an entity of the same request")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(invalid(
+                    parent_field,
+                    format!(
+                        "a request may not claim membership of `{parent_uid}`: {reason} (request entity trust is `attributes`)"
+                    ),
+                ));
+            }
+        }
+        if seen_parents.insert(parent_uid) {
+            parents.push(json!({"type": parent.entity_type, "id": parent.id}));
+        }
+    }
+    if let Value::Object(fields) = &mut json {
+        fields.insert("attrs".to_owned(), Value::Object(attrs));
+        fields.insert("parents".to_owned(), Value::Array(parents));
+    }
+    Entity::from_json_value(json, snapshot.bundle.schema.as_ref())
+        .map_err(|e| invalid(field, error_chain(&e)))
 }
 
 #[cfg(test)]
