@@ -1,4 +1,5 @@
-//! The gRPC API: thin tonic handlers over the engine.
+//! The gRPC API: thin tonic handlers over the engine, for `verdict.v1` and for Envoy's
+//! ext_authz ([`ext_authz`]).
 //!
 //! Owns: the generated protobuf types ([`proto`]), converting them to and from
 //! `verdict_core` types, and the mapping of every error to a gRPC status.
@@ -10,8 +11,10 @@
 mod authorization;
 mod convert;
 mod error;
+pub mod ext_authz;
 mod prescan;
 pub mod proto;
+mod record;
 
 pub use authorization::{AuthorizationService, Caller, CallerIsAdmin, ReloadAnswer, ReloadControl};
 pub use convert::ProtocolError;

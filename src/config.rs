@@ -20,6 +20,7 @@
 //! | [`CallerAuthArgs`] (`caller_auth.rs`) | `--api-keys-file`, `--api-keys`, `--auth-open-*` |
 //! | [`TlsArgs`] (`tls.rs`) | `--tls-*` |
 //! | [`DecisionLogArgs`] (`decision_log.rs`) | `--decision-log-*` |
+//! | [`ExtAuthzArgs`] (`ext_authz.rs`) | `--ext-authz-*` (the Envoy ext_authz front-end) |
 //!
 //! The settings, in `--help` order:
 //!
@@ -70,6 +71,9 @@
 //! | `--tls-admin-clients` | `VERDICT_TLS_ADMIN_CLIENTS` | none |
 //! | `--decision-log-deny-rate` | `VERDICT_DECISION_LOG_DENY_RATE` | `1` |
 //! | `--decision-log-allow-rate` | `VERDICT_DECISION_LOG_ALLOW_RATE` | `0.01` |
+//! | `--ext-authz-peer-principal-type` | `VERDICT_EXT_AUTHZ_PEER_PRINCIPAL_TYPE` | `Service` |
+//! | `--ext-authz-max-body-bytes` | `VERDICT_EXT_AUTHZ_MAX_BODY_BYTES` | 65536 (64 KiB) |
+//! | `--ext-authz-deny-reasons` | `VERDICT_EXT_AUTHZ_DENY_REASONS` | `false` |
 //! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
 
 use std::path::PathBuf;
@@ -92,6 +96,7 @@ mod api_keys;
 mod bundle;
 mod caller_auth;
 mod decision_log;
+mod ext_authz;
 mod limits;
 mod listener;
 mod reload;
@@ -105,6 +110,10 @@ pub use bundle::{
 };
 pub use caller_auth::{CallerAuthArgs, CallerAuthConfig};
 pub use decision_log::DecisionLogArgs;
+pub use ext_authz::{
+    DEFAULT_EXT_AUTHZ_MAX_BODY_BYTES, DEFAULT_EXT_AUTHZ_PEER_PRINCIPAL_TYPE, ExtAuthzArgs,
+    ExtAuthzConfig,
+};
 pub use limits::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_CONCURRENT_REQUESTS_PER_CONNECTION, DEFAULT_MAX_ENTITY_PARENTS,
@@ -186,6 +195,9 @@ pub struct ServeArgs {
     /// Decision log sampling.
     #[command(flatten)]
     pub decision_log: DecisionLogArgs,
+    /// The Envoy ext_authz front-end.
+    #[command(flatten)]
+    pub ext_authz: ExtAuthzArgs,
     /// Start even if the bundle is invalid: answer UNAVAILABLE and report NOT_SERVING until a
     /// valid bundle appears.
     #[arg(long, env = "VERDICT_START_WITHOUT_BUNDLE", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -215,6 +227,8 @@ pub struct ValidConfig {
     pub tls: TlsConfig,
     /// Decision log sampling.
     pub decision_log: DecisionLogSettings,
+    /// The Envoy ext_authz front-end.
+    pub ext_authz: ExtAuthzConfig,
     /// Start with no snapshot when the bundle is invalid.
     pub start_without_bundle: bool,
 }
@@ -306,6 +320,7 @@ impl ServeArgs {
             caller_auth: self.caller_auth.validate()?,
             tls: self.tls.validate()?,
             decision_log: self.decision_log.validate()?,
+            ext_authz: self.ext_authz.validate()?,
             start_without_bundle: self.start_without_bundle,
         })
     }
@@ -519,7 +534,7 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        assert_eq!(count, 50);
+        assert_eq!(count, 53);
     }
 
     #[test]
@@ -579,6 +594,47 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(shown.contains("gw"), "{shown}");
         assert!(!shown.contains(key), "{shown}");
+    }
+
+    #[test]
+    fn ext_authz_settings_parse_and_are_checked() {
+        let defaults = parse(&[]).unwrap().ext_authz;
+        assert_eq!(
+            defaults,
+            ExtAuthzConfig {
+                peer_principal_type: "Service".to_owned(),
+                max_body_bytes: 65_536,
+                deny_reasons: false,
+            }
+        );
+        let set = parse(&[
+            "--ext-authz-peer-principal-type",
+            "Acme::Workload",
+            "--ext-authz-max-body-bytes=1024",
+            "--ext-authz-deny-reasons",
+        ])
+        .unwrap()
+        .ext_authz;
+        assert_eq!(set.peer_principal_type, "Acme::Workload");
+        assert_eq!(set.max_body_bytes, 1024);
+        assert!(set.deny_reasons);
+        let bad_type = parse(&["--ext-authz-peer-principal-type", "Not A Type"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad_type.starts_with(
+                "--ext-authz-peer-principal-type (VERDICT_EXT_AUTHZ_PEER_PRINCIPAL_TYPE): \
+                 `Not A Type` is not an entity type"
+            ),
+            "{bad_type}"
+        );
+        assert_eq!(
+            parse(&["--ext-authz-max-body-bytes", "0"])
+                .unwrap_err()
+                .to_string(),
+            "--ext-authz-max-body-bytes (VERDICT_EXT_AUTHZ_MAX_BODY_BYTES): `0` is outside \
+             1..=67108864"
+        );
     }
 
     #[test]
