@@ -698,3 +698,56 @@ proptest::proptest! {
         }
     }
 }
+
+/// Collects what a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_decision_log_names_the_front_end_the_route_and_a_denied_field_but_no_token() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let service = service().with_decision_log(DecisionLogSettings {
+        deny_rate: 1.0,
+        allow_rate: 1.0,
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        let mass_assignment = Http::new("PATCH", "/v1/profiles/bob")
+            .token("bob-token")
+            .header("x-request-id", "log-1")
+            .body(r#"{"name": "Bob", "role": "admin"}"#);
+        let answer = seen(runtime.block_on(service.answer(mass_assignment.request(), Some("gw"))));
+        assert_forbidden(&answer);
+    });
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("verdict::decision"), "{log}");
+    for field in [
+        "request_id=log-1",
+        "caller=\"gw\"",
+        "front_end=\"ext_authz\"",
+        "route=\"PATCH /v1/profiles/{userId}\"",
+        "decision=\"deny\"",
+        "properties=name=allow,role=deny",
+    ] {
+        assert!(log.contains(field), "`{field}` not in {log}");
+    }
+    assert!(!log.contains("bob-token"), "{log}");
+}
