@@ -247,6 +247,7 @@ fn telemetry_cost(c: &mut Criterion) {
             let (request, decision) = decide();
             telemetry_metrics::record_decision(&DecisionMetrics {
                 decision: decision.outcome.as_str(),
+                front_end: "grpc",
                 action: metrics::SharedString::const_str("read"),
                 duration: started.elapsed(),
                 errored_policies: &[],
@@ -262,6 +263,7 @@ fn telemetry_cost(c: &mut Criterion) {
                 let (request, decision) = decide();
                 telemetry_metrics::record_decision(&DecisionMetrics {
                     decision: decision.outcome.as_str(),
+                    front_end: "grpc",
                     action: metrics::SharedString::const_str("read"),
                     duration: started.elapsed(),
                     errored_policies: &[],
@@ -270,6 +272,8 @@ fn telemetry_cost(c: &mut Criterion) {
                 decision_log::log(&DecisionRecord {
                     request_id: "bench",
                     caller: Some("gateway"),
+                    front_end: "grpc",
+                    route: None,
                     principal: request.principal(),
                     action: request.action(),
                     resource: request.resource(),

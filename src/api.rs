@@ -1,4 +1,5 @@
-//! The gRPC API: thin tonic handlers over the engine.
+//! The gRPC API: thin tonic handlers over the engine, for `verdict.v1` and for Envoy's
+//! ext_authz ([`ext_authz`]).
 //!
 //! Owns: the generated protobuf types ([`proto`]), converting them to and from
 //! `verdict_core` types, `Check.token` (verifying it and handing its principal to the core,
@@ -11,8 +12,10 @@
 mod authorization;
 mod convert;
 mod error;
+pub mod ext_authz;
 mod prescan;
 pub mod proto;
+mod record;
 mod token;
 
 pub use authorization::{AuthorizationService, Caller, CallerIsAdmin, ReloadAnswer, ReloadControl};

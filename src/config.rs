@@ -21,6 +21,7 @@
 //! | [`TlsArgs`] (`tls.rs`) | `--tls-*` |
 //! | [`DecisionLogArgs`] (`decision_log.rs`) | `--decision-log-*` |
 //! | [`IdentityArgs`] (`identity.rs`) | `--jwt-issuers` |
+//! | [`ExtAuthzArgs`] (`ext_authz.rs`) | `--ext-authz-*` (the Envoy ext_authz front-end) |
 //!
 //! The settings, in `--help` order:
 //!
@@ -72,6 +73,9 @@
 //! | `--decision-log-deny-rate` | `VERDICT_DECISION_LOG_DENY_RATE` | `1` |
 //! | `--decision-log-allow-rate` | `VERDICT_DECISION_LOG_ALLOW_RATE` | `0.01` |
 //! | `--jwt-issuers` | `VERDICT_JWT_ISSUERS` | none (every bearer token is refused; docs/tokens.md) |
+//! | `--ext-authz-peer-principal-type` | `VERDICT_EXT_AUTHZ_PEER_PRINCIPAL_TYPE` | `Service` |
+//! | `--ext-authz-max-body-bytes` | `VERDICT_EXT_AUTHZ_MAX_BODY_BYTES` | 65536 (64 KiB) |
+//! | `--ext-authz-deny-reasons` | `VERDICT_EXT_AUTHZ_DENY_REASONS` | `false` |
 //! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
 
 use std::path::PathBuf;
@@ -93,6 +97,7 @@ mod api_keys;
 mod bundle;
 mod caller_auth;
 mod decision_log;
+mod ext_authz;
 mod identity;
 mod limits;
 mod listener;
@@ -107,6 +112,10 @@ pub use bundle::{
 };
 pub use caller_auth::{CallerAuthArgs, CallerAuthConfig};
 pub use decision_log::DecisionLogArgs;
+pub use ext_authz::{
+    DEFAULT_EXT_AUTHZ_MAX_BODY_BYTES, DEFAULT_EXT_AUTHZ_PEER_PRINCIPAL_TYPE, ExtAuthzArgs,
+    ExtAuthzConfig,
+};
 pub use identity::{IdentityArgs, IdentityConfig};
 pub use limits::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_CONCURRENT_REQUESTS,
@@ -170,6 +179,9 @@ pub struct ServeArgs {
     /// Bearer token issuers.
     #[command(flatten)]
     pub identity: IdentityArgs,
+    /// The Envoy ext_authz front-end.
+    #[command(flatten)]
+    pub ext_authz: ExtAuthzArgs,
     /// Start even if the bundle is invalid: answer UNAVAILABLE and report NOT_SERVING until a
     /// valid bundle appears.
     #[arg(long, env = "VERDICT_START_WITHOUT_BUNDLE", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -201,6 +213,8 @@ pub struct ValidConfig {
     pub decision_log: DecisionLogSettings,
     /// Bearer token issuers: the verifier every front-end shares.
     pub identity: IdentityConfig,
+    /// The Envoy ext_authz front-end.
+    pub ext_authz: ExtAuthzConfig,
     /// Start with no snapshot when the bundle is invalid.
     pub start_without_bundle: bool,
 }
@@ -302,6 +316,7 @@ impl ServeArgs {
             tls: self.tls.validate()?,
             decision_log: self.decision_log.validate()?,
             identity: self.identity.validate(env)?,
+            ext_authz: self.ext_authz.validate()?,
             start_without_bundle: self.start_without_bundle,
         })
     }
@@ -523,6 +538,7 @@ mod tests {
             count += 1;
         }
         assert_eq!(count, 51);
+        assert_eq!(count, 53);
     }
 
     #[test]
@@ -612,6 +628,47 @@ mod tests {
         .unwrap();
         let config = parse(&["--jwt-issuers", &shown]).unwrap();
         assert!(config.identity.verifier.is_enabled());
+    }
+
+    #[test]
+    fn ext_authz_settings_parse_and_are_checked() {
+        let defaults = parse(&[]).unwrap().ext_authz;
+        assert_eq!(
+            defaults,
+            ExtAuthzConfig {
+                peer_principal_type: "Service".to_owned(),
+                max_body_bytes: 65_536,
+                deny_reasons: false,
+            }
+        );
+        let set = parse(&[
+            "--ext-authz-peer-principal-type",
+            "Acme::Workload",
+            "--ext-authz-max-body-bytes=1024",
+            "--ext-authz-deny-reasons",
+        ])
+        .unwrap()
+        .ext_authz;
+        assert_eq!(set.peer_principal_type, "Acme::Workload");
+        assert_eq!(set.max_body_bytes, 1024);
+        assert!(set.deny_reasons);
+        let bad_type = parse(&["--ext-authz-peer-principal-type", "Not A Type"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad_type.starts_with(
+                "--ext-authz-peer-principal-type (VERDICT_EXT_AUTHZ_PEER_PRINCIPAL_TYPE): \
+                 `Not A Type` is not an entity type"
+            ),
+            "{bad_type}"
+        );
+        assert_eq!(
+            parse(&["--ext-authz-max-body-bytes", "0"])
+                .unwrap_err()
+                .to_string(),
+            "--ext-authz-max-body-bytes (VERDICT_EXT_AUTHZ_MAX_BODY_BYTES): `0` is outside \
+             1..=67108864"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Wiring: the gRPC listener with the Authorization, health and reflection services, the HTTP
+//! Wiring: the gRPC listener with the Authorization services (`verdict.v1` and Envoy's
+//! `envoy.service.auth.v3`), health and reflection, the HTTP
 //! port (metrics and probes), the background tasks (watch loop, SIGHUP, gauges), and shutdown.
 //!
 //! Owns: which services are served, how the transport is configured, and which background tasks
@@ -26,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
 use self::observe::Observe;
+use crate::api::ext_authz::{
+    self, Authenticator, EXT_AUTHZ_SERVICE_NAME, ExtAuthzServer, ExtAuthzService, ExtAuthzSettings,
+};
 use crate::api::proto::authorization_server::AuthorizationServer;
 use crate::api::{AuthorizationService, ReloadAnswer, ReloadControl, proto};
 use crate::config::ValidConfig;
@@ -35,6 +39,9 @@ use crate::telemetry::metrics::{self as telemetry_metrics, SnapshotGauges};
 
 /// The service name health checks use for the Authorization service.
 pub const AUTHORIZATION_SERVICE_NAME: &str = "verdict.v1.Authorization";
+
+/// The services whose health follows the snapshot: SERVING while one is loaded.
+const DECISION_SERVICES: [&str; 3] = ["", AUTHORIZATION_SERVICE_NAME, EXT_AUTHZ_SERVICE_NAME];
 
 /// The `Reload` RPC over the reloader.
 #[derive(Debug)]
@@ -103,13 +110,27 @@ const METRICS_UPKEEP: Duration = Duration::from_secs(1);
 /// Serves until `shutdown` completes, then drains in-flight requests.
 ///
 /// The reloader's watch loop (per the configuration) and SIGHUP rebuild the snapshot, and so
-/// does the `Reload` RPC when enabled. Health reports SERVING (overall and for
-/// `verdict.v1.Authorization`) only while a snapshot is loaded; on shutdown it reports
-/// NOT_SERVING, and `/readyz` fails, before the listener closes.
+/// does the `Reload` RPC when enabled. Health reports SERVING (overall, for
+/// `verdict.v1.Authorization` and for `envoy.service.auth.v3.Authorization`) only while a
+/// snapshot is loaded; on shutdown it reports NOT_SERVING, and `/readyz` fails, before the
+/// listener closes.
 pub async fn run(
     config: &ValidConfig,
     served: Served,
     listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let authenticator = Arc::new(config.identity.verifier.clone());
+    run_with_authenticator(config, served, listeners, authenticator, shutdown).await
+}
+
+/// [`run`], with the ext_authz front-end verifying bearer tokens with `authenticator` (tests
+/// pass a fake one).
+pub async fn run_with_authenticator(
+    config: &ValidConfig,
+    served: Served,
+    listeners: Listeners,
+    authenticator: Arc<dyn Authenticator>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let Served {
@@ -133,10 +154,9 @@ pub async fn run(
     } else {
         ServingStatus::NotServing
     };
-    health.set_service_status("", status).await;
-    health
-        .set_service_status(AUTHORIZATION_SERVICE_NAME, status)
-        .await;
+    for service in DECISION_SERVICES {
+        health.set_service_status(service, status).await;
+    }
     spawn_health_follower(health.clone(), reloader.subscribe(), background.clone());
     spawn_gauge_refresh(
         Arc::clone(&snapshots),
@@ -185,13 +205,26 @@ pub async fn run(
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_file_descriptor_set(ext_authz::file_descriptor_set())
         .build_v1()?;
     // grpcurl and grpcio's reflection clients still speak v1alpha.
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_file_descriptor_set(ext_authz::file_descriptor_set())
         .build_v1alpha()?;
 
+    let ext_authz_service = ExtAuthzService::new(
+        Arc::clone(&snapshots),
+        config.limits.request_limits(),
+        authenticator,
+        ExtAuthzSettings {
+            peer_principal_type: config.ext_authz.peer_principal_type.clone(),
+            max_body_bytes: config.ext_authz.max_body_bytes,
+            deny_reasons: config.ext_authz.deny_reasons,
+        },
+    )
+    .with_decision_log(config.decision_log);
     let mut service = AuthorizationService::new(snapshots, config.limits.request_limits())
         .with_decision_log(config.decision_log)
         .with_tokens(config.identity.verifier.clone());
@@ -208,6 +241,11 @@ pub async fn run(
             max_message_bytes: config.limits.max_message_bytes,
         },
         Arc::new(config.limits.request_limits()),
+    );
+    // Both front-ends take their request slots from the same pool.
+    let ext_authz = authorization.sharing(
+        ExtAuthzServer::new(ext_authz_service)
+            .max_decoding_message_size(config.limits.max_message_bytes),
     );
 
     let shutdown_delay = config.shutdown.delay;
@@ -255,18 +293,18 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(authorization);
+        .add_service(authorization)
+        .add_service(ext_authz);
     let stop_accepting = async move {
         shutdown.await;
         shutting_down.store(true, Ordering::Relaxed);
         background.cancel();
         tracing::info!("shutting down: health is NOT_SERVING, draining in-flight requests");
-        shutdown_health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-        shutdown_health
-            .set_service_status(AUTHORIZATION_SERVICE_NAME, ServingStatus::NotServing)
-            .await;
+        for service in DECISION_SERVICES {
+            shutdown_health
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
         // Keep answering while load balancers take the pod out of rotation.
         if !shutdown_delay.is_zero() {
             tracing::info!(delay = ?shutdown_delay, "still answering until the listener closes");
@@ -403,10 +441,11 @@ fn spawn_health_follower(
                 }
             }
             if serving.borrow_and_update().is_some() {
-                health.set_service_status("", ServingStatus::Serving).await;
-                health
-                    .set_service_status(AUTHORIZATION_SERVICE_NAME, ServingStatus::Serving)
-                    .await;
+                for service in DECISION_SERVICES {
+                    health
+                        .set_service_status(service, ServingStatus::Serving)
+                        .await;
+                }
             }
         }
     });

@@ -124,8 +124,8 @@ fn a_real_prometheus_scrapes_decision_metrics_and_promtool_lints_them() {
     let (status, metrics) = http_get(verdict.metrics, "/metrics");
     assert_eq!(status, 200);
     for line in [
-        "verdict_decisions_total{decision=\"allow\",action=\"read\"} 23",
-        "verdict_decisions_total{decision=\"deny\",action=\"read\"} 12",
+        "verdict_decisions_total{decision=\"allow\",action=\"read\",front_end=\"grpc\"} 23",
+        "verdict_decisions_total{decision=\"deny\",action=\"read\",front_end=\"grpc\"} 12",
         "verdict_decision_duration_seconds_count 35",
         "verdict_grpc_requests_total{method=\"verdict.v1.Authorization/Check\",code=\"OK\"} 30",
         "verdict_ready 1",
@@ -221,7 +221,7 @@ fn a_real_prometheus_scrapes_decision_metrics_and_promtool_lints_them() {
         expect("sum(verdict_decisions_total{decision=\"deny\"})", 12.0);
         expect("verdict_decision_duration_seconds_count", 35.0);
         expect("sum(verdict_batch_size_count)", 1.0);
-        expect("verdict_snapshot_policies", 22.0);
+        expect("verdict_snapshot_policies", 23.0);
     });
     let _ = prometheus.kill();
     let _ = prometheus.wait();

@@ -240,3 +240,75 @@ async fn grpcurl_calls_over_tls_and_mtls() {
     assert!(!ok, "a client without a certificate was served");
     server.stop().await;
 }
+
+/// grpcurl knows Envoy's ext_authz service only from reflection: it lists it, describes its
+/// request, and calls it with JSON, which only works if the descriptors Verdict serves agree
+/// with the messages it decodes.
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcurl_calls_the_ext_authz_service_through_reflection() {
+    let server = TestServer::start(&example_bundle()).await;
+    let addr = server.addr.to_string();
+    let run = |args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_grpcurl(&args)
+        })
+        .await
+        .unwrap()
+    };
+    let (ok, listed, err) = run(vec!["-plaintext".into(), addr.clone(), "list".into()]).await;
+    assert!(ok, "{err}");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l == "envoy.service.auth.v3.Authorization"),
+        "{listed}"
+    );
+    let (ok, described, err) = run(vec![
+        "-plaintext".into(),
+        addr.clone(),
+        "describe".into(),
+        "envoy.service.auth.v3.AttributeContext.HttpRequest".into(),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(described.contains("bytes raw_body = 12;"), "{described}");
+
+    let ask = |request: &str| {
+        run(vec![
+            "-plaintext".into(),
+            "-d".into(),
+            request.to_owned(),
+            addr.clone(),
+            "envoy.service.auth.v3.Authorization/Check".into(),
+        ])
+    };
+    let (ok, answer, err) = ask(
+        r#"{"attributes": {"request": {"http": {"method": "GET", "path": "/v1/nothing",
+            "headers": {"x-request-id": "grpcurl-1"}}}}}"#,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["status"]["code"], 7, "{answer}");
+    assert_eq!(answer["deniedResponse"]["status"]["code"], "Forbidden");
+    let body: serde_json::Value =
+        serde_json::from_str(answer["deniedResponse"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["request_id"], "grpcurl-1");
+
+    let (ok, answer, err) = ask(
+        r#"{"attributes": {"source": {"principal": "spiffe://acme/ns/search/sa/indexer"},
+            "request": {"http": {"method": "POST", "path": "/v1/admin/reindex"}}}}"#,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let header = &answer["okResponse"]["headers"][0];
+    assert_eq!(header["header"]["key"], "x-verdict-principal", "{answer}");
+    assert_eq!(
+        header["header"]["value"],
+        "spiffe://acme/ns/search/sa/indexer"
+    );
+    assert_eq!(header["appendAction"], "OVERWRITE_IF_EXISTS_OR_ADD");
+    server.stop().await;
+}

@@ -78,7 +78,10 @@ pub use limits::{
     DEFAULT_MAX_REQUEST_WORK, DEFAULT_MAX_STRING_BYTES, ENTITY_WORK, EntityTrust, Limits,
     WorkBudget,
 };
-pub use routes::{PathRefusal, PrincipalSource, Route, RouteMatch, RouteRefusal, UpstreamHeaders};
+pub use routes::{
+    PathRefusal, PrincipalSource, Route, RouteMatch, RouteRefusal, UpstreamHeaders,
+    is_listable_property,
+};
 pub use snapshot::{
     DEFAULT_MAX_BUNDLE_BYTES, DEFAULT_MAX_BUNDLE_FILE_BYTES, DEFAULT_MAX_RELATION_DEPTH,
     LoadOptions, Snapshot,

@@ -117,6 +117,14 @@ pub enum RouteRefusal {
     },
 }
 
+/// Returns whether `name` can be a property of a routed request: non-empty printable ASCII
+/// without spaces or commas, so that the allowed properties travel upstream in one
+/// comma-separated header. A route's `properties` must be; a front-end refuses a request body
+/// with a field name that is not.
+pub fn is_listable_property(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+}
+
 /// Headers added to the request sent upstream when it is allowed; each is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamHeaders {
@@ -173,6 +181,9 @@ pub struct Route {
     context: Vec<ContextEntry>,
     principal: PrincipalSource,
     properties_from_body: bool,
+    /// The candidate properties of a route without a body to read them from: checked one by
+    /// one, and the allowed ones sent upstream.
+    properties: Vec<String>,
     upstream_headers: UpstreamHeaders,
 }
 
@@ -201,6 +212,13 @@ impl Route {
     /// Returns whether the top-level field names of the JSON body are checked as properties.
     pub fn properties_from_body(&self) -> bool {
         self.properties_from_body
+    }
+
+    /// Returns the route's `properties`: the candidates checked one by one when the request
+    /// has no body to take them from, whose allowed ones `upstream_headers.properties` lists.
+    /// Empty when the route lists none.
+    pub fn properties(&self) -> &[String] {
+        &self.properties
     }
 
     /// Returns the headers to add upstream when the request is allowed.
@@ -521,6 +539,7 @@ fn compile(spec: RouteSpec, schema: Option<&Schema>) -> Result<Route, (&'static 
         context,
         principal,
         properties_from_body,
+        properties,
         upstream_headers,
     } = spec;
     let methods: Vec<String> = method.0.into_iter().map(|m| m.0).collect();
@@ -561,6 +580,38 @@ fn compile(spec: RouteSpec, schema: Option<&Schema>) -> Result<Route, (&'static 
             ),
         ));
     }
+    let properties = properties.map(|names| names.0).unwrap_or_default();
+    match (
+        properties_from_body,
+        properties.is_empty(),
+        upstream_headers.properties.is_some(),
+    ) {
+        (true, false, _) => {
+            return Err((
+                "properties",
+                "`properties` and `properties_from_body` both say which properties are checked: \
+                 use one"
+                    .to_owned(),
+            ));
+        }
+        (false, true, true) => {
+            return Err((
+                "upstream_headers",
+                "`upstream_headers.properties` sends the allowed properties upstream, and this \
+                 route has none to check: list the candidates in `properties`"
+                    .to_owned(),
+            ));
+        }
+        (false, false, false) => {
+            return Err((
+                "properties",
+                "`properties` lists the candidates for `upstream_headers.properties`, which \
+                 this route does not set"
+                    .to_owned(),
+            ));
+        }
+        _ => {}
+    }
     let mut entries = Vec::with_capacity(context.len());
     for (Parsed(key), spec) in context {
         entries.push(context_entry(key.0, spec)?);
@@ -575,6 +626,7 @@ fn compile(spec: RouteSpec, schema: Option<&Schema>) -> Result<Route, (&'static 
         context: entries,
         principal,
         properties_from_body,
+        properties,
         upstream_headers: UpstreamHeaders {
             principal: upstream_headers.principal.map(|h| h.0.0),
             properties: upstream_headers.properties.map(|h| h.0.0),

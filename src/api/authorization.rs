@@ -1,10 +1,8 @@
 //! The `verdict.v1.Authorization` service.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use verdict_core::{Decision, Limits};
@@ -13,13 +11,12 @@ use super::convert::{Item, check_input, check_response};
 use super::error::ApiError;
 use super::proto;
 use super::proto::authorization_server::Authorization;
+use super::record::{Asked, FrontEnd, RequestId, record_decision};
 use super::token::{self, Presented};
 use crate::identity::TokenVerifier;
 use crate::serving::{Served, SnapshotHandle};
-use crate::telemetry::decision_log::{self, DecisionLogSettings, DecisionRecord};
-use crate::telemetry::metrics::{
-    self as telemetry_metrics, DecisionMetrics, Rejection, ReloadFailureReason,
-};
+use crate::telemetry::decision_log::DecisionLogSettings;
+use crate::telemetry::metrics::{self as telemetry_metrics, Rejection, ReloadFailureReason};
 
 /// Batches with at least this many checks (or this heavy) are split across blocking threads.
 const PARALLEL_BATCH_THRESHOLD: usize = 32;
@@ -142,7 +139,12 @@ impl AuthorizationService {
             served,
             limits: Arc::clone(&self.limits),
             decision_log: self.decision_log,
-            request_id: RequestId::of(request.metadata()),
+            request_id: RequestId::from_given(
+                request
+                    .metadata()
+                    .get("x-request-id")
+                    .and_then(|value| value.to_str().ok()),
+            ),
             caller: request
                 .extensions()
                 .get::<Caller>()
@@ -161,43 +163,6 @@ struct Call {
     request_id: RequestId,
     /// The API key's name, when keys are on.
     caller: Option<Arc<str>>,
-}
-
-/// The id decision log records carry: the caller's `x-request-id` when it is a sane token,
-/// else a number the server hands out, formatted only if a record is written.
-#[derive(Debug, Clone)]
-enum RequestId {
-    Given(Arc<str>),
-    Numbered(u64),
-}
-
-impl RequestId {
-    fn of(metadata: &MetadataMap) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let given = metadata
-            .get("x-request-id")
-            .and_then(|value| value.to_str().ok())
-            .filter(|id| {
-                !id.is_empty()
-                    && id.len() <= 128
-                    && id
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-            });
-        match given {
-            Some(id) => Self::Given(Arc::from(id)),
-            None => Self::Numbered(NEXT.fetch_add(1, Ordering::Relaxed)),
-        }
-    }
-}
-
-impl std::fmt::Display for RequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Given(id) => f.write_str(id),
-            Self::Numbered(n) => write!(f, "verdict-{n:x}"),
-        }
-    }
 }
 
 /// Decides one request and records it (metrics, decision log); `item` says which check of a
@@ -251,44 +216,34 @@ fn record_rejection(error: &ApiError) {
 
 /// Records one decision: metrics always, the decision log when sampled.
 fn observe(call: &Call, item: Item, decision: &Decision, elapsed: std::time::Duration) {
-    let errored: Vec<&str> = decision
-        .errors
-        .iter()
-        .map(|e| e.policy_id.as_str())
-        .collect();
-    telemetry_metrics::record_decision(&DecisionMetrics {
-        decision: decision.outcome.as_str(),
-        action: call.served.action_labels.get(&decision.action),
-        duration: elapsed,
-        errored_policies: &errored,
-        relation_depth_exceeded: decision.relation_depth_exceeded,
-    });
-    if !call.decision_log.sample(decision.is_allowed()) {
-        return;
-    }
-    let properties: Vec<(&str, &'static str)> = decision
-        .properties
-        .iter()
-        .map(|p| (p.name.as_str(), p.outcome.as_str()))
-        .collect();
-    let request_id = match item {
-        Item::Single => call.request_id.to_string(),
-        Item::Batch(i) => format!("{}/checks[{i}]", call.request_id),
+    let request_id = ItemId {
+        request: &call.request_id,
+        item,
     };
-    decision_log::log(&DecisionRecord {
+    let asked = Asked {
+        served: &call.served,
+        decision_log: call.decision_log,
         request_id: &request_id,
         caller: call.caller.as_deref(),
-        principal: &decision.principal,
-        action: &decision.action,
-        resource: &decision.resource,
-        decision: decision.outcome.as_str(),
-        determining_policies: &decision.determining_policies,
-        errored_policies: &errored,
-        properties: &properties,
-        snapshot_version: call.served.snapshot.version(),
-        latency: elapsed,
-        relation_depth_exceeded: decision.relation_depth_exceeded,
-    });
+        front_end: FrontEnd::Grpc,
+        route: None,
+    };
+    record_decision(&asked, decision, decision.is_allowed(), elapsed);
+}
+
+/// The request id of one check: the request's, and `/checks[i]` for a batch item.
+struct ItemId<'a> {
+    request: &'a RequestId,
+    item: Item,
+}
+
+impl std::fmt::Display for ItemId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.item {
+            Item::Single => write!(f, "{}", self.request),
+            Item::Batch(i) => write!(f, "{}/checks[{i}]", self.request),
+        }
+    }
 }
 
 fn batch_result(result: Result<proto::CheckResponse, ApiError>) -> proto::BatchCheckResult {

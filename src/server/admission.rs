@@ -93,6 +93,19 @@ impl<S> Admission<S> {
     }
 }
 
+impl<S> Admission<S> {
+    /// Admits `other`'s requests with the same settings and the same request slots: every
+    /// front-end draws from one pool.
+    pub(super) fn sharing<T>(&self, other: T) -> Admission<T> {
+        Admission {
+            inner: other,
+            slots: Arc::clone(&self.slots),
+            settings: self.settings,
+            limits: Arc::clone(&self.limits),
+        }
+    }
+}
+
 impl<S: NamedService> NamedService for Admission<S> {
     const NAME: &'static str = S::NAME;
 }

@@ -20,8 +20,9 @@ use super::observe::Observer;
 use crate::telemetry::metrics::record_grpc;
 
 /// Methods with their own label; anything else is `other`, so labels stay bounded.
-const METHODS: [&str; 8] = [
+const METHODS: [&str; 9] = [
     "verdict.v1.Authorization/Check",
+    "envoy.service.auth.v3.Authorization/Check",
     "verdict.v1.Authorization/BatchCheck",
     "verdict.v1.Authorization/Status",
     "verdict.v1.Authorization/Reload",

@@ -1,9 +1,10 @@
 //! The decision log: one structured record per decision (sampled), on its own tracing target
 //! (`verdict::decision`) so a log pipeline can route it apart from operational logs.
 //!
-//! What a record holds: request id, principal, action, resource, decision, determining
-//! policies, the ids of policies that errored, per-property decisions, snapshot version,
-//! latency, and whether a relation search hit the depth bound.
+//! What a record holds: request id, the front-end that asked (`grpc` for `verdict.v1`,
+//! `ext_authz` for Envoy) and, for a gateway request, the route's name, principal, action,
+//! resource, decision, determining policies, the ids of policies that errored, per-property
+//! decisions, snapshot version, latency, and whether a relation search hit the depth bound.
 //!
 //! What it never holds: the context, entity attributes, or anything else the caller sent beyond
 //! the three uids. Those three are printed through [`redact`], which replaces an id that looks
@@ -97,6 +98,10 @@ pub struct DecisionRecord<'a> {
     pub request_id: &'a str,
     /// The name of the API key the request came with, if keys are on.
     pub caller: Option<&'a str>,
+    /// The front-end the request came through: `grpc` (`verdict.v1`) or `ext_authz`.
+    pub front_end: &'static str,
+    /// The route a gateway request matched (its name, a bounded label), if any.
+    pub route: Option<&'a str>,
     /// Who asked.
     pub principal: &'a EntityUid,
     /// The action.
@@ -131,6 +136,8 @@ pub fn log(record: &DecisionRecord<'_>) {
         target: TARGET,
         request_id = %redact(record.request_id),
         caller = record.caller.unwrap_or("anonymous"),
+        front_end = record.front_end,
+        route = record.route.unwrap_or(""),
         principal = %redacted_uid(record.principal),
         action = %redacted_uid(record.action),
         resource = %redacted_uid(record.resource),

@@ -15,8 +15,8 @@ use metrics::{Counter, Histogram, SharedString};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
-/// Decisions by `decision` (`allow`/`deny`) and `action` (the bundle's actions; `other` for
-/// actions the bundle does not know).
+/// Decisions by `decision` (`allow`/`deny`), `action` (the bundle's actions; `other` for
+/// actions the bundle does not know) and `front_end` (`grpc` for `verdict.v1`, `ext_authz`).
 pub const DECISIONS_TOTAL: &str = "verdict_decisions_total";
 /// Time to decide one request (validation, slice, relation search, evaluation).
 pub const DECISION_DURATION_SECONDS: &str = "verdict_decision_duration_seconds";
@@ -34,6 +34,10 @@ pub const REJECTED_REQUESTS_TOTAL: &str = "verdict_rejected_requests_total";
 /// `idle_connection`, `batch`, `entities`, `parents`, `properties`, `json_depth`,
 /// `string_length`.
 pub const LIMIT_REJECTIONS_TOTAL: &str = "verdict_limit_rejections_total";
+/// Envoy ext_authz requests denied before a decision, by `kind` and `reason` (closed sets:
+/// [`ExtAuthzRefusal`]): no route, no identity or a refused token, a body that cannot be
+/// checked, or an error.
+pub const EXT_AUTHZ_REFUSALS_TOTAL: &str = "verdict_ext_authz_refusals_total";
 /// Requests that needed credentials, by `caller` (the key's name, `anonymous`, or
 /// `certificate` for a client identity the mTLS allow-lists refused) and `result` (`ok`,
 /// `unauthenticated`, `permission_denied`).
@@ -134,7 +138,14 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
 /// Registers the help text of every metric (the `# HELP` lines).
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(DECISIONS_TOTAL, "Decisions by result and action.");
+    describe_counter!(
+        DECISIONS_TOTAL,
+        "Decisions by result, action and front-end."
+    );
+    describe_counter!(
+        EXT_AUTHZ_REFUSALS_TOTAL,
+        "Envoy ext_authz requests denied before a decision, by kind and reason."
+    );
     describe_histogram!(
         DECISION_DURATION_SECONDS,
         Unit::Seconds,
@@ -224,6 +235,8 @@ pub fn describe() {
 pub struct DecisionMetrics<'a> {
     /// `allow` or `deny`.
     pub decision: &'static str,
+    /// The front-end: `grpc` or `ext_authz`.
+    pub front_end: &'static str,
     /// The action's label: a bundle action or [`OTHER_ACTION`].
     pub action: SharedString,
     /// Time spent deciding.
@@ -306,14 +319,21 @@ impl<K: Hash + Eq + Clone, H: Clone> HandleCache<K, H> {
 
 /// Records one decision.
 pub fn record_decision(decision: &DecisionMetrics<'_>) {
-    static DECISIONS: HandleCache<(&'static str, SharedString), Counter> = HandleCache::new();
+    static DECISIONS: HandleCache<(&'static str, SharedString, &'static str), Counter> =
+        HandleCache::new();
     static DURATION: OnceLock<Histogram> = OnceLock::new();
+    let key = (
+        decision.decision,
+        decision.action.clone(),
+        decision.front_end,
+    );
     DECISIONS
-        .get(&(decision.decision, decision.action.clone()), || {
+        .get(&key, || {
             metrics::counter!(
                 DECISIONS_TOTAL,
                 "decision" => decision.decision,
-                "action" => decision.action.clone()
+                "action" => decision.action.clone(),
+                "front_end" => decision.front_end
             )
         })
         .increment(1);
@@ -326,6 +346,25 @@ pub fn record_decision(decision: &DecisionMetrics<'_>) {
     if decision.relation_depth_exceeded {
         metrics::counter!(RELATION_DEPTH_EXCEEDED_TOTAL).increment(1);
     }
+}
+
+/// Why an ext_authz request was denied before a decision: `kind` and `reason` labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtAuthzRefusal {
+    /// `route`, `identity`, `token`, `body` or `error`.
+    pub kind: &'static str,
+    /// Within the kind: a route refusal (`no_route`, ...), a token refusal's label, ...
+    pub reason: &'static str,
+}
+
+/// Records one ext_authz request denied before a decision.
+pub fn record_ext_authz_refusal(refusal: ExtAuthzRefusal) {
+    metrics::counter!(
+        EXT_AUTHZ_REFUSALS_TOTAL,
+        "kind" => refusal.kind,
+        "reason" => refusal.reason
+    )
+    .increment(1);
 }
 
 /// Why a request got an error instead of a decision.

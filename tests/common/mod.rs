@@ -89,6 +89,36 @@ impl TestServer {
         snapshots: Arc<SnapshotHandle>,
         reloader: Arc<Reloader>,
     ) -> Self {
+        Self::serve_with(config, snapshots, reloader, None).await
+    }
+
+    /// Loads `bundle` and serves it, with ext_authz verifying tokens with `authenticator`.
+    pub async fn start_with_authenticator(
+        config: ValidConfig,
+        authenticator: Arc<dyn verdict::api::ext_authz::Authenticator>,
+    ) -> Self {
+        let snapshots = Arc::new(SnapshotHandle::empty());
+        let reloader = Reloader::new(
+            &config.policies,
+            config.load_options(),
+            config.reload.max_drop,
+            Arc::clone(&snapshots),
+        );
+        let outcome = reloader.load_initial();
+        assert!(
+            matches!(outcome, ReloadOutcome::Updated { .. }),
+            "{outcome:?}"
+        );
+        Self::serve_with(config, snapshots, reloader, Some(authenticator)).await
+    }
+
+    /// [`Self::serve`], with `authenticator` for ext_authz (the server's own when `None`).
+    pub async fn serve_with(
+        config: ValidConfig,
+        snapshots: Arc<SnapshotHandle>,
+        reloader: Arc<Reloader>,
+        authenticator: Option<Arc<dyn verdict::api::ext_authz::Authenticator>>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind(config.listener.grpc_addr)
             .await
             .unwrap();
@@ -112,10 +142,22 @@ impl TestServer {
                 grpc: listener,
                 http,
             };
-            verdict::server::run(&config, served, listeners, async {
+            let shutdown = async {
                 let _ = shutdown_rx.await;
-            })
-            .await
+            };
+            match authenticator {
+                Some(authenticator) => {
+                    verdict::server::run_with_authenticator(
+                        &config,
+                        served,
+                        listeners,
+                        authenticator,
+                        shutdown,
+                    )
+                    .await
+                }
+                None => verdict::server::run(&config, served, listeners, shutdown).await,
+            }
         });
         let server = Self {
             addr,

@@ -387,7 +387,8 @@ pub fn envoy_yaml(config: &EnvoyConfig) -> String {
               failure_mode_allow: false
               with_request_body:
                 max_request_bytes: 65536
-                allow_partial_message: true
+                allow_partial_message: false
+                pack_as_bytes: true
               grpc_service:
                 envoy_grpc:
                   cluster_name: verdict
@@ -432,6 +433,9 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress
+          normalize_path: true
+          merge_slashes: true
+          path_with_escaped_slashes_action: KEEP_UNCHANGED
           route_config:
             virtual_hosts:
             - name: acme

@@ -44,6 +44,8 @@ pub(super) struct RouteSpec {
     #[serde(default)]
     pub(super) properties_from_body: bool,
     #[serde(default)]
+    pub(super) properties: Option<PropertyNames>,
+    #[serde(default)]
     pub(super) upstream_headers: UpstreamHeadersSpec,
 }
 
@@ -272,6 +274,59 @@ impl Parse for HeaderName {
         } else {
             Err(format!("`{text}` is not an http header name"))
         }
+    }
+}
+
+/// A property name a route lists: printable ASCII without spaces or commas, since the allowed
+/// properties travel upstream in one comma-separated header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PropertyName(pub(super) String);
+
+impl Parse for PropertyName {
+    const EXPECTING: &'static str = "a property name such as `email`";
+    fn parse(text: &str) -> Result<Self, String> {
+        if super::is_listable_property(text) {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(format!(
+                "`{text}` is not a property name a header can carry: printable ASCII without \
+                 spaces or commas"
+            ))
+        }
+    }
+}
+
+/// The `properties` list: at least one name, none twice.
+#[derive(Debug)]
+pub(super) struct PropertyNames(pub(super) Vec<String>);
+
+impl<'de> Deserialize<'de> for PropertyNames {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NamesVisitor;
+        impl<'de> Visitor<'de> for NamesVisitor {
+            type Value = PropertyNames;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of property names")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PropertyNames, A::Error> {
+                let mut names: Vec<String> = Vec::new();
+                while let Some(Parsed(PropertyName(name))) =
+                    seq.next_element::<Parsed<PropertyName>>()?
+                {
+                    if names.contains(&name) {
+                        return Err(de::Error::custom(format!(
+                            "the property `{name}` is listed twice"
+                        )));
+                    }
+                    names.push(name);
+                }
+                if names.is_empty() {
+                    return Err(de::Error::custom("`properties` needs at least one name"));
+                }
+                Ok(PropertyNames(names))
+            }
+        }
+        deserializer.deserialize_seq(NamesVisitor)
     }
 }
 

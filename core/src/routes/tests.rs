@@ -104,6 +104,28 @@ fn a_parameter_names_the_resource_and_a_fixed_resource_is_fixed() {
 }
 
 #[test]
+fn a_route_lists_its_candidate_properties_for_the_upstream_header() {
+    let text = "routes:
+  - method: GET
+    path: /v1/documents/{id}
+    action: read
+    resource: {type: Document, id: \"{id}\"}
+    properties: [title, body, owner]
+    upstream_headers: {properties: x-verdict-allowed-properties}
+";
+    let table = build(text).unwrap();
+    let m = route(&table, "GET", "/v1/documents/d1").unwrap();
+    assert_eq!(m.route().properties(), ["title", "body", "owner"]);
+    let table = build(ROUTES).unwrap();
+    let m = route(&table, "PATCH", "/v1/documents/d1").unwrap();
+    assert!(m.route().properties().is_empty(), "the body names them");
+    assert!(is_listable_property("shippingAddress"));
+    for bad in ["", "a b", "a,b", "caf\u{e9}", "a\tb"] {
+        assert!(!is_listable_property(bad), "{bad:?}");
+    }
+}
+
+#[test]
 fn the_most_specific_template_wins() {
     let table = build(ROUTES).unwrap();
     assert_eq!(
@@ -305,7 +327,7 @@ fn load_errors_name_file_line_and_column() {
     let cases: &[(&str, &str)] = &[
         (
             "routes:\n  - method: GET\n    path: /a\n    action: read\n    resource: Document::\"d\"\n    colour: red\n",
-            "b/routes.yaml:6:5: routes[0]: unknown field `colour`, expected one of `name`, `method`, `path`, `action`, `resource`, `context`, `principal`, `properties_from_body`, `upstream_headers`",
+            "b/routes.yaml:6:5: routes[0]: unknown field `colour`, expected one of `name`, `method`, `path`, `action`, `resource`, `context`, `principal`, `properties_from_body`, `properties`, `upstream_headers`",
         ),
         (
             "routes:\n  - method: GET\n    path: /a/{id\n    action: read\n    resource: Document::\"d\"\n",
@@ -346,6 +368,26 @@ fn load_errors_name_file_line_and_column() {
         (
             "routes:\n  - method: GET\n    path: /a\n    action: read\n    resource: Document::\"d\"\n    context:\n      x: {query: p, header: h}\n",
             "b/routes.yaml:7:7: context `x` needs exactly one of `header` and `query`",
+        ),
+        (
+            "routes:\n  - method: GET\n    path: /a\n    action: read\n    resource: Document::\"d\"\n    upstream_headers: {properties: x-p}\n",
+            "b/routes.yaml:6:23: `upstream_headers.properties` sends the allowed properties upstream, and this route has none to check: list the candidates in `properties`",
+        ),
+        (
+            "routes:\n  - method: GET\n    path: /a\n    action: read\n    resource: Document::\"d\"\n    properties: [a, b]\n",
+            "b/routes.yaml:6:17: `properties` lists the candidates for `upstream_headers.properties`, which this route does not set",
+        ),
+        (
+            "routes:\n  - method: PATCH\n    path: /a\n    action: edit\n    resource: Document::\"d\"\n    properties_from_body: true\n    properties: [a]\n",
+            "b/routes.yaml:7:17: `properties` and `properties_from_body` both say which properties are checked: use one",
+        ),
+        (
+            "routes:\n  - method: GET\n    path: /a\n    action: read\n    resource: Document::\"d\"\n    properties: [a, \"b,c\"]\n",
+            "b/routes.yaml:6:21: routes[0].properties[1]: `b,c` is not a property name a header can carry: printable ASCII without spaces or commas",
+        ),
+        (
+            "routes:\n  - method: GET\n    path: /a\n    action: read\n    resource: Document::\"d\"\n    properties: [a, a]\n",
+            "b/routes.yaml:6:17: routes[0].properties: the property `a` is listed twice",
         ),
     ];
     for (text, wanted) in cases {
