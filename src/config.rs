@@ -537,8 +537,7 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        assert_eq!(count, 51);
-        assert_eq!(count, 53);
+        assert_eq!(count, 54);
     }
 
     #[test]
