@@ -70,6 +70,7 @@
 //! | `--tls-admin-clients` | `VERDICT_TLS_ADMIN_CLIENTS` | none |
 //! | `--decision-log-deny-rate` | `VERDICT_DECISION_LOG_DENY_RATE` | `1` |
 //! | `--decision-log-allow-rate` | `VERDICT_DECISION_LOG_ALLOW_RATE` | `0.01` |
+//! | `--decision-log-queue` | `VERDICT_DECISION_LOG_QUEUE` | 8192 |
 //! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
 
 use std::path::PathBuf;
@@ -356,6 +357,13 @@ mod tests {
         );
         assert_eq!(config.decision_log.deny_rate, 1.0);
         assert_eq!(config.decision_log.allow_rate, 0.01);
+        assert_eq!(config.decision_log.queue, 8192);
+        assert_eq!(
+            parse(&["--decision-log-queue", "0"])
+                .unwrap_err()
+                .to_string(),
+            "--decision-log-queue (VERDICT_DECISION_LOG_QUEUE): `0` is outside 1..=1048576"
+        );
         let off = parse(&["--metrics-addr", "off"]).unwrap();
         assert_eq!(off.telemetry.metrics_addr, None);
         assert!(parse(&["--decision-log-allow-rate", "2"]).is_err());
