@@ -527,7 +527,7 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        assert_eq!(count, 50);
+        assert_eq!(count, 51);
     }
 
     #[test]
