@@ -42,9 +42,11 @@ pub(super) fn run(args: ServeArgs) -> u8 {
     );
 
     // The decision log's writer thread, off the request path.
-    if let Err(error) =
-        telemetry::decision_log::install(config.telemetry.log_format, config.decision_log.queue)
-    {
+    if let Err(error) = telemetry::decision_log::install(
+        Box::new(std::io::stderr()),
+        config.telemetry.log_format,
+        config.decision_log.queue,
+    ) {
         eprintln!("error: cannot start the decision log writer: {error}");
         return EXIT_FAILURE;
     }

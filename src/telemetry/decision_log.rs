@@ -150,15 +150,20 @@ struct Installed {
     enabled: bool,
 }
 
-/// Starts the process's decision log writer: records are written to stderr in `format`, with
-/// room for `queue` records waiting. Call after the tracing subscriber is set up (its filter
-/// still decides whether the `verdict::decision` target is on). A second call changes nothing.
-pub fn install(format: LogFormat, queue: usize) -> std::io::Result<()> {
+/// Starts the process's decision log writer: records are written to `output` (stderr in
+/// `verdict serve`) in `format`, with room for `queue` records waiting. Call after the tracing
+/// subscriber is set up (its filter still decides whether the `verdict::decision` target is
+/// on). A second call changes nothing.
+pub fn install(
+    output: Box<dyn std::io::Write + Send>,
+    format: LogFormat,
+    queue: usize,
+) -> std::io::Result<()> {
     if INSTALLED.get().is_some() {
         return Ok(());
     }
     let enabled = tracing::enabled!(target: TARGET, tracing::Level::INFO);
-    let writer = DecisionLogWriter::spawn(Box::new(std::io::stderr()), format, queue)?;
+    let writer = DecisionLogWriter::spawn(output, format, queue)?;
     let _ = INSTALLED.set(Installed { writer, enabled });
     Ok(())
 }
