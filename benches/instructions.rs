@@ -181,8 +181,12 @@ fn run(workload: &str, passes: usize) {
             use verdict::telemetry::{LogFormat, decision_log};
             let w = owner_scenario::Workload::new(dir.path(), REQUESTS);
             let requests = owner_requests(&w.checks);
-            // Metrics on, as the server runs.
-            let _metrics = verdict::telemetry::metrics::install().unwrap();
+            // Metrics on, as the server runs (installed once per process: the smoke run goes
+            // through several workloads).
+            static METRICS: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+            METRICS.get_or_init(|| {
+                std::mem::forget(verdict::telemetry::metrics::install().unwrap());
+            });
             let sampling = match workload {
                 "owner-handler" | "owner-batch" => decision_log::DecisionLogSettings::OFF,
                 _ => decision_log::DecisionLogSettings::default(),
