@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 
 use super::error::LoadError;
 use super::files::BundleFile;
-use crate::diagnostics::{line_column, located_messages};
+use crate::diagnostics::{LineIndex, line_column, located_messages};
 
 /// Where a policy was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +121,16 @@ pub(super) fn load(
         .map(|&(file, chunk)| parse_chunk(file, chunk))
         .collect();
 
+    let line_indexes: Vec<LineIndex<'_>> = files
+        .iter()
+        .map(|file| LineIndex::new(&file.text))
+        .collect();
+    let lines_of = |file: &BundleFile| {
+        files
+            .iter()
+            .position(|f| std::ptr::eq(f, file))
+            .and_then(|i| line_indexes.get(i))
+    };
     let mut set = PolicySet::new();
     let mut accepted: Vec<Policy> = Vec::with_capacity(pieces.len());
     let mut locations: FxHashMap<String, PolicyLocation> = FxHashMap::default();
@@ -133,7 +143,10 @@ pub(super) fn load(
                 continue;
             }
         };
-        let (line, column) = line_column(&file.text, chunk.first_token);
+        let (line, column) = match lines_of(file) {
+            Some(lines) => lines.line_column(chunk.first_token),
+            None => line_column(&file.text, chunk.first_token),
+        };
         let id = match policy.annotation("id") {
             Some("") => {
                 errors.push(LoadError::at(
