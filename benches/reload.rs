@@ -24,6 +24,10 @@ use std::time::Instant;
 
 use verdict_core::{LoadOptions, Snapshot};
 
+/// The server's allocator (see `src/main.rs`), so that what is measured is what runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A small deterministic generator (xorshift), so every run builds the same bundle.
 struct Rng(u64);
 
