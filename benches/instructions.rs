@@ -192,8 +192,14 @@ fn run(workload: &str, passes: usize) {
                 _ => decision_log::DecisionLogSettings::default(),
             };
             match workload {
-                // As shipped: the queued writer, JSON lines, into a sink instead of stderr.
+                // As shipped: the queued writer, JSON lines, into a sink instead of stderr (after
+                // the tracing subscriber, whose filter lets the decision target through, as in
+                // `verdict serve`).
                 "owner-handler-log-queued" => {
+                    tracing_subscriber::fmt()
+                        .json()
+                        .with_writer(std::io::sink)
+                        .init();
                     decision_log::install(Box::new(std::io::sink()), LogFormat::Json, 8192)
                         .unwrap();
                 }
