@@ -280,18 +280,40 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 }
 
 /// Whether `text` looks like a credential rather than an identifier.
+///
+/// Runs on the decision log's writer thread for every id of every record, so the substring
+/// searches (an authorization scheme needs a space after it, `password=`-style assignments an
+/// `=` or `:`) only run on text that has those characters: most ids have neither, and those
+/// searches were most of a record's cost (callgrind, BENCHMARKS.md).
 pub fn looks_like_credential(text: &str) -> bool {
     let trimmed = text.trim();
-    let lower = trimmed.to_ascii_lowercase();
-    let scheme = AUTH_SCHEMES.iter().any(|scheme| {
-        lower.match_indices(scheme).any(|(i, _)| {
-            let before_ok = i == 0 || !lower.as_bytes()[i - 1].is_ascii_alphanumeric();
-            let after = &lower[i + scheme.len()..];
-            before_ok && after.starts_with(char::is_whitespace) && !after.trim().is_empty()
-        })
-    });
-    if scheme || lower.contains("authorization:") {
-        return true;
+    let has_space = trimmed.contains(char::is_whitespace);
+    let has_assignment = trimmed.contains(['=', ':']);
+    if has_space || has_assignment {
+        let lower = trimmed.to_ascii_lowercase();
+        let scheme = has_space
+            && AUTH_SCHEMES.iter().any(|scheme| {
+                lower.match_indices(scheme).any(|(i, _)| {
+                    let before_ok = i == 0 || !lower.as_bytes()[i - 1].is_ascii_alphanumeric();
+                    let after = &lower[i + scheme.len()..];
+                    before_ok && after.starts_with(char::is_whitespace) && !after.trim().is_empty()
+                })
+            });
+        if scheme || (has_assignment && lower.contains("authorization:")) {
+            return true;
+        }
+        let assigned = has_assignment
+            && CREDENTIAL_WORDS.iter().any(|word| {
+                lower.match_indices(word).any(|(i, _)| {
+                    matches!(
+                        lower[i + word.len()..].trim_start().chars().next(),
+                        Some('=' | ':')
+                    )
+                })
+            });
+        if assigned {
+            return true;
+        }
     }
     if CREDENTIAL_PREFIXES
         .iter()
@@ -299,18 +321,7 @@ pub fn looks_like_credential(text: &str) -> bool {
     {
         return true;
     }
-    if is_cloud_key(trimmed) || is_jwt(trimmed) {
-        return true;
-    }
-    let assigned = CREDENTIAL_WORDS.iter().any(|word| {
-        lower.match_indices(word).any(|(i, _)| {
-            matches!(
-                lower[i + word.len()..].trim_start().chars().next(),
-                Some('=' | ':')
-            )
-        })
-    });
-    assigned || looks_random(trimmed)
+    is_cloud_key(trimmed) || is_jwt(trimmed) || looks_random(trimmed)
 }
 
 /// AWS access key ids (`AKIA` or `ASIA` and 16 upper-case letters or digits) and Google API
@@ -329,6 +340,9 @@ fn is_cloud_key(text: &str) -> bool {
 
 /// Three base64url segments, the first starting `eyJ` (`{"`): a JSON Web Token.
 fn is_jwt(text: &str) -> bool {
+    if text.bytes().filter(|&b| b == b'.').count() != 2 {
+        return false;
+    }
     let segments: Vec<&str> = text.split('.').collect();
     segments.len() == 3
         && segments[0].starts_with("eyJ")
