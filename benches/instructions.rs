@@ -8,7 +8,12 @@
 //!
 //! Workloads: `owner-verdict` / `owner-cedar` (the load benchmark's scenario, Verdict's request
 //! preparation and decision against cedar-policy's `is_authorized` on the materialised
-//! entities) and `example-verdict` (the example bundle's requests). Arguments: the workload and
+//! entities), `example-verdict` (the example bundle's requests), and the gRPC handler on the
+//! owner scenario's decoded messages: `owner-handler` (decision log off), `owner-batch` (the
+//! same checks in `BatchCheck`s of 100), `owner-handler-log-queued` (the decision log as
+//! shipped, default sampling, its writer thread counted too) and `owner-handler-log-tracing`
+//! (records formatted and written through `tracing` on the request's thread, as before issue
+//! 20). Arguments: the workload and
 //! the number of passes over its requests. Without arguments (`cargo test --benches`) every
 //! workload runs once, as a smoke test.
 
@@ -62,6 +67,84 @@ fn measured_cedar(
     }
 }
 
+/// The gRPC handler on decoded messages, the whole way from a `CheckRequest` to a
+/// `CheckResponse` (conversion, limits, preparation, decision, metrics, the decision log when
+/// sampled): what a unary `Check` costs the server besides the transport.
+#[inline(never)]
+fn measured_handler(
+    service: &verdict::api::AuthorizationService,
+    requests: &[verdict::api::proto::CheckRequest],
+    passes: usize,
+) {
+    use verdict::api::proto::authorization_server::Authorization;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for _ in 0..passes {
+        for request in requests {
+            let request = tonic::Request::new(black_box(request.clone()));
+            black_box(runtime.block_on(service.check(request)).unwrap());
+        }
+    }
+    // Everything the decision log's writer thread was given is written before this returns,
+    // so that its instructions (counted under `drain`, see instructions.sh) are all counted.
+    verdict::telemetry::decision_log::close(std::time::Duration::from_secs(600));
+}
+
+/// The same requests in `BatchCheck`s of 100.
+#[inline(never)]
+fn measured_batch(
+    service: &verdict::api::AuthorizationService,
+    requests: &[verdict::api::proto::CheckRequest],
+    passes: usize,
+) {
+    use verdict::api::proto::authorization_server::Authorization;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for _ in 0..passes {
+        for checks in requests.chunks(100) {
+            let request = tonic::Request::new(verdict::api::proto::BatchCheckRequest {
+                checks: black_box(checks.to_vec()),
+            });
+            black_box(runtime.block_on(service.batch_check(request)).unwrap());
+        }
+    }
+}
+
+/// The handler for `snapshot` with the given decision log sampling.
+fn handler_service(
+    snapshot: Snapshot,
+    decision_log: verdict::telemetry::decision_log::DecisionLogSettings,
+) -> verdict::api::AuthorizationService {
+    verdict::api::AuthorizationService::new(
+        std::sync::Arc::new(verdict::serving::SnapshotHandle::with(snapshot)),
+        Limits::default(),
+    )
+    .with_decision_log(decision_log)
+}
+
+/// The owner scenario's checks as protobuf messages.
+fn owner_requests(checks: &[owner_scenario::Check]) -> Vec<verdict::api::proto::CheckRequest> {
+    use verdict::api::proto;
+    let entity = |t: &str, id: String| proto::EntityRef {
+        r#type: t.to_owned(),
+        id,
+    };
+    checks
+        .iter()
+        .map(|c| proto::CheckRequest {
+            principal: Some(entity("User", format!("u{}", c.user))),
+            action: c.action.to_owned(),
+            resource: Some(entity("Document", format!("d{}", c.document))),
+            context: None,
+            entities: Vec::new(),
+            properties: Vec::new(),
+            token: String::new(),
+        })
+        .collect()
+}
+
 fn example_inputs() -> Vec<CheckInput> {
     let text = [
         r#"{"principal": "User::\"bob\"", "action": "read", "resource": "Document::\"roadmap\"", "context": {"scopes": ["documents:read"]}}"#,
@@ -92,6 +175,52 @@ fn run(workload: &str, passes: usize) {
                 );
             }
         }
+        "owner-handler"
+        | "owner-handler-log-queued"
+        | "owner-handler-log-tracing"
+        | "owner-batch" => {
+            use verdict::telemetry::{LogFormat, decision_log};
+            let w = owner_scenario::Workload::new(dir.path(), REQUESTS);
+            let requests = owner_requests(&w.checks);
+            // Metrics on, as the server runs (installed once per process: the smoke run goes
+            // through several workloads).
+            static METRICS: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+            METRICS.get_or_init(|| {
+                std::mem::forget(verdict::telemetry::metrics::install().unwrap());
+            });
+            let sampling = match workload {
+                "owner-handler" | "owner-batch" => decision_log::DecisionLogSettings::OFF,
+                _ => decision_log::DecisionLogSettings::default(),
+            };
+            match workload {
+                // As shipped: the queued writer, JSON lines, into a sink instead of stderr (after
+                // the tracing subscriber, whose filter lets the decision target through, as in
+                // `verdict serve`).
+                "owner-handler-log-queued" => {
+                    tracing_subscriber::fmt()
+                        .json()
+                        .with_writer(std::io::sink)
+                        .init();
+                    decision_log::install(Box::new(std::io::sink()), LogFormat::Json, 8192)
+                        .unwrap();
+                }
+                // Before issue 20: records formatted by tracing-subscriber's JSON formatter
+                // and written on the request's thread (here into a sink).
+                "owner-handler-log-tracing" => {
+                    tracing_subscriber::fmt()
+                        .json()
+                        .with_writer(std::io::sink)
+                        .init();
+                }
+                _ => {}
+            }
+            let service = handler_service(w.snapshot, sampling);
+            if workload == "owner-batch" {
+                measured_batch(&service, &requests, passes);
+            } else {
+                measured_handler(&service, &requests, passes);
+            }
+        }
         "example-verdict" => {
             let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
             let snapshot = Snapshot::load(&policies, &LoadOptions::default()).unwrap();
@@ -110,7 +239,13 @@ fn main() {
     match args.as_slice() {
         [workload, passes] => run(workload, passes.parse().unwrap()),
         _ => {
-            for workload in ["owner-verdict", "owner-cedar", "example-verdict"] {
+            for workload in [
+                "owner-verdict",
+                "owner-cedar",
+                "example-verdict",
+                "owner-handler",
+                "owner-batch",
+            ] {
                 run(workload, 1);
             }
         }

@@ -13,9 +13,14 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 echo "| workload | decisions | instructions per decision |"
 echo "|---|---|---|"
-for workload in owner-verdict owner-cedar example-verdict; do
+# The decision log's writer thread is counted too (its `drain`), so that a record's cost is
+# counted wherever it is paid, and so are tokio's blocking threads (large batches are decided
+# there).
+for workload in ${WORKLOADS:-owner-verdict owner-cedar example-verdict owner-handler owner-batch owner-handler-log-queued owner-handler-log-tracing}; do
     valgrind --tool=callgrind --callgrind-out-file="$out/$workload" \
-        --toggle-collect='instructions::measured_*' "$binary" "$workload" "$PASSES" \
+        --toggle-collect='instructions::measured_*' \
+        --toggle-collect='*decision_log::writer::drain*' \
+        --toggle-collect='tokio::runtime::blocking::pool::Inner::run' "$binary" "$workload" "$PASSES" \
         >"$out/$workload.log" 2>&1
     decisions=$(grep -o '[0-9]* decisions' "$out/$workload.log" | cut -d' ' -f1)
     total=$(grep -o 'Collected : [0-9]*' "$out/$workload.log" | tr -dc '0-9')

@@ -2,8 +2,10 @@
 //! (as they do for a moment during a reload swap).
 //!
 //! `cargo bench --bench reload` generates a seeded bundle of 10,000 policies and 1,000,000
-//! tuples, loads it once (the serving snapshot), then loads it again while the first is still
-//! alive (the rebuild), and prints wall time and peak RSS (VmHWM) for each step. Run without
+//! tuples and prints wall time and peak RSS (VmHWM, reset before each step) of: a first load
+//! on one thread (the baseline), a first load (the serving snapshot), a full rebuild while the
+//! first is still alive, a reload after only the tuple file changed (the policies are reused)
+//! and one after only the policy file changed (the tuple index is reused). Run without
 //! `--bench` (as `cargo test --benches` does) it uses a small bundle, as a smoke test.
 //! `RELOAD_BENCH_POLICIES` and `RELOAD_BENCH_TUPLES` set other sizes; `RELOAD_BENCH_WRITE=DIR`
 //! only writes the bundle to DIR, for timing the real binary on it.
@@ -21,6 +23,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use verdict_core::{LoadOptions, Snapshot};
+
+/// The server's allocator (see `src/main.rs`), so that what is measured is what runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A small deterministic generator (xorshift), so every run builds the same bundle.
 struct Rng(u64);
@@ -109,7 +115,8 @@ fn generate(dir: &Path, policies: usize, tuples: usize) {
     file.flush().unwrap();
 }
 
-/// Peak resident set size of this process so far, in MiB (Linux `VmHWM`).
+/// Peak resident set size of this process since the last [`reset_peak_rss`], in MiB (Linux
+/// `VmHWM`).
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -123,6 +130,26 @@ fn peak_rss_mib() -> f64 {
                 .ok()
         })
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Resets the peak to the current resident set (Linux: `5` into `/proc/self/clear_refs`), so
+/// that each step's peak is its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Runs `step`, printing its wall time and the peak RSS during it (the snapshots still alive
+/// included); returns what it built.
+fn timed<T>(label: &str, step: impl FnOnce() -> T) -> (T, f64) {
+    reset_peak_rss();
+    let started = Instant::now();
+    let built = step();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{label:<44} {seconds:>6.2} s   peak RSS {:>5.0} MiB",
+        peak_rss_mib()
+    );
+    (built, seconds)
 }
 
 fn main() {
@@ -155,33 +182,72 @@ fn main() {
     let started = Instant::now();
     generate(dir.path(), policies, tuples);
     println!(
-        "generated {policies} policies and {tuples} tuples in {:.1} s (peak RSS {:.0} MiB)",
+        "generated {policies} policies and {tuples} tuples in {:.1} s; {} worker threads",
         started.elapsed().as_secs_f64(),
-        peak_rss_mib()
+        rayon::current_num_threads()
     );
+    let options = LoadOptions::default();
 
-    let started = Instant::now();
-    let serving = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
-    let first = started.elapsed();
-    let after_first = peak_rss_mib();
+    // The baseline, in the same run: the same load on one thread (what a load was before it
+    // was parallel, less the reuse below).
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let (sequential, sequential_s) = timed("first load, 1 thread (baseline)", || {
+        one_thread.install(|| Snapshot::load(dir.path(), &options).unwrap())
+    });
+    drop(sequential);
+
+    let (serving, _) = timed("first load", || {
+        Snapshot::load(dir.path(), &options).unwrap()
+    });
     println!(
-        "first load:  {:.2} s, peak RSS {after_first:.0} MiB ({} policies, {} tuples, {} usersets)",
-        first.as_secs_f64(),
+        "  {} policies, {} tuples, {} usersets",
         serving.policy_count(),
         serving.tuple_count(),
         serving.tuples().userset_count()
     );
 
-    // The rebuild, while the serving snapshot is still alive: the swap's worst moment.
-    let started = Instant::now();
-    let rebuilt = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
-    let second = started.elapsed();
-    let during_swap = peak_rss_mib();
+    // A full rebuild, while the serving snapshot is still alive: the swap's worst moment.
+    let (rebuilt, full_s) = timed("full rebuild (serving snapshot alive)", || {
+        Snapshot::load(dir.path(), &options).unwrap()
+    });
     assert_eq!(rebuilt.version(), serving.version());
-    println!(
-        "rebuild:     {:.2} s, peak RSS with both snapshots alive {during_swap:.0} MiB",
-        second.as_secs_f64()
-    );
-    drop(serving);
     drop(rebuilt);
+
+    // Only the tuples changed: the policies are reused.
+    append(
+        &dir.path().join("graph.tuples"),
+        "Doc::\"d0\"#viewer@User::\"new\"\n",
+    );
+    let (tuples_only, tuples_s) = timed("reload, tuple file changed", || {
+        Snapshot::reload(dir.path(), &options, &serving).unwrap()
+    });
+    assert!(tuples_only.shares_policies_with(&serving));
+    assert!(!tuples_only.shares_tuples_with(&serving));
+
+    // Only the policies changed: the tuple index is reused.
+    append(
+        &dir.path().join("policies.cedar"),
+        "@id(\"new\")\nforbid (principal, action, resource) when { principal in resource.blocked };\n",
+    );
+    let (policies_only, policies_s) = timed("reload, policy file changed", || {
+        Snapshot::reload(dir.path(), &options, &tuples_only).unwrap()
+    });
+    assert!(policies_only.shares_tuples_with(&tuples_only));
+    assert!(!policies_only.shares_policies_with(&tuples_only));
+    println!(
+        "ratios to the 1-thread load: full rebuild {:.2}, tuples only {:.2}, policies only {:.2}",
+        full_s / sequential_s,
+        tuples_s / sequential_s,
+        policies_s / sequential_s
+    );
+    drop((serving, tuples_only, policies_only));
+}
+
+/// Appends `text` to the file at `path`.
+fn append(path: &Path, text: &str) {
+    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
 }

@@ -76,6 +76,7 @@
 //! | `--ext-authz-peer-principal-type` | `VERDICT_EXT_AUTHZ_PEER_PRINCIPAL_TYPE` | `Service` |
 //! | `--ext-authz-max-body-bytes` | `VERDICT_EXT_AUTHZ_MAX_BODY_BYTES` | 65536 (64 KiB) |
 //! | `--ext-authz-deny-reasons` | `VERDICT_EXT_AUTHZ_DENY_REASONS` | `false` |
+//! | `--decision-log-queue` | `VERDICT_DECISION_LOG_QUEUE` | 8192 |
 //! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
 
 use std::path::PathBuf;
@@ -369,6 +370,13 @@ mod tests {
         );
         assert_eq!(config.decision_log.deny_rate, 1.0);
         assert_eq!(config.decision_log.allow_rate, 0.01);
+        assert_eq!(config.decision_log.queue, 8192);
+        assert_eq!(
+            parse(&["--decision-log-queue", "0"])
+                .unwrap_err()
+                .to_string(),
+            "--decision-log-queue (VERDICT_DECISION_LOG_QUEUE): `0` is outside 1..=1048576"
+        );
         let off = parse(&["--metrics-addr", "off"]).unwrap();
         assert_eq!(off.telemetry.metrics_addr, None);
         assert!(parse(&["--decision-log-allow-rate", "2"]).is_err());
@@ -537,7 +545,7 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        assert_eq!(count, 54);
+        assert_eq!(count, 55);
     }
 
     #[test]

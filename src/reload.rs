@@ -5,8 +5,9 @@
 //! snapshot and say why) and the watch loop that triggers it (notify events, a poll fingerprint
 //! backstop, debouncing). SIGHUP and the `Reload` RPC call [`Reloader::reload`] directly.
 //!
-//! Does not own: evaluation or parsing. A rebuild is [`Snapshot::load`] on a blocking
-//! thread; requests keep answering from the snapshot they loaded.
+//! Does not own: evaluation or parsing. A rebuild is [`Snapshot::reload`] (with the serving
+//! snapshot lending the policies or the tuple index when their files did not change) on a
+//! blocking thread; requests keep answering from the snapshot they loaded.
 //!
 //! A reload, whatever triggered it:
 //! 1. takes the rebuild lock (rebuilds never overlap),
@@ -211,7 +212,12 @@ impl Reloader {
     /// calling (blocking) thread.
     fn load_and_apply(&self, cause: Cause) -> ReloadOutcome {
         let started = Instant::now();
-        let (fingerprint, result) = fingerprint_and_load(&self.dir, self.options);
+        // The serving snapshot lends the parts of the bundle that did not change; it is only
+        // read, and keeps serving throughout.
+        let serving = self.snapshots.load();
+        let previous = serving.as_deref().map(|served| &served.snapshot);
+        let (fingerprint, result) = fingerprint_and_load(&self.dir, self.options, previous);
+        drop(serving);
         self.loaded_fingerprint
             .store(fingerprint, Ordering::Relaxed);
         let result = result.and_then(|snapshot| self.refuse_a_large_drop(snapshot));
@@ -375,10 +381,14 @@ const STABLE_READ_ATTEMPTS: usize = 3;
 fn fingerprint_and_load(
     dir: &Path,
     options: LoadOptions,
+    previous: Option<&Snapshot>,
 ) -> (u64, Result<Snapshot, (InvalidBundle, ReloadFailureReason)>) {
     let mut before = verdict_core::fingerprint(dir);
     for _ in 0..STABLE_READ_ATTEMPTS {
-        let result = Snapshot::load(dir, &options);
+        let result = match previous {
+            Some(previous) => Snapshot::reload(dir, &options, previous),
+            None => Snapshot::load(dir, &options),
+        };
         let after = verdict_core::fingerprint(dir);
         if after == before {
             let result = result.map_err(|errors| {
@@ -487,4 +497,51 @@ async fn watch_loop(reloader: Arc<Reloader>, settings: WatchSettings, cancel: Ca
         }
     }
     tracing::debug!("bundle watch stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reload_of_changed_tuples_reuses_the_serving_policy_set() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.cedar"),
+            "@id(\"viewers\")\npermit (principal, action, resource) when { principal in resource.viewer };\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("docs.tuples"),
+            "Doc::\"d\"#viewer@User::\"a\"\n",
+        )
+        .unwrap();
+        let snapshots = Arc::new(SnapshotHandle::empty());
+        let reloader = Reloader::new(
+            dir.path(),
+            LoadOptions::default(),
+            None,
+            Arc::clone(&snapshots),
+        );
+        assert!(matches!(
+            reloader.load_initial(),
+            ReloadOutcome::Updated { .. }
+        ));
+        let first = snapshots.load().unwrap();
+        std::fs::write(
+            dir.path().join("docs.tuples"),
+            "Doc::\"d\"#viewer@User::\"b\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            reloader.reload(Cause::Rpc).await,
+            ReloadOutcome::Updated { .. }
+        ));
+        let second = snapshots.load().unwrap();
+        assert_ne!(first.snapshot.version(), second.snapshot.version());
+        assert!(second.snapshot.shares_policies_with(&first.snapshot));
+        assert!(!second.snapshot.shares_tuples_with(&first.snapshot));
+    }
 }

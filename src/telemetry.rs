@@ -23,18 +23,32 @@ pub enum LogFormat {
 /// The filter used when neither `VERDICT_LOG` nor `RUST_LOG` is set.
 const DEFAULT_LOG_FILTER: &str = "info";
 
-/// Installs the global tracing subscriber, writing to stderr. `filter` is an `EnvFilter`
-/// directive string (from `VERDICT_LOG` or `RUST_LOG`); `None` means `info`.
-pub fn init_tracing(format: LogFormat, filter: Option<&str>) {
+/// Installs the global tracing subscriber, writing to stderr through a background thread.
+/// `filter` is an `EnvFilter` directive string (from `VERDICT_LOG` or `RUST_LOG`); `None` means
+/// `info`.
+///
+/// Lines are handed to `tracing-appender`'s non-blocking writer in its lossy mode: when stderr
+/// is not drained (a stalled log collector) lines are dropped instead of blocking the thread
+/// that logs, which may be an async worker answering requests. Keep the returned guard until
+/// the process ends: dropping it flushes what is queued (waiting at most a second).
+pub fn init_tracing(
+    format: LogFormat,
+    filter: Option<&str>,
+) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_new(filter.unwrap_or(DEFAULT_LOG_FILTER))
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let (stderr, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(stderr);
     // A second initialisation (tests) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    guard
 }

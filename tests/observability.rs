@@ -341,6 +341,73 @@ fn ten_thousand_distinct_requests_add_no_series() {
     verdict.stop();
 }
 
+/// A stalled log collector (stderr into a pipe nobody reads) must not stall decisions: the
+/// decision log's queue fills, records are dropped and counted, and every request is answered.
+#[test]
+fn a_blocked_decision_log_drops_records_and_never_blocks_requests() {
+    const CLIENTS: usize = 8;
+    const PER_CLIENT: usize = 500;
+    let bundle = open_bundle();
+    let verdict = Verdict::start_with_stalled_stderr(
+        bundle.path(),
+        &["--log-format", "json", "--decision-log-queue", "64"],
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let denied = runtime.block_on(async {
+        let mut workers = Vec::new();
+        for _ in 0..CLIENTS {
+            let mut client = verdict.client_async().await;
+            workers.push(tokio::spawn(async move {
+                let mut denied = 0;
+                for i in 0..PER_CLIENT {
+                    let request = common::check(
+                        ("User", &format!("user-{i}")),
+                        "delete",
+                        ("Doc", "d"),
+                        json!({}),
+                    );
+                    let answer = client.check(request).await.unwrap().into_inner();
+                    assert_eq!(answer.decision, common::DENY);
+                    denied += 1;
+                }
+                denied
+            }));
+        }
+        // Bounded: with a blocking log, this is where it would hang (174 of 5,000 answered in
+        // 60 s before the queue, issue 20).
+        tokio::time::timeout(Duration::from_secs(120), async {
+            let mut denied = 0;
+            for worker in workers {
+                denied += worker.await.unwrap();
+            }
+            denied
+        })
+        .await
+        .expect("denied checks did not complete within 120 s with stderr blocked")
+    });
+    assert_eq!(denied, CLIENTS * PER_CLIENT);
+    let metrics = http_get(verdict.metrics, "/metrics").1;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    assert_eq!(
+        value("verdict_decisions_total{decision=\"deny\""),
+        (CLIENTS * PER_CLIENT) as f64,
+        "{metrics}"
+    );
+    let dropped = value("verdict_decision_log_dropped_total");
+    assert!(dropped > 0.0, "no record counted as dropped:\n{metrics}");
+    // The pipe holds 64 KiB: most of the 4,000 records (hundreds of bytes each) cannot have
+    // been written.
+    assert!(dropped >= 2_000.0, "{dropped} dropped");
+    // Shutdown does not hang on the blocked output either (the flush gives up after 2 s).
+    verdict.stop();
+}
+
 #[test]
 fn the_decision_log_records_decisions_but_never_secrets() {
     let bundle = open_bundle();

@@ -28,6 +28,14 @@
 //! A bundle without a single policy denies every request; that is almost always an accident (a
 //! git-sync or ConfigMap mistake that deleted the files), so it is refused unless the caller
 //! allows it (`LoadOptions::allow_empty`).
+//!
+//! Reloads reuse what did not change. Every file is hashed as it is read; the policies are
+//! keyed by the contents and paths of the policy and schema files, the tuple index by those of
+//! the tuple and schema files. A reload given the previous bundle (of the same directory)
+//! shares its parsed and validated policy set, or its tuple index, when the key is the same,
+//! instead of parsing again: an `Arc` shared by two immutable bundles, so the serving snapshot
+//! is never touched. Everything else (schema, entities, routes, the engine's indexes) is
+//! rebuilt: it is cheap, and depends on both halves.
 
 mod entities;
 mod error;
@@ -38,9 +46,11 @@ mod schema;
 mod tuples;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cedar_policy::{Entities, PolicySet, Schema};
 use rustc_hash::FxHashMap;
+use sha2::{Digest, Sha256};
 
 use crate::relations::TupleIndex;
 use crate::routes::{RouteError, RouteSource, RouteTable};
@@ -59,18 +69,20 @@ pub(crate) struct Bundle {
     pub(crate) version: String,
     /// The bundle directory it was loaded from.
     pub(crate) source: PathBuf,
-    /// Every policy, by its id.
-    pub(crate) policies: PolicySet,
+    /// Every policy, by its id (shared with the previous bundle when the policies and the
+    /// schema did not change).
+    pub(crate) policies: Arc<PolicySet>,
     /// Where each policy was written, by id.
-    pub(crate) policy_locations: FxHashMap<String, PolicyLocation>,
+    pub(crate) policy_locations: Arc<FxHashMap<String, PolicyLocation>>,
     /// The schema, when the bundle has one.
     pub(crate) schema: Option<Schema>,
     /// The bundle's entity data (transitively closed; includes the schema's actions).
     pub(crate) entities: Entities,
     /// The number of entities in the bundle's entity files (without the schema's actions).
     pub(crate) entity_count: usize,
-    /// Every relationship tuple.
-    pub(crate) tuples: TupleIndex,
+    /// Every relationship tuple (shared with the previous bundle when the tuple files and the
+    /// schema did not change).
+    pub(crate) tuples: Arc<TupleIndex>,
     /// The relations each entity type exposes as attributes.
     pub(crate) relations: RelationCatalog,
     /// The route table (empty without route files).
@@ -79,27 +91,76 @@ pub(crate) struct Bundle {
     pub(crate) revocations: Revocations,
     /// Schema validation warnings, for `verdict validate` and the startup log.
     pub(crate) warnings: Vec<String>,
+    /// What the reusable parts were built from.
+    reuse_keys: ReuseKeys,
+}
+
+/// Content keys of the parts a reload may reuse: SHA-256 over the paths and contents of the
+/// files each part was built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReuseKeys {
+    /// Policy and schema files.
+    policies: [u8; 32],
+    /// Tuple and schema files.
+    tuples: [u8; 32],
+}
+
+/// Hashes the paths and contents (already hashed, per file) of `groups` of files.
+fn content_key(groups: &[&[files::BundleFile]]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for group in groups {
+        hasher.update((group.len() as u64).to_le_bytes());
+        for file in *group {
+            hasher.update((file.relative.len() as u64).to_le_bytes());
+            hasher.update(file.relative.as_bytes());
+            hasher.update(file.digest);
+        }
+    }
+    hasher.finalize().into()
 }
 
 /// Reads and validates the bundle in `dir`, reading within `limits`; a bundle without policies
-/// is refused unless `allow_empty`.
+/// is refused unless `allow_empty`. With `previous` (a bundle loaded earlier from the same
+/// directory), the policies and the tuple index are taken from it when their files did not
+/// change.
 pub(crate) fn load(
     dir: &Path,
     limits: ReadLimits,
     allow_empty: bool,
+    previous: Option<&Bundle>,
 ) -> Result<Bundle, InvalidBundle> {
     let files = files::read_bundle_dir(dir, limits)?;
     let mut errors = Vec::new();
+    let reuse_keys = ReuseKeys {
+        policies: content_key(&[&files.schemas, &files.policies]),
+        tuples: content_key(&[&files.schemas, &files.tuples]),
+    };
+    let previous = previous.filter(|previous| previous.source == dir);
 
     let schema = schema::load(&files.schemas, &mut errors);
     let relations =
         RelationCatalog::new(schema.as_ref()).map_err(|message| LoadError::file(dir, message))?;
-    let (policies, policy_locations, warnings) = policies::load(
-        &files.policies,
-        schema.as_ref().map(|s| &s.schema),
-        &mut errors,
-    );
-    let tuples = tuples::load(&files.tuples, schema.as_ref(), &mut errors);
+    let (policies, policy_locations, warnings) = match previous {
+        Some(previous) if previous.reuse_keys.policies == reuse_keys.policies => (
+            Arc::clone(&previous.policies),
+            Arc::clone(&previous.policy_locations),
+            previous.warnings.clone(),
+        ),
+        _ => {
+            let (policies, locations, warnings) = policies::load(
+                &files.policies,
+                schema.as_ref().map(|s| &s.schema),
+                &mut errors,
+            );
+            (Arc::new(policies), Arc::new(locations), warnings)
+        }
+    };
+    let tuples = match previous {
+        Some(previous) if previous.reuse_keys.tuples == reuse_keys.tuples => {
+            Arc::clone(&previous.tuples)
+        }
+        _ => Arc::new(tuples::load(&files.tuples, schema.as_ref(), &mut errors)),
+    };
     let relations = relations.with_tuple_relations(&tuples, schema.is_some());
     let schema = schema.map(|s| s.schema);
     let (entities, entity_count) =
@@ -135,6 +196,7 @@ pub(crate) fn load(
         routes,
         revocations,
         warnings,
+        reuse_keys,
     })
 }
 

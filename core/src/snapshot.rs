@@ -7,6 +7,7 @@
 //! request together with the policies that decide it.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use cedar_policy::{EntityUid, PolicySet};
@@ -78,8 +79,38 @@ impl Snapshot {
             max_file_bytes: options.max_file_bytes,
             max_bundle_bytes: options.max_bundle_bytes,
         };
-        let bundle = bundle::load(dir, limits, options.allow_empty)?;
+        let bundle = bundle::load(dir, limits, options.allow_empty, None)?;
         Ok(Self::assemble(bundle, options))
+    }
+
+    /// Reads and validates the bundle in `dir` as [`Snapshot::load`] does, reusing what did not
+    /// change since `previous` was loaded from the same directory: its parsed and validated
+    /// policies when no policy or schema file changed, its tuple index when no tuple or schema
+    /// file changed. `previous` is only read (the parts are shared, immutable), so it keeps
+    /// serving untouched while this runs.
+    pub fn reload(
+        dir: &Path,
+        options: &LoadOptions,
+        previous: &Snapshot,
+    ) -> Result<Self, InvalidBundle> {
+        let limits = ReadLimits {
+            max_file_bytes: options.max_file_bytes,
+            max_bundle_bytes: options.max_bundle_bytes,
+        };
+        let bundle = bundle::load(dir, limits, options.allow_empty, Some(&previous.bundle))?;
+        Ok(Self::assemble(bundle, options))
+    }
+
+    /// Returns whether this snapshot shares its parsed policy set with `other` (a reload that
+    /// changed no policy or schema file reuses it).
+    pub fn shares_policies_with(&self, other: &Snapshot) -> bool {
+        Arc::ptr_eq(&self.bundle.policies, &other.bundle.policies)
+    }
+
+    /// Returns whether this snapshot shares its tuple index with `other` (a reload that
+    /// changed no tuple or schema file reuses it).
+    pub fn shares_tuples_with(&self, other: &Snapshot) -> bool {
+        Arc::ptr_eq(&self.bundle.tuples, &other.bundle.tuples)
     }
 
     /// Assembles a snapshot from a bundle's data and the indexes the engine derives from it:
@@ -401,5 +432,126 @@ mod tests {
                 dir.path().join("routes.yaml:2:5").display()
             )
         );
+    }
+
+    /// A bundle with a schema, a policy file and a tuple file, in a fresh directory.
+    fn reusable_bundle() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("schema.cedarschema"),
+            "entity User;\nentity Doc { viewer: Verdict::Userset };\n\
+             action read appliesTo { principal: User, resource: Doc };\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("a.cedar"),
+            "@id(\"viewers\")\npermit (principal, action == Action::\"read\", resource is Doc)\n\
+             when { principal in resource.viewer };\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("docs.tuples"),
+            "Doc::\"d\"#viewer@User::\"alice\"\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    fn reads(snapshot: &Snapshot, user: &str) -> bool {
+        let input = CheckInput::new(
+            crate::EntityRef::new("User", user),
+            "read",
+            crate::EntityRef::new("Doc", "d"),
+        );
+        snapshot
+            .check(input, &Limits::default())
+            .unwrap()
+            .is_allowed()
+    }
+
+    #[test]
+    fn a_reload_that_touched_only_tuples_keeps_the_parsed_policy_set() {
+        let dir = reusable_bundle();
+        let options = LoadOptions::default();
+        let first = Snapshot::load(dir.path(), &options).unwrap();
+        std::fs::write(
+            dir.path().join("docs.tuples"),
+            "Doc::\"d\"#viewer@User::\"bob\"\n",
+        )
+        .unwrap();
+        let second = Snapshot::reload(dir.path(), &options, &first).unwrap();
+        assert!(second.shares_policies_with(&first));
+        assert!(!second.shares_tuples_with(&first));
+        assert_ne!(second.version(), first.version());
+        // The new tuples answer; the old snapshot still answers from its own.
+        assert!(reads(&second, "bob") && !reads(&second, "alice"));
+        assert!(reads(&first, "alice") && !reads(&first, "bob"));
+
+        // Only policies changed: the tuple index is kept, the policies are parsed again.
+        std::fs::write(
+            dir.path().join("a.cedar"),
+            "@id(\"nobody\")\nforbid (principal, action, resource);\n",
+        )
+        .unwrap();
+        let third = Snapshot::reload(dir.path(), &options, &second).unwrap();
+        assert!(third.shares_tuples_with(&second));
+        assert!(!third.shares_policies_with(&second));
+        assert!(!reads(&third, "bob"));
+
+        // Nothing changed: both are kept, and the version is the same.
+        let fourth = Snapshot::reload(dir.path(), &options, &third).unwrap();
+        assert!(fourth.shares_policies_with(&third) && fourth.shares_tuples_with(&third));
+        assert_eq!(fourth.version(), third.version());
+    }
+
+    #[test]
+    fn a_schema_change_parses_and_validates_everything_again() {
+        let dir = reusable_bundle();
+        let options = LoadOptions::default();
+        let first = Snapshot::load(dir.path(), &options).unwrap();
+        // The same schema with another action: both parts depend on the schema.
+        std::fs::write(
+            dir.path().join("schema.cedarschema"),
+            "entity User;\nentity Doc { viewer: Verdict::Userset };\n\
+             action read, write appliesTo { principal: User, resource: Doc };\n",
+        )
+        .unwrap();
+        let second = Snapshot::reload(dir.path(), &options, &first).unwrap();
+        assert!(!second.shares_policies_with(&first));
+        assert!(!second.shares_tuples_with(&first));
+        // A schema the tuples break fails the reload with the tuple's position, even though
+        // the tuple file itself did not change.
+        std::fs::write(
+            dir.path().join("schema.cedarschema"),
+            "entity User;\nentity Doc;\naction read appliesTo { principal: User, resource: Doc };\n",
+        )
+        .unwrap();
+        let error = Snapshot::reload(dir.path(), &options, &second).unwrap_err();
+        assert!(error.to_string().contains("docs.tuples:1:1"), "{error}");
+    }
+
+    #[test]
+    fn tuple_errors_keep_their_lines_across_parallel_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.cedar"),
+            "permit (principal, action, resource);",
+        )
+        .unwrap();
+        // Enough lines for several parsing pieces, with bad lines far apart.
+        let mut text = String::new();
+        for i in 1..=60_000 {
+            if i == 7 || i == 45_001 {
+                text.push_str("Doc::\"d\"viewer@User::\"u\"\n");
+            } else {
+                text.push_str(&format!("Doc::\"d{i}\"#viewer@User::\"u{i}\"\n"));
+            }
+        }
+        std::fs::write(dir.path().join("big.tuples"), text).unwrap();
+        let error = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap_err();
+        let lines: Vec<String> = error.errors().iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("big.tuples:7:"), "{lines:?}");
+        assert!(lines[1].contains("big.tuples:45001:"), "{lines:?}");
     }
 }

@@ -14,7 +14,8 @@ pub(super) fn run(args: ServeArgs) -> u8 {
     let filter = std::env::var("VERDICT_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok();
-    telemetry::init_tracing(args.telemetry.log_format, filter.as_deref());
+    // Held to the end: dropping it flushes the queued log lines.
+    let _log_guard = telemetry::init_tracing(args.telemetry.log_format, filter.as_deref());
 
     // 2. Config, before anything is bound.
     let config = match args.validate() {
@@ -39,6 +40,16 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         "starting verdict {}",
         env!("CARGO_PKG_VERSION")
     );
+
+    // The decision log's writer thread, off the request path.
+    if let Err(error) = telemetry::decision_log::install(
+        Box::new(std::io::stderr()),
+        config.telemetry.log_format,
+        config.decision_log.queue,
+    ) {
+        eprintln!("error: cannot start the decision log writer: {error}");
+        return EXIT_FAILURE;
+    }
 
     // Metrics: the global recorder, before anything records.
     let metrics = if config.telemetry.metrics_addr.is_some() {
@@ -166,8 +177,22 @@ pub(super) fn run(args: ServeArgs) -> u8 {
     // progress (seconds for a large bundle) would hold the exit past the shutdown timing the
     // chart relies on; the rebuild's result is not needed any more.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    // Every request has been answered: write the decision records still queued.
+    if telemetry::decision_log::close(DECISION_LOG_FLUSH_TIMEOUT)
+        == Some(telemetry::decision_log::CloseOutcome::TimedOut)
+    {
+        tracing::warn!(
+            timeout = ?DECISION_LOG_FLUSH_TIMEOUT,
+            "the decision log could not be flushed in time (its output is blocked); queued records are lost"
+        );
+    }
     code
 }
+
+/// How long shutdown waits for the decision log's queued records to be written: long enough
+/// for a full queue to drain into a live output, short enough that a blocked one (a log
+/// collector that stopped reading) does not hold the exit.
+const DECISION_LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Binds `addr` and logs the bound address (`<what> listening addr=…`).
 async fn bind(addr: std::net::SocketAddr, what: &str) -> Option<tokio::net::TcpListener> {

@@ -10,12 +10,26 @@
 //! the three uids. Those three are printed through [`redact`], which replaces an id that looks
 //! like a credential (a bearer token, a JWT, a well-known API key format, a long random-looking
 //! token, `password=…`) by `[redacted]`, in case a caller puts a token where an id belongs.
+//!
+//! Off the request path: `verdict serve` [`install`]s a [`DecisionLogWriter`] (`writer.rs`), a
+//! bounded queue drained by a background thread that formats and writes the records to stderr
+//! (JSON lines under `--log-format json`). [`log`] only copies the record into the queue, and
+//! drops it (counted in `verdict_decision_log_dropped_total`) when the queue is full: a slow or
+//! blocked log consumer never slows a request. Without an installed writer (library use, unit
+//! tests, benches) [`log`] emits the record as a `tracing` event on the caller's thread.
+
+mod writer;
+
+pub use writer::{CloseOutcome, DecisionLogWriter};
 
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use cedar_policy::EntityUid;
+
+use super::LogFormat;
 
 /// The tracing target of decision records.
 pub const TARGET: &str = "verdict::decision";
@@ -24,14 +38,19 @@ pub const TARGET: &str = "verdict::decision";
 pub const DEFAULT_DENY_RATE: f64 = 1.0;
 /// Default share of allows that are logged.
 pub const DEFAULT_ALLOW_RATE: f64 = 0.01;
+/// Default number of records that may wait for the writer (`--decision-log-queue`): about a
+/// quarter of a second of an all-deny load at full speed on two cores, and at most a few MiB.
+pub const DEFAULT_QUEUE: usize = 8192;
 
-/// How many decisions are logged.
+/// How many decisions are logged, and how many may wait to be written.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DecisionLogSettings {
     /// Share of denies logged, 0 to 1.
     pub deny_rate: f64,
     /// Share of allows logged, 0 to 1.
     pub allow_rate: f64,
+    /// Records the queue holds before it drops them.
+    pub queue: usize,
 }
 
 impl Default for DecisionLogSettings {
@@ -39,6 +58,7 @@ impl Default for DecisionLogSettings {
         Self {
             deny_rate: DEFAULT_DENY_RATE,
             allow_rate: DEFAULT_ALLOW_RATE,
+            queue: DEFAULT_QUEUE,
         }
     }
 }
@@ -48,6 +68,7 @@ impl DecisionLogSettings {
     pub const OFF: Self = Self {
         deny_rate: 0.0,
         allow_rate: 0.0,
+        queue: DEFAULT_QUEUE,
     };
 
     /// Decides whether to log a decision (a cheap per-thread random draw).
@@ -124,8 +145,54 @@ pub struct DecisionRecord<'a> {
     pub relation_depth_exceeded: bool,
 }
 
-/// Writes one record to the decision log target.
+/// The installed writer, and whether the log filter lets decision records through.
+static INSTALLED: OnceLock<Installed> = OnceLock::new();
+
+#[derive(Debug)]
+struct Installed {
+    writer: DecisionLogWriter,
+    /// `false` when `VERDICT_LOG` turns the `verdict::decision` target off.
+    enabled: bool,
+}
+
+/// Starts the process's decision log writer: records are written to `output` (stderr in
+/// `verdict serve`) in `format`, with room for `queue` records waiting. Call after the tracing
+/// subscriber is set up (its filter still decides whether the `verdict::decision` target is
+/// on). A second call changes nothing.
+pub fn install(
+    output: Box<dyn std::io::Write + Send>,
+    format: LogFormat,
+    queue: usize,
+) -> std::io::Result<()> {
+    if INSTALLED.get().is_some() {
+        return Ok(());
+    }
+    let enabled = tracing::enabled!(target: TARGET, tracing::Level::INFO);
+    let writer = DecisionLogWriter::spawn(output, format, queue)?;
+    let _ = INSTALLED.set(Installed { writer, enabled });
+    Ok(())
+}
+
+/// Writes the records still queued and flushes, waiting at most `timeout` (graceful shutdown);
+/// `None` when no writer is installed.
+pub fn close(timeout: Duration) -> Option<CloseOutcome> {
+    INSTALLED
+        .get()
+        .map(|installed| installed.writer.close(timeout))
+}
+
+/// Records one decision: into the installed writer's queue (never blocking), or, without
+/// one, as a `tracing` event.
 pub fn log(record: &DecisionRecord<'_>) {
+    match INSTALLED.get() {
+        Some(installed) if installed.enabled => installed.writer.submit(record),
+        Some(_) => {}
+        None => log_through_tracing(record),
+    }
+}
+
+/// Writes one record as a `tracing` event on the caller's thread.
+fn log_through_tracing(record: &DecisionRecord<'_>) {
     let properties = record
         .properties
         .iter()
@@ -220,18 +287,40 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 }
 
 /// Whether `text` looks like a credential rather than an identifier.
+///
+/// Runs on the decision log's writer thread for every id of every record, so the substring
+/// searches (an authorization scheme needs a space after it, `password=`-style assignments an
+/// `=` or `:`) only run on text that has those characters: most ids have neither, and those
+/// searches were most of a record's cost (callgrind, BENCHMARKS.md).
 pub fn looks_like_credential(text: &str) -> bool {
     let trimmed = text.trim();
-    let lower = trimmed.to_ascii_lowercase();
-    let scheme = AUTH_SCHEMES.iter().any(|scheme| {
-        lower.match_indices(scheme).any(|(i, _)| {
-            let before_ok = i == 0 || !lower.as_bytes()[i - 1].is_ascii_alphanumeric();
-            let after = &lower[i + scheme.len()..];
-            before_ok && after.starts_with(char::is_whitespace) && !after.trim().is_empty()
-        })
-    });
-    if scheme || lower.contains("authorization:") {
-        return true;
+    let has_space = trimmed.contains(char::is_whitespace);
+    let has_assignment = trimmed.contains(['=', ':']);
+    if has_space || has_assignment {
+        let lower = trimmed.to_ascii_lowercase();
+        let scheme = has_space
+            && AUTH_SCHEMES.iter().any(|scheme| {
+                lower.match_indices(scheme).any(|(i, _)| {
+                    let before_ok = i == 0 || !lower.as_bytes()[i - 1].is_ascii_alphanumeric();
+                    let after = &lower[i + scheme.len()..];
+                    before_ok && after.starts_with(char::is_whitespace) && !after.trim().is_empty()
+                })
+            });
+        if scheme || (has_assignment && lower.contains("authorization:")) {
+            return true;
+        }
+        let assigned = has_assignment
+            && CREDENTIAL_WORDS.iter().any(|word| {
+                lower.match_indices(word).any(|(i, _)| {
+                    matches!(
+                        lower[i + word.len()..].trim_start().chars().next(),
+                        Some('=' | ':')
+                    )
+                })
+            });
+        if assigned {
+            return true;
+        }
     }
     if CREDENTIAL_PREFIXES
         .iter()
@@ -239,18 +328,7 @@ pub fn looks_like_credential(text: &str) -> bool {
     {
         return true;
     }
-    if is_cloud_key(trimmed) || is_jwt(trimmed) {
-        return true;
-    }
-    let assigned = CREDENTIAL_WORDS.iter().any(|word| {
-        lower.match_indices(word).any(|(i, _)| {
-            matches!(
-                lower[i + word.len()..].trim_start().chars().next(),
-                Some('=' | ':')
-            )
-        })
-    });
-    assigned || looks_random(trimmed)
+    is_cloud_key(trimmed) || is_jwt(trimmed) || looks_random(trimmed)
 }
 
 /// AWS access key ids (`AKIA` or `ASIA` and 16 upper-case letters or digits) and Google API
@@ -269,6 +347,9 @@ fn is_cloud_key(text: &str) -> bool {
 
 /// Three base64url segments, the first starting `eyJ` (`{"`): a JSON Web Token.
 fn is_jwt(text: &str) -> bool {
+    if text.bytes().filter(|&b| b == b'.').count() != 2 {
+        return false;
+    }
     let segments: Vec<&str> = text.split('.').collect();
     segments.len() == 3
         && segments[0].starts_with("eyJ")
@@ -346,12 +427,14 @@ mod tests {
         let settings = DecisionLogSettings {
             deny_rate: 1.0,
             allow_rate: 0.0,
+            queue: 1,
         };
         assert!(settings.sample(false));
         assert!(!settings.sample(true));
         let half = DecisionLogSettings {
             deny_rate: 0.5,
             allow_rate: 0.5,
+            queue: 1,
         };
         let logged = (0..10_000).filter(|_| half.sample(true)).count();
         assert!((4_000..6_000).contains(&logged), "{logged}");

@@ -82,6 +82,10 @@ pub const TLS_RELOADS_TOTAL: &str = "verdict_tls_reloads_total";
 /// ...), `timeout`, or `overload` (too many handshakes pending; the connection is closed).
 pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "verdict_tls_handshake_failures_total";
 
+/// Decision log records dropped: the queue was full (the writer could not keep up, or its
+/// output is blocked) or writing them failed.
+pub const DECISION_LOG_DROPPED_TOTAL: &str = "verdict_decision_log_dropped_total";
+
 /// The `action` label for actions the bundle does not know.
 pub const OTHER_ACTION: &str = "other";
 
@@ -129,6 +133,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         metrics::counter!(REJECTED_REQUESTS_TOTAL, "reason" => reason).absolute(0);
     }
     metrics::counter!(RELATION_DEPTH_EXCEEDED_TOTAL).absolute(0);
+    metrics::counter!(DECISION_LOG_DROPPED_TOTAL).absolute(0);
     for breach in LimitBreach::ALL {
         metrics::counter!(LIMIT_REJECTIONS_TOTAL, "limit" => breach.as_str()).absolute(0);
     }
@@ -192,6 +197,10 @@ pub fn describe() {
     describe_counter!(
         RELOAD_FAILURES_TOTAL,
         "Failed bundle loads by reason: invalid, unreadable, too_large, empty, dropped, unstable or internal."
+    );
+    describe_counter!(
+        DECISION_LOG_DROPPED_TOTAL,
+        "Decision log records dropped because the queue was full or the write failed."
     );
     describe_gauge!(SNAPSHOT_INFO, "The serving snapshot's version (always 1).");
     describe_gauge!(
@@ -365,6 +374,14 @@ pub fn record_ext_authz_refusal(refusal: ExtAuthzRefusal) {
         "reason" => refusal.reason
     )
     .increment(1);
+}
+
+/// Counts decision log records dropped (queue full, or the write failed).
+pub fn record_decision_log_dropped(records: u64) {
+    static DROPPED: OnceLock<Counter> = OnceLock::new();
+    DROPPED
+        .get_or_init(|| metrics::counter!(DECISION_LOG_DROPPED_TOTAL))
+        .increment(records);
 }
 
 /// Why a request got an error instead of a decision.

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -18,11 +18,31 @@ pub struct Verdict {
     pub metrics: SocketAddr,
     pub lines: Receiver<String>,
     pub seen: Vec<String>,
+    /// With [`Verdict::start_with_stalled_stderr`]: the read end of the stderr pipe, kept open
+    /// and never read again once the server said where it listens.
+    stalled_stderr: Option<Receiver<BufReader<ChildStderr>>>,
 }
 
 impl Verdict {
     pub fn start(policies: &Path, extra: &[&str]) -> Self {
-        Self::spawn(Command::new(env!("CARGO_BIN_EXE_verdict")), policies, extra)
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_verdict")),
+            policies,
+            extra,
+            false,
+        )
+    }
+
+    /// Starts `verdict serve` with its stderr into a pipe that nobody reads once both
+    /// listening addresses have been read from it: a stalled log collector. Once the pipe's
+    /// buffer (64 KiB on Linux) is full, every write to stderr blocks.
+    pub fn start_with_stalled_stderr(policies: &Path, extra: &[&str]) -> Self {
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_verdict")),
+            policies,
+            extra,
+            true,
+        )
     }
 
     /// Starts `verdict serve` with at most `open_files` open file descriptors (`ulimit -n`,
@@ -33,10 +53,10 @@ impl Verdict {
             .arg("-c")
             .arg(format!("ulimit -n {open_files} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_verdict"));
-        Self::spawn(command, policies, extra)
+        Self::spawn(command, policies, extra, false)
     }
 
-    fn spawn(mut command: Command, policies: &Path, extra: &[&str]) -> Self {
+    fn spawn(mut command: Command, policies: &Path, extra: &[&str], stall: bool) -> Self {
         let mut child = command
             .args([
                 "serve",
@@ -56,10 +76,26 @@ impl Verdict {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let (stalled_tx, stalled_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
+            let mut reader = BufReader::new(stderr);
+            let mut listening = 0;
+            loop {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let line = line.trim_end_matches(['\n', '\r']).to_owned();
+                if line.contains("grpc listening") || line.contains("metrics listening") {
+                    listening += 1;
+                }
                 if tx.send(line).is_err() {
+                    break;
+                }
+                if stall && listening == 2 {
+                    // Keep the pipe open, unread, for as long as the test holds the receiver.
+                    let _ = stalled_tx.send(reader);
                     break;
                 }
             }
@@ -70,6 +106,7 @@ impl Verdict {
             metrics: "0.0.0.0:0".parse().unwrap(),
             lines: rx,
             seen: Vec::new(),
+            stalled_stderr: stall.then_some(stalled_rx),
         };
         let (mut grpc, mut metrics) = (None, None);
         let started = Instant::now();

@@ -155,6 +155,7 @@ mod tests {
             path: PathBuf::from("b/e.entities.json"),
             relative: "e.entities.json".to_owned(),
             text: text.to_owned(),
+            digest: [0; 32],
         }
     }
 

@@ -56,6 +56,8 @@ pub(super) struct BundleFile {
     /// The path relative to the bundle directory, with `/` separators.
     pub(super) relative: String,
     pub(super) text: String,
+    /// SHA-256 of `text`: what the snapshot version and the reload's reuse keys are made of.
+    pub(super) digest: [u8; 32],
 }
 
 /// The bundle's files by kind, each list sorted by relative path.
@@ -211,14 +213,16 @@ pub(super) fn read_bundle_dir(
             }
         };
         read_bytes = read_bytes.saturating_add(text.len() as u64);
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         hasher.update((found.relative.len() as u64).to_le_bytes());
         hasher.update(found.relative.as_bytes());
         hasher.update((text.len() as u64).to_le_bytes());
-        hasher.update(text.as_bytes());
+        hasher.update(digest);
         let file = BundleFile {
             path: found.path,
             relative: found.relative,
             text,
+            digest,
         };
         match found.kind {
             FileKind::Policies => files.policies.push(file),

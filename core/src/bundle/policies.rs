@@ -9,11 +9,12 @@
 use std::path::PathBuf;
 
 use cedar_policy::{Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::error::LoadError;
 use super::files::BundleFile;
-use crate::diagnostics::{line_column, located_messages};
+use crate::diagnostics::{LineIndex, line_column, located_messages};
 
 /// Where a policy was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,94 +97,173 @@ struct Origin<'a> {
 
 /// Parses every policy file and validates the set against the schema when there is one.
 /// Returns the policies, their locations and the validator's warnings.
+///
+/// Policies are parsed in parallel (one rayon task per policy: Cedar's parser costs about
+/// 0.3 ms per policy and is the bulk of loading a large policy bundle), then given their ids
+/// and added to the set in file order, so duplicate ids and errors are reported exactly as a
+/// sequential load reports them. Validation runs in parallel too, on slices of the set: strict
+/// validation looks at one policy at a time.
 pub(super) fn load(
     files: &[BundleFile],
     schema: Option<&Schema>,
     errors: &mut Vec<LoadError>,
 ) -> (PolicySet, FxHashMap<String, PolicyLocation>, Vec<String>) {
+    let pieces: Vec<(&BundleFile, Chunk)> = files
+        .iter()
+        .flat_map(|file| {
+            split_policies(&file.text)
+                .into_iter()
+                .map(move |chunk| (file, chunk))
+        })
+        .collect();
+    let parsed: Vec<Result<Policy, Vec<LoadError>>> = pieces
+        .par_iter()
+        .map(|&(file, chunk)| parse_chunk(file, chunk))
+        .collect();
+
+    let line_indexes: Vec<LineIndex<'_>> = files
+        .iter()
+        .map(|file| LineIndex::new(&file.text))
+        .collect();
+    let lines_of = |file: &BundleFile| {
+        files
+            .iter()
+            .position(|f| std::ptr::eq(f, file))
+            .and_then(|i| line_indexes.get(i))
+    };
     let mut set = PolicySet::new();
+    let mut accepted: Vec<Policy> = Vec::with_capacity(pieces.len());
     let mut locations: FxHashMap<String, PolicyLocation> = FxHashMap::default();
     let mut origins: FxHashMap<String, Origin<'_>> = FxHashMap::default();
-    for file in files {
-        for chunk in split_policies(&file.text) {
-            let source = file.text.get(chunk.start..chunk.end).unwrap_or_default();
-            let at = |offset: usize| line_column(&file.text, offset);
-            let policy = match Policy::parse(None, source) {
-                Ok(policy) => policy,
-                Err(parse_errors) => {
-                    for located in located_messages(&parse_errors) {
-                        let (line, column) =
-                            at(chunk.start
-                                + located.offset.unwrap_or(chunk.first_token - chunk.start));
-                        errors.push(LoadError::at(&file.path, line, column, located.message));
-                    }
-                    continue;
-                }
-            };
-            let (line, column) = at(chunk.first_token);
-            let id = match policy.annotation("id") {
-                Some("") => {
-                    errors.push(LoadError::at(
-                        &file.path,
-                        line,
-                        column,
-                        "`@id` annotation must not be empty",
-                    ));
-                    continue;
-                }
-                Some(id) => id.to_owned(),
-                None => format!("{}:{line}", file.relative),
-            };
-            if let Some(first) = locations.get(&id) {
+    for (&(file, chunk), policy) in pieces.iter().zip(parsed) {
+        let policy = match policy {
+            Ok(policy) => policy,
+            Err(parse_errors) => {
+                errors.extend(parse_errors);
+                continue;
+            }
+        };
+        let (line, column) = match lines_of(file) {
+            Some(lines) => lines.line_column(chunk.first_token),
+            None => line_column(&file.text, chunk.first_token),
+        };
+        let id = match policy.annotation("id") {
+            Some("") => {
                 errors.push(LoadError::at(
                     &file.path,
                     line,
                     column,
-                    format!(
-                        "duplicate policy id `{id}`, first used at {}:{}",
-                        first.path.display(),
-                        first.line
-                    ),
+                    "`@id` annotation must not be empty",
                 ));
                 continue;
             }
-            if let Err(e) = set.add(policy.new_id(PolicyId::new(&id))) {
-                errors.push(LoadError::at(&file.path, line, column, e.to_string()));
-                continue;
-            }
-            locations.insert(
-                id.clone(),
-                PolicyLocation {
-                    path: file.path.clone(),
-                    line,
-                },
-            );
-            origins.insert(id, Origin { file, chunk });
+            Some(id) => id.to_owned(),
+            None => format!("{}:{line}", file.relative),
+        };
+        if let Some(first) = locations.get(&id) {
+            errors.push(LoadError::at(
+                &file.path,
+                line,
+                column,
+                format!(
+                    "duplicate policy id `{id}`, first used at {}:{}",
+                    first.path.display(),
+                    first.line
+                ),
+            ));
+            continue;
         }
+        let policy = policy.new_id(PolicyId::new(&id));
+        if let Err(e) = set.add(policy.clone()) {
+            errors.push(LoadError::at(&file.path, line, column, e.to_string()));
+            continue;
+        }
+        accepted.push(policy);
+        locations.insert(
+            id.clone(),
+            PolicyLocation {
+                path: file.path.clone(),
+                line,
+            },
+        );
+        origins.insert(id, Origin { file, chunk });
     }
 
     let mut warnings = Vec::new();
     if let Some(schema) = schema {
-        let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
-        for error in result.validation_errors() {
-            // The id as written: `Display` escapes it.
-            let origin = origins.get(AsRef::<str>::as_ref(error.policy_id()));
-            for located in located_messages(error) {
-                errors.push(locate(origin, located.offset, located.message));
-            }
-        }
-        for warning in result.validation_warnings() {
-            let origin = origins.get(AsRef::<str>::as_ref(warning.policy_id()));
-            for located in located_messages(warning) {
-                warnings.push(format!(
-                    "{}: warning: {}",
-                    origin_prefix(origin, located.offset),
-                    located.message
-                ));
-            }
-        }
+        validate(&accepted, schema, &origins, errors, &mut warnings);
     }
     (set, locations, warnings)
+}
+
+/// Parses one policy's text; errors point into its file.
+fn parse_chunk(file: &BundleFile, chunk: Chunk) -> Result<Policy, Vec<LoadError>> {
+    let source = file.text.get(chunk.start..chunk.end).unwrap_or_default();
+    Policy::parse(None, source).map_err(|parse_errors| {
+        located_messages(&parse_errors)
+            .into_iter()
+            .map(|located| {
+                let (line, column) = line_column(
+                    &file.text,
+                    chunk.start + located.offset.unwrap_or(chunk.first_token - chunk.start),
+                );
+                LoadError::at(&file.path, line, column, located.message)
+            })
+            .collect()
+    })
+}
+
+/// Validates `policies` against `schema` in strict mode, on slices of the set in parallel;
+/// errors and warnings come back in the policies' order.
+fn validate(
+    policies: &[Policy],
+    schema: &Schema,
+    origins: &FxHashMap<String, Origin<'_>>,
+    errors: &mut Vec<LoadError>,
+    warnings: &mut Vec<String>,
+) {
+    let validator = Validator::new(schema.clone());
+    let slice_len = policies
+        .len()
+        .div_ceil(rayon::current_num_threads() * 4)
+        .max(1);
+    let results: Vec<(Vec<LoadError>, Vec<String>)> = policies
+        .par_chunks(slice_len)
+        .map(|slice| {
+            let mut slice_errors = Vec::new();
+            let mut slice_warnings = Vec::new();
+            let set = match PolicySet::from_policies(slice.iter().cloned()) {
+                Ok(set) => set,
+                Err(e) => {
+                    slice_errors.push(LoadError::file("<policies>", e.to_string()));
+                    return (slice_errors, slice_warnings);
+                }
+            };
+            let result = validator.validate(&set, ValidationMode::Strict);
+            for error in result.validation_errors() {
+                // The id as written: `Display` escapes it.
+                let origin = origins.get(AsRef::<str>::as_ref(error.policy_id()));
+                for located in located_messages(error) {
+                    slice_errors.push(locate(origin, located.offset, located.message));
+                }
+            }
+            for warning in result.validation_warnings() {
+                let origin = origins.get(AsRef::<str>::as_ref(warning.policy_id()));
+                for located in located_messages(warning) {
+                    slice_warnings.push(format!(
+                        "{}: warning: {}",
+                        origin_prefix(origin, located.offset),
+                        located.message
+                    ));
+                }
+            }
+            (slice_errors, slice_warnings)
+        })
+        .collect();
+    for (slice_errors, slice_warnings) in results {
+        errors.extend(slice_errors);
+        warnings.extend(slice_warnings);
+    }
 }
 
 fn locate(origin: Option<&Origin<'_>>, offset: Option<usize>, message: String) -> LoadError {
@@ -213,6 +293,7 @@ mod tests {
             path: PathBuf::from("policies/p.cedar"),
             relative: "p.cedar".to_owned(),
             text: text.to_owned(),
+            digest: [0; 32],
         }
     }
 

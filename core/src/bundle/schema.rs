@@ -308,6 +308,7 @@ mod tests {
             path: PathBuf::from(format!("b/{name}")),
             relative: name.to_owned(),
             text: text.to_owned(),
+            digest: [0; 32],
         }
     }
 

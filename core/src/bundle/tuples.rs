@@ -3,6 +3,7 @@
 use std::str::FromStr;
 
 use cedar_policy::EntityTypeName;
+use rayon::prelude::*;
 use rustc_hash::FxHashSet;
 
 use super::error::LoadError;
@@ -13,40 +14,75 @@ use crate::relations::{SubjectText, TupleIndex, TupleIndexBuilder, TupleText, pa
 /// A file with more errors than this reports the first ones and a count of the rest.
 const MAX_ERRORS_PER_FILE: usize = 50;
 
+/// Bytes of tuple text one parsing task takes (whole lines): small enough to spread a single
+/// large file over every core, large enough that a task is worth scheduling.
+const PIECE_BYTES: usize = 256 * 1024;
+
+/// Pieces parsed at once before their tuples are added to the index: bounds the memory held
+/// by parsed-but-not-indexed tuples to a few MiB whatever the bundle's size.
+const PIECES_PER_WAVE: usize = 16;
+
+/// A run of whole lines of one tuple file.
+struct Piece<'a> {
+    file: &'a BundleFile,
+    text: &'a str,
+    /// 1-based number of the piece's first line in its file.
+    first_line: usize,
+}
+
+/// What parsing a piece found: its tuples in order, and its bad lines.
+struct ParsedPiece<'a> {
+    tuples: Vec<TupleText<'a>>,
+    /// (line, column, message) of each bad line, in order.
+    problems: Vec<(usize, usize, String)>,
+}
+
 /// Parses every tuple file into one index; bad lines are reported, never skipped silently.
+///
+/// Files are cut into pieces of whole lines that are parsed and checked in parallel (rayon),
+/// a wave of pieces at a time; the tuples are then added to the index builder in file order,
+/// on this thread, while nothing else runs (interning numbers entities in first-seen order, so
+/// the index is the same as a sequential load's).
 pub(super) fn load(
     files: &[BundleFile],
     schema: Option<&LoadedSchema>,
     errors: &mut Vec<LoadError>,
 ) -> TupleIndex {
+    let pieces: Vec<Piece<'_>> = files.iter().flat_map(split_into_pieces).collect();
     let mut builder = TupleIndexBuilder::new();
-    let mut valid_types: FxHashSet<String> = FxHashSet::default();
-    for file in files {
-        let mut file_errors = 0usize;
-        for (line_index, line) in file.text.lines().enumerate() {
-            let line_number = line_index + 1;
-            let problem = match parse_tuple_line(line) {
-                Ok(None) => continue,
-                Ok(Some(tuple)) => match check(&tuple, schema, &mut valid_types) {
-                    Ok(()) => {
-                        builder.add(&tuple);
-                        continue;
-                    }
-                    Err(problem) => problem,
-                },
-                Err(e) => (e.column, e.reason),
-            };
-            file_errors += 1;
-            if file_errors <= MAX_ERRORS_PER_FILE {
-                errors.push(LoadError::at(&file.path, line_number, problem.0, problem.1));
+    // Bad lines per file, by the file's position in `files`.
+    let mut file_errors = vec![0usize; files.len()];
+    let file_index = |file: &BundleFile| {
+        files
+            .iter()
+            .position(|f| std::ptr::eq(f, file))
+            .unwrap_or_default()
+    };
+    for wave in pieces.chunks(PIECES_PER_WAVE) {
+        let parsed: Vec<ParsedPiece<'_>> = wave
+            .par_iter()
+            .map(|piece| parse_piece(piece, schema))
+            .collect();
+        for (piece, parsed) in wave.iter().zip(parsed) {
+            for tuple in &parsed.tuples {
+                builder.add(tuple);
+            }
+            let count = &mut file_errors[file_index(piece.file)];
+            for (line, column, message) in parsed.problems {
+                *count += 1;
+                if *count <= MAX_ERRORS_PER_FILE {
+                    errors.push(LoadError::at(&piece.file.path, line, column, message));
+                }
             }
         }
-        if file_errors > MAX_ERRORS_PER_FILE {
+    }
+    for (file, count) in files.iter().zip(file_errors) {
+        if count > MAX_ERRORS_PER_FILE {
             errors.push(LoadError::file(
                 &file.path,
                 format!(
                     "{} more invalid tuples not shown",
-                    file_errors - MAX_ERRORS_PER_FILE
+                    count - MAX_ERRORS_PER_FILE
                 ),
             ));
         }
@@ -61,12 +97,62 @@ pub(super) fn load(
     }
 }
 
+/// Cuts a file into runs of whole lines of about [`PIECE_BYTES`] each.
+fn split_into_pieces(file: &BundleFile) -> Vec<Piece<'_>> {
+    let text = file.text.as_str();
+    let bytes = text.as_bytes();
+    let mut pieces = Vec::new();
+    let (mut start, mut first_line) = (0, 1);
+    while start < bytes.len() {
+        let cut = (start + PIECE_BYTES).min(bytes.len());
+        // Just past the next newline: always a character boundary.
+        let end = bytes[cut..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |at| cut + at + 1);
+        let piece = text.get(start..end).unwrap_or_default();
+        pieces.push(Piece {
+            file,
+            text: piece,
+            first_line,
+        });
+        first_line += piece.bytes().filter(|&b| b == b'\n').count();
+        start = end;
+    }
+    pieces
+}
+
+/// Parses and checks one piece's lines.
+fn parse_piece<'a>(piece: &Piece<'a>, schema: Option<&LoadedSchema>) -> ParsedPiece<'a> {
+    let mut valid_types: FxHashSet<&str> = FxHashSet::default();
+    let mut parsed = ParsedPiece {
+        tuples: Vec::with_capacity(piece.text.len() / 40),
+        problems: Vec::new(),
+    };
+    for (line_index, line) in piece.text.lines().enumerate() {
+        let line_number = piece.first_line + line_index;
+        let problem = match parse_tuple_line(line) {
+            Ok(None) => continue,
+            Ok(Some(tuple)) => match check(&tuple, schema, &mut valid_types) {
+                Ok(()) => {
+                    parsed.tuples.push(tuple);
+                    continue;
+                }
+                Err(problem) => problem,
+            },
+            Err(e) => (e.column, e.reason),
+        };
+        parsed.problems.push((line_number, problem.0, problem.1));
+    }
+    parsed
+}
+
 /// Checks what the syntax cannot: entity types Cedar accepts and, under a schema, declared
 /// types and relations. Errors carry a column (always 1: the tuple as a whole).
-fn check(
-    tuple: &TupleText<'_>,
+fn check<'a>(
+    tuple: &TupleText<'a>,
     schema: Option<&LoadedSchema>,
-    valid_types: &mut FxHashSet<String>,
+    valid_types: &mut FxHashSet<&'a str>,
 ) -> Result<(), (usize, String)> {
     let (subject_type, subject_relation) = match &tuple.subject {
         SubjectText::Entity(uid) => (uid.entity_type, None),
@@ -81,7 +167,7 @@ fn check(
                     format!("`{entity_type}` is not a valid Cedar entity type"),
                 )
             })?;
-            valid_types.insert(entity_type.to_owned());
+            valid_types.insert(entity_type);
         }
     }
     let Some(schema) = schema else {

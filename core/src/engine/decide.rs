@@ -24,7 +24,7 @@ fn decide(request: &Prepared<'_>) -> Result<Decision, RequestError> {
     // The policies that can apply to this action, and the relations they can read (see
     // `action_scope`); an action the bundle does not know gets all of both.
     let scope = snapshot.index.action_scopes.get(&request.action);
-    let policies = scope.map_or(&snapshot.bundle.policies, |s| &s.policies);
+    let policies = scope.map_or(&*snapshot.bundle.policies, |s| &s.policies);
     let slice = slice::build(request, scope)?;
     let evaluate = |cedar_request| {
         snapshot

@@ -725,6 +725,7 @@ fn the_decision_log_names_the_front_end_the_route_and_a_denied_field_but_no_toke
     let service = service().with_decision_log(DecisionLogSettings {
         deny_rate: 1.0,
         allow_rate: 1.0,
+        ..DecisionLogSettings::default()
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()

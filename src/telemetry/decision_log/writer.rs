@@ -1,0 +1,536 @@
+//! The decision log's writer: a bounded queue of records, drained by one background thread
+//! that formats them and writes them out in batches.
+//!
+//! ```text
+//!  request threads                          writer thread
+//!  ───────────────                          ─────────────
+//!  sample → copy the record ──try_send──▶ [ queue, N slots ] ──▶ redact, format (JSON or
+//!           (a few small allocations)        full: drop it,        text), write a batch,
+//!                                            count it              flush
+//! ```
+//!
+//! A request never waits on the log: `try_send` either queues the record or, when the queue
+//! is full (the writer cannot keep up, or its output is blocked: a stalled log collector, a
+//! pipe nobody reads), drops it and counts it in `verdict_decision_log_dropped_total`.
+//! Redaction and formatting, most of a record's cost, happen on the writer thread, which is
+//! why the record crosses the queue as data rather than as a formatted line (the reason this is
+//! not `tracing-appender`'s non-blocking writer, which takes bytes already formatted on the
+//! caller's thread). Records whose write fails are counted as dropped too.
+//!
+//! Closing ([`DecisionLogWriter::close`]) writes what is queued and flushes, waiting at most a
+//! given time: a blocked output cannot hold the process at shutdown.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use cedar_policy::EntityUid;
+use serde::Serialize;
+
+use super::{DecisionRecord, TARGET, redact, redacted_uid};
+use crate::telemetry::LogFormat;
+use crate::telemetry::metrics as telemetry_metrics;
+
+/// Bytes of formatted records written in one `write` (and flush) at most.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// A decision record copied out of the request, to be formatted on the writer thread.
+#[derive(Debug)]
+struct QueuedRecord {
+    at: SystemTime,
+    request_id: String,
+    caller: Option<String>,
+    front_end: &'static str,
+    route: Option<String>,
+    principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
+    decision: &'static str,
+    determining_policies: Vec<String>,
+    errored_policies: Vec<String>,
+    properties: Vec<(String, &'static str)>,
+    snapshot_version: String,
+    latency: Duration,
+    relation_depth_exceeded: bool,
+}
+
+impl QueuedRecord {
+    fn of(record: &DecisionRecord<'_>) -> Self {
+        // Exhaustive: a new field of `DecisionRecord` is a compile error here until it is
+        // carried over (and written in `Fields`).
+        let DecisionRecord {
+            request_id,
+            caller,
+            front_end,
+            route,
+            principal,
+            action,
+            resource,
+            decision,
+            determining_policies,
+            errored_policies,
+            properties,
+            snapshot_version,
+            latency,
+            relation_depth_exceeded,
+        } = *record;
+        Self {
+            at: SystemTime::now(),
+            request_id: request_id.to_owned(),
+            caller: caller.map(str::to_owned),
+            front_end,
+            route: route.map(str::to_owned),
+            principal: principal.clone(),
+            action: action.clone(),
+            resource: resource.clone(),
+            decision,
+            determining_policies: determining_policies.to_vec(),
+            errored_policies: errored_policies.iter().map(|&p| p.to_owned()).collect(),
+            properties: properties
+                .iter()
+                .map(|&(name, outcome)| (name.to_owned(), outcome))
+                .collect(),
+            snapshot_version: snapshot_version.to_owned(),
+            latency,
+            relation_depth_exceeded,
+        }
+    }
+}
+
+/// What crosses the queue.
+#[derive(Debug)]
+enum Message {
+    Record(Box<QueuedRecord>),
+    /// Wakes the writer so that it sees the closing flag.
+    Wake,
+}
+
+/// Counters shared by the request side and the writer thread.
+#[derive(Debug, Default)]
+struct Shared {
+    closing: AtomicBool,
+    dropped: AtomicU64,
+    written: AtomicU64,
+}
+
+impl Shared {
+    fn drop_records(&self, count: u64) {
+        self.dropped.fetch_add(count, Ordering::Relaxed);
+        telemetry_metrics::record_decision_log_dropped(count);
+    }
+}
+
+/// How closing went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// Every queued record was written and the output flushed.
+    Flushed,
+    /// The writer did not finish within the time given (its output is blocked).
+    TimedOut,
+}
+
+/// The queue and its writer thread.
+#[derive(Debug)]
+pub struct DecisionLogWriter {
+    queue_tx: SyncSender<Message>,
+    shared: Arc<Shared>,
+    /// Receives once the writer thread has written everything and ended.
+    done_rx: Mutex<Receiver<()>>,
+}
+
+impl DecisionLogWriter {
+    /// Starts the writer thread, writing `format` lines to `output`, with room for `queue`
+    /// records waiting.
+    pub fn spawn(
+        output: Box<dyn Write + Send>,
+        format: LogFormat,
+        queue: usize,
+    ) -> std::io::Result<Self> {
+        let (queue_tx, queue_rx) = std::sync::mpsc::sync_channel(queue.max(1));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let shared = Arc::new(Shared::default());
+        let writer_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("decision-log".to_owned())
+            .spawn(move || {
+                drain(queue_rx, output, format, &writer_shared);
+                let _ = done_tx.send(());
+            })?;
+        Ok(Self {
+            queue_tx,
+            shared,
+            done_rx: Mutex::new(done_rx),
+        })
+    }
+
+    /// Queues `record`, or drops and counts it when the queue is full or closed. Never blocks.
+    pub fn submit(&self, record: &DecisionRecord<'_>) {
+        if self.shared.closing.load(Ordering::Relaxed) {
+            self.shared.drop_records(1);
+            return;
+        }
+        let message = Message::Record(Box::new(QueuedRecord::of(record)));
+        match self.queue_tx.try_send(message) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.shared.drop_records(1);
+            }
+        }
+    }
+
+    /// Records dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Records written so far.
+    pub fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking records, writes those queued and flushes, waiting at most `timeout`.
+    pub fn close(&self, timeout: Duration) -> CloseOutcome {
+        self.shared.closing.store(true, Ordering::Release);
+        // A full queue needs no wake-up: the writer is busy and checks the flag after its
+        // batch. An empty one gets this message.
+        let _ = self.queue_tx.try_send(Message::Wake);
+        let Ok(done_rx) = self.done_rx.lock() else {
+            return CloseOutcome::TimedOut;
+        };
+        match done_rx.recv_timeout(timeout) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => CloseOutcome::Flushed,
+            Err(RecvTimeoutError::Timeout) => CloseOutcome::TimedOut,
+        }
+    }
+}
+
+/// The writer thread: takes what is queued (up to [`BATCH_BYTES`] of lines), writes it in one
+/// go, and repeats; ends when closing and the queue is empty.
+fn drain(
+    queue_rx: Receiver<Message>,
+    mut output: Box<dyn Write + Send>,
+    format: LogFormat,
+    shared: &Shared,
+) {
+    let mut batch = Vec::with_capacity(BATCH_BYTES + 1024);
+    while let Ok(first) = queue_rx.recv() {
+        let mut records = 0;
+        let mut next = Some(first);
+        while let Some(message) = next {
+            if let Message::Record(record) = message {
+                format_line(&mut batch, &record, format);
+                records += 1;
+            }
+            next = if batch.len() < BATCH_BYTES {
+                queue_rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        write_batch(&mut output, &mut batch, records, shared);
+        if shared.closing.load(Ordering::Acquire) {
+            let mut records = 0;
+            while let Ok(message) = queue_rx.try_recv() {
+                if let Message::Record(record) = message {
+                    format_line(&mut batch, &record, format);
+                    records += 1;
+                }
+            }
+            write_batch(&mut output, &mut batch, records, shared);
+            break;
+        }
+    }
+}
+
+fn write_batch(output: &mut dyn Write, batch: &mut Vec<u8>, records: u64, shared: &Shared) {
+    if records == 0 {
+        return;
+    }
+    match output.write_all(batch).and_then(|()| output.flush()) {
+        Ok(()) => {
+            shared.written.fetch_add(records, Ordering::Relaxed);
+        }
+        Err(_) => shared.drop_records(records),
+    }
+    batch.clear();
+}
+
+/// A record's fields, named and shaped as they were when records went through `tracing`
+/// (lists joined with commas), so log pipelines keep working.
+#[derive(Serialize)]
+struct Fields<'a> {
+    message: &'static str,
+    request_id: &'a str,
+    caller: &'a str,
+    front_end: &'static str,
+    route: &'a str,
+    principal: String,
+    action: String,
+    resource: String,
+    decision: &'static str,
+    determining_policies: String,
+    errored_policies: String,
+    properties: String,
+    snapshot_version: &'a str,
+    latency_us: u64,
+    relation_depth_exceeded: bool,
+}
+
+/// One JSON line, in the layout of `tracing-subscriber`'s JSON formatter (which writes the
+/// operational logs under `--log-format json`).
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    timestamp: &'a str,
+    level: &'static str,
+    fields: Fields<'a>,
+    target: &'static str,
+}
+
+/// Appends `record` as one line: redacted, in `format`.
+fn format_line(out: &mut Vec<u8>, record: &QueuedRecord, format: LogFormat) {
+    let properties = record
+        .properties
+        .iter()
+        .map(|(name, decision)| format!("{}={decision}", redact(name)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let fields = Fields {
+        message: "decision",
+        request_id: &redact(&record.request_id),
+        caller: record.caller.as_deref().unwrap_or("anonymous"),
+        front_end: record.front_end,
+        route: record.route.as_deref().unwrap_or(""),
+        principal: redacted_uid(&record.principal),
+        action: redacted_uid(&record.action),
+        resource: redacted_uid(&record.resource),
+        decision: record.decision,
+        determining_policies: record.determining_policies.join(","),
+        errored_policies: record.errored_policies.join(","),
+        properties,
+        snapshot_version: &record.snapshot_version,
+        latency_us: u64::try_from(record.latency.as_micros()).unwrap_or(u64::MAX),
+        relation_depth_exceeded: record.relation_depth_exceeded,
+    };
+    let timestamp = timestamp(record.at);
+    match format {
+        LogFormat::Json => {
+            let line = JsonLine {
+                timestamp: &timestamp,
+                level: "INFO",
+                fields,
+                target: TARGET,
+            };
+            // Serialising plain strings, numbers and booleans into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, &line);
+        }
+        LogFormat::Text => {
+            let _ = write!(
+                out,
+                "{timestamp}  INFO {TARGET}: decision request_id={} caller={:?} front_end={:?} \
+                 route={:?} principal={} \
+                 action={} resource={} decision={:?} determining_policies={} \
+                 errored_policies={} properties={} snapshot_version={:?} latency_us={} \
+                 relation_depth_exceeded={}",
+                fields.request_id,
+                fields.caller,
+                fields.front_end,
+                fields.route,
+                fields.principal,
+                fields.action,
+                fields.resource,
+                fields.decision,
+                fields.determining_policies,
+                fields.errored_policies,
+                fields.properties,
+                fields.snapshot_version,
+                fields.latency_us,
+                fields.relation_depth_exceeded,
+            );
+        }
+    }
+    out.push(b'\n');
+}
+
+/// RFC 3339 in UTC with microseconds, as `tracing-subscriber` prints its timestamps.
+fn timestamp(at: SystemTime) -> String {
+    let at = time::OffsetDateTime::from(at);
+    let micros = at
+        .replace_nanosecond(at.microsecond() * 1_000)
+        .unwrap_or(at);
+    micros
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "tests"
+    )]
+
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// An output whose writes land in a shared buffer.
+    #[derive(Clone, Default)]
+    struct Memory(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Memory {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// An output whose first write blocks until the test lets it go (a pipe nobody reads).
+    struct Blocked {
+        release_rx: mpsc::Receiver<()>,
+        inner: Memory,
+    }
+
+    impl Write for Blocked {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let _ = self.release_rx.recv();
+            self.inner.write(bytes)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn uid(text: &str) -> EntityUid {
+        text.parse().unwrap()
+    }
+
+    fn log_denies(writer: &DecisionLogWriter, count: usize) {
+        let (principal, action, resource) = (
+            uid(r#"User::"alice""#),
+            uid(r#"Action::"read""#),
+            uid(r#"Doc::"d""#),
+        );
+        let policies = vec!["deny-all".to_owned()];
+        for i in 0..count {
+            writer.submit(&DecisionRecord {
+                request_id: &format!("r-{i}"),
+                caller: None,
+                front_end: "grpc",
+                route: None,
+                principal: &principal,
+                action: &action,
+                resource: &resource,
+                decision: "deny",
+                determining_policies: &policies,
+                errored_policies: &[],
+                properties: &[("title", "deny")],
+                snapshot_version: "0123456789abcdef",
+                latency: Duration::from_micros(7),
+                relation_depth_exceeded: false,
+            });
+        }
+    }
+
+    #[test]
+    fn closing_writes_every_queued_record() {
+        let memory = Memory::default();
+        let writer =
+            DecisionLogWriter::spawn(Box::new(memory.clone()), LogFormat::Json, 1_000).unwrap();
+        log_denies(&writer, 500);
+        assert_eq!(writer.close(Duration::from_secs(30)), CloseOutcome::Flushed);
+        let text = String::from_utf8(memory.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 500);
+        assert_eq!(writer.written(), 500);
+        assert_eq!(writer.dropped(), 0);
+        assert_eq!(lines[499]["fields"]["request_id"], "r-499");
+        assert_eq!(lines[0]["target"], TARGET);
+        assert_eq!(lines[0]["fields"]["determining_policies"], "deny-all");
+        assert_eq!(lines[0]["fields"]["snapshot_version"], "0123456789abcdef");
+        assert_eq!(lines[0]["fields"]["properties"], "title=deny");
+        // A record after closing is dropped and counted, not queued for nobody.
+        log_denies(&writer, 1);
+        assert_eq!(writer.dropped(), 1);
+    }
+
+    #[test]
+    fn a_blocked_output_drops_records_instead_of_blocking() {
+        let (release_tx, release_rx) = mpsc::channel();
+        let memory = Memory::default();
+        let output = Blocked {
+            release_rx,
+            inner: memory.clone(),
+        };
+        let writer = DecisionLogWriter::spawn(Box::new(output), LogFormat::Text, 16).unwrap();
+        // The writer takes at most one batch before its write blocks; 16 more fill the queue.
+        log_denies(&writer, 1_000);
+        assert!(
+            writer.dropped() >= 1_000 - 16 - 1_000 / 2,
+            "{}",
+            writer.dropped()
+        );
+        assert!(writer.dropped() > 0);
+        // Still blocked: closing gives up after the time given.
+        assert_eq!(
+            writer.close(Duration::from_millis(50)),
+            CloseOutcome::TimedOut
+        );
+        // Unblocked, it writes what it holds and ends.
+        drop(release_tx);
+        assert_eq!(writer.close(Duration::from_secs(30)), CloseOutcome::Flushed);
+        assert_eq!(writer.written() + writer.dropped(), 1_000);
+        let text = String::from_utf8(memory.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count() as u64, writer.written());
+        assert!(
+            text.lines().all(|line| line
+                .contains("INFO verdict::decision: decision request_id=r-")
+                && line.contains("principal=User::\"alice\"")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn records_are_redacted_on_the_writer_thread() {
+        let memory = Memory::default();
+        let writer =
+            DecisionLogWriter::spawn(Box::new(memory.clone()), LogFormat::Json, 10).unwrap();
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sgn-abcdefgh";
+        let principal = uid(&format!(r#"User::"{token}""#));
+        let (action, resource) = (uid(r#"Action::"read""#), uid(r#"Doc::"d""#));
+        writer.submit(&DecisionRecord {
+            request_id: "r",
+            caller: Some("gateway"),
+            front_end: "ext_authz",
+            route: Some("read a document"),
+            principal: &principal,
+            action: &action,
+            resource: &resource,
+            decision: "allow",
+            determining_policies: &[],
+            errored_policies: &["broken"],
+            properties: &[],
+            snapshot_version: "v",
+            latency: Duration::ZERO,
+            relation_depth_exceeded: true,
+        });
+        assert_eq!(writer.close(Duration::from_secs(30)), CloseOutcome::Flushed);
+        let text = String::from_utf8(memory.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("eyJhbGci"), "{text}");
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["fields"]["principal"], "User::\"[redacted]\"");
+        assert_eq!(line["fields"]["caller"], "gateway");
+        assert_eq!(line["fields"]["errored_policies"], "broken");
+        assert_eq!(line["fields"]["relation_depth_exceeded"], true);
+        assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+}
