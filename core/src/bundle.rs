@@ -21,6 +21,7 @@
 //! | `*.tuples` | relationship tuples, one per line |
 //! | `*.entities.json` | optional Cedar JSON entities: attributes and parents |
 //! | `routes.yaml`, `*.routes.yaml` | optional route table for gateways (`crate::routes`, docs/gateway.md); several files form one table |
+//! | `*.fga` | optional relation model in OpenFGA's language, schema 1.1 (`crate::relations::RelationModel`, docs/relations.md); several files form one model |
 //!
 //! Anything else (README.md, the decision tables in `tests/*.yaml`) is ignored.
 //!
@@ -40,7 +41,7 @@ use std::path::{Path, PathBuf};
 use cedar_policy::{Entities, PolicySet, Schema};
 use rustc_hash::FxHashMap;
 
-use crate::relations::TupleIndex;
+use crate::relations::{ModelError, ModelSource, RelationModel, TupleIndex};
 use crate::routes::{RouteError, RouteSource, RouteTable};
 
 pub use error::{InvalidBundle, LoadError, LoadErrorKind};
@@ -68,6 +69,8 @@ pub(crate) struct Bundle {
     pub(crate) entity_count: usize,
     /// Every relationship tuple.
     pub(crate) tuples: TupleIndex,
+    /// The relation model, when the bundle has `*.fga` files.
+    pub(crate) model: Option<RelationModel>,
     /// The relations each entity type exposes as attributes.
     pub(crate) relations: RelationCatalog,
     /// The route table (empty without route files).
@@ -94,8 +97,9 @@ pub(crate) fn load(
         schema.as_ref().map(|s| &s.schema),
         &mut errors,
     );
-    let tuples = tuples::load(&files.tuples, schema.as_ref(), &mut errors);
-    let relations = relations.with_tuple_relations(&tuples, schema.is_some());
+    let model = load_model(&files.models, &mut errors);
+    let tuples = tuples::load(&files.tuples, schema.as_ref(), model.as_ref(), &mut errors);
+    let relations = relations.with_tuple_relations(&tuples, model.as_ref(), schema.is_some());
     let schema = schema.map(|s| s.schema);
     let (entities, entity_count) =
         entities::load(&files.entities, schema.as_ref(), &relations, &mut errors);
@@ -125,9 +129,33 @@ pub(crate) fn load(
         entities,
         entity_count,
         tuples,
+        model,
         relations,
         routes,
         warnings,
+    })
+}
+
+/// Builds the relation model from every `*.fga` file; `None` when there are none or they are
+/// invalid (the errors say why).
+fn load_model(files: &[files::BundleFile], errors: &mut Vec<LoadError>) -> Option<RelationModel> {
+    let sources: Vec<ModelSource<'_>> = files
+        .iter()
+        .map(|file| ModelSource {
+            path: &file.path,
+            text: &file.text,
+        })
+        .collect();
+    RelationModel::build(&sources).unwrap_or_else(|model_errors| {
+        errors.extend(model_errors.into_iter().map(
+            |ModelError {
+                 path,
+                 line,
+                 column,
+                 message,
+             }| LoadError::at(path, line, column, message),
+        ));
+        None
     })
 }
 

@@ -11,12 +11,14 @@
 //! reachable from the one it starts at, never a precomputed closure of the whole graph.
 
 mod index;
+mod model;
 mod search;
 mod tuple;
 
 pub use index::{
     EntityIdx, IndexFull, RelationId, TupleIndex, TupleIndexBuilder, TypeId, UsersetId,
 };
+pub use model::{ModelError, ModelSource, RelationModel};
 pub use search::{Membership, SearchScratch, Subject};
 pub use tuple::{
     EntityUidText, SubjectText, TupleParseError, TupleText, display_uid, is_identifier,

@@ -15,7 +15,7 @@ use crate::bundle::{self, Bundle, InvalidBundle, PolicyLocation, ReadLimits};
 use crate::engine::{Decision, Index, Prepared};
 use crate::input::{CheckInput, RequestError};
 use crate::limits::Limits;
-use crate::relations::TupleIndex;
+use crate::relations::{RelationModel, TupleIndex};
 use crate::routes::{RouteMatch, RouteRefusal};
 
 /// The default bound on nested usersets followed by one membership search.
@@ -177,6 +177,11 @@ impl Snapshot {
     /// Returns the relationship tuples, indexed.
     pub fn tuples(&self) -> &TupleIndex {
         &self.bundle.tuples
+    }
+
+    /// Returns the relation model, when the bundle has `*.fga` files.
+    pub fn relation_model(&self) -> Option<&RelationModel> {
+        self.bundle.model.as_ref()
     }
 
     /// Returns the number of entities in the bundle's entity files (without the schema's

@@ -66,6 +66,8 @@ pub(super) struct BundleFiles {
     pub(super) tuples: Vec<BundleFile>,
     pub(super) entities: Vec<BundleFile>,
     pub(super) routes: Vec<BundleFile>,
+    /// The relation model's files (`*.fga`).
+    pub(super) models: Vec<BundleFile>,
     /// Content hash of every file read, in path order.
     pub(super) version: String,
 }
@@ -77,6 +79,7 @@ enum FileKind {
     Tuples,
     Entities,
     Routes,
+    Model,
 }
 
 /// Returns whether the loader reads a file of this name (by suffix).
@@ -100,6 +103,8 @@ fn classify(name: &str) -> Option<FileKind> {
         Some(FileKind::Entities)
     } else if is_route_file_name(name) {
         Some(FileKind::Routes)
+    } else if name.ends_with(".fga") {
+        Some(FileKind::Model)
     } else {
         None
     }
@@ -216,6 +221,7 @@ pub(super) fn read_bundle_dir(
             FileKind::Tuples => files.tuples.push(file),
             FileKind::Entities => files.entities.push(file),
             FileKind::Routes => files.routes.push(file),
+            FileKind::Model => files.models.push(file),
         }
     }
     if !errors.is_empty() {

@@ -8,15 +8,20 @@ use rustc_hash::FxHashSet;
 use super::error::LoadError;
 use super::files::BundleFile;
 use super::schema::LoadedSchema;
-use crate::relations::{SubjectText, TupleIndex, TupleIndexBuilder, TupleText, parse_tuple_line};
+use crate::relations::{
+    RelationModel, SubjectText, TupleIndex, TupleIndexBuilder, TupleText, parse_tuple_line,
+};
 
 /// A file with more errors than this reports the first ones and a count of the rest.
 const MAX_ERRORS_PER_FILE: usize = 50;
 
 /// Parses every tuple file into one index; bad lines are reported, never skipped silently.
+/// With a relation model, every tuple must be one the model allows (as OpenFGA refuses to
+/// write any other).
 pub(super) fn load(
     files: &[BundleFile],
     schema: Option<&LoadedSchema>,
+    model: Option<&RelationModel>,
     errors: &mut Vec<LoadError>,
 ) -> TupleIndex {
     let mut builder = TupleIndexBuilder::new();
@@ -27,7 +32,9 @@ pub(super) fn load(
             let line_number = line_index + 1;
             let problem = match parse_tuple_line(line) {
                 Ok(None) => continue,
-                Ok(Some(tuple)) => match check(&tuple, schema, &mut valid_types) {
+                Ok(Some(tuple)) => match check(&tuple, schema, &mut valid_types).and_then(|()| {
+                    model.map_or(Ok(()), |m| m.check_tuple(&tuple).map_err(|e| (1, e)))
+                }) {
                     Ok(()) => {
                         builder.add(&tuple);
                         continue;

@@ -1,0 +1,390 @@
+//! Model validation: what OpenFGA refuses when a model is written, refused here with the
+//! position of the name at fault.
+//!
+//! In three passes, each only when the previous one found nothing (later passes assume every
+//! name resolves):
+//!
+//! 1. Names: type names are Cedar entity types, relation names Cedar identifiers; no type and no
+//!    relation of a type is defined twice.
+//! 2. References: every type and relation a definition names exists; the relation after `from`
+//!    (the tupleset) is a direct relation whose type restriction lists plain types only (no
+//!    wildcard, no userset), and at least one of those types has the relation before `from`.
+//! 3. Cycles and entry points, as OpenFGA's type system checks them:
+//!    - a relation may not be defined in terms of itself through relations of the same object
+//!      (`define a: b`, `define b: a or [User]`, whatever the operators);
+//!    - every relation needs an entry point: some way to hold a subject that starts at a tuple.
+//!      Direct types are entry points; `T#r` is one when `T#r` has one; `a from b` when `a`
+//!      has one on a type `b` can hold; a union needs one operand with an entry point, an
+//!      intersection and an exclusion need all of theirs. A relation reached again on the
+//!      way has none through that path (`define viewer: viewer from parent` alone can never
+//!      hold anybody).
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::parse::TypeAst;
+use super::{Name, RelationDef, RelationModel, Restriction, Rewrite, TypeDef};
+use crate::relations::tuple::{is_identifier, parse_entity_type};
+
+type Located = (Name, String);
+
+pub(super) fn validate(types: Vec<TypeAst>) -> Result<RelationModel, Vec<Located>> {
+    let mut errors = Vec::new();
+    let model = names(types, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    for type_def in &model.types {
+        for relation in &type_def.relations {
+            references(&model, type_def, &relation.rewrite, &mut errors);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    for type_def in &model.types {
+        cycles(type_def, &mut errors);
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let holds = entry_points(&model);
+    for type_def in &model.types {
+        for relation in &type_def.relations {
+            if !holds.contains(&(type_def.name.text.as_ref(), relation.name.text.as_ref())) {
+                errors.push((
+                    relation.name.clone(),
+                    format!(
+                        "relation `{}` of `{}` can never hold a subject: every way to it leads \
+                         back to itself or through a relation that holds none (OpenFGA: no \
+                         entrypoints)",
+                        relation.name, type_def.name
+                    ),
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(model)
+    } else {
+        Err(errors)
+    }
+}
+
+fn position(name: &Name) -> String {
+    format!("line {}", name.line)
+}
+
+/// Pass 1: checks names and duplicates, and indexes the model.
+fn names(types: Vec<TypeAst>, errors: &mut Vec<Located>) -> RelationModel {
+    let mut model = RelationModel::default();
+    for type_ast in types {
+        if parse_entity_type(&type_ast.name.text).is_err() {
+            errors.push((
+                type_ast.name.clone(),
+                format!(
+                    "`{}` is not a valid type name: a type is a Cedar entity type (identifiers \
+                     joined by `::`, not a reserved word)",
+                    type_ast.name
+                ),
+            ));
+        }
+        if let Some(&first) = model.type_index.get(&type_ast.name.text) {
+            let earlier = model.types.get(first).map(|t| &t.name);
+            let same_file = earlier.is_some_and(|e| e.file == type_ast.name.file);
+            errors.push((
+                type_ast.name.clone(),
+                match earlier {
+                    Some(e) if same_file => {
+                        format!("type `{}` is already defined at {}", e, position(e))
+                    }
+                    _ => format!(
+                        "type `{}` is already defined in another model file",
+                        type_ast.name
+                    ),
+                },
+            ));
+            continue;
+        }
+        let mut type_def = TypeDef {
+            name: type_ast.name,
+            relations: Vec::new(),
+            relation_index: FxHashMap::default(),
+        };
+        for relation in type_ast.relations {
+            if !is_identifier(&relation.name.text) {
+                errors.push((
+                    relation.name.clone(),
+                    format!(
+                        "`{}` is not a valid relation name: a relation is a Cedar identifier \
+                         (letters, digits and `_`, not starting with a digit, not a reserved \
+                         word)",
+                        relation.name
+                    ),
+                ));
+            }
+            if let Some(earlier) = type_def.relation(&relation.name.text) {
+                errors.push((
+                    relation.name.clone(),
+                    format!(
+                        "relation `{}` of `{}` is already defined at {}",
+                        relation.name,
+                        type_def.name,
+                        position(&earlier.name)
+                    ),
+                ));
+                continue;
+            }
+            type_def
+                .relation_index
+                .insert(relation.name.text.clone(), type_def.relations.len());
+            type_def.relations.push(RelationDef {
+                name: relation.name,
+                rewrite: relation.rewrite,
+            });
+        }
+        model
+            .type_index
+            .insert(type_def.name.text.clone(), model.types.len());
+        model.types.push(type_def);
+    }
+    model
+}
+
+/// Pass 2: every name a definition uses resolves, and `from` is used over a direct relation.
+fn references(
+    model: &RelationModel,
+    type_def: &TypeDef,
+    rewrite: &Rewrite,
+    errors: &mut Vec<Located>,
+) {
+    let unknown_type = |name: &Name| {
+        (
+            name.clone(),
+            format!("type `{name}` is not defined in the relation model"),
+        )
+    };
+    let no_relation = |type_name: &str, name: &Name| {
+        (
+            name.clone(),
+            format!("type `{type_name}` has no relation `{name}`"),
+        )
+    };
+    match rewrite {
+        Rewrite::Direct(restrictions) => {
+            for restriction in restrictions {
+                match restriction {
+                    Restriction::Type(t) | Restriction::Wildcard(t) => {
+                        if !model.has_type(&t.text) {
+                            errors.push(unknown_type(t));
+                        }
+                    }
+                    Restriction::Userset(t, r) => match model.type_def(&t.text) {
+                        None => errors.push(unknown_type(t)),
+                        Some(target) => {
+                            if target.relation(&r.text).is_none() {
+                                errors.push(no_relation(&t.text, r));
+                            }
+                        }
+                    },
+                }
+            }
+        }
+        Rewrite::Computed(name) => {
+            if type_def.relation(&name.text).is_none() {
+                errors.push(no_relation(&type_def.name.text, name));
+            }
+        }
+        Rewrite::TupleToUserset { tupleset, computed } => {
+            let Some(tupleset_def) = type_def.relation(&tupleset.text) else {
+                errors.push(no_relation(&type_def.name.text, tupleset));
+                return;
+            };
+            let plain_types: Option<Vec<&Name>> = match &tupleset_def.rewrite {
+                Rewrite::Direct(restrictions) => restrictions
+                    .iter()
+                    .map(|r| match r {
+                        Restriction::Type(t) => Some(t),
+                        Restriction::Wildcard(_) | Restriction::Userset(..) => None,
+                    })
+                    .collect(),
+                _ => None,
+            };
+            let Some(plain_types) = plain_types else {
+                errors.push((
+                    tupleset.clone(),
+                    format!(
+                        "`{computed} from {tupleset}` needs `{tupleset}` to be a direct relation \
+                         of plain types (such as `define {tupleset}: [Folder]`), without a \
+                         wildcard, a userset or a rewrite"
+                    ),
+                ));
+                return;
+            };
+            let holds_it = plain_types
+                .iter()
+                .any(|t| model.relation(&t.text, &computed.text).is_some());
+            if !holds_it {
+                errors.push((
+                    computed.clone(),
+                    format!(
+                        "none of the types `{tupleset}` can hold ({}) has a relation `{computed}`",
+                        plain_types
+                            .iter()
+                            .map(|t| format!("`{t}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        Rewrite::Union(children) | Rewrite::Intersection(children) => {
+            for child in children {
+                references(model, type_def, child, errors);
+            }
+        }
+        Rewrite::Exclusion(base, subtract) => {
+            references(model, type_def, base, errors);
+            references(model, type_def, subtract, errors);
+        }
+    }
+}
+
+/// The relations of the same object that `rewrite` names directly (not through `from`).
+fn computed_names<'a>(rewrite: &'a Rewrite, out: &mut Vec<&'a Name>) {
+    match rewrite {
+        Rewrite::Computed(name) => out.push(name),
+        Rewrite::Direct(_) | Rewrite::TupleToUserset { .. } => {}
+        Rewrite::Union(children) | Rewrite::Intersection(children) => {
+            children.iter().for_each(|c| computed_names(c, out));
+        }
+        Rewrite::Exclusion(base, subtract) => {
+            computed_names(base, out);
+            computed_names(subtract, out);
+        }
+    }
+}
+
+/// Pass 3a: refuses relations defined in terms of themselves through relations of the same
+/// object. Each cycle is reported once, at the first of its relations in definition order.
+fn cycles(type_def: &TypeDef, errors: &mut Vec<Located>) {
+    let edges: Vec<Vec<usize>> = type_def
+        .relations
+        .iter()
+        .map(|relation| {
+            let mut names = Vec::new();
+            computed_names(&relation.rewrite, &mut names);
+            names
+                .iter()
+                .filter_map(|n| type_def.relation_index.get(&n.text).copied())
+                .collect()
+        })
+        .collect();
+    let mut reported: FxHashSet<usize> = FxHashSet::default();
+    for start in 0..type_def.relations.len() {
+        if reported.contains(&start) {
+            continue;
+        }
+        // Depth-first from `start`, looking for a path back to it through relations after it
+        // in definition order or equal to it (so each cycle is found from its first relation).
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        let mut on_path: Vec<usize> = vec![start];
+        let mut seen: FxHashSet<usize> = FxHashSet::default();
+        let mut found: Option<Vec<usize>> = None;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            let Some(&target) = edges.get(node).and_then(|e| e.get(*next)) else {
+                stack.pop();
+                on_path.pop();
+                continue;
+            };
+            *next += 1;
+            if target == start {
+                found = Some(on_path.clone());
+                break;
+            }
+            if target > start && seen.insert(target) {
+                stack.push((target, 0));
+                on_path.push(target);
+            }
+        }
+        if let Some(cycle) = found {
+            reported.extend(cycle.iter().copied());
+            let names: Vec<&str> = cycle
+                .iter()
+                .chain([&start])
+                .filter_map(|&i| type_def.relations.get(i).map(|r| r.name.text.as_ref()))
+                .collect();
+            if let Some(relation) = type_def.relations.get(start) {
+                errors.push((
+                    relation.name.clone(),
+                    format!(
+                        "relation `{}` of `{}` is defined in terms of itself ({}); OpenFGA \
+                         refuses such a cycle",
+                        relation.name,
+                        type_def.name,
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(" → ")
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// Pass 3b: the relations that can hold a subject through some tuple, as a least fixpoint.
+///
+/// OpenFGA searches depth first and gives up on a relation it meets again on the same path.
+/// That finds the same relations: a shortest derivation never meets a relation twice on one
+/// path (the inner occurrence could replace the outer one), so "some derivation exists" and
+/// "some derivation without repeats exists" agree. The fixpoint takes polynomial time where the
+/// depth-first search can take exponential time on a hostile model.
+fn entry_points(model: &RelationModel) -> FxHashSet<(&str, &str)> {
+    let mut holds: FxHashSet<(&str, &str)> = FxHashSet::default();
+    loop {
+        let mut changed = false;
+        for type_def in &model.types {
+            for relation in &type_def.relations {
+                let key = (type_def.name.text.as_ref(), relation.name.text.as_ref());
+                if !holds.contains(&key) && has_entry_point(type_def, &relation.rewrite, &holds) {
+                    holds.insert(key);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return holds;
+        }
+    }
+}
+
+/// Whether `rewrite` (of a relation of `type_def`) can hold a subject, given the relations
+/// already known to.
+fn has_entry_point(type_def: &TypeDef, rewrite: &Rewrite, holds: &FxHashSet<(&str, &str)>) -> bool {
+    match rewrite {
+        Rewrite::Direct(restrictions) => restrictions.iter().any(|r| match r {
+            Restriction::Type(_) | Restriction::Wildcard(_) => true,
+            Restriction::Userset(t, rel) => holds.contains(&(t.text.as_ref(), rel.text.as_ref())),
+        }),
+        Rewrite::Computed(name) => {
+            holds.contains(&(type_def.name.text.as_ref(), name.text.as_ref()))
+        }
+        Rewrite::TupleToUserset { tupleset, computed } => type_def
+            .relation(&tupleset.text)
+            .map(RelationDef::restrictions)
+            .unwrap_or_default()
+            .iter()
+            .any(|r| match r {
+                Restriction::Type(t) => holds.contains(&(t.text.as_ref(), computed.text.as_ref())),
+                Restriction::Wildcard(_) | Restriction::Userset(..) => false,
+            }),
+        Rewrite::Union(children) => children.iter().any(|c| has_entry_point(type_def, c, holds)),
+        Rewrite::Intersection(children) => {
+            children.iter().all(|c| has_entry_point(type_def, c, holds))
+        }
+        Rewrite::Exclusion(base, subtract) => {
+            has_entry_point(type_def, base, holds) && has_entry_point(type_def, subtract, holds)
+        }
+    }
+}
