@@ -10,11 +10,13 @@
 //! Invariants: a [`TupleIndex`] is immutable once built; a search touches only the usersets
 //! reachable from the one it starts at, never a precomputed closure of the whole graph.
 
+mod check;
 mod index;
 mod model;
 mod search;
 mod tuple;
 
+pub use check::{CheckSubject, MAX_VISITS, RelationCheck};
 pub use index::{
     EntityIdx, IndexFull, RelationId, TupleIndex, TupleIndexBuilder, TypeId, UsersetId,
 };

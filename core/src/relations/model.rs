@@ -255,6 +255,20 @@ impl RelationModel {
                 tuple.relation
             ));
         };
+        if let SubjectText::Userset {
+            object,
+            relation: subject_relation,
+        } = &tuple.subject
+            && *object == tuple.object
+            && *subject_relation == tuple.relation
+        {
+            // OpenFGA refuses such a write: a userset always holds its own relation.
+            return Err(format!(
+                "the tuple says `{}#{}` holds itself, which is always true; OpenFGA refuses such an implicit tuple",
+                display_uid(object.entity_type, &object.id),
+                tuple.relation
+            ));
+        }
         self.check_subject(object_type, relation, &tuple.subject)
     }
 

@@ -15,9 +15,13 @@
 //!    - every relation needs an entry point: some way to hold a subject that starts at a tuple.
 //!      Direct types are entry points; `T#r` is one when `T#r` has one; `a from b` when `a`
 //!      has one on a type `b` can hold; a union needs one operand with an entry point, an
-//!      intersection and an exclusion need all of theirs. A relation reached again on the
-//!      way has none through that path (`define viewer: viewer from parent` alone can never
-//!      hold anybody).
+//!      intersection and an exclusion need all of theirs. A relation met again during the
+//!      search counts as having none (`define viewer: viewer from parent` alone can never
+//!      hold anybody). The search is OpenFGA's own, quirks included (see [`Visited`]): the
+//!      differential test found models a cleaner fixpoint accepts and OpenFGA refuses.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -47,10 +51,27 @@ pub(super) fn validate(types: Vec<TypeAst>) -> Result<RelationModel, Vec<Located
     if !errors.is_empty() {
         return Err(errors);
     }
-    let holds = entry_points(&model);
     for type_def in &model.types {
         for relation in &type_def.relations {
-            if !holds.contains(&(type_def.name.text.as_ref(), relation.name.text.as_ref())) {
+            let mut steps = 0;
+            let found = has_entry_point(
+                &model,
+                &type_def.name.text,
+                &relation.name.text,
+                &relation.rewrite,
+                &Visited::default(),
+                &mut steps,
+            );
+            if found.is_err() {
+                errors.push((
+                    relation.name.clone(),
+                    format!(
+                        "relation `{}` of `{}` is too complex to validate (more than \
+                         {MAX_ENTRY_POINT_STEPS} steps to find how it can hold a subject)",
+                        relation.name, type_def.name
+                    ),
+                ));
+            } else if found == Ok(false) {
                 errors.push((
                     relation.name.clone(),
                     format!(
@@ -333,58 +354,125 @@ fn cycles(type_def: &TypeDef, errors: &mut Vec<Located>) {
     }
 }
 
-/// Pass 3b: the relations that can hold a subject through some tuple, as a least fixpoint.
-///
-/// OpenFGA searches depth first and gives up on a relation it meets again on the same path.
-/// That finds the same relations: a shortest derivation never meets a relation twice on one
-/// path (the inner occurrence could replace the outer one), so "some derivation exists" and
-/// "some derivation without repeats exists" agree. The fixpoint takes polynomial time where the
-/// depth-first search can take exponential time on a hostile model.
-fn entry_points(model: &RelationModel) -> FxHashSet<(&str, &str)> {
-    let mut holds: FxHashSet<(&str, &str)> = FxHashSet::default();
-    loop {
-        let mut changed = false;
-        for type_def in &model.types {
-            for relation in &type_def.relations {
-                let key = (type_def.name.text.as_ref(), relation.name.text.as_ref());
-                if !holds.contains(&key) && has_entry_point(type_def, &relation.rewrite, &holds) {
-                    holds.insert(key);
-                    changed = true;
+/// Which relations have been met by the entry-point search, per type, and whether each was
+/// found directly assignable. OpenFGA copies the outer map at every step but shares the
+/// per-type maps, so a relation met in one branch counts as met in later branches that share
+/// its type's map; emulated here with shared inner maps, because which models OpenFGA accepts
+/// depends on it.
+type Visited<'a> = FxHashMap<&'a str, Rc<RefCell<FxHashMap<&'a str, bool>>>>;
+
+/// The most steps the entry-point search of one relation may take; a model that needs more is
+/// refused as too complex rather than validated for an unbounded time.
+const MAX_ENTRY_POINT_STEPS: usize = 100_000;
+
+/// Pass 3b: whether a relation can hold a subject through some tuple, decided as OpenFGA's
+/// type system decides it (its `hasEntrypoints`), so that Verdict accepts the models OpenFGA
+/// accepts. `Err` when the search took more than [`MAX_ENTRY_POINT_STEPS`].
+fn has_entry_point<'a>(
+    model: &'a RelationModel,
+    type_name: &'a str,
+    relation_name: &'a str,
+    rewrite: &'a Rewrite,
+    visited: &Visited<'a>,
+    steps: &mut usize,
+) -> Result<bool, ()> {
+    *steps += 1;
+    if *steps > MAX_ENTRY_POINT_STEPS {
+        return Err(());
+    }
+    let mut v: Visited<'a> = visited.clone();
+    v.entry(type_name)
+        .or_default()
+        .borrow_mut()
+        .insert(relation_name, false);
+    let seen =
+        |v: &Visited<'a>, t: &str, r: &str| v.get(t).and_then(|m| m.borrow().get(r).copied());
+    let Some(relation) = model.relation(type_name, relation_name) else {
+        return Ok(false);
+    };
+    match rewrite {
+        Rewrite::Direct(_) => {
+            for restriction in relation.restrictions() {
+                let (t, r) = match restriction {
+                    Restriction::Type(_) | Restriction::Wildcard(_) => {
+                        if let Some(own) = v.get(type_name) {
+                            own.borrow_mut().insert(relation_name, true);
+                        }
+                        return Ok(true);
+                    }
+                    Restriction::Userset(t, r) => (t.text.as_ref(), r.text.as_ref()),
+                };
+                if seen(&v, t, r).is_some() {
+                    continue;
+                }
+                let Some(target) = model.relation(t, r) else {
+                    continue;
+                };
+                if has_entry_point(model, t, r, &target.rewrite, &v, steps)? {
+                    return Ok(true);
                 }
             }
+            Ok(false)
         }
-        if !changed {
-            return holds;
-        }
-    }
-}
-
-/// Whether `rewrite` (of a relation of `type_def`) can hold a subject, given the relations
-/// already known to.
-fn has_entry_point(type_def: &TypeDef, rewrite: &Rewrite, holds: &FxHashSet<(&str, &str)>) -> bool {
-    match rewrite {
-        Rewrite::Direct(restrictions) => restrictions.iter().any(|r| match r {
-            Restriction::Type(_) | Restriction::Wildcard(_) => true,
-            Restriction::Userset(t, rel) => holds.contains(&(t.text.as_ref(), rel.text.as_ref())),
-        }),
         Rewrite::Computed(name) => {
-            holds.contains(&(type_def.name.text.as_ref(), name.text.as_ref()))
+            if let Some(known) = seen(&v, type_name, &name.text) {
+                return Ok(known);
+            }
+            match model.relation(type_name, &name.text) {
+                Some(target) => {
+                    has_entry_point(model, type_name, &name.text, &target.rewrite, &v, steps)
+                }
+                None => Ok(false),
+            }
         }
-        Rewrite::TupleToUserset { tupleset, computed } => type_def
-            .relation(&tupleset.text)
-            .map(RelationDef::restrictions)
-            .unwrap_or_default()
-            .iter()
-            .any(|r| match r {
-                Restriction::Type(t) => holds.contains(&(t.text.as_ref(), computed.text.as_ref())),
-                Restriction::Wildcard(_) | Restriction::Userset(..) => false,
-            }),
-        Rewrite::Union(children) => children.iter().any(|c| has_entry_point(type_def, c, holds)),
+        Rewrite::TupleToUserset { tupleset, computed } => {
+            let restrictions = model
+                .relation(type_name, &tupleset.text)
+                .map(RelationDef::restrictions)
+                .unwrap_or_default();
+            for restriction in restrictions {
+                let t = match restriction {
+                    Restriction::Type(t)
+                    | Restriction::Wildcard(t)
+                    | Restriction::Userset(t, _) => t.text.as_ref(),
+                };
+                let Some(target) = model.relation(t, &computed.text) else {
+                    continue;
+                };
+                if let Some(known) = seen(&v, t, &computed.text) {
+                    if known {
+                        return Ok(true);
+                    }
+                    continue;
+                }
+                if has_entry_point(model, t, &computed.text, &target.rewrite, &v, steps)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        // The operands are searched with the caller's map, not this step's (as OpenFGA does).
+        Rewrite::Union(children) => {
+            for child in children {
+                if has_entry_point(model, type_name, relation_name, child, visited, steps)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
         Rewrite::Intersection(children) => {
-            children.iter().all(|c| has_entry_point(type_def, c, holds))
+            for child in children {
+                if !has_entry_point(model, type_name, relation_name, child, visited, steps)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
         }
         Rewrite::Exclusion(base, subtract) => {
-            has_entry_point(type_def, base, holds) && has_entry_point(type_def, subtract, holds)
+            Ok(
+                has_entry_point(model, type_name, relation_name, base, visited, steps)?
+                    && has_entry_point(model, type_name, relation_name, subtract, visited, steps)?,
+            )
         }
     }
 }
