@@ -12,6 +12,7 @@
 
 mod check;
 mod index;
+mod lookup;
 mod model;
 mod search;
 mod tuple;
@@ -20,6 +21,7 @@ pub use check::{CheckSubject, MAX_VISITS, RelationCheck};
 pub use index::{
     EntityIdx, IndexFull, RelationId, TupleIndex, TupleIndexBuilder, TypeId, UsersetId,
 };
+pub use lookup::{FoundSubject, LookupError, LookupPage, lookup_resources, lookup_subjects};
 pub use model::{ModelError, ModelSource, RelationModel};
 pub use search::{Membership, SearchScratch, Subject};
 pub use tuple::{

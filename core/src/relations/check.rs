@@ -17,9 +17,11 @@
 //!
 //! Termination and bounds. The search is depth first over (object, relation) pairs. A pair met
 //! again on the current path is a cycle: that path proves nothing, and the "no" it gives is
-//! marked as resting on a cycle. As in OpenFGA, such a "no" is not a proof of absence: under
-//! `but not` it makes the exclusion deny rather than allow (`define r: [User] but not s`,
-//! `define s: r` and the like have no consistent answer; OpenFGA denies). Each pair's answer is remembered for the rest of the question when no
+//! marked as resting on a cycle. As in OpenFGA (whose concurrent search returns such a "no"
+//! before the tuples of the other operands are read), the mark wins over a plain "no" in `and`
+//! and `but not`, and under `but not` it denies rather than allows (`define r: [User] but not
+//! s`, `define s: r` and the like have no consistent answer; OpenFGA denies). Intersections
+//! and exclusions therefore search all their operands unless one already rests on a cycle. Each pair's answer is remembered for the rest of the question when no
 //! cycle was cut below it, so a diamond is searched once. Every hop (a userset, a computed
 //! relation, a `from`) is one level; beyond `max_depth` levels the answer is
 //! [`Membership::DepthExceeded`], and so it is after [`MAX_VISITS`] pairs: the caller reports
@@ -316,22 +318,26 @@ impl<'a> RelationCheck<'a> {
                 all.answer()
             }
             Rewrite::Exclusion(base, subtract) => {
+                // Both operands are searched: a cycle under either makes the answer a "no"
+                // that rests on a cycle (see the module header).
                 let base = self.rewrite(object, relation, base, depth);
-                if base.membership == Membership::NotMember {
-                    return base;
-                }
                 self.in_subtract += 1;
                 let subtract = self.rewrite(object, relation, subtract, depth);
                 self.in_subtract -= 1;
                 let cut = base.cut || subtract.cut;
                 self.cycle_under_exclusion |= cut;
-                // A subtracted relation that rests on a cycle denies, as in OpenFGA: the cycle
-                // is no proof of absence.
-                let (membership, cycle) = match (base.membership, subtract.membership) {
-                    (_, Membership::Member) => (Membership::NotMember, false),
-                    (_, Membership::NotMember) if subtract.cycle => (Membership::NotMember, true),
-                    (Membership::Member, Membership::NotMember) => (Membership::Member, false),
-                    _ => (Membership::DepthExceeded, false),
+                let base_cycle = base.membership == Membership::NotMember && base.cycle;
+                let subtract_cycle = subtract.membership == Membership::NotMember && subtract.cycle;
+                let (membership, cycle) = if base_cycle || subtract_cycle {
+                    (Membership::NotMember, true)
+                } else {
+                    match (base.membership, subtract.membership) {
+                        (Membership::NotMember, _) | (_, Membership::Member) => {
+                            (Membership::NotMember, false)
+                        }
+                        (Membership::Member, Membership::NotMember) => (Membership::Member, false),
+                        _ => (Membership::DepthExceeded, false),
+                    }
                 };
                 Answer {
                     membership,
@@ -423,13 +429,13 @@ impl Union {
     }
 }
 
-/// Folds answers with `and`; `add` returns true once the answer is known (not a member, and
-/// not only because of a cycle: a plain "no" is preferred, so that `but not` over an
-/// intersection does not depend on the order of its operands).
+/// Folds answers with `and`. A "no" that rests on a cycle wins over a plain "no" (and ends
+/// the fold); a plain "no" lets the other operands be searched, since one of them may rest on a
+/// cycle.
 #[derive(Default)]
 struct Intersection {
     not_member: bool,
-    cycle_only: bool,
+    cycle: bool,
     exceeded: bool,
     cut: bool,
 }
@@ -438,19 +444,19 @@ impl Intersection {
     fn add(&mut self, answer: Answer) -> bool {
         self.cut |= answer.cut;
         match answer.membership {
-            Membership::NotMember if answer.cycle => self.cycle_only = true,
+            Membership::NotMember if answer.cycle => self.cycle = true,
             Membership::NotMember => self.not_member = true,
             Membership::DepthExceeded => self.exceeded = true,
             Membership::Member => {}
         }
-        self.not_member
+        self.cycle
     }
 
     fn answer(&self) -> Answer {
-        let (membership, cycle) = if self.not_member {
-            (Membership::NotMember, false)
-        } else if self.cycle_only {
+        let (membership, cycle) = if self.cycle {
             (Membership::NotMember, true)
+        } else if self.not_member {
+            (Membership::NotMember, false)
         } else if self.exceeded {
             (Membership::DepthExceeded, false)
         } else {
