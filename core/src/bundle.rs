@@ -22,6 +22,7 @@
 //! | `*.entities.json` | optional Cedar JSON entities: attributes and parents |
 //! | `routes.yaml`, `*.routes.yaml` | optional route table for gateways (`crate::routes`, docs/gateway.md); several files form one table |
 //! | `revocations.txt`, `*.revocations.txt` | optional revoked token ids (`jti`), one per line (`revocations.rs`, docs/tokens.md); several files form one list |
+//! | `*.fga` | optional relation model in OpenFGA's language, schema 1.1 (`crate::relations::RelationModel`, docs/relations.md); several files form one model |
 //!
 //! Anything else (README.md, the decision tables in `tests/*.yaml`) is ignored.
 //!
@@ -52,7 +53,7 @@ use cedar_policy::{Entities, PolicySet, Schema};
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
-use crate::relations::TupleIndex;
+use crate::relations::{ModelError, ModelSource, RelationModel, TupleIndex};
 use crate::routes::{RouteError, RouteSource, RouteTable};
 
 pub use error::{InvalidBundle, LoadError, LoadErrorKind};
@@ -83,6 +84,8 @@ pub(crate) struct Bundle {
     /// Every relationship tuple (shared with the previous bundle when the tuple files and the
     /// schema did not change).
     pub(crate) tuples: Arc<TupleIndex>,
+    /// The relation model, when the bundle has `*.fga` files.
+    pub(crate) model: Option<RelationModel>,
     /// The relations each entity type exposes as attributes.
     pub(crate) relations: RelationCatalog,
     /// The route table (empty without route files).
@@ -101,7 +104,7 @@ pub(crate) struct Bundle {
 struct ReuseKeys {
     /// Policy and schema files.
     policies: [u8; 32],
-    /// Tuple and schema files.
+    /// Tuple, schema and relation model files (a model validates the tuples).
     tuples: [u8; 32],
 }
 
@@ -133,7 +136,7 @@ pub(crate) fn load(
     let mut errors = Vec::new();
     let reuse_keys = ReuseKeys {
         policies: content_key(&[&files.schemas, &files.policies]),
-        tuples: content_key(&[&files.schemas, &files.tuples]),
+        tuples: content_key(&[&files.schemas, &files.models, &files.tuples]),
     };
     let previous = previous.filter(|previous| previous.source == dir);
 
@@ -155,13 +158,19 @@ pub(crate) fn load(
             (Arc::new(policies), Arc::new(locations), warnings)
         }
     };
+    let model = load_model(&files.models, &mut errors);
     let tuples = match previous {
         Some(previous) if previous.reuse_keys.tuples == reuse_keys.tuples => {
             Arc::clone(&previous.tuples)
         }
-        _ => Arc::new(tuples::load(&files.tuples, schema.as_ref(), &mut errors)),
+        _ => Arc::new(tuples::load(
+            &files.tuples,
+            schema.as_ref(),
+            model.as_ref(),
+            &mut errors,
+        )),
     };
-    let relations = relations.with_tuple_relations(&tuples, schema.is_some());
+    let relations = relations.with_tuple_relations(&tuples, model.as_ref(), schema.is_some());
     let schema = schema.map(|s| s.schema);
     let (entities, entity_count) =
         entities::load(&files.entities, schema.as_ref(), &relations, &mut errors);
@@ -192,11 +201,35 @@ pub(crate) fn load(
         entities,
         entity_count,
         tuples,
+        model,
         relations,
         routes,
         revocations,
         warnings,
         reuse_keys,
+    })
+}
+
+/// Builds the relation model from every `*.fga` file; `None` when there are none or they are
+/// invalid (the errors say why).
+fn load_model(files: &[files::BundleFile], errors: &mut Vec<LoadError>) -> Option<RelationModel> {
+    let sources: Vec<ModelSource<'_>> = files
+        .iter()
+        .map(|file| ModelSource {
+            path: &file.path,
+            text: &file.text,
+        })
+        .collect();
+    RelationModel::build(&sources).unwrap_or_else(|model_errors| {
+        errors.extend(model_errors.into_iter().map(
+            |ModelError {
+                 path,
+                 line,
+                 column,
+                 message,
+             }| LoadError::at(path, line, column, message),
+        ));
+        None
     })
 }
 

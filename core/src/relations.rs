@@ -10,13 +10,19 @@
 //! Invariants: a [`TupleIndex`] is immutable once built; a search touches only the usersets
 //! reachable from the one it starts at, never a precomputed closure of the whole graph.
 
+mod check;
 mod index;
+mod lookup;
+mod model;
 mod search;
 mod tuple;
 
+pub use check::{CheckSubject, MAX_VISITS, RelationCheck};
 pub use index::{
     EntityIdx, IndexFull, RelationId, TupleIndex, TupleIndexBuilder, TypeId, UsersetId,
 };
+pub use lookup::{FoundSubject, LookupError, LookupPage, lookup_resources, lookup_subjects};
+pub use model::{ModelError, ModelSource, RelationModel};
 pub use search::{Membership, SearchScratch, Subject};
 pub use tuple::{
     EntityUidText, SubjectText, TupleParseError, TupleText, display_uid, is_identifier,

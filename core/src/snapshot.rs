@@ -16,7 +16,7 @@ use crate::bundle::{self, Bundle, InvalidBundle, PolicyLocation, ReadLimits};
 use crate::engine::{Decision, Index, Prepared};
 use crate::input::{CheckInput, RequestError};
 use crate::limits::Limits;
-use crate::relations::TupleIndex;
+use crate::relations::{RelationModel, TupleIndex};
 use crate::routes::{RouteMatch, RouteRefusal};
 
 /// The default bound on nested usersets followed by one membership search.
@@ -219,6 +219,11 @@ impl Snapshot {
     /// Returns the relationship tuples, indexed.
     pub fn tuples(&self) -> &TupleIndex {
         &self.bundle.tuples
+    }
+
+    /// Returns the relation model, when the bundle has `*.fga` files.
+    pub fn relation_model(&self) -> Option<&RelationModel> {
+        self.bundle.model.as_ref()
     }
 
     /// Returns the number of entities in the bundle's entity files (without the schema's
@@ -553,5 +558,97 @@ mod tests {
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].contains("big.tuples:7:"), "{lines:?}");
         assert!(lines[1].contains("big.tuples:45001:"), "{lines:?}");
+    }
+
+    const MODEL: &str = "model\n  schema 1.1\ntype User\ntype Team\n  relations\n    define member: [User, Team#member]\n\
+        type Folder\n  relations\n    define viewer: [User, Team#member]\n\
+        type Document\n  relations\n    define parent: [Folder]\n    define owner: [User]\n    define editor: [User] or owner\n\
+        \x20   define blocked: [User]\n    define viewer: ([User:*, Team#member] or editor or viewer from parent) but not blocked\n";
+
+    fn model_bundle(tuples: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.fga"), MODEL).unwrap();
+        std::fs::write(dir.path().join("docs.tuples"), tuples).unwrap();
+        std::fs::write(
+            dir.path().join("p.cedar"),
+            "permit (principal, action == Action::\"read\", resource is Document)\n\
+             when { principal in resource.viewer };",
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn cedar_sees_the_model_relations_with_their_rewrites() {
+        let dir = model_bundle(
+            "Document::\"d1\"#parent@Folder::\"f1\"\n\
+             Folder::\"f1\"#viewer@Team::\"eng\"#member\n\
+             Team::\"eng\"#member@User::\"anne\"\n\
+             Team::\"eng\"#member@User::\"bob\"\n\
+             Document::\"d1\"#blocked@User::\"bob\"\n\
+             Document::\"d2\"#owner@User::\"carl\"\n",
+        );
+        let snapshot = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
+        assert!(snapshot.relation_model().is_some());
+        let read = |principal: &str, document: &str| {
+            let input = CheckInput::new(
+                crate::EntityRef::new("User", principal),
+                "read",
+                crate::EntityRef::new("Document", document),
+            );
+            snapshot.check(input, &Limits::default()).unwrap()
+        };
+        // Inherited from the folder through the team.
+        assert!(read("anne", "d1").is_allowed());
+        // Excluded by `but not blocked`.
+        assert!(!read("bob", "d1").is_allowed());
+        // Owners are editors, editors are viewers.
+        assert!(read("carl", "d2").is_allowed());
+        assert!(!read("anne", "d2").is_allowed());
+        assert!(!read("nobody", "d1").is_allowed());
+    }
+
+    #[test]
+    fn tuples_the_model_does_not_allow_fail_the_load_with_their_line() {
+        let dir = model_bundle(
+            "Document::\"d1\"#owner@User::\"carl\"\n\
+             Document::\"d1\"#editor@Team::\"eng\"#member\n\
+             Document::\"d1\"#reader@User::\"carl\"\n\
+             Robot::\"r\"#owner@User::\"carl\"\n",
+        );
+        let error = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap_err();
+        let file = dir.path().join("docs.tuples").display().to_string();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{file}:2:1: relation `editor` of `Document` cannot hold the userset \
+                 `Team::\"eng\"#member`; its type restriction is `[User]`\n\
+                 {file}:3:1: type `Document` has no relation `reader` in the relation model\n\
+                 {file}:4:1: type `Robot` is not defined in the relation model"
+            )
+        );
+        // A broken model fails the load with its position; the tuples are then not checked.
+        std::fs::write(
+            dir.path().join("model.fga"),
+            "model\n  schema 1.1\ntype User\n  relations\n    define x: [Ghost]\n",
+        )
+        .unwrap();
+        let error = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap_err();
+        assert!(
+            error.to_string().starts_with(&format!(
+                "{}:5:16: type `Ghost` is not defined",
+                dir.path().join("model.fga").display()
+            )),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn model_files_are_part_of_the_version() {
+        let dir = model_bundle("Document::\"d1\"#owner@User::\"carl\"\n");
+        let before = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
+        std::fs::write(dir.path().join("model.fga"), format!("{MODEL}type Robot\n")).unwrap();
+        let after = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
+        assert_ne!(before.version(), after.version());
     }
 }

@@ -69,6 +69,8 @@ pub(super) struct BundleFiles {
     pub(super) entities: Vec<BundleFile>,
     pub(super) routes: Vec<BundleFile>,
     pub(super) revocations: Vec<BundleFile>,
+    /// The relation model's files (`*.fga`).
+    pub(super) models: Vec<BundleFile>,
     /// Content hash of every file read, in path order.
     pub(super) version: String,
 }
@@ -81,6 +83,7 @@ enum FileKind {
     Entities,
     Routes,
     Revocations,
+    Model,
 }
 
 /// Returns whether the loader reads a file of this name (by suffix).
@@ -112,6 +115,8 @@ fn classify(name: &str) -> Option<FileKind> {
         Some(FileKind::Routes)
     } else if is_revocation_file_name(name) {
         Some(FileKind::Revocations)
+    } else if name.ends_with(".fga") {
+        Some(FileKind::Model)
     } else {
         None
     }
@@ -231,6 +236,7 @@ pub(super) fn read_bundle_dir(
             FileKind::Entities => files.entities.push(file),
             FileKind::Routes => files.routes.push(file),
             FileKind::Revocations => files.revocations.push(file),
+            FileKind::Model => files.models.push(file),
         }
     }
     if !errors.is_empty() {

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use super::error::LoadError;
 use super::files::BundleFile;
 use crate::diagnostics::{error_chain, line_column, located_messages, serde_position};
-use crate::relations::{RelationId, TupleIndex};
+use crate::relations::{RelationId, RelationModel, TupleIndex};
 
 /// The Cedar entity type of userset entities.
 pub const USERSET_TYPE: &str = "Verdict::Userset";
@@ -218,10 +218,28 @@ impl RelationCatalog {
         })
     }
 
-    /// Adds the tuples' relations (only without a schema: a schema's list is complete) and
-    /// resolves every relation to its id in the index.
-    pub(super) fn with_tuple_relations(mut self, index: &TupleIndex, from_schema: bool) -> Self {
-        if !from_schema {
+    /// Adds the model's relations or, without a model, the tuples' relations (only without a
+    /// schema: a schema's list is complete), and resolves every relation to its id in the
+    /// index.
+    pub(super) fn with_tuple_relations(
+        mut self,
+        index: &TupleIndex,
+        model: Option<&RelationModel>,
+        from_schema: bool,
+    ) -> Self {
+        if let (Some(model), false) = (model, from_schema) {
+            for (entity_type, relations) in model.types() {
+                let relations: Vec<Relation> = relations
+                    .map(|name| Relation {
+                        name: name.into(),
+                        id: None,
+                    })
+                    .collect();
+                if !relations.is_empty() {
+                    self.by_type.insert(entity_type.into(), relations);
+                }
+            }
+        } else if !from_schema {
             for entity_type in index.type_names() {
                 let Some(type_id) = index.type_id(entity_type) else {
                     continue;

@@ -9,7 +9,9 @@ use rustc_hash::FxHashSet;
 use super::error::LoadError;
 use super::files::BundleFile;
 use super::schema::LoadedSchema;
-use crate::relations::{SubjectText, TupleIndex, TupleIndexBuilder, TupleText, parse_tuple_line};
+use crate::relations::{
+    RelationModel, SubjectText, TupleIndex, TupleIndexBuilder, TupleText, parse_tuple_line,
+};
 
 /// A file with more errors than this reports the first ones and a count of the rest.
 const MAX_ERRORS_PER_FILE: usize = 50;
@@ -43,9 +45,13 @@ struct ParsedPiece<'a> {
 /// a wave of pieces at a time; the tuples are then added to the index builder in file order,
 /// on this thread, while nothing else runs (interning numbers entities in first-seen order, so
 /// the index is the same as a sequential load's).
+///
+/// With a relation model, every tuple must be one the model allows (as OpenFGA refuses to
+/// write any other).
 pub(super) fn load(
     files: &[BundleFile],
     schema: Option<&LoadedSchema>,
+    model: Option<&RelationModel>,
     errors: &mut Vec<LoadError>,
 ) -> TupleIndex {
     let pieces: Vec<Piece<'_>> = files.iter().flat_map(split_into_pieces).collect();
@@ -61,7 +67,7 @@ pub(super) fn load(
     for wave in pieces.chunks(PIECES_PER_WAVE) {
         let parsed: Vec<ParsedPiece<'_>> = wave
             .par_iter()
-            .map(|piece| parse_piece(piece, schema))
+            .map(|piece| parse_piece(piece, schema, model))
             .collect();
         for (piece, parsed) in wave.iter().zip(parsed) {
             for tuple in &parsed.tuples {
@@ -123,7 +129,11 @@ fn split_into_pieces(file: &BundleFile) -> Vec<Piece<'_>> {
 }
 
 /// Parses and checks one piece's lines.
-fn parse_piece<'a>(piece: &Piece<'a>, schema: Option<&LoadedSchema>) -> ParsedPiece<'a> {
+fn parse_piece<'a>(
+    piece: &Piece<'a>,
+    schema: Option<&LoadedSchema>,
+    model: Option<&RelationModel>,
+) -> ParsedPiece<'a> {
     let mut valid_types: FxHashSet<&str> = FxHashSet::default();
     let mut parsed = ParsedPiece {
         tuples: Vec::with_capacity(piece.text.len() / 40),
@@ -133,7 +143,9 @@ fn parse_piece<'a>(piece: &Piece<'a>, schema: Option<&LoadedSchema>) -> ParsedPi
         let line_number = piece.first_line + line_index;
         let problem = match parse_tuple_line(line) {
             Ok(None) => continue,
-            Ok(Some(tuple)) => match check(&tuple, schema, &mut valid_types) {
+            Ok(Some(tuple)) => match check(&tuple, schema, &mut valid_types)
+                .and_then(|()| model.map_or(Ok(()), |m| m.check_tuple(&tuple).map_err(|e| (1, e))))
+            {
                 Ok(()) => {
                     parsed.tuples.push(tuple);
                     continue;

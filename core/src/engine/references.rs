@@ -16,8 +16,17 @@ pub(crate) struct PolicyEntities {
     /// right-hand side of `in`, which needs no entity.
     pub entities: Vec<EntityUid>,
     /// Literal userset entities (`Verdict::Userset::"Group::\"banned\"#member"`), with their
-    /// place in the tuple index if any tuple gives them a subject.
-    pub usersets: Vec<(EntityUid, Option<UsersetId>)>,
+    /// place in the tuple index if any tuple gives them a subject, and the object type, id and
+    /// relation they name (for a relation model's checks), when the id reads as one.
+    pub usersets: Vec<(EntityUid, Option<UsersetId>, Option<UsersetKey>)>,
+}
+
+/// The object type, object id and relation a userset entity stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UsersetKey {
+    pub entity_type: String,
+    pub id: String,
+    pub relation: String,
 }
 
 /// Returns the type of `uid` as Cedar prints it.
@@ -42,7 +51,8 @@ pub(super) fn policy_entities(
         let entity_type = type_of(&uid);
         if entity_type == USERSET_TYPE {
             let userset = userset_of(uid.id().unescaped(), tuples);
-            out.usersets.push((uid, userset));
+            let key = userset_key(uid.id().unescaped());
+            out.usersets.push((uid, userset, key));
         } else if uid.type_name().basename() == "Action" {
             // Actions reach the slice as the request's action, with their groups as parents.
         } else {
@@ -64,6 +74,17 @@ fn userset_of(id: &str, tuples: &TupleIndex) -> Option<UsersetId> {
     let entity_type = tuples.type_id(object.entity_type)?;
     let entity = tuples.entity(entity_type, &object.id)?;
     tuples.userset(entity, tuples.relation_id(relation)?)
+}
+
+/// Reads a userset entity id such as `Group::"banned"#member` as its parts.
+fn userset_key(id: &str) -> Option<UsersetKey> {
+    let (object, relation) = id.rsplit_once('#')?;
+    let object = parse_entity_uid(object).ok()?;
+    Some(UsersetKey {
+        entity_type: object.entity_type.to_owned(),
+        id: object.id.into_owned(),
+        relation: relation.to_owned(),
+    })
 }
 
 /// For each bundle entity, the entities its attributes point at (relations excluded).

@@ -38,7 +38,9 @@ use super::request::Prepared;
 use crate::bundle::Relation;
 use crate::diagnostics::error_chain;
 use crate::input::RequestError;
-use crate::relations::{Membership, SearchScratch, Subject, UsersetId};
+use crate::relations::{
+    CheckSubject, Membership, RelationCheck, SearchScratch, Subject, UsersetId,
+};
 use crate::snapshot::Snapshot;
 
 thread_local! {
@@ -135,11 +137,35 @@ pub(super) fn build(
         let Some(member) = members.get(uid) else {
             return Vec::new();
         };
+        let mut found = Vec::new();
+        if let Some(model) = &snapshot.bundle.model {
+            // With a relation model, each relation is the model's: rewrites included.
+            let subject = CheckSubject::Entity {
+                entity_type: &member.entity_type,
+                id: &member.id,
+            };
+            let mut check = RelationCheck::new(
+                model,
+                &snapshot.bundle.tuples,
+                subject,
+                snapshot.max_relation_depth,
+            );
+            for scoped in &usersets {
+                let Some((entity_type, id, relation)) = scoped.key else {
+                    continue;
+                };
+                match check.check(entity_type, id, relation) {
+                    Membership::Member => found.push(scoped.uid.clone().into()),
+                    Membership::NotMember => {}
+                    Membership::DepthExceeded => relation_depth_exceeded = true,
+                }
+            }
+            return found;
+        }
         let subject = snapshot
             .bundle
             .tuples
             .subject(&member.entity_type, &member.id);
-        let mut found = Vec::new();
         for scoped in &usersets {
             match search(snapshot, scoped.userset, subject, scratch) {
                 Membership::Member => found.push(scoped.uid.clone().into()),
@@ -249,6 +275,9 @@ struct ScopedUserset<'a> {
     uid: EntityUid,
     userset: Option<UsersetId>,
     of: Option<(&'a EntityUid, &'a str)>,
+    /// The object type, object id and relation, for a relation model's check (`None` for a
+    /// userset entity the policies name whose id does not read as one).
+    key: Option<(&'a str, &'a str, &'a str)>,
 }
 
 /// The usersets a policy can reach: the relations of every member, and the userset entities
@@ -281,15 +310,19 @@ fn scoped_usersets<'a>(
                 ),
                 userset,
                 of: Some((member_uid, relation.name.as_ref())),
+                key: Some((&member.entity_type, &member.id, relation.name.as_ref())),
             });
         }
     }
-    for (uid, userset) in &snapshot.index.policy_entities.usersets {
+    for (uid, userset, key) in &snapshot.index.policy_entities.usersets {
         if !scope.iter().any(|scoped| scoped.uid == *uid) {
             scope.push(ScopedUserset {
                 uid: uid.clone(),
                 userset: *userset,
                 of: None,
+                key: key
+                    .as_ref()
+                    .map(|k| (k.entity_type.as_str(), k.id.as_str(), k.relation.as_str())),
             });
         }
     }

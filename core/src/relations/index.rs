@@ -15,6 +15,8 @@
 //! none simply has no relations.
 
 use rayon::slice::ParallelSliceMut;
+use std::sync::Arc;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::tuple::{EntityUidText, SubjectText, TupleText};
@@ -64,9 +66,13 @@ pub struct TupleIndex {
     relation_names: Vec<Box<str>>,
     relation_ids: FxHashMap<Box<str>, RelationId>,
     /// Entity ids per type, indexed by `TypeId`.
-    entities: Vec<FxHashMap<Box<str>, EntityIdx>>,
+    entities: Vec<FxHashMap<Arc<str>, EntityIdx>>,
     entity_count: usize,
+    /// Each entity's type and id, indexed by `EntityIdx` (the id shared with `entities`).
+    entity_keys: Vec<(TypeId, Arc<str>)>,
     usersets: FxHashMap<(EntityIdx, RelationId), UsersetId>,
+    /// Each userset's object and relation, indexed by `UsersetId`.
+    userset_keys: Vec<(EntityIdx, RelationId)>,
     /// `offsets[u]` is where userset `u`'s edges start in each of the three edge arrays.
     offsets: Vec<EdgeOffsets>,
     direct: Vec<EntityIdx>,
@@ -89,10 +95,10 @@ struct EdgeOffsets {
 }
 
 /// Edges of one userset, borrowed from the index.
-pub(super) struct UsersetEdges<'a> {
-    pub(super) direct: &'a [EntityIdx],
-    pub(super) wildcards: &'a [TypeId],
-    pub(super) children: &'a [UsersetId],
+pub(crate) struct UsersetEdges<'a> {
+    pub(crate) direct: &'a [EntityIdx],
+    pub(crate) wildcards: &'a [TypeId],
+    pub(crate) children: &'a [UsersetId],
 }
 
 impl TupleIndex {
@@ -150,6 +156,29 @@ impl TupleIndex {
         self.entities.get(entity_type.index())?.get(id).copied()
     }
 
+    /// Returns the type and id of an interned entity.
+    pub fn entity_key(&self, entity: EntityIdx) -> (TypeId, &str) {
+        self.entity_keys
+            .get(entity.index())
+            .map_or((TypeId(u32::MAX), ""), |(t, id)| (*t, id.as_ref()))
+    }
+
+    /// Returns every interned entity of `entity_type`, in no particular order.
+    pub fn entities_of_type(&self, entity_type: TypeId) -> impl Iterator<Item = EntityIdx> + '_ {
+        self.entities
+            .get(entity_type.index())
+            .into_iter()
+            .flat_map(|ids| ids.values().copied())
+    }
+
+    /// Returns the object and relation of an interned userset.
+    pub fn userset_key(&self, userset: UsersetId) -> (EntityIdx, RelationId) {
+        self.userset_keys
+            .get(userset.index())
+            .copied()
+            .unwrap_or((EntityIdx(u32::MAX), RelationId(u32::MAX)))
+    }
+
     /// Returns the userset of `object`'s `relation`, if it has any subject.
     pub fn userset(&self, object: EntityIdx, relation: RelationId) -> Option<UsersetId> {
         self.usersets.get(&(object, relation)).copied()
@@ -157,7 +186,7 @@ impl TupleIndex {
 
     /// Returns whether `subject` could be in any userset at all: it is the direct subject of
     /// some tuple, or a wildcard of its type is. If not, no search can find it.
-    pub(super) fn may_be_member(&self, entity: Option<EntityIdx>, entity_type: TypeId) -> bool {
+    pub(crate) fn may_be_member(&self, entity: Option<EntityIdx>, entity_type: TypeId) -> bool {
         let direct = entity.is_some_and(|e| {
             let i = e.index();
             self.direct_subjects
@@ -167,7 +196,7 @@ impl TupleIndex {
         direct || self.wildcard_types.get(entity_type.index()) == Some(&true)
     }
 
-    pub(super) fn edges(&self, userset: UsersetId) -> UsersetEdges<'_> {
+    pub(crate) fn edges(&self, userset: UsersetId) -> UsersetEdges<'_> {
         let i = userset.index();
         let (Some(start), Some(end)) = (self.offsets.get(i), self.offsets.get(i + 1)) else {
             return UsersetEdges {
@@ -357,7 +386,9 @@ impl TupleIndexBuilder {
             return Some(id);
         }
         let next = EntityIdx::from_len(self.index.entity_count)?;
-        ids.insert(uid.id.as_ref().into(), next);
+        let id: Arc<str> = uid.id.as_ref().into();
+        ids.insert(Arc::clone(&id), next);
+        self.index.entity_keys.push((entity_type, id));
         self.index.entity_count += 1;
         Some(next)
     }
@@ -368,6 +399,7 @@ impl TupleIndexBuilder {
         }
         let next = UsersetId::from_len(self.index.usersets.len())?;
         self.index.usersets.insert((object, relation), next);
+        self.index.userset_keys.push((object, relation));
         Some(next)
     }
 }

@@ -1,0 +1,3 @@
+//! Helpers shared by verdict-core's integration tests.
+
+pub mod fga;
