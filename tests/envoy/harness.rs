@@ -102,6 +102,7 @@ impl EchoUpstream {
 
 fn echo(stream: TcpStream) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     loop {
@@ -124,12 +125,13 @@ fn echo(stream: TcpStream) -> std::io::Result<()> {
             "body": String::from_utf8_lossy(&body),
         })
         .to_string();
-        write!(
-            writer,
+        // One write per response, without Nagle: a response written in pieces would wait for
+        // the peer's delayed ACK (40 ms) on a keep-alive connection.
+        let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
             answer.len()
-        )?;
-        writer.flush()?;
+        );
+        writer.write_all(response.as_bytes())?;
     }
 }
 
