@@ -15,6 +15,7 @@
 //! is cheap to clone and shared by every front-end; `verify` never panics and never blocks a
 //! worker on I/O for longer than its configured fetch timeout; every `TokenRefusal` maps to 401.
 
+mod cache;
 mod keys;
 mod mapping;
 mod settings;
@@ -133,6 +134,8 @@ impl TokenRefusal {
 #[derive(Clone, Default)]
 pub struct TokenVerifier {
     issuers: Arc<[Issuer]>,
+    /// Tokens verified recently (`cache.rs`).
+    verified: Arc<cache::VerifiedTokens>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -211,6 +214,7 @@ impl TokenVerifier {
             .collect::<Result<Vec<_>, String>>()?;
         Ok(Self {
             issuers: issuers.into(),
+            verified: Arc::default(),
         })
     }
 
@@ -254,6 +258,11 @@ impl TokenVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenRefusal::Malformed);
         }
+        let cache_key = cache::key(token);
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(principal) = self.verified.get(&cache_key, now) {
+            return Ok(principal);
+        }
         let header = header(token)?;
         let claimed: UnverifiedIssuer = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|_| TokenRefusal::Malformed)?;
@@ -283,7 +292,15 @@ impl TokenVerifier {
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
             .map_err(|e| refusal(e.kind()))?
             .claims;
-        mapping::principal(&issuer.settings, claims)
+        let leeway = issuer.settings.leeway.as_secs();
+        let seconds = |name: &str| claims.get(name).and_then(Value::as_u64);
+        // jsonwebtoken checked both; `exp` is required.
+        let valid_from = seconds("nbf").map_or(0, |nbf| nbf.saturating_sub(leeway));
+        let valid_until = seconds("exp").map_or(0, |exp| exp.saturating_add(leeway));
+        let principal = mapping::principal(&issuer.settings, claims)?;
+        self.verified
+            .insert(cache_key, principal.clone(), valid_from, valid_until, now);
+        Ok(principal)
     }
 }
 

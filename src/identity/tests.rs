@@ -918,3 +918,69 @@ fn key_algorithm_names_round_trip() {
         Algorithm::RS256
     );
 }
+
+#[tokio::test]
+async fn a_verified_token_is_remembered_and_any_other_text_is_verified_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let verifier = verifier(&dir);
+    let token = rs256(&claims());
+    let first = verifier.verify(&token).await.unwrap();
+    assert_eq!(verifier.verified.len(), 1);
+    assert_eq!(verifier.verify(&token).await.unwrap(), first);
+    assert_eq!(verifier.verified.len(), 1);
+    // The same signature over other claims is not the cached token: verified, and refused.
+    let parts: Vec<&str> = token.split('.').collect();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(&with(claims(), "sub", json!("mallory"))),
+        parts[2]
+    );
+    assert_eq!(
+        verifier.verify(&tampered).await.unwrap_err(),
+        TokenRefusal::BadSignature
+    );
+    // Refusals are never remembered.
+    assert_eq!(verifier.verified.len(), 1);
+    // Clones share the cache.
+    assert_eq!(verifier.clone().verify(&token).await.unwrap(), first);
+}
+
+#[test]
+fn a_remembered_token_is_only_valid_within_its_own_times_and_the_cache_is_bounded() {
+    use super::cache::{CAPACITY, VerifiedTokens, key};
+    let principal = VerifiedPrincipal {
+        entity: verdict_core::EntityInput {
+            uid: verdict_core::EntityRef::new("User", "alice"),
+            attrs: serde_json::Map::new(),
+            parents: Vec::new(),
+        },
+        scopes: Vec::new(),
+        jti: None,
+        issuer: ISSUER.to_owned(),
+    };
+    let cache = VerifiedTokens::default();
+    cache.insert(key("t"), principal.clone(), 100, 200, 150);
+    assert_eq!(cache.get(&key("t"), 150).as_ref(), Some(&principal));
+    assert_eq!(cache.get(&key("other"), 150), None);
+    assert_eq!(cache.get(&key("t"), 99), None, "before nbf − leeway");
+    assert_eq!(cache.get(&key("t"), 200), None, "at exp + leeway");
+    // An expired entry is dropped on the miss.
+    assert_eq!(cache.len(), 0);
+
+    // Full of expired tokens: inserting drops them rather than growing.
+    for i in 0..CAPACITY {
+        cache.insert(key(&i.to_string()), principal.clone(), 0, 10, 5);
+    }
+    assert_eq!(cache.len(), CAPACITY);
+    cache.insert(key("fresh"), principal.clone(), 0, 1_000, 500);
+    assert_eq!(cache.len(), 1);
+    // Full of valid tokens: everything goes, and the new one stays.
+    for i in 0..CAPACITY {
+        cache.insert(key(&i.to_string()), principal.clone(), 0, 1_000, 500);
+    }
+    assert!(cache.len() <= CAPACITY);
+    cache.insert(key("last"), principal.clone(), 0, 1_000, 500);
+    assert!(cache.len() <= CAPACITY);
+    assert!(cache.get(&key("last"), 500).is_some());
+}
