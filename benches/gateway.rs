@@ -32,6 +32,9 @@
 #[allow(dead_code, reason = "the harness also serves tests/envoy.rs")]
 #[path = "../tests/envoy/harness.rs"]
 mod harness;
+#[allow(dead_code, reason = "shared with the tests")]
+#[path = "../tests/common/jwt.rs"]
+mod jwt;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -45,16 +48,12 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
 };
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient as ExtAuthzClient;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::json;
 use verdict::api::proto;
 use verdict::api::proto::authorization_client::AuthorizationClient;
 
 use harness::{EchoUpstream, Envoy, EnvoyConfig};
 
-const RSA_PRIVATE: &[u8] = include_bytes!("../tests/fixtures/jwt/rsa-private.pem");
-const RSA_PUBLIC: &[u8] = include_bytes!("../tests/fixtures/jwt/rsa-public.pem");
 const ISSUER: &str = "https://idp.acme.test/";
 const PATH: &str = "/v1/documents/roadmap";
 
@@ -125,41 +124,13 @@ fn start_verdict(issuers: &Path) -> Verdict {
 
 /// The issuers file over a JWKS file with the test RSA key, and a token for bob.
 fn issuer_and_token(dir: &Path) -> (std::path::PathBuf, String) {
-    let mut jwk = Jwk::from_decoding_key(
-        &DecodingKey::from_rsa_pem(RSA_PUBLIC).unwrap(),
-        Some(Algorithm::RS256),
-    )
-    .unwrap();
-    jwk.common.key_id = Some("acme-1".to_owned());
-    let jwks = dir.join("jwks.json");
-    std::fs::write(
-        &jwks,
-        serde_json::to_string(&JwkSet { keys: vec![jwk] }).unwrap(),
-    )
-    .unwrap();
-    let issuers = dir.join("issuers.yaml");
-    std::fs::write(
-        &issuers,
-        format!(
-            "issuers:\n  - issuer: {ISSUER}\n    audiences: [acme-api]\n    jwks_file: {}\n",
-            jwks.display()
-        ),
-    )
-    .unwrap();
+    let issuers = jwt::issuers_file(dir, ISSUER, "acme-api", "");
     let now = jsonwebtoken::get_current_timestamp();
     let claims = json!({
         "iss": ISSUER, "aud": "acme-api", "sub": "bob", "iat": now, "exp": now + 3600,
         "scope": "documents:read",
     });
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("acme-1".to_owned());
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
-    )
-    .unwrap();
-    (issuers, token)
+    (issuers, jwt::mint(&claims, jwt::RSA_PRIVATE, jwt::KID))
 }
 
 /// What one scenario measured.

@@ -18,18 +18,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
+use common::jwt::{KID, RSA_PRIVATE, RSA_PUBLIC, RSA2_PRIVATE, mint as mint_with};
 use common::process::Verdict;
 use harness::{EchoUpstream, Envoy, EnvoyConfig, Response, request};
 
-const RSA_PRIVATE: &[u8] = include_bytes!("fixtures/jwt/rsa-private.pem");
-const RSA_PUBLIC: &[u8] = include_bytes!("fixtures/jwt/rsa-public.pem");
-const RSA2_PRIVATE: &[u8] = include_bytes!("fixtures/jwt/rsa2-private.pem");
 const ISSUER: &str = "https://idp.acme.test/";
-const KID: &str = "acme-1";
 
 /// Without the filter, Envoy proxies to the echo upstream: the harness itself works.
 #[test]
@@ -82,28 +78,7 @@ fn copy_of_example() -> tempfile::TempDir {
 
 /// The issuers file: one RS256 issuer whose JWKS (a file) holds the test RSA key.
 fn issuers_file(dir: &Path) -> PathBuf {
-    let mut jwk = Jwk::from_decoding_key(
-        &DecodingKey::from_rsa_pem(RSA_PUBLIC).unwrap(),
-        Some(Algorithm::RS256),
-    )
-    .unwrap();
-    jwk.common.key_id = Some(KID.to_owned());
-    let jwks = dir.join("jwks.json");
-    std::fs::write(
-        &jwks,
-        serde_json::to_string(&JwkSet { keys: vec![jwk] }).unwrap(),
-    )
-    .unwrap();
-    let issuers = dir.join("issuers.yaml");
-    std::fs::write(
-        &issuers,
-        format!(
-            "issuers:\n  - issuer: {ISSUER}\n    audiences: [acme-api]\n    algorithms: [RS256]\n    jwks_file: {}\n",
-            jwks.display()
-        ),
-    )
-    .unwrap();
-    issuers
+    common::jwt::issuers_file(dir, ISSUER, "acme-api", "    algorithms: [RS256]\n")
 }
 
 fn now() -> u64 {
@@ -121,12 +96,6 @@ fn claims(sub: &str, scope: &str) -> Value {
         "jti": format!("{sub}-{}", now()),
         "scope": scope,
     })
-}
-
-fn mint_with(claims: &Value, key: &[u8], kid: &str) -> String {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid.to_owned());
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_pem(key).unwrap()).unwrap()
 }
 
 fn mint(claims: &Value) -> String {

@@ -13,8 +13,6 @@ mod common;
 
 use std::path::Path;
 
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::{Value, json};
 use tonic::Code;
 use verdict::api::proto;
@@ -23,9 +21,7 @@ use verdict::reload::Cause;
 
 use common::{ALLOW, DENY, TestServer, check, entity, test_config, to_struct};
 
-const RSA_PRIVATE: &[u8] = include_bytes!("fixtures/jwt/rsa-private.pem");
-const RSA_PUBLIC: &[u8] = include_bytes!("fixtures/jwt/rsa-public.pem");
-const RSA2_PRIVATE: &[u8] = include_bytes!("fixtures/jwt/rsa2-private.pem");
+use common::jwt::{KID, RSA_PRIVATE, RSA2_PRIVATE};
 const ISSUER: &str = "https://idp.acme.test/";
 
 /// The example bundle, copied so a test can add a revocation list.
@@ -43,34 +39,16 @@ fn copy_of_example() -> tempfile::TempDir {
 /// An issuers file over a JWKS file with the test RSA key, mapping `roles` to `Role` parents
 /// (the example schema's roles).
 fn issuers_file(dir: &Path) -> std::path::PathBuf {
-    let mut jwk = Jwk::from_decoding_key(
-        &DecodingKey::from_rsa_pem(RSA_PUBLIC).unwrap(),
-        Some(Algorithm::RS256),
+    common::jwt::issuers_file(
+        dir,
+        ISSUER,
+        "verdict",
+        "    algorithms: [RS256]\n    groups: {claim: roles, type: Role}\n",
     )
-    .unwrap();
-    jwk.common.key_id = Some("acme-1".to_owned());
-    let jwks = dir.join("jwks.json");
-    std::fs::write(
-        &jwks,
-        serde_json::to_string(&JwkSet { keys: vec![jwk] }).unwrap(),
-    )
-    .unwrap();
-    let issuers = dir.join("issuers.yaml");
-    std::fs::write(
-        &issuers,
-        format!(
-            "issuers:\n  - issuer: {ISSUER}\n    audiences: [verdict]\n    algorithms: [RS256]\n    jwks_file: {}\n    groups: {{claim: roles, type: Role}}\n",
-            jwks.display()
-        ),
-    )
-    .unwrap();
-    issuers
 }
 
 fn mint(claims: &Value, key: &[u8]) -> String {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("acme-1".to_owned());
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_pem(key).unwrap()).unwrap()
+    common::jwt::mint(claims, key, KID)
 }
 
 fn claims(sub: &str, scope: &str, roles: &[&str], jti: &str) -> Value {

@@ -19,6 +19,7 @@ use verdict::config::{ServeArgs, ValidConfig};
 use verdict::reload::{ReloadOutcome, Reloader};
 use verdict::serving::SnapshotHandle;
 
+pub mod jwt;
 pub mod pki;
 pub mod process;
 
