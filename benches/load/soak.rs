@@ -455,7 +455,7 @@ fn check_the_attack_happened(full: bool, report: &AttackReport, before: &str, af
     // The smoke run (`cargo test`, a debug build on a machine that may be busy) may see the
     // server reset a 4 MB request whose body did not arrive within the body timeout: that is
     // the other defence working, and still no request was served. The full soak requires the
-    // set size limit to have refused every one (tests/limits.rs tests the limit itself).
+    // set size limit to have refused every one (tests/it/limits.rs tests the limit itself).
     let reset = g.other.get("error").copied().unwrap_or(0);
     let unserved = if full { g.refused } else { g.refused + reset };
     assert!(

@@ -15,12 +15,7 @@
 use std::path::Path;
 use std::process::Command;
 
-#[allow(
-    dead_code,
-    reason = "this test uses only the harness's Envoy installer"
-)]
-#[path = "envoy/harness.rs"]
-mod harness;
+use crate::envoy_harness as harness;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

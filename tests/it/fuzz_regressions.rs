@@ -18,7 +18,7 @@
     clippy::panic,
     reason = "the fuzz harness, shared with the fuzz crate"
 )]
-#[path = "../fuzz/src/harness.rs"]
+#[path = "../../fuzz/src/harness.rs"]
 mod harness;
 
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
     reason = "tests"
 )]
 
-mod common;
+use crate::common;
 
 use verdict_core::cases;
 use verdict_core::{LoadOptions, Snapshot};

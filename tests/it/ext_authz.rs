@@ -13,7 +13,7 @@
     reason = "tests"
 )]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -12,7 +12,7 @@
     reason = "tests"
 )]
 
-mod common;
+use crate::common;
 
 use common::process::{Verdict, http_get, try_http_get};
 use std::io::Write;

@@ -5,13 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-#[allow(
-    dead_code,
-    reason = "the harness serves every test; some use only part of it"
-)]
-#[path = "envoy/harness.rs"]
-mod harness;
+use crate::common;
+use crate::envoy_harness as harness;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -16,7 +16,7 @@
     reason = "tests"
 )]
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;

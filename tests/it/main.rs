@@ -1,0 +1,33 @@
+//! Every integration test, in one binary: one link of the server and its dependencies instead of
+//! one per file (`cargo test --test it`, or `cargo test --test it grpc::` for one file's tests).
+//! Each module was a test crate of its own; the harness they share is in `tests/common/` and
+//! `tests/envoy/harness.rs`, where the benchmarks also find it.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(dead_code, reason = "the benchmarks use the parts the tests do not")]
+#[path = "../envoy/harness.rs"]
+mod envoy_harness;
+
+mod architecture;
+mod auth;
+mod bad_bundles;
+mod cli;
+mod decision_tables;
+mod differential;
+mod envoy;
+mod envoy_config;
+mod ext_authz;
+mod fuzz_regressions;
+mod grpc;
+mod helm;
+mod hostile_clients;
+mod limits;
+mod observability;
+mod policy_scope;
+mod reload;
+mod shutdown;
+mod slice;
+mod stock_clients;
+mod tls;
+mod tokens;
