@@ -7,14 +7,18 @@
 //!
 //! In one run, against the same release `verdict` (the example bundle, a JWT issuer with the
 //! test keys, the decision log as shipped) and a real Envoy 1.39.3 (installed into `.tools/`
-//! like `tests/envoy.rs` does), closed loop with `GATEWAY_IN_FLIGHT` (default 8) requests in
+//! like `tests/it/envoy.rs` does), closed loop with `GATEWAY_IN_FLIGHT` (default 8) requests in
 //! flight, each on its own keep-alive connection:
 //!
 //! 1. `envoy`: HTTP/1.1 through Envoy **without** the ext_authz filter to an echo upstream;
 //! 2. `envoy+ext_authz`: the same requests through Envoy **with** the filter asking Verdict;
 //! 3. `ext_authz`: Envoy's `CheckRequest` for the same HTTP request, sent directly to Verdict
 //!    (envoy-types' tonic client), token verified, route matched;
-//! 4. `check`: Verdict's own `Check` for the same question, with the same token.
+//! 4. `check`: Verdict's own `Check` for the same question, with the same token;
+//! 5. `envoy+constant`: through Envoy with the filter asking a constant-answer ext_authz server
+//!    (a few lines of tonic in this process, always OK): what any external authorizer costs on
+//!    this machine, so that what Verdict itself adds can be told apart from the filter's hop;
+//! 6. `constant`: the `CheckRequest` directly to that constant server.
 //!
 //! The request: bob reads the roadmap (`GET /v1/documents/roadmap`, bearer token), allowed.
 //! Every answer is checked (status 200 / OK / ALLOW); any other fails the run. Envoy, Verdict,
@@ -29,7 +33,7 @@
     reason = "benches"
 )]
 
-#[allow(dead_code, reason = "the harness also serves tests/envoy.rs")]
+#[allow(dead_code, reason = "the harness also serves tests/it/envoy.rs")]
 #[path = "../tests/envoy/harness.rs"]
 mod harness;
 #[allow(dead_code, reason = "shared with the tests")]
@@ -47,7 +51,11 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
     HttpRequest, Request as Attributes,
 };
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient as ExtAuthzClient;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
+    Authorization, AuthorizationServer,
+};
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
 use serde_json::json;
 use verdict::api::proto;
 use verdict::api::proto::authorization_client::AuthorizationClient;
@@ -233,6 +241,50 @@ fn through_envoy(envoy: SocketAddr, token: &str, in_flight: usize, seconds: f64)
     }
 }
 
+/// The baseline authorizer: answers OK to every `CheckRequest` without looking at it.
+struct Constant;
+
+#[tonic::async_trait]
+impl Authorization for Constant {
+    async fn check(
+        &self,
+        _request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        Ok(tonic::Response::new(CheckResponse {
+            status: Some(RpcStatus {
+                code: 0,
+                ..RpcStatus::default()
+            }),
+            ..CheckResponse::default()
+        }))
+    }
+}
+
+/// Serves [`Constant`] on 127.0.0.1 from a thread of its own with a one-worker runtime (the
+/// same shape as a small sidecar); lives as long as the benchmark.
+fn start_constant() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(AuthorizationServer::new(Constant))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+    });
+    addr
+}
+
 fn ext_authz_request(token: &str) -> CheckRequest {
     let headers: HashMap<String, String> = [
         (":method", "GET"),
@@ -358,10 +410,16 @@ fn main() {
         upstream: upstream.addr,
         ext_authz: Some(verdict.grpc),
     });
+    let constant = start_constant();
+    let baseline = Envoy::start(&EnvoyConfig {
+        upstream: upstream.addr,
+        ext_authz: Some(constant),
+    });
     // Warm-up: connections, JWKS, caches.
     let warm = seconds.min(1.0);
     through_envoy(plain.listener, &token, in_flight, warm);
     through_envoy(filtered.listener, &token, in_flight, warm);
+    through_envoy(baseline.listener, &token, in_flight, warm);
 
     let results = [
         (
@@ -380,6 +438,14 @@ fn main() {
             "check",
             over_grpc(verdict.grpc, &token, false, in_flight, seconds),
         ),
+        (
+            "envoy+constant",
+            through_envoy(baseline.listener, &token, in_flight, seconds),
+        ),
+        (
+            "constant",
+            over_grpc(constant, &token, true, in_flight, seconds),
+        ),
     ];
     println!(
         "gateway: {seconds} s per scenario, {in_flight} in flight, Envoy 1.39.3, everything on 2 shared cores"
@@ -396,7 +462,14 @@ fn main() {
             m.percentile(0.99)
         );
     }
-    let [(_, plain), (_, filtered), (_, ext_authz), (_, check)] = &results;
+    let [
+        (_, plain),
+        (_, filtered),
+        (_, ext_authz),
+        (_, check),
+        (_, baseline),
+        (_, constant),
+    ] = &results;
     println!(
         "ext_authz adds {:.0} µs at p50 and {:.0} µs at p99 (through Envoy, same load); \
          throughput with the filter {:.2}× without; ext_authz decisions/s {:.2}× Verdict's own Check",
@@ -404,5 +477,16 @@ fn main() {
         filtered.percentile(0.99) - plain.percentile(0.99),
         filtered.rate() / plain.rate(),
         ext_authz.rate() / check.rate(),
+    );
+    println!(
+        "a constant-answer authorizer adds {:.0} µs at p50 and {:.0} µs at p99 through Envoy; \
+         Verdict adds {:.0} µs at p50 and {:.0} µs at p99 beyond it; direct round trip: \
+         Verdict {:.0} µs p50, constant {:.0} µs p50",
+        baseline.percentile(0.5) - plain.percentile(0.5),
+        baseline.percentile(0.99) - plain.percentile(0.99),
+        filtered.percentile(0.5) - baseline.percentile(0.5),
+        filtered.percentile(0.99) - baseline.percentile(0.99),
+        ext_authz.percentile(0.5),
+        constant.percentile(0.5),
     );
 }
