@@ -130,12 +130,117 @@ pub(super) fn build<'a>(
     ActionScopes { by_action }
 }
 
-/// Returns every attribute name `policy` reads or tests, from its JSON form; `None` if that
-/// form is not available.
-fn attributes_read(policy: &cedar_policy::Policy) -> Option<FxHashSet<Box<str>>> {
+/// Returns every attribute name `policy` reads or tests; `None` if that cannot be determined.
+///
+/// From the policy's own text when it has one, by a scan of its tokens; otherwise (a string
+/// literal with an escape, a linked template) from its JSON form. The JSON form is exact but
+/// Cedar builds it by parsing the text again, which made it as costly as the parse itself: 44%
+/// of loading 10,000 policies (BENCHMARKS.md, issue 20).
+fn attributes_read(policy: &cedar_policy::Policy) -> Option<Attributes> {
+    policy
+        .to_cedar()
+        .and_then(|text| attributes_in_text(&text))
+        .or_else(|| attributes_from_json(policy))
+}
+
+/// The attributes `policy`'s JSON form reads or tests.
+fn attributes_from_json(policy: &cedar_policy::Policy) -> Option<Attributes> {
     let json = policy.to_json().ok()?;
     let mut out = FxHashSet::default();
     collect_attributes(&json, &mut out);
+    Some(out)
+}
+
+/// A token of Cedar policy text, as far as naming attributes goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Token<'a> {
+    Ident(&'a str),
+    /// A string literal's content, without escapes.
+    Str(&'a str),
+    /// A string literal with an escape: its value would need unescaping.
+    Escaped,
+    Punct(u8),
+    Other,
+}
+
+/// Every name that follows `.` (attribute access, or a method: over-collected), a string
+/// literal that follows `[` (indexing, or a set literal: over-collected) and a name or string
+/// that follows `has` (a dotted `has a.b` continues through the `.` rule). Cedar has no other way
+/// to name an attribute, and no computed names, so the result is a superset of what the policy
+/// reads: a wider scope, never a wrong one. `None` for text the scan does not handle exactly:
+/// a string literal with an escape where it would name an attribute (its name would need
+/// unescaping), a non-ASCII character outside a string, an unterminated string.
+fn attributes_in_text(text: &str) -> Option<Attributes> {
+    let bytes = text.as_bytes();
+    let mut out = FxHashSet::default();
+    let mut previous = Token::Other;
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        let token = match byte {
+            b' ' | b'\t' | b'\r' | b'\n' => {
+                i += 1;
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' => {
+                let start = i + 1;
+                // An escaped quote ends nothing: look past `\"` (and `\\`).
+                let mut end = start;
+                loop {
+                    let offset = bytes[end..].iter().position(|&b| b == b'"' || b == b'\\')?;
+                    end += offset;
+                    if bytes[end] == b'"' {
+                        break;
+                    }
+                    end += 2;
+                    if end > bytes.len() {
+                        return None;
+                    }
+                }
+                let content = &text[start..end];
+                i = end + 1;
+                if content.contains('\\') {
+                    Token::Escaped
+                } else {
+                    Token::Str(content)
+                }
+            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                Token::Ident(&text[start..i])
+            }
+            b'0'..=b'9' => {
+                while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+                    i += 1;
+                }
+                Token::Other
+            }
+            _ if byte.is_ascii() => {
+                i += 1;
+                Token::Punct(byte)
+            }
+            _ => return None,
+        };
+        match (previous, token) {
+            (Token::Punct(b'.'), Token::Ident(name))
+            | (Token::Punct(b'['), Token::Str(name))
+            | (Token::Ident("has"), Token::Ident(name) | Token::Str(name)) => {
+                out.insert(name.into());
+            }
+            (Token::Punct(b'[') | Token::Ident("has"), Token::Escaped) => return None,
+            _ => {}
+        }
+        previous = token;
+    }
     Some(out)
 }
 
@@ -258,6 +363,108 @@ mod tests {
             assert!(scope.reads(name), "{name}");
         }
         assert!(!scope.reads("w"));
+    }
+
+    /// The scan of a policy's text finds every attribute its JSON form names (a superset: it
+    /// may find more), for every policy of every `.cedar` file in the repository that parses,
+    /// and for text written to trip a scanner.
+    #[test]
+    fn the_text_scan_finds_every_attribute_the_json_form_names() {
+        let tricky = r#"
+            permit (principal, action, resource) when {
+                resource [ "spaced" ] == 1 && principal has// comment
+                   "quoted has" && context . // comment
+                   split.inner && resource has a .b. c && [ "set", "literal" ].contains("x")
+                && principal.tags.contains("has") && resource["has"] == "."
+                && principal in Group::"a.b" && resource.n123 > 12 && !(resource has x_y)
+            };
+            forbid (principal, action, resource) unless { context.owner == principal.id };
+            @id("a.b") permit (principal == User::"x", action, resource is T) when { resource.z };
+            permit (principal, action, resource);
+        "#;
+        let mut texts = vec![("tricky".to_owned(), tricky.to_owned())];
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut dirs = vec![
+            root.join("policies"),
+            root.join("tests"),
+            root.join("examples"),
+        ];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "cedar") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    texts.push((path.display().to_string(), text));
+                }
+            }
+        }
+        let mut checked = 0;
+        for (name, text) in &texts {
+            let Ok(set) = PolicySet::from_str(text) else {
+                continue;
+            };
+            for policy in set.policies() {
+                let scanned = attributes_in_text(&policy.to_cedar().unwrap())
+                    .unwrap_or_else(|| panic!("{name}: {} not scanned", policy.id()));
+                let exact = attributes_from_json(policy).unwrap();
+                let missing: Vec<_> = exact.difference(&scanned).collect();
+                assert!(
+                    missing.is_empty(),
+                    "{name}: {} misses {missing:?}",
+                    policy.id()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "only {checked} policies checked");
+        let escaped =
+            r#"@reason("say \"hi\"") permit (principal, action, resource) when { resource.q };"#;
+        let escaped = PolicySet::from_str(escaped).unwrap();
+        let policy = escaped.policies().next().unwrap();
+        let scanned = attributes_in_text(&policy.to_cedar().unwrap()).unwrap();
+        assert!(scanned.contains("q"), "{scanned:?}");
+        let tricky = PolicySet::from_str(tricky).unwrap();
+        let first = tricky.policies().find(|p| p.id().to_string() == "policy0");
+        let scanned = attributes_in_text(&first.unwrap().to_cedar().unwrap()).unwrap();
+        for name in [
+            "spaced",
+            "quoted has",
+            "split",
+            "inner",
+            "a",
+            "b",
+            "c",
+            "tags",
+            "n123",
+            "x_y",
+        ] {
+            assert!(scanned.contains(name), "{name} in {scanned:?}");
+        }
+    }
+
+    #[test]
+    fn text_the_scan_cannot_read_exactly_falls_back_to_the_json_form() {
+        assert!(
+            attributes_in_text(
+                r#"permit (principal, action, resource) when { resource["a\u{62}"] };"#
+            )
+            .is_none()
+        );
+        assert!(
+            attributes_in_text("permit (principal, action, resource) when { resource.é };")
+                .is_none()
+        );
+        assert!(
+            attributes_in_text(r#"permit (principal, action, resource) when { resource["a };"#)
+                .is_none()
+        );
+        let set =
+            policies(r#"permit (principal, action, resource) when { resource["a\u{62}"] == 1 };"#);
+        let policy = set.policies().next().unwrap();
+        let read = attributes_read(policy).unwrap();
+        assert!(read.contains("ab"), "{read:?}");
     }
 
     #[test]
