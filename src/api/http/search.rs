@@ -49,17 +49,6 @@ pub enum Searched {
     Action,
 }
 
-impl Searched {
-    /// The core's name for the searched place, as errors name it.
-    fn core_field(self) -> &'static str {
-        match self {
-            Self::Subject => "principal",
-            Self::Resource => "resource",
-            Self::Action => "action",
-        }
-    }
-}
-
 /// A parsed search request.
 #[derive(Debug, Clone)]
 pub struct Search {
@@ -277,11 +266,13 @@ pub fn answer(asking: &Asking, search: &Search) -> Result<Value, HttpError> {
             }),
             Ok(_) => {}
             Err(error) => {
+                // A refusal of the names in the request (the candidate's, or the unknown
+                // type or action it is asked with): not permitted, as an evaluation would not
+                // be. Anything else (context, properties) is the request's fault.
                 if let Some(field) = refused_field(&error)
-                    && (field.starts_with(search.searched.core_field())
-                        || field.starts_with("principal")
-                        || field.starts_with("resource")
-                        || field.starts_with("action"))
+                    && ["principal", "resource", "action"]
+                        .iter()
+                        .any(|name| field.starts_with(name))
                 {
                     continue;
                 }
