@@ -623,3 +623,77 @@ fn h2c_prior_knowledge_is_served() {
     assert_eq!(status, (200, json!({"decision": true})));
     runtime.block_on(server.stop());
 }
+
+#[test]
+fn http_decisions_are_counted_and_logged_as_the_http_front_end() {
+    let mut verdict = common::process::Verdict::start(
+        &todo_bundle(),
+        &[
+            "--http-addr",
+            "127.0.0.1:0",
+            "--decision-log-allow-rate",
+            "1",
+        ],
+    );
+    let api: SocketAddr = loop {
+        let line = match verdict
+            .seen
+            .iter()
+            .find(|l| l.contains("http api listening"))
+        {
+            Some(line) => line.clone(),
+            None => {
+                let line = verdict
+                    .lines
+                    .recv_timeout(Duration::from_secs(60))
+                    .expect("the HTTP API address");
+                verdict.seen.push(line.clone());
+                continue;
+            }
+        };
+        let addr = line
+            .split("addr=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next();
+        break addr.unwrap().parse().unwrap();
+    };
+    let answer = request(
+        api,
+        "POST",
+        "/access/v1/evaluation",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Request-ID", "observed-1"),
+        ],
+        allowed_evaluation().to_string().as_bytes(),
+    );
+    assert_eq!(answer.json(), json!({"decision": true}));
+    let (status, metrics) = common::process::http_get(verdict.metrics, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("verdict_decisions_total")
+                && l.contains("front_end=\"http\"")
+                && l.contains("decision=\"allow\"")
+                && l.contains("GET")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("verdict_http_requests_total")
+                && l.contains("route=\"/access/v1/evaluation\"")
+                && l.contains("status=\"200\"")),
+        "{metrics}"
+    );
+    let lines = verdict.stop();
+    let record = lines
+        .iter()
+        .find(|l| l.contains("observed-1"))
+        .unwrap_or_else(|| panic!("no decision record: {lines:#?}"));
+    assert!(record.contains("http"), "{record}");
+    assert!(record.contains("gateway-read"), "{record}");
+}
