@@ -697,3 +697,98 @@ fn http_decisions_are_counted_and_logged_as_the_http_front_end() {
     assert!(record.contains("http"), "{record}");
     assert!(record.contains("gateway-read"), "{record}");
 }
+
+/// One HTTP/1.1 request over TLS (ALPN `http/1.1`), with `client` as the client certificate;
+/// `None` if the handshake or the exchange fails.
+async fn https_request(
+    addr: SocketAddr,
+    ca: &common::pki::Ca,
+    client: &common::pki::Leaf,
+    body: &str,
+) -> Option<HttpResponse> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        vec![CertificateDer::from_pem_slice(client.cert.as_bytes()).unwrap()],
+        PrivateKeyDer::from_pem_slice(client.key.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .ok()?;
+    let head = format!(
+        "POST /access/v1/evaluation HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.ok()?;
+    let mut bytes = Vec::new();
+    let _ = tls.read_to_end(&mut bytes).await;
+    read_response(&mut BufReader::new(bytes.as_slice()))
+}
+
+#[test]
+fn the_http_api_serves_tls_with_the_client_certificate_allow_lists() {
+    use common::pki::{Ca, write};
+    let runtime = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("Test CA");
+    let server_leaf = ca.server();
+    let paths = write(
+        dir.path(),
+        &[
+            ("tls.crt", &server_leaf.cert),
+            ("tls.key", &server_leaf.key),
+            ("ca.crt", &ca.pem()),
+        ],
+    );
+    let (server, addr) = start_with(&runtime, &todo_bundle(), |config| {
+        config.tls.files = Some(verdict::config::TlsFiles {
+            cert: paths[0].clone(),
+            key: paths[1].clone(),
+            client_ca: Some(paths[2].clone()),
+        });
+        config.tls.allowed_clients = vec!["spiffe://test/ns/edge/*".to_owned()];
+    });
+    let body = allowed_evaluation().to_string();
+    let gateway = ca.client("spiffe://test/ns/edge/sa/gateway");
+    let answer = runtime
+        .block_on(https_request(addr, &ca, &gateway, &body))
+        .expect("an answer over TLS");
+    assert_eq!(answer.json(), json!({"decision": true}));
+    let other = ca.client("spiffe://test/ns/other/sa/x");
+    let refused = runtime
+        .block_on(https_request(addr, &ca, &other, &body))
+        .expect("an answer over TLS");
+    assert_error(
+        &refused,
+        403,
+        "client identity (spiffe://test/ns/other/sa/x)",
+    );
+    // A client certificate from another CA does not complete the handshake; plaintext HTTP is
+    // not served.
+    let stranger = Ca::new("Other CA").client("spiffe://test/ns/edge/sa/gateway");
+    let refused = runtime.block_on(https_request(addr, &ca, &stranger, &body));
+    assert!(refused.is_none(), "{refused:?}");
+    let mut plain = connect(addr);
+    let _ = plain.write_all(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut rest = Vec::new();
+    let _ = plain.read_to_end(&mut rest);
+    assert!(!rest.starts_with(b"HTTP/1.1 200"), "{rest:?}");
+    runtime.block_on(server.stop());
+}
