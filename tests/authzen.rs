@@ -554,3 +554,24 @@ fn evaluation_errors_name_the_authzen_field_and_ids_are_echoed() {
     assert!(made.header("x-request-id").unwrap().starts_with("verdict-"));
     runtime.block_on(server.stop());
 }
+
+#[test]
+fn the_example_bundles_decision_tables_pass() {
+    use verdict_core::{LoadOptions, Snapshot, cases};
+    for (name, at_least) in [("todo", 60), ("search", 360)] {
+        let dir = examples(name);
+        let snapshot = Snapshot::load(&dir, &LoadOptions::default()).unwrap();
+        let mut total = 0;
+        let mut failures = Vec::new();
+        for file in cases::discover(&dir).unwrap() {
+            for result in cases::run_file(&snapshot, &file).unwrap() {
+                total += 1;
+                if let Some(why) = result.failure {
+                    failures.push(format!("{}:{}: {why}", result.path.display(), result.line));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(total >= at_least, "{name}: only {total} cases");
+    }
+}
