@@ -792,3 +792,51 @@ fn the_http_api_serves_tls_with_the_client_certificate_allow_lists() {
     assert!(!rest.starts_with(b"HTTP/1.1 200"), "{rest:?}");
     runtime.block_on(server.stop());
 }
+
+#[test]
+fn shutdown_lets_a_request_in_progress_finish_and_refuses_new_connections() {
+    let runtime = runtime();
+    let (server, addr) = start_with(&runtime, &todo_bundle(), |config| {
+        // Room for the test to finish sending its body while the server drains.
+        config.limits.request_body_timeout = Duration::from_secs(60);
+    });
+    let body = allowed_evaluation().to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut stream = connect(addr);
+    stream
+        .write_all(
+            format!(
+                "POST /access/v1/evaluation HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{first}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let stopped = runtime.spawn(server.stop());
+    // Wait (bounded) until the listener is closed: new connections are refused or dropped.
+    let mut closed = false;
+    for _ in 0..600 {
+        match std::net::TcpStream::connect(addr) {
+            Err(_) => closed = true,
+            Ok(mut probe) => {
+                probe
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let _ = probe.write_all(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n");
+                let mut answer = [0u8; 1];
+                closed = !matches!(probe.read(&mut answer), Ok(1));
+            }
+        }
+        if closed {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(closed, "the listener still accepts after shutdown");
+    // The request that was in progress completes.
+    stream.write_all(rest.as_bytes()).unwrap();
+    let answer = read_response(&mut BufReader::new(stream)).expect("the answer");
+    assert_eq!(answer.json(), json!({"decision": true}));
+    runtime.block_on(stopped).unwrap();
+}

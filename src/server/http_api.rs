@@ -231,28 +231,11 @@ pub(super) async fn serve(
     let builder = connection_builder(&gate.transport);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     match tls {
-        None => loop {
-            let connection = tokio::select! {
-                () = cancel.cancelled() => break,
-                connection = acceptor.accept() => connection,
-            };
-            let _ = connection.get_ref().set_nodelay(true);
-            let gate = gate.clone();
-            let service = hyper::service::service_fn(move |request| {
-                let gate = gate.clone();
-                async move { Ok::<_, Infallible>(gate.handle(request, None).await) }
-            });
-            let served = graceful.watch(
-                builder
-                    .serve_connection(TokioIo::new(connection), service)
-                    .into_owned(),
-            );
-            tokio::spawn(async move {
-                if let Err(error) = served.await {
-                    tracing::debug!(%error, "http api connection ended with an error");
-                }
-            });
-        },
+        None => {
+            http1_and_h2c(&mut acceptor, &builder, &graceful, &gate, &cancel).await;
+            // Closing the listener: new connections are refused from now on.
+            drop(acceptor);
+        }
         Some(tls) => {
             let accept_cancel = cancel.child_token();
             let mut incoming = tls.incoming_with_alpn(
@@ -302,5 +285,37 @@ pub(super) async fn serve(
             ?grace,
             "shutdown grace period over; closing the remaining http api connections"
         );
+    }
+}
+
+/// Accepts plaintext connections (HTTP/1.1, or h2c with prior knowledge) until `cancel` fires.
+async fn http1_and_h2c(
+    acceptor: &mut Acceptor,
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+    gate: &Gate,
+    cancel: &CancellationToken,
+) {
+    loop {
+        let connection = tokio::select! {
+            () = cancel.cancelled() => break,
+            connection = acceptor.accept() => connection,
+        };
+        let _ = connection.get_ref().set_nodelay(true);
+        let gate = gate.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let gate = gate.clone();
+            async move { Ok::<_, Infallible>(gate.handle(request, None).await) }
+        });
+        let served = graceful.watch(
+            builder
+                .serve_connection(TokioIo::new(connection), service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = served.await {
+                tracing::debug!(%error, "http api connection ended with an error");
+            }
+        });
     }
 }
