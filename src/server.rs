@@ -186,6 +186,11 @@ pub async fn run_with_authenticator(
         accept::ConnectionCaps {
             grpc: config.listener.max_connections,
             http: accept::HTTP_MAX_CONNECTIONS,
+            api: if listeners.api.is_some() {
+                config.listener.max_connections
+            } else {
+                0
+            },
         },
         accept::open_file_limit(),
     );
@@ -193,6 +198,7 @@ pub async fn run_with_authenticator(
         tracing::warn!(
             max_connections = caps.grpc,
             http_max_connections = caps.http,
+            http_api_max_connections = caps.api,
             "the open-file limit leaves room for fewer connections than --max-connections; raise it (ulimit -n) to allow more"
         );
     }
@@ -299,7 +305,7 @@ pub async fn run_with_authenticator(
                 keepalive_timeout: config.listener.http2_keepalive_timeout,
             },
         };
-        let acceptor = accept::Acceptor::new(listener, caps.grpc, "http_api");
+        let acceptor = accept::Acceptor::new(listener, caps.api, "http_api");
         tokio::spawn(http_api::serve(
             acceptor,
             tls.clone(),
