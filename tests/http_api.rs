@@ -801,18 +801,22 @@ fn shutdown_lets_a_request_in_progress_finish_and_refuses_new_connections() {
         config.limits.request_body_timeout = Duration::from_secs(60);
     });
     let body = allowed_evaluation().to_string();
-    let (first, rest) = body.split_at(body.len() / 2);
     let mut stream = connect(addr);
+    // `Expect: 100-continue`: the server says `100 Continue` once the handler reads the body,
+    // so the request is known to be in progress before the shutdown starts.
     stream
         .write_all(
             format!(
                 "POST /access/v1/evaluation HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-                 Content-Length: {}\r\n\r\n{first}",
+                 Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             )
             .as_bytes(),
         )
         .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let interim = read_response(&mut reader).expect("100 Continue");
+    assert_eq!(interim.status, 100);
     let stopped = runtime.spawn(server.stop());
     // Wait (bounded) until the listener is closed: new connections are refused or dropped.
     let mut closed = false;
@@ -835,8 +839,8 @@ fn shutdown_lets_a_request_in_progress_finish_and_refuses_new_connections() {
     }
     assert!(closed, "the listener still accepts after shutdown");
     // The request that was in progress completes.
-    stream.write_all(rest.as_bytes()).unwrap();
-    let answer = read_response(&mut BufReader::new(stream)).expect("the answer");
+    stream.write_all(body.as_bytes()).unwrap();
+    let answer = read_response(&mut reader).expect("the answer");
     assert_eq!(answer.json(), json!({"decision": true}));
     runtime.block_on(stopped).unwrap();
 }
