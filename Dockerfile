@@ -20,10 +20,12 @@ COPY policies /etc/verdict/policies
 ENV VERDICT_POLICIES=/etc/verdict/policies \
     VERDICT_GRPC_ADDR=0.0.0.0:50051 \
     VERDICT_METRICS_ADDR=0.0.0.0:9180 \
+    VERDICT_HTTP_ADDR=0.0.0.0:8080 \
     VERDICT_LOG_FORMAT=json
 USER 65532:65532
-# gRPC (decisions, health, reflection) and HTTP (/metrics, /healthz, /readyz).
-EXPOSE 50051 9180
+# gRPC (decisions, health, reflection), HTTP (/metrics, /healthz, /readyz) and the HTTP API
+# (AuthZEN and verdict.v1 over HTTP/JSON, docs/authzen.md).
+EXPOSE 50051 9180 8080
 # No HEALTHCHECK: probes are the orchestrator's job (the Helm chart sets them).
 ENTRYPOINT ["/usr/local/bin/verdict"]
 CMD ["serve"]

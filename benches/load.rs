@@ -1,6 +1,7 @@
 //! The load benchmark: gRPC over loopback against Verdict, a no-op server with the same API
-//! (the transport ceiling), and Cerbos (a peer PDP), with the same generator and equivalent
-//! requests, in the same run.
+//! (the transport ceiling), and Cerbos (a peer PDP), and Verdict's HTTP API (AuthZEN
+//! evaluation, and evaluations of 100, over keep-alive HTTP/1.1: target `verdict-http`), with
+//! the same generator and equivalent requests, in the same run.
 //!
 //! ```sh
 //! cargo bench --bench load                       # everything, 10 s per measurement
@@ -206,6 +207,9 @@ resourcePolicy:
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Verdict,
+    /// Verdict's HTTP API: AuthZEN evaluation (and evaluations of 100 for batches) over
+    /// keep-alive HTTP/1.1, one connection per request in flight.
+    VerdictHttp,
     Noop,
     Cerbos,
 }
@@ -214,6 +218,7 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Self::Verdict => "verdict",
+            Self::VerdictHttp => "verdict-http",
             Self::Noop => "noop",
             Self::Cerbos => "cerbos",
         }
@@ -222,6 +227,7 @@ impl Target {
     fn parse(name: &str) -> Self {
         match name {
             "verdict" => Self::Verdict,
+            "verdict-http" => Self::VerdictHttp,
             "noop" => Self::Noop,
             "cerbos" => Self::Cerbos,
             other => panic!("unknown target {other}"),
@@ -277,6 +283,22 @@ fn wait_for_addr(
 
 fn start_verdict() -> Server {
     start_verdict_with(&["--watch", "false", "--poll-interval", "0"], |_| {}, false)
+}
+
+/// Verdict with its HTTP API on; the server's `addr` is the HTTP API's.
+fn start_verdict_http() -> Server {
+    start_verdict_with(
+        &[
+            "--watch",
+            "false",
+            "--poll-interval",
+            "0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
+        |_| {},
+        false,
+    )
 }
 
 /// Starts Verdict on the owner scenario's bundle, written into a scratch directory and then
@@ -355,18 +377,24 @@ fn start_verdict_with(
             }
         }
     });
-    // The gRPC port is bound and logged first, then the HTTP port.
-    let (mut addr, mut metrics) = (None, None);
-    while addr.is_none() || (wait_for_metrics && metrics.is_none()) {
+    // The gRPC port is bound and logged first, then the HTTP port, then the HTTP API.
+    let wait_for_api = reload.contains(&"--http-addr");
+    let (mut addr, mut metrics, mut api) = (None, None, None);
+    while addr.is_none()
+        || (wait_for_metrics && metrics.is_none())
+        || (wait_for_api && api.is_none())
+    {
         let (what, bound) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the server did not report its address");
         match what.as_str() {
             "grpc" => addr = Some(bound),
             "metrics" => metrics = Some(bound),
+            "http api" => api = Some(bound),
             _ => {}
         }
     }
+    let addr = if wait_for_api { api } else { addr };
     Server {
         child,
         addr: addr.unwrap(),
@@ -561,6 +589,8 @@ enum Mode {
 enum Prepared {
     Verdict(proto::CheckRequest, bool),
     VerdictBatch(proto::BatchCheckRequest, Vec<bool>),
+    /// An AuthZEN request: its path, its JSON body, and the decisions it must get.
+    Http(&'static str, bytes::Bytes, Vec<bool>),
     Cerbos(cerbos::CheckResourcesRequest, Vec<bool>),
 }
 
@@ -589,6 +619,39 @@ fn prepare(target: Target, mode: Mode) -> Vec<Prepared> {
                     checks
                         .iter()
                         .map(|c| target == Target::Noop || expected(c.user, c.action, c.document))
+                        .collect(),
+                )
+            })
+            .collect(),
+        (Target::VerdictHttp, Mode::Check) => all
+            .iter()
+            .map(|&c| {
+                Prepared::Http(
+                    "/access/v1/evaluation",
+                    serde_json::to_vec(&authzen_evaluation(c)).unwrap().into(),
+                    vec![expected(c.user, c.action, c.document)],
+                )
+            })
+            .collect(),
+        (Target::VerdictHttp, Mode::Batch) => all
+            .chunks(BATCH)
+            .map(|chunk| {
+                let user = chunk[0].user;
+                let checks: Vec<Check> = chunk.iter().map(|&c| Check { user, ..c }).collect();
+                let body = serde_json::json!({
+                    "subject": {"type": "User", "id": format!("u{user}")},
+                    "evaluations": checks.iter().map(|&c| {
+                        let mut item = authzen_evaluation(c);
+                        item.as_object_mut().unwrap().remove("subject");
+                        item
+                    }).collect::<Vec<_>>(),
+                });
+                Prepared::Http(
+                    "/access/v1/evaluations",
+                    serde_json::to_vec(&body).unwrap().into(),
+                    checks
+                        .iter()
+                        .map(|c| expected(c.user, c.action, c.document))
                         .collect(),
                 )
             })
@@ -627,10 +690,96 @@ fn prepare(target: Target, mode: Mode) -> Vec<Prepared> {
     }
 }
 
+/// The AuthZEN evaluation of one check.
+fn authzen_evaluation(check: Check) -> serde_json::Value {
+    serde_json::json!({
+        "subject": {"type": "User", "id": format!("u{}", check.user)},
+        "action": {"name": check.action},
+        "resource": {"type": "Document", "id": format!("d{}", check.document)},
+    })
+}
+
+/// A keep-alive HTTP/1.1 client (hyper's pooled client: one connection per request in
+/// flight, reused).
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// A connection to a target: a gRPC channel, or the HTTP API's client and address.
+#[derive(Clone)]
+enum Conn {
+    Grpc(Channel),
+    Http(Box<HttpClient>, SocketAddr),
+}
+
+/// Opens a connection to `target` at `addr`.
+async fn connect(target: Target, addr: SocketAddr) -> Conn {
+    if target == Target::VerdictHttp {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        return Conn::Http(Box::new(client), addr);
+    }
+    Conn::Grpc(
+        Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .unwrap(),
+    )
+}
+
+/// Sends one AuthZEN request and checks its decisions.
+async fn send_http(
+    client: &HttpClient,
+    addr: SocketAddr,
+    path: &str,
+    body: &bytes::Bytes,
+    want: &[bool],
+) -> Result<usize, String> {
+    use http_body_util::BodyExt;
+    let request = tonic::codegen::http::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(body.clone()))
+        .map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let got: Vec<bool> = match answer.get("evaluations").and_then(|e| e.as_array()) {
+        Some(items) => items.iter().map(|i| i["decision"] == true).collect(),
+        None => vec![answer["decision"] == true],
+    };
+    if got != want {
+        return Err(format!("unexpected decisions {got:?} for {path}"));
+    }
+    Ok(want.len())
+}
+
 /// Sends one prepared request; `Ok(decisions)` if every answer was the expected one.
-async fn send(channel: &Channel, prepared: &Prepared) -> Result<usize, String> {
+async fn send(conn: &Conn, prepared: &Prepared) -> Result<usize, String> {
     let allow = proto::Decision::Allow as i32;
+    let channel = match (conn, prepared) {
+        (Conn::Http(client, addr), Prepared::Http(path, body, want)) => {
+            return send_http(client, *addr, path, body, want).await;
+        }
+        (Conn::Grpc(channel), _) => channel,
+        (Conn::Http(..), _) => return Err("a gRPC request on an HTTP connection".to_owned()),
+    };
     match prepared {
+        Prepared::Http(..) => Err("an HTTP request on a gRPC channel".to_owned()),
         Prepared::Verdict(request, want) => {
             let mut client = proto::authorization_client::AuthorizationClient::new(channel.clone());
             let answer = client
@@ -738,6 +887,7 @@ fn percentiles(mut latencies: Vec<u64>) -> [f64; 4] {
 /// Closed loop: `in_flight` workers over up to four connections, each sending its next request
 /// as soon as the last is answered. Bounded in time and in count.
 async fn closed_loop(
+    target: Target,
     addr: SocketAddr,
     prepared: Arc<Vec<Prepared>>,
     in_flight: usize,
@@ -747,14 +897,7 @@ async fn closed_loop(
     let connections = in_flight.clamp(1, CONNECTIONS_MAX);
     let mut channels = Vec::new();
     for _ in 0..connections {
-        channels.push(
-            Endpoint::from_shared(format!("http://{addr}"))
-                .unwrap()
-                .tcp_nodelay(true)
-                .connect()
-                .await
-                .unwrap(),
-        );
+        channels.push(connect(target, addr).await);
     }
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -820,6 +963,7 @@ async fn closed_loop(
 /// runs at the same rate unrecorded (connections, caches). A request with no free slot is an
 /// error: `in_flight` is set far above what the rate needs, so that means the server stalled.
 async fn open_loop(
+    target: Target,
     addr: SocketAddr,
     prepared: Arc<Vec<Prepared>>,
     rate: f64,
@@ -829,14 +973,7 @@ async fn open_loop(
     let connections = CONNECTIONS_MAX;
     let mut channels = Vec::new();
     for _ in 0..connections {
-        channels.push(
-            Endpoint::from_shared(format!("http://{addr}"))
-                .unwrap()
-                .tcp_nodelay(true)
-                .connect()
-                .await
-                .unwrap(),
-        );
+        channels.push(connect(target, addr).await);
     }
     let permits = Arc::new(tokio::sync::Semaphore::new(in_flight));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -923,6 +1060,7 @@ fn run_generator(args: &[String]) {
     let measured = runtime.block_on(async {
         if rate > 0.0 {
             open_loop(
+                target,
                 addr,
                 prepared,
                 rate,
@@ -932,6 +1070,7 @@ fn run_generator(args: &[String]) {
             .await
         } else {
             closed_loop(
+                target,
                 addr,
                 prepared,
                 in_flight,
@@ -1027,8 +1166,13 @@ fn main() {
         .unwrap_or(if full { 10.0 } else { 0.3 });
     let targets: Vec<Target> = match std::env::var("LOAD_TARGETS") {
         Ok(list) => list.split(',').map(Target::parse).collect(),
-        Err(_) if full => vec![Target::Noop, Target::Verdict, Target::Cerbos],
-        Err(_) => vec![Target::Noop, Target::Verdict],
+        Err(_) if full => vec![
+            Target::Noop,
+            Target::Verdict,
+            Target::VerdictHttp,
+            Target::Cerbos,
+        ],
+        Err(_) => vec![Target::Noop, Target::Verdict, Target::VerdictHttp],
     };
     let concurrencies: Vec<usize> = match std::env::var("LOAD_IN_FLIGHT") {
         Ok(list) => list.split(',').map(|n| n.parse().unwrap()).collect(),
@@ -1090,6 +1234,7 @@ fn tables(
     for &target in targets {
         let server = match target {
             Target::Verdict => start_verdict(),
+            Target::VerdictHttp => start_verdict_http(),
             Target::Noop => start_noop(),
             Target::Cerbos => start_cerbos(),
         };

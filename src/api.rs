@@ -1,5 +1,6 @@
-//! The gRPC API: thin tonic handlers over the engine, for `verdict.v1` and for Envoy's
-//! ext_authz ([`ext_authz`]).
+//! The front-ends: thin tonic handlers over the engine, for `verdict.v1` and for Envoy's
+//! ext_authz ([`ext_authz`]), and the HTTP/JSON API ([`http`]: AuthZEN 1.0 and `verdict.v1`
+//! over HTTP).
 //!
 //! Owns: the generated protobuf types ([`proto`]), converting them to and from
 //! `verdict_core` types, `Check.token` (verifying it and handing its principal to the core,
@@ -13,9 +14,10 @@ mod authorization;
 mod convert;
 mod error;
 pub mod ext_authz;
+pub mod http;
 mod prescan;
 pub mod proto;
-mod record;
+pub(crate) mod record;
 mod token;
 
 pub use authorization::{AuthorizationService, Caller, CallerIsAdmin, ReloadAnswer, ReloadControl};

@@ -13,6 +13,7 @@
 //! | this file | `--policies`, `--start-without-bundle` |
 //! | [`BundleArgs`] (`bundle.rs`) | `--max-bundle-file-bytes`, `--max-bundle-bytes`, `--allow-empty-bundle` |
 //! | [`ListenerArgs`] (`listener.rs`) | `--grpc-addr` and the HTTP/2 connection settings |
+//! | [`HttpArgs`] (`http.rs`) | `--http-addr`, `--http-max-body-bytes`, `--authzen-*` (the HTTP/JSON API) |
 //! | [`LimitsArgs`] (`limits.rs`) | `--max-*` request limits, `--request-timeout` |
 //! | [`TelemetryArgs`] (`telemetry.rs`) | `--log-format`, `--metrics-addr` |
 //! | [`ReloadArgs`] (`reload.rs`) | `--watch`, `--poll-interval`, `--reload-*`, `--enable-reload-rpc` |
@@ -39,6 +40,13 @@
 //! | `--http2-keepalive-timeout` | `VERDICT_HTTP2_KEEPALIVE_TIMEOUT` | `10s` |
 //! | `--idle-timeout` | `VERDICT_IDLE_TIMEOUT` | `5m` (`0` off) |
 //! | `--max-connection-age` | `VERDICT_MAX_CONNECTION_AGE` | `0` (off) |
+//! | `--http-addr` | `VERDICT_HTTP_ADDR` | none (the HTTP API is off) |
+//! | `--http-max-body-bytes` | `VERDICT_HTTP_MAX_BODY_BYTES` | 1048576 (1 MiB) |
+//! | `--authzen-types` | `VERDICT_AUTHZEN_TYPES` | none (types as written) |
+//! | `--authzen-action-type` | `VERDICT_AUTHZEN_ACTION_TYPE` | `Action` |
+//! | `--authzen-reasons` | `VERDICT_AUTHZEN_REASONS` | `false` |
+//! | `--authzen-max-page` | `VERDICT_AUTHZEN_MAX_PAGE` | 1000 |
+//! | `--authzen-pdp-url` | `VERDICT_AUTHZEN_PDP_URL` | the metadata request's scheme and `Host` |
 //! | `--max-relation-depth` | `VERDICT_MAX_RELATION_DEPTH` | 32 |
 //! | `--max-batch` | `VERDICT_MAX_BATCH` | 100 |
 //! | `--max-message-bytes` | `VERDICT_MAX_MESSAGE_BYTES` | 4194304 |
@@ -99,6 +107,7 @@ mod bundle;
 mod caller_auth;
 mod decision_log;
 mod ext_authz;
+mod http;
 mod identity;
 mod limits;
 mod listener;
@@ -116,6 +125,10 @@ pub use decision_log::DecisionLogArgs;
 pub use ext_authz::{
     DEFAULT_EXT_AUTHZ_MAX_BODY_BYTES, DEFAULT_EXT_AUTHZ_PEER_PRINCIPAL_TYPE, ExtAuthzArgs,
     ExtAuthzConfig,
+};
+pub use http::{
+    DEFAULT_AUTHZEN_ACTION_TYPE, DEFAULT_AUTHZEN_MAX_PAGE, DEFAULT_HTTP_MAX_BODY_BYTES, HttpArgs,
+    HttpConfig,
 };
 pub use identity::{IdentityArgs, IdentityConfig};
 pub use limits::{
@@ -156,6 +169,9 @@ pub struct ServeArgs {
     /// The gRPC listener.
     #[command(flatten)]
     pub listener: ListenerArgs,
+    /// The HTTP/JSON API listener and the AuthZEN mapping.
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Request limits.
     #[command(flatten)]
     pub limits: LimitsArgs,
@@ -198,6 +214,8 @@ pub struct ValidConfig {
     pub bundle: BundleConfig,
     /// The gRPC listener.
     pub listener: ListenerConfig,
+    /// The HTTP/JSON API listener and the AuthZEN mapping.
+    pub http: HttpConfig,
     /// Request limits.
     pub limits: LimitsConfig,
     /// Logs and metrics.
@@ -309,6 +327,7 @@ impl ServeArgs {
             policies: self.policies,
             bundle: self.bundle.validate()?,
             listener: self.listener.validate()?,
+            http: self.http.validate()?,
             limits: self.limits.validate()?,
             telemetry: self.telemetry.validate()?,
             reload: self.reload.validate()?,
@@ -545,7 +564,7 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        assert_eq!(count, 55);
+        assert_eq!(count, 62);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Wiring: the gRPC listener with the Authorization services (`verdict.v1` and Envoy's
-//! `envoy.service.auth.v3`), health and reflection, the HTTP
-//! port (metrics and probes), the background tasks (watch loop, SIGHUP, gauges), and shutdown.
+//! `envoy.service.auth.v3`), health and reflection, the HTTP API listener (AuthZEN and
+//! `verdict.v1` over HTTP/JSON, `http_api.rs`), the HTTP port (metrics and probes), the
+//! background tasks (watch loop, SIGHUP, gauges), and shutdown.
 //!
 //! Owns: which services are served, how the transport is configured, and which background tasks
 //! run. Does not own: request handling (`api`), loading (`bundle`) or reloading (`reload`).
@@ -10,6 +11,7 @@ mod admission;
 mod auth;
 mod grpc_metrics;
 mod http;
+mod http_api;
 mod limits;
 mod observe;
 mod tls;
@@ -89,13 +91,16 @@ pub struct Served {
     pub metrics: Option<PrometheusHandle>,
 }
 
-/// Bound listeners: gRPC, and optionally the HTTP port (`/metrics`, `/healthz`, `/readyz`).
+/// Bound listeners: gRPC, and optionally the HTTP port (`/metrics`, `/healthz`, `/readyz`) and
+/// the HTTP API (`--http-addr`).
 #[derive(Debug)]
 pub struct Listeners {
     /// The gRPC listener.
     pub grpc: TcpListener,
     /// The HTTP listener.
     pub http: Option<TcpListener>,
+    /// The HTTP API listener.
+    pub api: Option<TcpListener>,
 }
 
 /// How often gauges (snapshot age, counts, version) are refreshed.
@@ -181,6 +186,11 @@ pub async fn run_with_authenticator(
         accept::ConnectionCaps {
             grpc: config.listener.max_connections,
             http: accept::HTTP_MAX_CONNECTIONS,
+            api: if listeners.api.is_some() {
+                config.listener.max_connections
+            } else {
+                0
+            },
         },
         accept::open_file_limit(),
     );
@@ -188,6 +198,7 @@ pub async fn run_with_authenticator(
         tracing::warn!(
             max_connections = caps.grpc,
             http_max_connections = caps.http,
+            http_api_max_connections = caps.api,
             "the open-file limit leaves room for fewer connections than --max-connections; raise it (ulimit -n) to allow more"
         );
     }
@@ -225,12 +236,14 @@ pub async fn run_with_authenticator(
         },
     )
     .with_decision_log(config.decision_log);
-    let mut service = AuthorizationService::new(snapshots, config.limits.request_limits())
-        .with_decision_log(config.decision_log)
-        .with_tokens(config.identity.verifier.clone());
+    let mut service =
+        AuthorizationService::new(Arc::clone(&snapshots), config.limits.request_limits())
+            .with_decision_log(config.decision_log)
+            .with_tokens(config.identity.verifier.clone());
     if config.reload.enable_rpc {
         service = service.with_reload(Arc::new(ReloadRpc(Arc::clone(&reloader))));
     }
+    let http_verdict = service.clone();
     let authorization = admission::Admission::new(
         AuthorizationServer::new(service)
             .max_decoding_message_size(config.limits.max_message_bytes),
@@ -261,6 +274,47 @@ pub async fn run_with_authenticator(
             allowed: config.tls.allowed_clients.clone(),
             admin: config.tls.admin_clients.clone(),
         });
+    let authenticator = auth::Authenticator {
+        keys: Arc::clone(&config.caller_auth.api_keys),
+        identities,
+        open_health: config.caller_auth.open_health,
+        open_reflection: config.caller_auth.open_reflection,
+    };
+    // The HTTP API: the same keys, certificates, request slots and limits as the gRPC port.
+    let api_cancel = CancellationToken::new();
+    let api_task = listeners.api.map(|listener| {
+        let api = crate::api::http::HttpApi::new(
+            Arc::clone(&snapshots),
+            config.limits.request_limits(),
+            config.decision_log,
+            &config.http.settings,
+            http_verdict,
+            tls.is_some(),
+        );
+        let gate = http_api::Gate {
+            router: api.router(),
+            authenticator: authenticator.clone(),
+            slots: authorization.slots(),
+            transport: http_api::ApiTransport {
+                max_body_bytes: config.http.settings.max_body_bytes,
+                body_timeout: config.limits.request_body_timeout,
+                request_timeout: config.limits.request_timeout,
+                max_header_list_bytes: config.listener.max_header_list_bytes,
+                max_concurrent_streams: config.listener.max_concurrent_streams,
+                keepalive_interval: config.listener.http2_keepalive_interval,
+                keepalive_timeout: config.listener.http2_keepalive_timeout,
+            },
+        };
+        let acceptor = accept::Acceptor::new(listener, caps.api, "http_api");
+        tokio::spawn(http_api::serve(
+            acceptor,
+            tls.clone(),
+            gate,
+            api_cancel.clone(),
+            config.shutdown.grace,
+        ))
+    });
+    let api_stop = api_cancel.clone();
     let request_timeout = config.limits.request_timeout;
     let mut builder = tonic::transport::Server::builder();
     if let Some(age) = config.listener.max_connection_age {
@@ -281,12 +335,7 @@ pub async fn run_with_authenticator(
                 .layer_fn(|inner| Observe::new(inner, limits::track_request))
                 .layer_fn(|inner| Observe::new(inner, grpc_metrics::GrpcCall::start))
                 .map_result(auth::answer_refusal)
-                .filter(auth::Authenticator {
-                    keys: Arc::clone(&config.caller_auth.api_keys),
-                    identities,
-                    open_health: config.caller_auth.open_health,
-                    open_reflection: config.caller_auth.open_reflection,
-                })
+                .filter(authenticator)
                 .map_response(limits::rewrite_decoding_errors)
                 .map_future(move |response| limits::within_deadline(request_timeout, response)),
         )
@@ -311,6 +360,7 @@ pub async fn run_with_authenticator(
             tokio::time::sleep(shutdown_delay).await;
         }
         draining_started.notify_one();
+        api_stop.cancel();
     };
     let idle = config.listener.idle_timeout;
     let acceptor = accept::Acceptor::new(listeners.grpc, caps.grpc, "grpc");
@@ -346,6 +396,12 @@ pub async fn run_with_authenticator(
         }
     };
     accept_cancel.cancel();
+    api_cancel.cancel();
+    if let Some(task) = api_task
+        && let Err(error) = task.await
+    {
+        tracing::warn!(%error, "http api task failed");
+    }
     http_cancel.cancel();
     if let Some(task) = http_task {
         match task.await {

@@ -278,6 +278,44 @@ impl Snapshot {
             .is_some_and(|entity_type| tuples.entity(entity_type, uid.id().unescaped()).is_some())
     }
 
+    /// Returns the ids of every entity of `entity_type` the bundle knows (defines in its entity
+    /// files, names in a tuple or in a policy), sorted and without duplicates: the candidates
+    /// of a search by type (AuthZEN's subject and resource search), each of which a front-end
+    /// confirms with [`Snapshot::check`]. Userset entities are never listed. Linear in the
+    /// bundle's entities.
+    pub fn entity_ids_of_type(&self, entity_type: &str) -> Vec<String> {
+        if entity_type == crate::bundle::USERSET_TYPE {
+            return Vec::new();
+        }
+        let same_type = |uid: &EntityUid| uid.type_name().to_string() == entity_type;
+        let mut ids: Vec<String> = self
+            .bundle
+            .entities
+            .iter()
+            .map(cedar_policy::Entity::uid)
+            .filter(|uid| same_type(uid))
+            .map(|uid| uid.id().unescaped().to_owned())
+            .collect();
+        ids.extend(
+            self.index
+                .literal_entities
+                .iter()
+                .filter(|uid| same_type(uid))
+                .map(|uid| uid.id().unescaped().to_owned()),
+        );
+        let tuples = &self.bundle.tuples;
+        if let Some(type_id) = tuples.type_id(entity_type) {
+            ids.extend(
+                tuples
+                    .entities_of_type(type_id)
+                    .map(|entity| tuples.entity_key(entity).1.to_owned()),
+            );
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Returns the most nested usersets one membership search follows.
     pub fn max_relation_depth(&self) -> u32 {
         self.max_relation_depth
@@ -361,6 +399,33 @@ mod tests {
                 .unwrap_err(),
             crate::RouteRefusal::PathRefused(crate::PathRefusal::EncodedSlash)
         );
+    }
+
+    #[test]
+    fn entities_of_a_type_come_from_entity_files_tuples_and_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("p.cedar"),
+            "permit (principal == User::\"pat\", action, resource);",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("docs.tuples"),
+            "Doc::\"d\"#viewer@User::\"tuple\"\nDoc::\"d\"#viewer@Team::\"t\"#member\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("people.entities.json"),
+            r#"[{"uid": {"type": "User", "id": "ann"}, "attrs": {}, "parents": []},
+                {"uid": {"type": "User", "id": "tuple"}, "attrs": {}, "parents": []}]"#,
+        )
+        .unwrap();
+        let snapshot = Snapshot::load(dir.path(), &LoadOptions::default()).unwrap();
+        assert_eq!(snapshot.entity_ids_of_type("User"), ["ann", "pat", "tuple"]);
+        assert_eq!(snapshot.entity_ids_of_type("Doc"), ["d"]);
+        assert_eq!(snapshot.entity_ids_of_type("Team"), ["t"]);
+        assert!(snapshot.entity_ids_of_type("Robot").is_empty());
+        assert!(snapshot.entity_ids_of_type("Verdict::Userset").is_empty());
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub struct AuthorizationService {
     /// One permit per core for deciding large batches on blocking threads (see
     /// [`decide_in_parallel`]).
     batch_workers: Arc<tokio::sync::Semaphore>,
+    /// The label decisions are recorded with: `grpc`, or `http` when the HTTP API calls it.
+    front_end: FrontEnd,
 }
 
 impl AuthorizationService {
@@ -106,7 +108,15 @@ impl AuthorizationService {
             reload: None,
             tokens: TokenVerifier::disabled(),
             batch_workers: Arc::new(tokio::sync::Semaphore::new(cores())),
+            front_end: FrontEnd::Grpc,
         }
+    }
+
+    /// Records decisions as the HTTP API's (`front_end="http"`): the same handlers answer
+    /// `POST /v1/check` and `/v1/batch-check`.
+    pub(crate) fn for_http(mut self) -> Self {
+        self.front_end = FrontEnd::Http;
+        self
     }
 
     /// Sets how many decisions the decision log records.
@@ -149,6 +159,7 @@ impl AuthorizationService {
                 .extensions()
                 .get::<Caller>()
                 .map(|caller| Arc::from(caller.0.as_str())),
+            front_end: self.front_end,
         }
     }
 }
@@ -163,6 +174,7 @@ struct Call {
     request_id: RequestId,
     /// The API key's name, when keys are on.
     caller: Option<Arc<str>>,
+    front_end: FrontEnd,
 }
 
 /// Decides one request and records it (metrics, decision log); `item` says which check of a
@@ -225,7 +237,7 @@ fn observe(call: &Call, item: Item, decision: &Decision, elapsed: std::time::Dur
         decision_log: call.decision_log,
         request_id: &request_id,
         caller: call.caller.as_deref(),
-        front_end: FrontEnd::Grpc,
+        front_end: call.front_end,
         route: None,
     };
     record_decision(&asked, decision, decision.is_allowed(), elapsed);

@@ -1,7 +1,8 @@
 //! Recording a decision, the same way for every front-end: the decision metrics always, the
-//! decision log when sampled. `verdict.v1` (`authorization.rs`) and Envoy ext_authz
-//! (`ext_authz.rs`) both call [`record_decision`]; what differs is only the `front_end` label
-//! and, for a gateway request, the route.
+//! decision log when sampled. `verdict.v1` (`authorization.rs`, over gRPC and over HTTP),
+//! Envoy ext_authz (`ext_authz.rs`) and AuthZEN (`http/authzen.rs`) all call
+//! [`record_decision`]; what differs is only the `front_end` label and, for a gateway request,
+//! the route.
 //!
 //! Also the request id both use: the caller's `x-request-id` when it is a sane token, else a
 //! number the server hands out.
@@ -24,6 +25,8 @@ pub(super) enum FrontEnd {
     Grpc,
     /// `envoy.service.auth.v3.Authorization`.
     ExtAuthz,
+    /// The HTTP/JSON API: AuthZEN and `verdict.v1` over HTTP.
+    Http,
 }
 
 impl FrontEnd {
@@ -32,6 +35,7 @@ impl FrontEnd {
         match self {
             Self::Grpc => "grpc",
             Self::ExtAuthz => "ext_authz",
+            Self::Http => "http",
         }
     }
 }
@@ -39,7 +43,7 @@ impl FrontEnd {
 /// The id decision log records carry: the caller's `x-request-id` when it is a sane token,
 /// else a number the server hands out, formatted only if a record is written.
 #[derive(Debug, Clone)]
-pub(super) enum RequestId {
+pub(crate) enum RequestId {
     Given(Arc<str>),
     Numbered(u64),
 }
@@ -50,7 +54,7 @@ const MAX_REQUEST_ID_BYTES: usize = 128;
 impl RequestId {
     /// Returns `given` when it is a sane id (1 to 128 letters, digits, `-`, `_`, `.` or `:`),
     /// else the next number.
-    pub(super) fn from_given(given: Option<&str>) -> Self {
+    pub(crate) fn from_given(given: Option<&str>) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let given = given.filter(|id| {
             !id.is_empty()

@@ -155,12 +155,19 @@ pub(super) fn run(args: ServeArgs) -> u8 {
             },
             None => None,
         };
+        let api = match config.http.addr {
+            Some(addr) => match bind(addr, "http api").await {
+                Some(listener) => Some(listener),
+                None => return EXIT_FAILURE,
+            },
+            None => None,
+        };
         let served = server::Served {
             snapshots,
             reloader,
             metrics,
         };
-        let listeners = server::Listeners { grpc, http };
+        let listeners = server::Listeners { grpc, http, api };
         // 5. Serve until SIGINT or SIGTERM, then drain.
         match server::run(&config, served, listeners, shutdown_signal()).await {
             Ok(()) => {

@@ -50,18 +50,21 @@ pub(super) const FD_RESERVE: usize = 32;
 /// Most open connections on the HTTP port: probes and a scraper need a few each.
 pub(super) const HTTP_MAX_CONNECTIONS: usize = 64;
 
-/// The connection caps of both listeners, after fitting them to the open-file limit.
+/// The connection caps of the listeners, after fitting them to the open-file limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ConnectionCaps {
     /// The gRPC listener's cap.
     pub(super) grpc: usize,
     /// The HTTP port's cap.
     pub(super) http: usize,
+    /// The HTTP API listener's cap (0 when it is off).
+    pub(super) api: usize,
 }
 
-/// Lowers the caps so that both, plus [`FD_RESERVE`], fit under `open_file_limit` (`None`:
-/// unknown or unlimited, the caps stay). The HTTP port keeps a quarter of what is available at
-/// most, so the gRPC port gets the most.
+/// Lowers the caps so that all of them, plus [`FD_RESERVE`], fit under `open_file_limit`
+/// (`None`: unknown or unlimited, the caps stay). The HTTP port keeps a quarter of what is
+/// available at most, the HTTP API (when on) half of the rest at most, and the gRPC port the
+/// remainder.
 pub(super) fn fit_to_open_file_limit(
     wanted: ConnectionCaps,
     open_file_limit: Option<u64>,
@@ -72,12 +75,24 @@ pub(super) fn fit_to_open_file_limit(
     let available = usize::try_from(limit)
         .unwrap_or(usize::MAX)
         .saturating_sub(FD_RESERVE);
-    if wanted.grpc.saturating_add(wanted.http) <= available {
+    if wanted
+        .grpc
+        .saturating_add(wanted.http)
+        .saturating_add(wanted.api)
+        <= available
+    {
         return wanted;
     }
     let http = wanted.http.min(available / 4).max(1);
-    let grpc = wanted.grpc.min(available.saturating_sub(http)).max(1);
-    ConnectionCaps { grpc, http }
+    let api = match wanted.api {
+        0 => 0,
+        wanted_api => wanted_api.min(available.saturating_sub(http) / 2).max(1),
+    };
+    let grpc = wanted
+        .grpc
+        .min(available.saturating_sub(http).saturating_sub(api))
+        .max(1);
+    ConnectionCaps { grpc, http, api }
 }
 
 /// The process's soft limit on open files, from `/proc/self/limits` (Linux); `None` when
@@ -314,13 +329,43 @@ mod tests {
         let wanted = ConnectionCaps {
             grpc: 1024,
             http: HTTP_MAX_CONNECTIONS,
+            api: 0,
         };
         assert_eq!(fit_to_open_file_limit(wanted, None), wanted);
         assert_eq!(fit_to_open_file_limit(wanted, Some(1 << 20)), wanted);
         let fitted = fit_to_open_file_limit(wanted, Some(128));
-        assert_eq!(fitted, ConnectionCaps { grpc: 72, http: 24 });
+        assert_eq!(
+            fitted,
+            ConnectionCaps {
+                grpc: 72,
+                http: 24,
+                api: 0
+            }
+        );
         assert!(fitted.grpc + fitted.http + FD_RESERVE <= 128);
         let tiny = fit_to_open_file_limit(wanted, Some(8));
-        assert_eq!(tiny, ConnectionCaps { grpc: 1, http: 1 });
+        assert_eq!(
+            tiny,
+            ConnectionCaps {
+                grpc: 1,
+                http: 1,
+                api: 0
+            }
+        );
+        // With the HTTP API on, it shares what the HTTP port leaves with the gRPC port.
+        let with_api = ConnectionCaps {
+            api: 1024,
+            ..wanted
+        };
+        let fitted = fit_to_open_file_limit(with_api, Some(128));
+        assert_eq!(
+            fitted,
+            ConnectionCaps {
+                grpc: 36,
+                http: 24,
+                api: 36
+            }
+        );
+        assert!(fitted.grpc + fitted.http + fitted.api + FD_RESERVE <= 128);
     }
 }

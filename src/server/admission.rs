@@ -106,6 +106,14 @@ impl<S> Admission<S> {
     }
 }
 
+impl<S> Admission<S> {
+    /// Returns the request slots, for another listener to draw from the same pool (the HTTP
+    /// API).
+    pub(super) fn slots(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.slots)
+    }
+}
+
 impl<S: NamedService> NamedService for Admission<S> {
     const NAME: &'static str = S::NAME;
 }

@@ -111,10 +111,21 @@ impl IdentityPolicy {
     }
 }
 
+/// The client certificate chain of an HTTP API connection, put in each request's extensions
+/// by the HTTP API listener (tonic puts its own connection info there on the gRPC port).
+#[derive(Debug, Clone)]
+pub(crate) struct ClientCertificates(
+    pub(crate) std::sync::Arc<Vec<rustls_pki_types::CertificateDer<'static>>>,
+);
+
 /// The SAN DNS names and URIs of the client's certificate.
 fn client_identities<B>(request: &http::Request<B>) -> Vec<Identity> {
     use tonic::transport::server::TlsConnectInfo;
-    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    if let Some(ClientCertificates(certs)) = request.extensions().get::<ClientCertificates>() {
+        return certs
+            .first()
+            .map_or_else(Vec::new, |leaf| leaf_identities(leaf.as_ref()));
+    }
     let Some(certs) = request
         .extensions()
         .get::<super::limits::TlsInfo>()
@@ -125,7 +136,13 @@ fn client_identities<B>(request: &http::Request<B>) -> Vec<Identity> {
     let Some(leaf) = certs.first() else {
         return Vec::new();
     };
-    let Ok((_, cert)) = X509Certificate::from_der(leaf.as_ref()) else {
+    leaf_identities(leaf.as_ref())
+}
+
+/// The SAN DNS names and URIs of a DER certificate.
+fn leaf_identities(leaf: &[u8]) -> Vec<Identity> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(leaf) else {
         return Vec::new();
     };
     let Ok(Some(names)) = cert.subject_alternative_name() else {
@@ -159,7 +176,10 @@ pub(crate) struct Authenticator {
 
 impl Authenticator {
     /// Returns `request` with its caller noted, or the status that refuses it.
-    fn authorize<B>(&self, mut request: http::Request<B>) -> Result<http::Request<B>, Status> {
+    pub(crate) fn authorize<B>(
+        &self,
+        mut request: http::Request<B>,
+    ) -> Result<http::Request<B>, Status> {
         let keys = &self.keys;
         let path = request.uri().path().to_owned();
         let path = path.as_str();

@@ -302,9 +302,21 @@ impl TlsState {
     /// established TLS connections; stops when the stream is dropped or `cancel` fires.
     pub(crate) fn incoming(
         self: &Arc<Self>,
+        acceptor: Acceptor,
+        idle: Option<Duration>,
+        cancel: CancellationToken,
+    ) -> ReceiverStream<io::Result<TlsStream<IdleTimeout<Admitted<TcpStream>>>>> {
+        self.incoming_with_alpn(acceptor, idle, cancel, None)
+    }
+
+    /// [`Self::incoming`], offering `alpn` instead of the configuration's protocols (`h2`):
+    /// the HTTP API offers `h2` and `http/1.1`.
+    pub(crate) fn incoming_with_alpn(
+        self: &Arc<Self>,
         mut acceptor: Acceptor,
         idle: Option<Duration>,
         cancel: CancellationToken,
+        alpn: Option<Vec<Vec<u8>>>,
     ) -> ReceiverStream<io::Result<TlsStream<IdleTimeout<Admitted<TcpStream>>>>> {
         let (tx, rx) = tokio::sync::mpsc::channel(128);
         let state = Arc::clone(self);
@@ -328,7 +340,15 @@ impl TlsState {
                     continue;
                 };
                 let _ = stream.get_ref().set_nodelay(true);
-                let acceptor = TlsAcceptor::from(state.current.load_full());
+                let config = match &alpn {
+                    None => state.current.load_full(),
+                    Some(protocols) => {
+                        let mut config = ServerConfig::clone(&state.current.load());
+                        config.alpn_protocols.clone_from(protocols);
+                        Arc::new(config)
+                    }
+                };
+                let acceptor = TlsAcceptor::from(config);
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let stream = IdleTimeout::new(stream, idle);

@@ -16,7 +16,8 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, Promet
 use metrics_util::MetricKindMask;
 
 /// Decisions by `decision` (`allow`/`deny`), `action` (the bundle's actions; `other` for
-/// actions the bundle does not know) and `front_end` (`grpc` for `verdict.v1`, `ext_authz`).
+/// actions the bundle does not know) and `front_end` (`grpc` for `verdict.v1`, `ext_authz`,
+/// `http` for the HTTP API).
 pub const DECISIONS_TOTAL: &str = "verdict_decisions_total";
 /// Time to decide one request (validation, slice, relation search, evaluation).
 pub const DECISION_DURATION_SECONDS: &str = "verdict_decision_duration_seconds";
@@ -52,6 +53,11 @@ pub const BATCH_SIZE: &str = "verdict_batch_size";
 pub const GRPC_REQUESTS_TOTAL: &str = "verdict_grpc_requests_total";
 /// gRPC request latency by `method`, until the last byte of the response.
 pub const GRPC_REQUEST_DURATION_SECONDS: &str = "verdict_grpc_request_duration_seconds";
+/// HTTP API requests by `route` (the route template, such as `/access/v1/evaluation`, or
+/// `other`) and `status` (the HTTP status code).
+pub const HTTP_REQUESTS_TOTAL: &str = "verdict_http_requests_total";
+/// HTTP API request latency by `route`, until the response is ready.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "verdict_http_request_duration_seconds";
 /// Bundle reloads by `result`: `updated`, `unchanged` or `failed`.
 pub const RELOADS_TOTAL: &str = "verdict_reloads_total";
 /// Failed bundle loads (the first one and reloads) by `reason`: `invalid`, `unreadable`,
@@ -112,6 +118,10 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         )?
         .set_buckets_for_metric(
             Matcher::Full(GRPC_REQUEST_DURATION_SECONDS.to_owned()),
+            &LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_owned()),
             &LATENCY_BUCKETS,
         )?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.to_owned()), &BATCH_BUCKETS)?
@@ -189,6 +199,15 @@ pub fn describe() {
         GRPC_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
         "gRPC request latency by method, until the response is complete."
+    );
+    describe_counter!(
+        HTTP_REQUESTS_TOTAL,
+        "HTTP API requests by route and status code."
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "HTTP API request latency by route, until the response is ready."
     );
     describe_counter!(
         RELOADS_TOTAL,
@@ -563,6 +582,48 @@ pub fn record_grpc(method: &'static str, code: &'static str, duration: Duration)
             || metrics::histogram!(GRPC_REQUEST_DURATION_SECONDS, "method" => method),
         )
         .record(duration.as_secs_f64());
+}
+
+/// Records one HTTP API request: `route` is a route template or `other`, `status` a status
+/// code from [`http_status_label`].
+pub fn record_http(route: &'static str, status: &'static str, duration: Duration) {
+    static REQUESTS: HandleCache<(&'static str, &'static str), Counter> = HandleCache::new();
+    static DURATIONS: HandleCache<&'static str, Histogram> = HandleCache::new();
+    REQUESTS
+        .get(
+            &(route, status),
+            || metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => route, "status" => status),
+        )
+        .increment(1);
+    DURATIONS
+        .get(
+            &route,
+            || metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route),
+        )
+        .record(duration.as_secs_f64());
+}
+
+/// Returns the label of an HTTP status code: the codes the HTTP API answers with, else
+/// `other`, so the label set stays closed.
+pub fn http_status_label(code: u16) -> &'static str {
+    match code {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        415 => "415",
+        429 => "429",
+        431 => "431",
+        500 => "500",
+        501 => "501",
+        503 => "503",
+        504 => "504",
+        _ => "other",
+    }
 }
 
 /// Records one finished reload.

@@ -19,6 +19,7 @@ use verdict::config::{ServeArgs, ValidConfig};
 use verdict::reload::{ReloadOutcome, Reloader};
 use verdict::serving::SnapshotHandle;
 
+pub mod http1;
 pub mod jwt;
 pub mod pki;
 pub mod process;
@@ -51,6 +52,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The HTTP port, when the configuration turns it on.
     pub http_addr: Option<SocketAddr>,
+    /// The HTTP API (`--http-addr`), when the configuration turns it on.
+    pub api_addr: Option<SocketAddr>,
     pub snapshots: Arc<SnapshotHandle>,
     pub reloader: Arc<Reloader>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -129,6 +132,11 @@ impl TestServer {
             None => None,
         };
         let http_addr = http.as_ref().map(|l| l.local_addr().unwrap());
+        let api = match config.http.addr {
+            Some(api_addr) => Some(tokio::net::TcpListener::bind(api_addr).await.unwrap()),
+            None => None,
+        };
+        let api_addr = api.as_ref().map(|l| l.local_addr().unwrap());
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let handle = Arc::clone(&snapshots);
         let task_reloader = Arc::clone(&reloader);
@@ -142,6 +150,7 @@ impl TestServer {
             let listeners = verdict::server::Listeners {
                 grpc: listener,
                 http,
+                api,
             };
             let shutdown = async {
                 let _ = shutdown_rx.await;
@@ -163,6 +172,7 @@ impl TestServer {
         let server = Self {
             addr,
             http_addr,
+            api_addr,
             snapshots,
             reloader,
             shutdown: Some(shutdown_tx),

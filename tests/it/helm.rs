@@ -759,6 +759,9 @@ fn run_rendered(jwt_values: Option<&Path>, set: &[&str], tls: Option<Tls>) {
     );
     env.insert("VERDICT_GRPC_ADDR".into(), "127.0.0.1:0".into());
     env.insert("VERDICT_METRICS_ADDR".into(), "127.0.0.1:0".into());
+    // The chart turns the HTTP API on; it binds loopback here too.
+    assert_eq!(env["VERDICT_HTTP_ADDR"], "0.0.0.0:8080");
+    env.insert("VERDICT_HTTP_ADDR".into(), "127.0.0.1:0".into());
     let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
         .args(&args)
         .env_clear()
