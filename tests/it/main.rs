@@ -11,6 +11,7 @@ mod envoy_harness;
 
 mod architecture;
 mod auth;
+mod authzen;
 mod bad_bundles;
 mod cli;
 mod decision_tables;
@@ -22,6 +23,7 @@ mod fuzz_regressions;
 mod grpc;
 mod helm;
 mod hostile_clients;
+mod http_api;
 mod limits;
 mod observability;
 mod policy_scope;
