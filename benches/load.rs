@@ -86,6 +86,7 @@ fn verdict_check(check: Check) -> proto::CheckRequest {
         entities: Vec::new(),
         properties: Vec::new(),
         token: String::new(),
+        consistency: None,
     }
 }
 
@@ -585,6 +586,7 @@ fn prepare(target: Target, mode: Mode) -> Vec<Prepared> {
                 Prepared::VerdictBatch(
                     proto::BatchCheckRequest {
                         checks: checks.iter().map(|&c| verdict_check(c)).collect(),
+                        consistency: None,
                     },
                     checks
                         .iter()

@@ -16,9 +16,11 @@ pub mod ext_authz;
 mod prescan;
 pub mod proto;
 mod record;
+pub mod relationships;
 mod token;
 
 pub use authorization::{AuthorizationService, Caller, CallerIsAdmin, ReloadAnswer, ReloadControl};
 pub use convert::ProtocolError;
 pub use error::ApiError;
 pub use prescan::{BATCH_CHECK_PATH, CHECK_PATH, prescan};
+pub use relationships::RelationshipsService;

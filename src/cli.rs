@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `check`, `validate`, `test`.
+//! The command line: `serve` (the default), `check`, `validate`, `test`, `migrate`.
 //!
 //! Exit codes:
 //!
@@ -11,6 +11,7 @@
 //! | 64 | bad usage, configuration or request |
 
 mod check;
+mod migrate;
 mod serve;
 mod test;
 mod validate;
@@ -20,6 +21,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use check::CheckArgs;
+pub use migrate::MigrateArgs;
 pub use test::TestArgs;
 pub use validate::ValidateArgs;
 
@@ -64,6 +66,8 @@ enum Command {
     Validate(ValidateArgs),
     /// Run the decision test cases kept with a bundle (tests/*.yaml).
     Test(TestArgs),
+    /// Bring the relationship store's schema up to date (PostgreSQL, --store-url).
+    Migrate(MigrateArgs),
 }
 
 /// Prints a line to stdout, ignoring a closed pipe (`verdict check … | head`).
@@ -111,6 +115,7 @@ pub fn main() -> ExitCode {
         Some(Command::Check(args)) => check::run(args),
         Some(Command::Validate(args)) => validate::run(args),
         Some(Command::Test(args)) => test::run(args),
+        Some(Command::Migrate(args)) => migrate::run(args),
     };
     ExitCode::from(code)
 }

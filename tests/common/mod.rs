@@ -300,6 +300,7 @@ pub fn check(
         entities: Vec::new(),
         properties: Vec::new(),
         token: String::new(),
+        consistency: None,
     }
 }
 
