@@ -41,6 +41,22 @@ use crate::telemetry::metrics::{self as telemetry_metrics, SnapshotGauges};
 /// The service name health checks use for the Authorization service.
 pub const AUTHORIZATION_SERVICE_NAME: &str = "verdict.v1.Authorization";
 
+/// The name of the relationship store's service, served only with a store.
+pub const RELATIONSHIPS_SERVICE_NAME: &str = "verdict.v1.Relationships";
+
+/// The services served (besides reflection), for reflection to list.
+fn served_service_names(with_store: bool) -> Vec<&'static str> {
+    let mut names = vec![
+        AUTHORIZATION_SERVICE_NAME,
+        EXT_AUTHZ_SERVICE_NAME,
+        "grpc.health.v1.Health",
+    ];
+    if with_store {
+        names.push(RELATIONSHIPS_SERVICE_NAME);
+    }
+    names
+}
+
 /// The services whose health follows the snapshot: SERVING while one is loaded.
 const DECISION_SERVICES: [&str; 3] = ["", AUTHORIZATION_SERVICE_NAME, EXT_AUTHZ_SERVICE_NAME];
 
@@ -225,17 +241,22 @@ pub async fn run_with_authenticator(
         tokio::spawn(http::serve(acceptor, state, http_cancel.clone()))
     });
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_file_descriptor_set(ext_authz::file_descriptor_set())
-        .build_v1()?;
+    // Reflection lists exactly the services served: `verdict.v1.Relationships` only with a
+    // store (its descriptors are in the same file set as `verdict.v1.Authorization`).
+    let reflection = |reflection_name: &str| {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_file_descriptor_set(ext_authz::file_descriptor_set());
+        for name in served_service_names(store.is_some()) {
+            builder = builder.with_service_name(name);
+        }
+        builder.with_service_name(reflection_name)
+    };
+    let reflection_v1 = reflection("grpc.reflection.v1.ServerReflection").build_v1()?;
     // grpcurl and grpcio's reflection clients still speak v1alpha.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_file_descriptor_set(ext_authz::file_descriptor_set())
-        .build_v1alpha()?;
+    let reflection_v1alpha =
+        reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
 
     let ext_authz_service = ExtAuthzService::new(
         Arc::clone(&snapshots),

@@ -216,6 +216,39 @@ async fn read_all(server: &TestServer, page_size: u32) -> Vec<String> {
     panic!("the read did not end");
 }
 
+/// The services reflection (v1) lists, sorted.
+async fn listed_services(server: &TestServer) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut client = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    match stream.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            names.sort();
+            names
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+const SERVICES_WITHOUT_STORE: [&str; 4] = [
+    "envoy.service.auth.v3.Authorization",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "verdict.v1.Authorization",
+];
+
 fn text(tuple: &RelationTuple) -> String {
     let object = tuple.object.as_ref().unwrap();
     let subject = tuple.subject.as_ref().unwrap();
@@ -242,6 +275,11 @@ async fn a_write_is_seen_by_a_check_that_carries_its_token() {
     let dir = bundle();
     let server = replica(store_config(dir.path(), &pg.url(), &[])).await;
     assert!(!reads(&server, "bob", "d1", None).await);
+    // Reflection lists the Relationships service beside the others.
+    let mut expected = SERVICES_WITHOUT_STORE.to_vec();
+    expected.push("verdict.v1.Relationships");
+    expected.sort_unstable();
+    assert_eq!(listed_services(&server).await, expected);
     // gRPC health reports SERVING once the store's first state is in (no bundle reload says so).
     let (mut health, mut status) = server.watch_health().await;
     while status.status != tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
