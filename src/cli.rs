@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `check`, `validate`, `test`, `migrate`.
+//! The command line: `serve` (the default), `check`, `validate`, `test`, `migrate`,
+//! `relationships import|export`.
 //!
 //! Exit codes:
 //!
@@ -12,6 +13,7 @@
 
 mod check;
 mod migrate;
+mod relationships;
 mod serve;
 mod test;
 mod validate;
@@ -22,6 +24,7 @@ use clap::{Parser, Subcommand};
 
 pub use check::CheckArgs;
 pub use migrate::MigrateArgs;
+pub use relationships::RelationshipsArgs;
 pub use test::TestArgs;
 pub use validate::ValidateArgs;
 
@@ -68,6 +71,8 @@ enum Command {
     Test(TestArgs),
     /// Bring the relationship store's schema up to date (PostgreSQL, --store-url).
     Migrate(MigrateArgs),
+    /// Bulk import and export of the relationship store's tuples.
+    Relationships(RelationshipsArgs),
 }
 
 /// Prints a line to stdout, ignoring a closed pipe (`verdict check … | head`).
@@ -116,6 +121,7 @@ pub fn main() -> ExitCode {
         Some(Command::Validate(args)) => validate::run(args),
         Some(Command::Test(args)) => test::run(args),
         Some(Command::Migrate(args)) => migrate::run(args),
+        Some(Command::Relationships(args)) => relationships::run(args),
     };
     ExitCode::from(code)
 }

@@ -920,3 +920,109 @@ async fn without_a_store_nothing_changes_and_tokens_are_refused() {
     );
     server.stop().await;
 }
+
+/// Runs the `verdict` binary; returns its exit code, stdout and stderr.
+fn verdict_cli(args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(args)
+        .env_remove("VERDICT_STORE_URL")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn migrate_import_and_export_from_the_command_line() {
+    let pg = postgres::Postgres::start();
+    let url = pg.url();
+    let dir = bundle();
+    let policies = dir.path().to_str().unwrap();
+
+    let (code, out, err) = verdict_cli(&["migrate", "--store-url", &url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("applied migrations [1]"), "{out}");
+    // The password-less URL is shown as the target; run again: nothing to do.
+    let (code, out, _) = verdict_cli(&["migrate", "--store-url", &url]);
+    assert_eq!(code, 0);
+    assert!(out.contains("schema up to date (version 1)"), "{out}");
+
+    // A file with bad lines writes nothing and names each line. (Outside the bundle: a
+    // `.tuples` file inside it would be the bundle's.)
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("import.tuples");
+    std::fs::write(
+        &file,
+        "# shared documents\nDoc::\"i1\"#viewer@User::\"bob\"\nDoc::\"i1\"#editor@User::\"bob\"\n\
+         Doc::\"d1\"#viewer@User::\"alice\"\nDoc::\"i2\"viewer@User::\"bob\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = verdict_cli(&[
+        "relationships",
+        "import",
+        file.to_str().unwrap(),
+        "--policies",
+        policies,
+        "--store-url",
+        &url,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let at = |line: usize| format!("{}:{line}", file.display());
+    assert!(
+        err.contains(&format!(
+            "{}: relation `editor` of `Doc` is not declared",
+            at(3)
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}: `Doc::\"d1\"#viewer@User::\"alice\"` is defined by the bundle",
+            at(4)
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{}:", at(5))), "{err}");
+    assert!(
+        err.contains("3 invalid tuple(s); nothing was written"),
+        "{err}"
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM verdict_relationships"), "0");
+
+    // A good file (with a duplicate line) imports; importing it again changes nothing.
+    std::fs::write(
+        &file,
+        "Doc::\"i1\"#viewer@User::\"bob\"\nDoc::\"i2\"#viewer@Team::\"eng\"#member\n\
+         Doc::\"i1\"#viewer@User::\"bob\"\nDoc::\"i3\"#viewer@User::*\n",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let (code, out, err) = verdict_cli(&[
+            "relationships",
+            "import",
+            file.to_str().unwrap(),
+            "--policies",
+            policies,
+            "--store-url",
+            &url,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("written_at vr1_"), "{out}");
+    }
+    let (code, out, err) = verdict_cli(&["relationships", "export", "--store-url", &url]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "Doc::\"i1\"#viewer@User::\"bob\"",
+            "Doc::\"i2\"#viewer@Team::\"eng\"#member",
+            "Doc::\"i3\"#viewer@User::*",
+        ]
+    );
+    // Without a store URL: a usage error.
+    let (code, _, err) = verdict_cli(&["relationships", "export"]);
+    assert_eq!(code, 64, "{err}");
+}
