@@ -565,7 +565,8 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        assert_eq!(count, 55);
+        // 55, and the relationship store's 9 (`config/store.rs`).
+        assert_eq!(count, 64);
     }
 
     #[test]

@@ -1026,3 +1026,150 @@ fn migrate_import_and_export_from_the_command_line() {
     let (code, _, err) = verdict_cli(&["relationships", "export"]);
     assert_eq!(code, 64, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_fell_behind_the_collected_change_log_reloads_the_whole_store() {
+    let pg = postgres::Postgres::start();
+    // The second replica connects as its own role, so it alone can be cut off.
+    pg.psql("CREATE ROLE replica_b LOGIN SUPERUSER");
+    let dir = bundle();
+    let writer_replica = replica(store_config(dir.path(), &pg.url(), &[])).await;
+    let url_b = pg
+        .url()
+        .replace("postgres://postgres@", "postgres://replica_b@");
+    let behind = replica(store_config(dir.path(), &url_b, &[])).await;
+    let mut client = relationships(&writer_replica).await;
+    let first = client
+        .write_relationships(batch(vec![
+            write(viewer("g1", "bob")),
+            write(viewer("g2", "bob")),
+        ]))
+        .await
+        .unwrap()
+        .into_inner()
+        .written_at;
+    assert!(reads(&behind, "bob", "g1", Some(&first)).await);
+
+    // Cut the second replica off, change the store, and collect the whole log.
+    pg.psql("ALTER ROLE replica_b NOLOGIN");
+    pg.psql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'replica_b'",
+    );
+    let http = behind.http_addr.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while common::http_get(http, "/readyz").await.0 == 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replica never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..5 {
+        client
+            .write_relationships(batch(vec![write(viewer(&format!("g-{i}"), "carol"))]))
+            .await
+            .unwrap();
+    }
+    client
+        .write_relationships(batch(vec![delete(viewer("g1", "bob"))]))
+        .await
+        .unwrap();
+    let last = client
+        .write_relationships(batch(vec![write(viewer("g9", "dave"))]))
+        .await
+        .unwrap()
+        .into_inner()
+        .written_at;
+    let store = verdict::store::Store::new(server_store_config(&pg)).unwrap();
+    let compacted = store.collect_garbage(Duration::ZERO).await.unwrap();
+    let applied_before = behind.snapshots.applied_revision().unwrap();
+    assert!(
+        compacted > applied_before,
+        "{compacted} <= {applied_before}"
+    );
+
+    // Let it back in: it cannot follow the log from where it is, so it reloads, and agrees.
+    pg.psql("ALTER ROLE replica_b LOGIN");
+    assert!(reads(&behind, "dave", "g9", Some(&last)).await);
+    assert!(!reads(&behind, "bob", "g1", Some(&last)).await);
+    assert!(reads(&behind, "bob", "g2", Some(&last)).await);
+    assert_eq!(
+        behind.snapshots.load().unwrap().snapshot.tuple_count(),
+        writer_replica
+            .snapshots
+            .load()
+            .unwrap()
+            .snapshot
+            .tuple_count()
+    );
+    behind.stop().await;
+    writer_replica.stop().await;
+}
+
+/// Measures writes and the time from commit to visible on another replica, and prints them
+/// (BENCHMARKS.md). Ignored by default: it measures, it does not test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test --test store -- --ignored --nocapture measure"]
+async fn measure_write_throughput_and_write_to_visible_latency() {
+    use std::time::Instant;
+    let pg = postgres::Postgres::start();
+    let dir = bundle();
+    let writer_replica = replica(store_config(dir.path(), &pg.url(), &[])).await;
+    let reader_replica = replica(store_config(dir.path(), &pg.url(), &[])).await;
+    let mut client = relationships(&writer_replica).await;
+
+    let singles = 300;
+    let started = Instant::now();
+    for i in 0..singles {
+        client
+            .write_relationships(batch(vec![write(viewer(&format!("s{i}"), "bob"))]))
+            .await
+            .unwrap();
+    }
+    let single_rate = f64::from(singles) / started.elapsed().as_secs_f64();
+
+    let batches = 20;
+    let started = Instant::now();
+    for b in 0..batches {
+        let updates = (0..1000)
+            .map(|i| write(viewer(&format!("b{b}-{i}"), "bob")))
+            .collect();
+        client.write_relationships(batch(updates)).await.unwrap();
+    }
+    let batched_rate = f64::from(batches * 1000) / started.elapsed().as_secs_f64();
+
+    // Commit (the write's answer) to visible on the other replica (a check carrying the token
+    // answers from a state that includes it).
+    let mut visible = Vec::new();
+    let mut checker = reader_replica.client().await;
+    for i in 0..200 {
+        let token = client
+            .write_relationships(batch(vec![write(viewer(&format!("v{i}"), "carol"))]))
+            .await
+            .unwrap()
+            .into_inner()
+            .written_at;
+        let committed = Instant::now();
+        let mut request = common::check(
+            ("User", "carol"),
+            "read",
+            ("Doc", &format!("v{i}")),
+            serde_json::json!({}),
+        );
+        request.consistency = at_least_as_fresh(&token);
+        let answer = checker.check(request).await.unwrap().into_inner();
+        assert_eq!(answer.decision, ALLOW);
+        visible.push(committed.elapsed());
+    }
+    visible.sort();
+    let percentile = |p: usize| visible[(visible.len() * p / 100).min(visible.len() - 1)];
+    println!(
+        "store: {single_rate:.0} single-tuple writes/s, {batched_rate:.0} tuples/s in batches of \
+         1000; commit to visible on another replica p50 {:?}, p99 {:?} (store of {} tuples)",
+        percentile(50),
+        percentile(99),
+        read_all(&writer_replica, 1000).await.len()
+    );
+    reader_replica.stop().await;
+    writer_replica.stop().await;
+}
