@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> anyhow::Result<()> {
-    let protos = ["proto/verdict/v1/authorization.proto"];
+    let protos = [
+        "proto/verdict/v1/authorization.proto",
+        "proto/verdict/v1/relationships.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

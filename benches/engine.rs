@@ -390,6 +390,7 @@ fn handler(c: &mut Criterion) {
                 entities: Vec::new(),
                 properties: Vec::new(),
                 token: String::new(),
+                consistency: None,
             },
         ),
         (
@@ -402,6 +403,7 @@ fn handler(c: &mut Criterion) {
                 entities: Vec::new(),
                 properties: Vec::new(),
                 token: String::new(),
+                consistency: None,
             },
         ),
     ];
@@ -480,6 +482,7 @@ when { context.s7.containsAny(context.s8) && context.s9.contains("late") };
         entities: Vec::new(),
         properties: Vec::new(),
         token: String::new(),
+        consistency: None,
     };
     // Shapes at the edge of the default work limit (2,000 units: values, entities and
     // properties): values only (1,989 strings in ten sets), 100 entities with an attribute each

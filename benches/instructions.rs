@@ -106,6 +106,7 @@ fn measured_batch(
         for checks in requests.chunks(100) {
             let request = tonic::Request::new(verdict::api::proto::BatchCheckRequest {
                 checks: black_box(checks.to_vec()),
+                consistency: None,
             });
             black_box(runtime.block_on(service.batch_check(request)).unwrap());
         }
@@ -141,6 +142,7 @@ fn owner_requests(checks: &[owner_scenario::Check]) -> Vec<verdict::api::proto::
             entities: Vec::new(),
             properties: Vec::new(),
             token: String::new(),
+            consistency: None,
         })
         .collect()
 }

@@ -87,6 +87,7 @@ fn verdict_check(check: Check) -> proto::CheckRequest {
         entities: Vec::new(),
         properties: Vec::new(),
         token: String::new(),
+        consistency: None,
     }
 }
 
@@ -615,6 +616,7 @@ fn prepare(target: Target, mode: Mode) -> Vec<Prepared> {
                 Prepared::VerdictBatch(
                     proto::BatchCheckRequest {
                         checks: checks.iter().map(|&c| verdict_check(c)).collect(),
+                        consistency: None,
                     },
                     checks
                         .iter()

@@ -18,9 +18,11 @@ pub mod http;
 mod prescan;
 pub mod proto;
 pub(crate) mod record;
+pub mod relationships;
 mod token;
 
 pub use authorization::{AuthorizationService, Caller, CallerIsAdmin, ReloadAnswer, ReloadControl};
 pub use convert::ProtocolError;
 pub use error::ApiError;
 pub use prescan::{BATCH_CHECK_PATH, CHECK_PATH, prescan};
+pub use relationships::RelationshipsService;

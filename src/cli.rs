@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `check`, `validate`, `test`.
+//! The command line: `serve` (the default), `check`, `validate`, `test`, `migrate`,
+//! `relationships import|export`.
 //!
 //! Exit codes:
 //!
@@ -11,6 +12,8 @@
 //! | 64 | bad usage, configuration or request |
 
 mod check;
+mod migrate;
+mod relationships;
 mod serve;
 mod test;
 mod validate;
@@ -20,6 +23,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use check::CheckArgs;
+pub use migrate::MigrateArgs;
+pub use relationships::RelationshipsArgs;
 pub use test::TestArgs;
 pub use validate::ValidateArgs;
 
@@ -64,6 +69,10 @@ enum Command {
     Validate(ValidateArgs),
     /// Run the decision test cases kept with a bundle (tests/*.yaml).
     Test(TestArgs),
+    /// Bring the relationship store's schema up to date (PostgreSQL, --store-url).
+    Migrate(MigrateArgs),
+    /// Bulk import and export of the relationship store's tuples.
+    Relationships(RelationshipsArgs),
 }
 
 /// Prints a line to stdout, ignoring a closed pipe (`verdict check … | head`).
@@ -111,6 +120,8 @@ pub fn main() -> ExitCode {
         Some(Command::Check(args)) => check::run(args),
         Some(Command::Validate(args)) => validate::run(args),
         Some(Command::Test(args)) => test::run(args),
+        Some(Command::Migrate(args)) => migrate::run(args),
+        Some(Command::Relationships(args)) => relationships::run(args),
     };
     ExitCode::from(code)
 }

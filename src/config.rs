@@ -23,6 +23,7 @@
 //! | [`DecisionLogArgs`] (`decision_log.rs`) | `--decision-log-*` |
 //! | [`IdentityArgs`] (`identity.rs`) | `--jwt-issuers` |
 //! | [`ExtAuthzArgs`] (`ext_authz.rs`) | `--ext-authz-*` (the Envoy ext_authz front-end) |
+//! | [`StoreArgs`] (`store.rs`) | `--store-*`, `--migrate` (the relationship store, docs/store.md) |
 //!
 //! The settings, in `--help` order:
 //!
@@ -86,6 +87,14 @@
 //! | `--ext-authz-deny-reasons` | `VERDICT_EXT_AUTHZ_DENY_REASONS` | `false` |
 //! | `--decision-log-queue` | `VERDICT_DECISION_LOG_QUEUE` | 8192 |
 //! | `--start-without-bundle` | `VERDICT_START_WITHOUT_BUNDLE` | `false` |
+//! | `--store-url` (or `--store-url-file`) | `VERDICT_STORE_URL` (`VERDICT_STORE_URL_FILE`) | none (no store) |
+//! | `--store-password-file` | `VERDICT_STORE_PASSWORD_FILE` | none |
+//! | `--migrate` | `VERDICT_MIGRATE` | `false` |
+//! | `--store-max-batch` | `VERDICT_STORE_MAX_BATCH` | 1000 |
+//! | `--store-poll-interval` | `VERDICT_STORE_POLL_INTERVAL` | `1s` |
+//! | `--store-consistency-timeout` | `VERDICT_STORE_CONSISTENCY_TIMEOUT` | `5s` |
+//! | `--store-changelog-retention` | `VERDICT_STORE_CHANGELOG_RETENTION` | `24h` |
+//! | `--store-max-staleness` | `VERDICT_STORE_MAX_STALENESS` | `30s` |
 
 use std::path::PathBuf;
 
@@ -113,6 +122,7 @@ mod limits;
 mod listener;
 mod reload;
 mod shutdown;
+mod store;
 mod telemetry;
 mod tls;
 
@@ -148,6 +158,10 @@ pub use reload::{
     ReloadConfig,
 };
 pub use shutdown::{DEFAULT_SHUTDOWN_DELAY, DEFAULT_SHUTDOWN_GRACE, ShutdownArgs, ShutdownConfig};
+pub use store::{
+    DEFAULT_STORE_CHANGELOG_RETENTION, DEFAULT_STORE_CONSISTENCY_TIMEOUT, DEFAULT_STORE_MAX_BATCH,
+    DEFAULT_STORE_MAX_STALENESS, DEFAULT_STORE_POLL_INTERVAL, StoreArgs, StoreConfig, StoreTarget,
+};
 pub use telemetry::{DEFAULT_METRICS_ADDR, TelemetryArgs, TelemetryConfig};
 pub use tls::{TlsArgs, TlsConfig, TlsFiles};
 
@@ -199,6 +213,9 @@ pub struct ServeArgs {
     /// The Envoy ext_authz front-end.
     #[command(flatten)]
     pub ext_authz: ExtAuthzArgs,
+    /// The relationship store (PostgreSQL).
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Start even if the bundle is invalid: answer UNAVAILABLE and report NOT_SERVING until a
     /// valid bundle appears.
     #[arg(long, env = "VERDICT_START_WITHOUT_BUNDLE", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -234,6 +251,8 @@ pub struct ValidConfig {
     pub identity: IdentityConfig,
     /// The Envoy ext_authz front-end.
     pub ext_authz: ExtAuthzConfig,
+    /// The relationship store; `None` when none is configured (the bundle alone).
+    pub store: Option<StoreConfig>,
     /// Start with no snapshot when the bundle is invalid.
     pub start_without_bundle: bool,
 }
@@ -337,6 +356,7 @@ impl ServeArgs {
             decision_log: self.decision_log.validate()?,
             identity: self.identity.validate(env)?,
             ext_authz: self.ext_authz.validate()?,
+            store: self.store.validate()?,
             start_without_bundle: self.start_without_bundle,
         })
     }
@@ -564,7 +584,8 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        assert_eq!(count, 62);
+        // 62, and the relationship store's 9 (`config/store.rs`).
+        assert_eq!(count, 71);
     }
 
     #[test]

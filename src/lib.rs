@@ -9,4 +9,5 @@ pub mod identity;
 pub mod reload;
 pub mod server;
 pub mod serving;
+pub mod store;
 pub mod telemetry;

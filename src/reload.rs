@@ -149,7 +149,9 @@ impl Reloader {
         max_drop: Option<f64>,
         snapshots: Arc<SnapshotHandle>,
     ) -> Arc<Self> {
-        let serving = snapshots.load().map(|s| s.snapshot.version().to_owned());
+        let serving = snapshots
+            .load_bundle()
+            .map(|s| s.snapshot.version().to_owned());
         let (serving_tx, _) = state::channel(serving);
         Arc::new(Self {
             dir: dir.to_path_buf(),
@@ -195,7 +197,7 @@ impl Reloader {
                 ));
                 let serving = self
                     .snapshots
-                    .load()
+                    .load_bundle()
                     .map(|s| s.snapshot.version().to_owned());
                 let reason = ReloadFailureReason::Internal;
                 self.fail(&errors, reason, cause, serving.as_deref());
@@ -213,8 +215,9 @@ impl Reloader {
     fn load_and_apply(&self, cause: Cause) -> ReloadOutcome {
         let started = Instant::now();
         // The serving snapshot lends the parts of the bundle that did not change; it is only
-        // read, and keeps serving throughout.
-        let serving = self.snapshots.load();
+        // read, and keeps serving throughout. (With a relationship store, the bundle side of
+        // it: a reload never takes the store's tuples for the bundle's.)
+        let serving = self.snapshots.load_bundle();
         let previous = serving.as_deref().map(|served| &served.snapshot);
         let (fingerprint, result) = fingerprint_and_load(&self.dir, self.options, previous);
         drop(serving);
@@ -231,7 +234,7 @@ impl Reloader {
         &self,
         snapshot: Snapshot,
     ) -> Result<Snapshot, (InvalidBundle, ReloadFailureReason)> {
-        let (Some(max_drop), Some(serving)) = (self.max_drop, self.snapshots.load()) else {
+        let (Some(max_drop), Some(serving)) = (self.max_drop, self.snapshots.load_bundle()) else {
             return Ok(snapshot);
         };
         let old = &serving.snapshot;
@@ -299,7 +302,7 @@ impl Reloader {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let serving = self
             .snapshots
-            .load()
+            .load_bundle()
             .map(|s| s.snapshot.version().to_owned());
         match result {
             Ok(snapshot) if serving.as_deref() == Some(snapshot.version()) => {

@@ -33,7 +33,8 @@ use crate::api::ext_authz::{
     self, Authenticator, EXT_AUTHZ_SERVICE_NAME, ExtAuthzServer, ExtAuthzService, ExtAuthzSettings,
 };
 use crate::api::proto::authorization_server::AuthorizationServer;
-use crate::api::{AuthorizationService, ReloadAnswer, ReloadControl, proto};
+use crate::api::proto::relationships_server::RelationshipsServer;
+use crate::api::{AuthorizationService, RelationshipsService, ReloadAnswer, ReloadControl, proto};
 use crate::config::ValidConfig;
 use crate::reload::{Cause, ReloadOutcome, Reloader, WatchSettings};
 use crate::serving::SnapshotHandle;
@@ -41,6 +42,22 @@ use crate::telemetry::metrics::{self as telemetry_metrics, SnapshotGauges};
 
 /// The service name health checks use for the Authorization service.
 pub const AUTHORIZATION_SERVICE_NAME: &str = "verdict.v1.Authorization";
+
+/// The name of the relationship store's service, served only with a store.
+pub const RELATIONSHIPS_SERVICE_NAME: &str = "verdict.v1.Relationships";
+
+/// The services served (besides reflection), for reflection to list.
+fn served_service_names(with_store: bool) -> Vec<&'static str> {
+    let mut names = vec![
+        AUTHORIZATION_SERVICE_NAME,
+        EXT_AUTHZ_SERVICE_NAME,
+        "grpc.health.v1.Health",
+    ];
+    if with_store {
+        names.push(RELATIONSHIPS_SERVICE_NAME);
+    }
+    names
+}
 
 /// The services whose health follows the snapshot: SERVING while one is loaded.
 const DECISION_SERVICES: [&str; 3] = ["", AUTHORIZATION_SERVICE_NAME, EXT_AUTHZ_SERVICE_NAME];
@@ -171,6 +188,27 @@ pub async fn run_with_authenticator(
     if let Some(handle) = &metrics {
         spawn_metrics_upkeep(handle.clone(), background.clone());
     }
+    // The relationship store: follow it into the snapshots from now on.
+    let store = match &config.store {
+        None => None,
+        Some(store_config) => {
+            anyhow::ensure!(
+                snapshots.has_store(),
+                "a relationship store is configured but the snapshot handle does not join one \
+                 (create it with SnapshotHandle::with_relationship_store)"
+            );
+            let store = crate::store::Store::new(store_config.clone())
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            tokio::spawn(crate::store::follow(
+                Arc::clone(&store),
+                Arc::clone(&snapshots),
+                background.clone(),
+            ));
+            spawn_store_staleness_gauge(Arc::clone(&snapshots), background.clone());
+            spawn_store_health(health.clone(), Arc::clone(&snapshots), background.clone());
+            Some(store)
+        }
+    };
     if config.reload.watch || config.reload.poll_interval.is_some() {
         let settings = WatchSettings {
             watch: config.reload.watch,
@@ -208,22 +246,28 @@ pub async fn run_with_authenticator(
             snapshots: Arc::clone(&snapshots),
             metrics,
             shutting_down: Arc::clone(&shutting_down),
+            store: store.clone(),
         };
         let acceptor = accept::Acceptor::new(listener, caps.http, "http");
         tokio::spawn(http::serve(acceptor, state, http_cancel.clone()))
     });
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_file_descriptor_set(ext_authz::file_descriptor_set())
-        .build_v1()?;
+    // Reflection lists exactly the services served: `verdict.v1.Relationships` only with a
+    // store (its descriptors are in the same file set as `verdict.v1.Authorization`).
+    let reflection = |reflection_name: &str| {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_file_descriptor_set(ext_authz::file_descriptor_set());
+        for name in served_service_names(store.is_some()) {
+            builder = builder.with_service_name(name);
+        }
+        builder.with_service_name(reflection_name)
+    };
+    let reflection_v1 = reflection("grpc.reflection.v1.ServerReflection").build_v1()?;
     // grpcurl and grpcio's reflection clients still speak v1alpha.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_file_descriptor_set(ext_authz::file_descriptor_set())
-        .build_v1alpha()?;
+    let reflection_v1alpha =
+        reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
 
     let ext_authz_service = ExtAuthzService::new(
         Arc::clone(&snapshots),
@@ -236,10 +280,30 @@ pub async fn run_with_authenticator(
         },
     )
     .with_decision_log(config.decision_log);
+    let relationships = match (&store, &config.store) {
+        (Some(store), Some(store_config)) => Some(
+            RelationshipsServer::new(RelationshipsService::new(
+                Arc::clone(&snapshots),
+                Arc::clone(store),
+                background.clone(),
+            ))
+            .max_decoding_message_size(config.limits.max_message_bytes)
+            .max_encoding_message_size(
+                store_config
+                    .max_batch
+                    .saturating_mul(16 * 1024)
+                    .max(4 << 20),
+            ),
+        ),
+        _ => None,
+    };
     let mut service =
         AuthorizationService::new(Arc::clone(&snapshots), config.limits.request_limits())
             .with_decision_log(config.decision_log)
             .with_tokens(config.identity.verifier.clone());
+    if let (Some(store), Some(store_config)) = (&store, &config.store) {
+        service = service.with_store(Arc::clone(store), store_config.consistency_timeout);
+    }
     if config.reload.enable_rpc {
         service = service.with_reload(Arc::new(ReloadRpc(Arc::clone(&reloader))));
     }
@@ -343,7 +407,8 @@ pub async fn run_with_authenticator(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(authorization)
-        .add_service(ext_authz);
+        .add_service(ext_authz)
+        .add_optional_service(relationships);
     let stop_accepting = async move {
         shutdown.await;
         shutting_down.store(true, Ordering::Relaxed);
@@ -412,6 +477,24 @@ pub async fn run_with_authenticator(
     }
     served?;
     Ok(())
+}
+
+/// Refreshes the relationship store's staleness gauge (seconds since a revision was applied)
+/// until `cancel` fires.
+fn spawn_store_staleness_gauge(snapshots: Arc<SnapshotHandle>, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(GAUGE_REFRESH);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = every.tick() => {
+                    if let Some(since) = snapshots.since_store_applied() {
+                        telemetry_metrics::set_store_staleness(since);
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Runs the recorder's upkeep every [`METRICS_UPKEEP`] on a blocking thread.
@@ -503,6 +586,35 @@ fn spawn_health_follower(
                         .await;
                 }
             }
+        }
+    });
+}
+
+/// With a relationship store, nothing is served until the store's first state is applied,
+/// which no bundle reload announces: reports SERVING once it is.
+fn spawn_store_health(
+    health: tonic_health::server::HealthReporter,
+    snapshots: Arc<SnapshotHandle>,
+    cancel: CancellationToken,
+) {
+    let Some(mut applied) = snapshots.subscribe_revision() else {
+        return;
+    };
+    tokio::spawn(async move {
+        while snapshots.load().is_none() {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = applied.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        for service in DECISION_SERVICES {
+            health
+                .set_service_status(service, ServingStatus::Serving)
+                .await;
         }
     });
 }

@@ -1,18 +1,28 @@
 //! The serving state: the snapshot being served, with what telemetry derives from it, and the
 //! last failed load.
 //!
-//! Owns: the atomic pointer ([`SnapshotHandle`]) that `reload` writes and every front-end reads.
-//! Does not own: loading (`verdict_core`), deciding when to reload (`reload`).
+//! Owns: the atomic pointer ([`SnapshotHandle`]) that `reload` writes and every front-end reads,
+//! and, with a relationship store (issue #19), the join of the two sources of a snapshot: the
+//! last bundle snapshot `reload` stored and the store's tuples at the last revision the
+//! follower applied. Either side changing builds one new merged snapshot from both.
+//! Does not own: loading (`verdict_core`), deciding when to reload (`reload`), talking to the
+//! database (`store`).
 //!
 //! INVARIANT: a request loads the pointer once and answers entirely from that [`Served`]
 //! snapshot, so a reload never mixes old policies with new tuples, nor one snapshot's metric
-//! labels with another's actions.
+//! labels with another's actions, nor half of a store revision with the rest.
+//!
+//! With a store, nothing is served until the store's first state is applied: a replica that
+//! cannot read the store at start answers UNAVAILABLE (deny) rather than a graph missing
+//! every written tuple.
 
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
+use tokio::sync::watch;
 use verdict_core::Snapshot;
+use verdict_core::store::{StaleRevision, StoreChange, StoreTuples};
 
 use crate::telemetry::metrics::{ActionLabels, ReloadFailureReason};
 
@@ -53,12 +63,184 @@ pub struct LoadFailure {
 pub struct SnapshotHandle {
     current: ArcSwapOption<Served>,
     last_failure: ArcSwapOption<LoadFailure>,
+    /// The relationship store's side, when one is configured.
+    store: Option<StoreSide>,
+}
+
+/// The two sources of a snapshot when a relationship store is configured.
+#[derive(Debug)]
+struct StoreSide {
+    /// The last bundle snapshot and the store's tuples. Locked only by the reloader and the
+    /// store follower (on blocking threads) while they build a snapshot: never by a request.
+    sources: Mutex<Sources>,
+    /// The store revision being served (0 until the store's first state is applied).
+    applied_tx: watch::Sender<u64>,
+    /// When a store revision was last applied.
+    applied_at: Mutex<Option<Instant>>,
+}
+
+#[derive(Debug, Default)]
+struct Sources {
+    bundle: Option<Arc<Served>>,
+    store: Option<StoreTuples>,
+}
+
+/// What applying store changes did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreApplied {
+    /// The revision now applied.
+    pub revision: u64,
+    /// The number of store tuples.
+    pub tuples: usize,
+    /// Store tuples the bundle refuses (left out; see `Snapshot::with_store`).
+    pub rejected: usize,
 }
 
 impl SnapshotHandle {
     /// Returns a handle with nothing loaded: requests get UNAVAILABLE until a store.
     pub fn empty() -> Self {
         Self::default()
+    }
+
+    /// Returns a handle with nothing loaded that joins each bundle snapshot with a relationship
+    /// store's tuples: nothing is served until both a bundle and the store's first state are
+    /// in.
+    pub fn with_relationship_store() -> Self {
+        Self {
+            store: Some(StoreSide {
+                sources: Mutex::new(Sources::default()),
+                applied_tx: watch::channel(0).0,
+                applied_at: Mutex::new(None),
+            }),
+            ..Self::default()
+        }
+    }
+
+    /// Returns whether a relationship store is configured.
+    pub fn has_store(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Returns the store revision being served, with a store.
+    pub fn applied_revision(&self) -> Option<u64> {
+        self.store.as_ref().map(|side| *side.applied_tx.borrow())
+    }
+
+    /// Returns a receiver of the served store revision, with a store: what a request that must
+    /// be at least as fresh as a token waits on.
+    pub fn subscribe_revision(&self) -> Option<watch::Receiver<u64>> {
+        self.store.as_ref().map(|side| side.applied_tx.subscribe())
+    }
+
+    /// Returns how long ago a store revision was last applied, with a store that has one.
+    pub fn since_store_applied(&self) -> Option<std::time::Duration> {
+        let side = self.store.as_ref()?;
+        let at = *side
+            .applied_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        at.map(|at| at.elapsed())
+    }
+
+    /// Returns the last bundle snapshot stored, without the store's tuples: what the reloader
+    /// compares a new bundle with and reuses parts of. Without a store, the snapshot served.
+    pub fn load_bundle(&self) -> Option<Arc<Served>> {
+        match &self.store {
+            Some(side) => side
+                .sources
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .bundle
+                .clone(),
+            None => self.load(),
+        }
+    }
+
+    /// Serves the store's whole state at a revision (a replica's start, or a reload after it
+    /// fell behind the change log's retention), joined with the last bundle snapshot.
+    /// CPU-bound: call it on a blocking thread.
+    pub fn replace_store(&self, state: StoreTuples) -> Option<StoreApplied> {
+        let side = self.store.as_ref()?;
+        let mut sources = side.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        sources.store = Some(state);
+        Some(self.publish(side, &sources))
+    }
+
+    /// Applies whole store revisions, in order, and serves the result as one new snapshot.
+    /// A revision at or before the applied one is refused and nothing changes. CPU-bound:
+    /// call it on a blocking thread.
+    pub fn apply_store_revisions(
+        &self,
+        revisions: Vec<(u64, Vec<StoreChange>)>,
+    ) -> Result<Option<StoreApplied>, StaleRevision> {
+        let Some(side) = &self.store else {
+            return Ok(None);
+        };
+        let mut sources = side.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(store) = sources.store.as_mut() else {
+            return Ok(None);
+        };
+        // Checked before anything is applied, so a refused list changes nothing.
+        let mut previous = store.revision();
+        for (revision, _) in &revisions {
+            if *revision <= previous {
+                return Err(StaleRevision {
+                    applied: previous,
+                    offered: *revision,
+                });
+            }
+            previous = *revision;
+        }
+        for (revision, changes) in revisions {
+            store.apply(revision, changes)?;
+        }
+        Ok(Some(self.publish(side, &sources)))
+    }
+
+    /// Builds and serves the join of `sources`, when both sides are in; the lock on the
+    /// sources is held throughout, so two builds never race to the pointer.
+    fn publish(&self, side: &StoreSide, sources: &Sources) -> StoreApplied {
+        let Some(store) = &sources.store else {
+            return StoreApplied {
+                revision: 0,
+                tuples: 0,
+                rejected: 0,
+            };
+        };
+        let applied = StoreApplied {
+            revision: store.revision(),
+            tuples: store.len(),
+            rejected: 0,
+        };
+        let Some(bundle) = &sources.bundle else {
+            return applied;
+        };
+        match bundle.snapshot.with_store(store) {
+            Ok(merge) => {
+                if merge.rejected > 0 {
+                    tracing::warn!(
+                        rejected = merge.rejected,
+                        first = ?merge.first_rejections.first().map(|(_, why)| why),
+                        "store tuples this bundle refuses are left out of the graph"
+                    );
+                }
+                self.current
+                    .store(Some(Arc::new(Served::new(merge.snapshot))));
+                side.applied_tx.send_replace(store.revision());
+                *side
+                    .applied_at
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                StoreApplied {
+                    rejected: merge.rejected,
+                    ..applied
+                }
+            }
+            Err(full) => {
+                tracing::error!(%full, revision = store.revision(), "the store's tuples do not fit the index; the previous snapshot keeps serving");
+                applied
+            }
+        }
     }
 
     /// Returns a handle serving `snapshot`.
@@ -73,9 +255,19 @@ impl SnapshotHandle {
         self.current.load_full()
     }
 
-    /// Serves `snapshot` from now on and clears the last failure.
+    /// Serves `snapshot` from now on and clears the last failure. With a relationship store,
+    /// `snapshot` is the bundle side: what is served is its join with the store's tuples
+    /// (once the store's first state is in). With a store, CPU-bound: call it on a blocking
+    /// thread.
     pub fn store(&self, snapshot: Snapshot) {
-        self.current.store(Some(Arc::new(Served::new(snapshot))));
+        match &self.store {
+            None => self.current.store(Some(Arc::new(Served::new(snapshot)))),
+            Some(side) => {
+                let mut sources = side.sources.lock().unwrap_or_else(PoisonError::into_inner);
+                sources.bundle = Some(Arc::new(Served::new(snapshot)));
+                self.publish(side, &sources);
+            }
+        }
         self.last_failure.store(None);
     }
 

@@ -1129,6 +1129,7 @@ fn large_set_frame() -> Bytes {
         entities: Vec::new(),
         properties: Vec::new(),
         token: String::new(),
+        consistency: None,
     };
     let message = request.encode_to_vec();
     let limit = verdict::config::DEFAULT_MAX_MESSAGE_BYTES;

@@ -62,9 +62,11 @@ pub use files::{fingerprint, is_bundle_file_name, is_revocation_file_name, is_ro
 pub use policies::PolicyLocation;
 pub(crate) use revocations::Revocations;
 pub(crate) use schema::{Relation, RelationCatalog, USERSET_TYPE};
+pub(crate) use tuples::check_one as check_tuple;
 
-/// Everything read from one valid bundle directory. Never modified after it is built.
-#[derive(Debug)]
+/// Everything read from one valid bundle directory. Never modified after it is built; a
+/// snapshot that adds the relationship store's tuples clones it with another `tuples`.
+#[derive(Debug, Clone)]
 pub(crate) struct Bundle {
     /// Content hash of the bundle's files: the consistency token in every response.
     pub(crate) version: String,
@@ -84,6 +86,11 @@ pub(crate) struct Bundle {
     /// Every relationship tuple (shared with the previous bundle when the tuple files and the
     /// schema did not change).
     pub(crate) tuples: Arc<TupleIndex>,
+    /// The tuples of the bundle's own files: `tuples` without the relationship store's (the
+    /// same index when no store is configured). A reload reuses this one, never the merge.
+    pub(crate) file_tuples: Arc<TupleIndex>,
+    /// The schema as tuples are checked against it (declared types and relations).
+    pub(crate) tuple_schema: Option<Arc<schema::LoadedSchema>>,
     /// The relation model, when the bundle has `*.fga` files.
     pub(crate) model: Option<RelationModel>,
     /// The relations each entity type exposes as attributes.
@@ -161,7 +168,7 @@ pub(crate) fn load(
     let model = load_model(&files.models, &mut errors);
     let tuples = match previous {
         Some(previous) if previous.reuse_keys.tuples == reuse_keys.tuples => {
-            Arc::clone(&previous.tuples)
+            Arc::clone(&previous.file_tuples)
         }
         _ => Arc::new(tuples::load(
             &files.tuples,
@@ -171,7 +178,8 @@ pub(crate) fn load(
         )),
     };
     let relations = relations.with_tuple_relations(&tuples, model.as_ref(), schema.is_some());
-    let schema = schema.map(|s| s.schema);
+    let tuple_schema = schema.map(Arc::new);
+    let schema = tuple_schema.as_ref().map(|s| s.schema.clone());
     let (entities, entity_count) =
         entities::load(&files.entities, schema.as_ref(), &relations, &mut errors);
     let routes = load_routes(&files.routes, schema.as_ref(), &mut errors);
@@ -200,7 +208,9 @@ pub(crate) fn load(
         schema,
         entities,
         entity_count,
+        file_tuples: Arc::clone(&tuples),
         tuples,
+        tuple_schema,
         model,
         relations,
         routes,

@@ -62,6 +62,7 @@ mod limits;
 pub mod relations;
 mod routes;
 mod snapshot;
+pub mod store;
 
 pub use bundle::{
     InvalidBundle, LoadError, LoadErrorKind, PolicyLocation, fingerprint, is_bundle_file_name,
@@ -84,5 +85,5 @@ pub use routes::{
 };
 pub use snapshot::{
     DEFAULT_MAX_BUNDLE_BYTES, DEFAULT_MAX_BUNDLE_FILE_BYTES, DEFAULT_MAX_RELATION_DEPTH,
-    LoadOptions, Snapshot,
+    LoadOptions, Snapshot, StoreMerge,
 };

@@ -16,8 +16,11 @@ use crate::bundle::{self, Bundle, InvalidBundle, PolicyLocation, ReadLimits};
 use crate::engine::{Decision, Index, Prepared};
 use crate::input::{CheckInput, RequestError};
 use crate::limits::Limits;
-use crate::relations::{RelationModel, TupleIndex};
+use crate::relations::{
+    IndexFull, RelationModel, TupleIndex, TupleIndexBuilder, TupleText, parse_tuple_line,
+};
 use crate::routes::{RouteMatch, RouteRefusal};
+use crate::store::{ConsistencyToken, StoreTuples};
 
 /// The default bound on nested usersets followed by one membership search.
 pub const DEFAULT_MAX_RELATION_DEPTH: u32 = 32;
@@ -65,7 +68,26 @@ pub struct Snapshot {
     pub(crate) index: Index,
     pub(crate) max_relation_depth: u32,
     loaded_at: SystemTime,
+    /// The relationship store's revision merged in, when a store is configured.
+    store_revision: Option<u64>,
+    /// What answers name: the bundle version, and the store revision when there is one.
+    served_version: String,
 }
+
+/// A snapshot with the relationship store's tuples, and the store tuples it left out.
+#[derive(Debug)]
+pub struct StoreMerge {
+    /// The snapshot: the bundle's tuples and the store's, one graph.
+    pub snapshot: Snapshot,
+    /// How many store tuples this bundle refuses (its schema or relation model changed since
+    /// they were written): they are left out, never half-applied.
+    pub rejected: usize,
+    /// The first few refused tuples, each with why.
+    pub first_rejections: Vec<(String, String)>,
+}
+
+/// Refused store tuples listed by a [`StoreMerge`] (the count covers all of them).
+const MAX_LISTED_REJECTIONS: usize = 10;
 
 impl Snapshot {
     /// Reads and validates the bundle in `dir`: every error it finds, each with its file and,
@@ -118,11 +140,95 @@ impl Snapshot {
     fn assemble(bundle: Bundle, options: &LoadOptions) -> Self {
         let index = Index::build(&bundle);
         Self {
+            served_version: bundle.version.clone(),
             bundle,
             index,
             max_relation_depth: options.max_relation_depth,
             loaded_at: SystemTime::now(),
+            store_revision: None,
         }
+    }
+
+    /// Returns this snapshot's bundle with the relationship store's tuples added: one relation
+    /// graph, answering from the bundle version and `store`'s revision together.
+    ///
+    /// Only the bundle's own file tuples are taken from `self` (never a store's merged in
+    /// before), so calling it on a snapshot that already has a store replaces that store's
+    /// tuples. Each store tuple is checked against this bundle's schema and relation model as
+    /// a write is; one the bundle no longer allows is left out and counted. CPU-bound (it
+    /// re-indexes every tuple): call it on a blocking thread.
+    pub fn with_store(&self, store: &StoreTuples) -> Result<StoreMerge, IndexFull> {
+        let mut builder = TupleIndexBuilder::from_index(&self.bundle.file_tuples);
+        let mut rejected = 0;
+        let mut first_rejections = Vec::new();
+        for line in store.iter() {
+            let verdict = match parse_tuple_line(line) {
+                Ok(Some(tuple)) => match self.validate_store_tuple(&tuple) {
+                    Ok(()) => {
+                        builder.add(&tuple);
+                        continue;
+                    }
+                    Err(reason) => reason,
+                },
+                Ok(None) => "an empty tuple".to_owned(),
+                Err(error) => error.reason,
+            };
+            rejected += 1;
+            if first_rejections.len() < MAX_LISTED_REJECTIONS {
+                first_rejections.push((line.to_owned(), verdict));
+            }
+        }
+        let tuples = builder.finish()?;
+        let mut bundle = self.bundle.clone();
+        bundle.relations = bundle.relations.with_tuple_relations(
+            &tuples,
+            bundle.model.as_ref(),
+            bundle.schema.is_some(),
+        );
+        bundle.tuples = Arc::new(tuples);
+        let index = Index::build(&bundle);
+        let revision = store.revision();
+        Ok(StoreMerge {
+            snapshot: Self {
+                served_version: format!("{}@{}", bundle.version, ConsistencyToken::new(revision)),
+                bundle,
+                index,
+                max_relation_depth: self.max_relation_depth,
+                loaded_at: self.loaded_at,
+                store_revision: Some(revision),
+            },
+            rejected,
+            first_rejections,
+        })
+    }
+
+    /// Checks a tuple to be written to the relationship store exactly as a line of a tuple file
+    /// is checked: Cedar's type syntax, this bundle's schema, and its relation model's type
+    /// restrictions. The error says what is wrong, without position.
+    pub fn validate_store_tuple(&self, tuple: &TupleText<'_>) -> Result<(), String> {
+        crate::bundle::check_tuple(
+            tuple,
+            self.bundle.tuple_schema.as_deref(),
+            self.bundle.model.as_ref(),
+        )
+    }
+
+    /// Returns whether the bundle's own files define `tuple`: such a tuple belongs to the
+    /// bundle (git), and may be neither written nor deleted through the store.
+    pub fn bundle_defines(&self, tuple: &TupleText<'_>) -> bool {
+        self.bundle.file_tuples.contains(tuple)
+    }
+
+    /// Returns the relationship store revision this snapshot answers from, when a store is
+    /// configured.
+    pub fn store_revision(&self) -> Option<u64> {
+        self.store_revision
+    }
+
+    /// Returns what an answer names as the state it came from: the bundle version, and with a
+    /// store `version@token` (the store revision as a consistency token).
+    pub fn served_version(&self) -> &str {
+        &self.served_version
     }
 
     /// Decides one request: validates `input` against this snapshot and `limits`, then
@@ -191,7 +297,8 @@ impl Snapshot {
         self.bundle.routes.len()
     }
 
-    /// Returns the content hash of the bundle's files: the consistency token in every answer.
+    /// Returns the content hash of the bundle's files (without any store revision: see
+    /// [`Snapshot::served_version`]).
     pub fn version(&self) -> &str {
         &self.bundle.version
     }
@@ -211,7 +318,7 @@ impl Snapshot {
         self.bundle.policies.policies().count()
     }
 
-    /// Returns the number of relationship tuples.
+    /// Returns the number of relationship tuples (the bundle's and the store's).
     pub fn tuple_count(&self) -> usize {
         self.bundle.tuples.tuple_count()
     }

@@ -619,6 +619,7 @@ impl FuzzCheck {
                 .map(FuzzString::get)
                 .collect(),
             token: String::new(),
+            consistency: None,
         }
     }
 }
@@ -707,7 +708,13 @@ pub fn check_request(data: &[u8]) {
         _ => {
             if let Ok(checks) = Vec::<FuzzCheck>::arbitrary_take_rest(Unstructured::new(rest)) {
                 let checks = checks.iter().map(FuzzCheck::to_proto).collect();
-                check_batch(service, proto::BatchCheckRequest { checks });
+                check_batch(
+                    service,
+                    proto::BatchCheckRequest {
+                        checks,
+                        consistency: None,
+                    },
+                );
             }
         }
     }

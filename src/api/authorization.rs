@@ -95,6 +95,9 @@ pub struct AuthorizationService {
     batch_workers: Arc<tokio::sync::Semaphore>,
     /// The label decisions are recorded with: `grpc`, or `http` when the HTTP API calls it.
     front_end: FrontEnd,
+    /// The relationship store, for `fully_consistent` (its head revision), and how long a
+    /// request may wait for this replica to be as fresh as it asks.
+    store: Option<(Arc<crate::store::Store>, std::time::Duration)>,
 }
 
 impl AuthorizationService {
@@ -109,6 +112,7 @@ impl AuthorizationService {
             tokens: TokenVerifier::disabled(),
             batch_workers: Arc::new(tokio::sync::Semaphore::new(cores())),
             front_end: FrontEnd::Grpc,
+            store: None,
         }
     }
 
@@ -117,6 +121,67 @@ impl AuthorizationService {
     pub(crate) fn for_http(mut self) -> Self {
         self.front_end = FrontEnd::Http;
         self
+    }
+
+    /// Honours `Consistency` with `store`: a request waits up to `timeout` for this replica
+    /// to serve the revision it asks for.
+    pub fn with_store(
+        mut self,
+        store: Arc<crate::store::Store>,
+        timeout: std::time::Duration,
+    ) -> Self {
+        self.store = Some((store, timeout));
+        self
+    }
+
+    /// Returns the snapshot to answer from, once it is as fresh as `consistency` asks: the one
+    /// served now for `minimize_latency` (or none asked), one that includes the token's revision
+    /// for `at_least_as_fresh`, one that includes the store's latest revision for
+    /// `fully_consistent`. Waits at most the configured time, then UNAVAILABLE.
+    async fn fresh_snapshot(
+        &self,
+        consistency: Option<&proto::Consistency>,
+    ) -> Result<Arc<Served>, ApiError> {
+        use proto::consistency::Requirement;
+        let wanted = match consistency.and_then(|c| c.requirement.as_ref()) {
+            None | Some(Requirement::MinimizeLatency(_)) => None,
+            Some(Requirement::AtLeastAsFresh(token)) => {
+                let revision =
+                    super::relationships::parse_token(token, "consistency.at_least_as_fresh")?;
+                if self.store.is_none() {
+                    return Err(ApiError::InvalidField(
+                        "consistency.at_least_as_fresh: no relationship store is configured, \
+                         so there is no revision to be fresh as"
+                            .to_owned(),
+                    ));
+                }
+                Some(revision)
+            }
+            Some(Requirement::FullyConsistent(_)) => match &self.store {
+                // Without a store the bundle is all there is: what is served is the latest.
+                None => None,
+                Some((store, _)) => Some(store.head().await?),
+            },
+        };
+        if let (Some(revision), Some((_, timeout)), Some(mut applied)) =
+            (wanted, &self.store, self.snapshots.subscribe_revision())
+        {
+            let caught_up =
+                tokio::time::timeout(*timeout, applied.wait_for(|applied| *applied >= revision))
+                    .await
+                    .is_ok_and(|waited| waited.is_ok());
+            if !caught_up {
+                let now = *applied.borrow();
+                telemetry_metrics::record_rejection(Rejection::Unavailable);
+                return Err(ApiError::Unavailable(format!(
+                    "consistency: this replica serves store revision {}, not yet the {} asked                      for, after waiting {}; retry, or ask with minimize_latency",
+                    verdict_core::store::ConsistencyToken::new(now),
+                    verdict_core::store::ConsistencyToken::new(revision),
+                    humantime::format_duration(*timeout)
+                )));
+            }
+        }
+        self.snapshot()
     }
 
     /// Sets how many decisions the decision log records.
@@ -202,7 +267,10 @@ fn decide(
     match decided {
         Ok(decision) => {
             observe(call, item, &decision, started.elapsed());
-            Ok(check_response(decision, call.served.snapshot.version()))
+            Ok(check_response(
+                decision,
+                call.served.snapshot.served_version(),
+            ))
         }
         Err(error) => {
             record_rejection(&error);
@@ -281,7 +349,10 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<proto::CheckRequest>,
     ) -> Result<Response<proto::CheckResponse>, Status> {
-        let call = self.call(self.snapshot()?, &request);
+        let served = self
+            .fresh_snapshot(request.get_ref().consistency.as_ref())
+            .await?;
+        let call = self.call(served, &request);
         let mut request = request.into_inner();
         let presented = token::verify(&self.tokens, &mut request, Item::Single).await;
         // A plain check takes microseconds and runs inline; one with many entities or
@@ -301,9 +372,14 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<proto::BatchCheckRequest>,
     ) -> Result<Response<proto::BatchCheckResponse>, Status> {
-        let served = self.snapshot()?;
+        let served = self
+            .fresh_snapshot(request.get_ref().consistency.as_ref())
+            .await?;
         let call = self.call(served, &request);
-        let proto::BatchCheckRequest { mut checks } = request.into_inner();
+        let proto::BatchCheckRequest {
+            mut checks,
+            consistency: _,
+        } = request.into_inner();
         tracing::Span::current().record("checks", checks.len());
         if let Err(error) = self.limits.check_batch_len(checks.len()) {
             let error = ApiError::Request(error);
@@ -338,7 +414,7 @@ impl Authorization for AuthorizationService {
         };
         Ok(Response::new(proto::BatchCheckResponse {
             results,
-            snapshot_version: call.served.snapshot.version().to_owned(),
+            snapshot_version: call.served.snapshot.served_version().to_owned(),
         }))
     }
 
@@ -362,7 +438,7 @@ impl Authorization for AuthorizationService {
             });
         let response = match served.as_deref().map(|served| &served.snapshot) {
             Some(snapshot) => proto::StatusResponse {
-                snapshot_version: snapshot.version().to_owned(),
+                snapshot_version: snapshot.served_version().to_owned(),
                 loaded_at: Some(timestamp(snapshot.loaded_at())),
                 policies: snapshot.policy_count() as u64,
                 tuples: snapshot.tuple_count() as u64,
@@ -477,6 +553,7 @@ mod tests {
             }],
             properties: Vec::new(),
             token: String::new(),
+            consistency: None,
         }
     }
 
@@ -493,7 +570,10 @@ mod tests {
         overlong.entities[0].parents[1].id = "o".repeat(9);
         let checks = vec![request(), request(), request(), overlong];
         let response = service
-            .batch_check(Request::new(proto::BatchCheckRequest { checks }))
+            .batch_check(Request::new(proto::BatchCheckRequest {
+                checks,
+                consistency: None,
+            }))
             .await
             .unwrap()
             .into_inner();

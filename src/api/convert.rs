@@ -67,6 +67,8 @@ pub fn check_input(
         properties,
         // Taken out (and verified) by `token::verify` before conversion; never copied.
         token: _,
+        // Honoured for the whole request before conversion (`Authorization::check`).
+        consistency: _,
     } = request;
     let budget = &mut limits.work_budget();
     let context = struct_to_map(context, || format!("{item}context"), budget)?;
@@ -267,6 +269,7 @@ mod tests {
             entities: Vec::new(),
             properties: Vec::new(),
             token: String::new(),
+            consistency: None,
         }
     }
 

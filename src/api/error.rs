@@ -5,6 +5,9 @@
 //! | malformed request, batch over the limit | `INVALID_ARGUMENT` |
 //! | a bearer token (`Check.token`) that does not verify | `UNAUTHENTICATED`, with the reason |
 //! | no snapshot loaded yet | `UNAVAILABLE` |
+//! | the relationship store is unreachable, or this replica is not as fresh as asked in time | `UNAVAILABLE` |
+//! | a relationship write of a tuple that exists / a delete of one that does not | `ALREADY_EXISTS` / `NOT_FOUND` |
+//! | a write's precondition does not hold | `FAILED_PRECONDITION` |
 //! | an admin RPC that is disabled | `UNIMPLEMENTED` |
 //! | anything else | `INTERNAL`, with a generic message; the detail is logged |
 
@@ -36,6 +39,17 @@ pub enum ApiError {
         "the Reload RPC is disabled; enable it with --enable-reload-rpc (VERDICT_ENABLE_RELOAD_RPC=true)"
     )]
     ReloadDisabled,
+    /// A field of a relationship request is malformed or invalid; the text names it
+    /// (`updates[2].tuple.relation: …`), and lists every such field.
+    #[error("{0}")]
+    InvalidField(String),
+    /// The relationship store cannot be reached, or the replica did not become as fresh as
+    /// the request's consistency asks in time. The text says which.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A relationship write conflicts with the store's state.
+    #[error(transparent)]
+    Conflict(crate::store::WriteError),
     /// A bug or an environment failure; the detail is logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -53,7 +67,14 @@ impl ApiError {
                 | RequestError::TooDeep { .. },
             ) => Code::InvalidArgument,
             Self::Token(_) => Code::Unauthenticated,
-            Self::NoSnapshot => Code::Unavailable,
+            Self::NoSnapshot | Self::Unavailable(_) => Code::Unavailable,
+            Self::InvalidField(_) => Code::InvalidArgument,
+            Self::Conflict(crate::store::WriteError::AlreadyExists { .. }) => Code::AlreadyExists,
+            Self::Conflict(crate::store::WriteError::NotFound { .. }) => Code::NotFound,
+            Self::Conflict(crate::store::WriteError::Precondition { .. }) => {
+                Code::FailedPrecondition
+            }
+            Self::Conflict(crate::store::WriteError::Store(_)) => Code::Internal,
             Self::ReloadDisabled => Code::Unimplemented,
         }
     }
@@ -63,6 +84,10 @@ impl ApiError {
         match self {
             Self::Internal(detail) | Self::Request(RequestError::Internal(detail)) => {
                 tracing::error!(detail = %without_quoted_values(detail), "internal error");
+                "internal error; see the server log".to_owned()
+            }
+            Self::Conflict(crate::store::WriteError::Store(error)) => {
+                tracing::error!(detail = %without_quoted_values(&error.to_string()), "relationship store error");
                 "internal error; see the server log".to_owned()
             }
             other => other.to_string(),
@@ -86,6 +111,27 @@ fn without_quoted_values(detail: &str) -> String {
         }
     }
     out
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match error {
+            StoreError::Unavailable(_) | StoreError::Schema(_) => {
+                Self::Unavailable(error.to_string())
+            }
+            StoreError::Internal(detail) => Self::Internal(detail),
+        }
+    }
+}
+
+impl From<crate::store::WriteError> for ApiError {
+    fn from(error: crate::store::WriteError) -> Self {
+        match error {
+            crate::store::WriteError::Store(error) => error.into(),
+            conflict => Self::Conflict(conflict),
+        }
+    }
 }
 
 impl From<ApiError> for Status {
@@ -117,6 +163,28 @@ mod tests {
         let token = Status::from(ApiError::Token(TokenRefusal::Expired));
         assert_eq!(token.code(), Code::Unauthenticated);
         assert_eq!(token.message(), "token: the token has expired");
+        let exists = Status::from(ApiError::Conflict(
+            crate::store::WriteError::AlreadyExists { index: 2 },
+        ));
+        assert_eq!(exists.code(), Code::AlreadyExists);
+        assert_eq!(
+            exists.message(),
+            "updates[2]: the tuple already exists (set ignore_existing to accept that)"
+        );
+        let precondition =
+            Status::from(ApiError::Conflict(crate::store::WriteError::Precondition {
+                index: 0,
+                must_exist: true,
+            }));
+        assert_eq!(precondition.code(), Code::FailedPrecondition);
+        assert_eq!(
+            precondition.message(),
+            "preconditions[0]: the tuple does not exist"
+        );
+        assert_eq!(
+            Status::from(ApiError::Unavailable("store down".to_owned())).code(),
+            Code::Unavailable
+        );
         let internal = Status::from(ApiError::Internal("join error: task panicked".to_owned()));
         assert_eq!(internal.code(), Code::Internal);
         assert!(!internal.message().contains("panicked"));

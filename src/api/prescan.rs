@@ -283,6 +283,7 @@ mod tests {
             entities: Vec::new(),
             properties: Vec::new(),
             token: String::new(),
+            consistency: None,
         }
     }
 
@@ -299,6 +300,7 @@ mod tests {
         );
         let batch = proto::BatchCheckRequest {
             checks: vec![request(1), request(5_000)],
+            consistency: None,
         }
         .encode_to_vec();
         let error = prescan(BATCH_CHECK_PATH, &batch, &limits).unwrap_err();

@@ -138,7 +138,7 @@ pub(super) fn record_decision(
         determining_policies: &decision.determining_policies,
         errored_policies: &errored,
         properties: &properties,
-        snapshot_version: asked.served.snapshot.version(),
+        snapshot_version: asked.served.snapshot.served_version(),
         latency: elapsed,
         relation_depth_exceeded: decision.relation_depth_exceeded,
     });

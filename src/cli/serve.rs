@@ -111,7 +111,19 @@ pub(super) fn run(args: ServeArgs) -> u8 {
 
     // 3. The first snapshot; an invalid bundle stops here with every error, unless asked to
     //    start without one (UNAVAILABLE and NOT_SERVING until the watch finds a valid bundle).
-    let snapshots = Arc::new(SnapshotHandle::empty());
+    // With a relationship store, the handle joins each bundle snapshot with the store's
+    // tuples; nothing is served until the store's first state is in.
+    let snapshots = Arc::new(match &config.store {
+        Some(store) => {
+            tracing::info!(
+                store = %crate::config::StoreTarget(&store.connection),
+                migrate = store.migrate,
+                "relationship store configured"
+            );
+            SnapshotHandle::with_relationship_store()
+        }
+        None => SnapshotHandle::empty(),
+    });
     let reloader = Reloader::new(
         &config.policies,
         config.load_options(),
@@ -144,6 +156,21 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         }
     };
     let code = runtime.block_on(async {
+        // 3b. The relationship store's schema, when asked to migrate at start.
+        if let Some(store) = config.store.as_ref().filter(|store| store.migrate) {
+            match crate::store::migrate(&store.connection).await {
+                Ok(report) => tracing::info!(
+                    applied = ?report.applied,
+                    version = report.version,
+                    "relationship store schema up to date"
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "relationship store migrations failed");
+                    eprintln!("error: {error}");
+                    return EXIT_FAILURE;
+                }
+            }
+        }
         // 4. Bind, and say where.
         let Some(grpc) = bind(config.listener.grpc_addr, "grpc").await else {
             return EXIT_FAILURE;

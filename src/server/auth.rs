@@ -10,7 +10,7 @@
 //! ```
 //!
 //! A `check` key may call Check, BatchCheck and Status; an `admin` key may call everything,
-//! Reload included. A request presents its key as `authorization: Bearer <key>`. Without keys
+//! Reload and the relationship store's `verdict.v1.Relationships` RPCs included. A request presents its key as `authorization: Bearer <key>`. Without keys
 //! configured, the gRPC port is open (serve warns when that port is not on loopback).
 //!
 //! Keys are kept only as SHA-256 digests and compared in constant time against every key, so
@@ -38,6 +38,8 @@ fn required_role(path: &str, open_health: bool, open_reflection: bool) -> Option
             None
         }
         _ if path.ends_with("/Reload") => Some(Role::Admin),
+        // The relationship store's API: writes, and reads of data checks only use.
+        "verdict.v1.Relationships" => Some(Role::Admin),
         _ => Some(Role::Check),
     }
 }
@@ -406,6 +408,18 @@ mod tests {
             required_role("/verdict.v1.Authorization/Reload", true, true),
             Some(Role::Admin)
         );
+        // The relationship store: writes and reads alike are admin operations.
+        for rpc in [
+            "WriteRelationships",
+            "ReadRelationships",
+            "WatchRelationships",
+        ] {
+            assert_eq!(
+                required_role(&format!("/verdict.v1.Relationships/{rpc}"), true, true),
+                Some(Role::Admin),
+                "{rpc}"
+            );
+        }
         assert_eq!(
             required_role("/grpc.health.v1.Health/Check", true, true),
             None

@@ -11,6 +11,7 @@
 //!   while a kept-alive connection waits for its next request, so it is the idle timeout too:
 //!   a scraper reconnects when its interval is longer, which costs nothing.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -38,6 +39,8 @@ pub(crate) struct HttpState {
     pub(crate) snapshots: Arc<SnapshotHandle>,
     pub(crate) metrics: Option<PrometheusHandle>,
     pub(crate) shutting_down: Arc<AtomicBool>,
+    /// The relationship store, when one is configured: readiness follows its connection.
+    pub(crate) store: Option<Arc<crate::store::Store>>,
 }
 
 /// The classic Prometheus text format.
@@ -66,14 +69,36 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+async fn readyz(State(state): State<HttpState>) -> (StatusCode, Cow<'static, str>) {
+    let unavailable = |text: &'static str| (StatusCode::SERVICE_UNAVAILABLE, Cow::Borrowed(text));
     if state.shutting_down.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else if state.snapshots.load().is_none() {
-        (StatusCode::SERVICE_UNAVAILABLE, "no policy bundle loaded\n")
-    } else {
-        (StatusCode::OK, "ready\n")
+        return unavailable("shutting down\n");
     }
+    if state.snapshots.load().is_none() {
+        if state.store.is_some() && state.snapshots.load_bundle().is_some() {
+            return unavailable("the relationship store's state is not loaded yet\n");
+        }
+        return unavailable("no policy bundle loaded\n");
+    }
+    if let Some(store) = &state.store {
+        let served = state.snapshots.applied_revision().unwrap_or(0);
+        if let Some(away) = store.health().disconnected_for()
+            && away >= store.config().max_staleness
+        {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Cow::Owned(format!(
+                    "the relationship store is unreachable; serving store revision {served}\n"
+                )),
+            );
+        }
+        let lag = store.health().head().saturating_sub(served);
+        return (
+            StatusCode::OK,
+            Cow::Owned(format!("ready (store revision {served}, {lag} behind)\n")),
+        );
+    }
+    (StatusCode::OK, Cow::Borrowed("ready\n"))
 }
 
 /// Serves the HTTP port until `cancel` fires, then lets the requests in progress finish.

@@ -92,6 +92,26 @@ pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "verdict_tls_handshake_failures_t
 /// output is blocked) or writing them failed.
 pub const DECISION_LOG_DROPPED_TOTAL: &str = "verdict_decision_log_dropped_total";
 
+/// 1 while the relationship store follower is connected, 0 while it is not (only with a
+/// store).
+pub const STORE_CONNECTED: &str = "verdict_store_connected";
+/// The relationship store revision this replica serves.
+pub const STORE_REVISION: &str = "verdict_store_revision";
+/// The store's last committed revision this replica has seen.
+pub const STORE_HEAD_REVISION: &str = "verdict_store_head_revision";
+/// Revisions the store has that this replica does not serve yet (head minus served).
+pub const STORE_LAG_REVISIONS: &str = "verdict_store_lag_revisions";
+/// Seconds since this replica last applied a store revision.
+pub const STORE_SECONDS_SINCE_APPLIED: &str = "verdict_store_seconds_since_applied";
+/// Tuples from the store in the serving graph.
+pub const STORE_TUPLES: &str = "verdict_store_tuples";
+/// Store tuples the serving bundle refuses (its schema or model changed since they were
+/// written): left out of the graph.
+pub const STORE_REJECTED_TUPLES: &str = "verdict_store_rejected_tuples";
+/// `WriteRelationships` calls by `result`: `ok`, `invalid`, `conflict` (exists, missing, a
+/// precondition), `unavailable`, `internal`.
+pub const STORE_WRITES_TOTAL: &str = "verdict_store_writes_total";
+
 /// The `action` label for actions the bundle does not know.
 pub const OTHER_ACTION: &str = "other";
 
@@ -252,6 +272,30 @@ pub fn describe() {
         "When the serving TLS certificate expires, since the Unix epoch."
     );
     describe_counter!(TLS_RELOADS_TOTAL, "Reloads of the TLS files by result.");
+    describe_gauge!(
+        STORE_CONNECTED,
+        "1 while the relationship store is reachable, 0 while it is not."
+    );
+    describe_gauge!(STORE_REVISION, "The relationship store revision served.");
+    describe_gauge!(
+        STORE_HEAD_REVISION,
+        "The relationship store's last committed revision seen."
+    );
+    describe_gauge!(
+        STORE_LAG_REVISIONS,
+        "Store revisions committed but not served yet."
+    );
+    describe_gauge!(
+        STORE_SECONDS_SINCE_APPLIED,
+        Unit::Seconds,
+        "Seconds since a relationship store revision was last applied."
+    );
+    describe_gauge!(STORE_TUPLES, "Tuples from the relationship store served.");
+    describe_gauge!(
+        STORE_REJECTED_TUPLES,
+        "Store tuples the serving bundle refuses, left out of the graph."
+    );
+    describe_counter!(STORE_WRITES_TOTAL, "WriteRelationships calls by result.");
     describe_counter!(
         TLS_HANDSHAKE_FAILURES_TOTAL,
         "TLS handshakes that did not complete, by reason."
@@ -802,4 +846,60 @@ pub fn record_tls_reload(updated: bool) {
 /// Records one TLS handshake that did not complete: `failed`, `timeout` or `overload`.
 pub fn record_tls_handshake_failure(reason: &'static str) {
     metrics::counter!(TLS_HANDSHAKE_FAILURES_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Records whether the relationship store follower is connected.
+pub fn set_store_connected(connected: bool) {
+    metrics::gauge!(STORE_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+}
+
+/// Records the store revision served and the store's head.
+pub fn set_store_revisions(served: u64, head: u64) {
+    metrics::gauge!(STORE_REVISION).set(served as f64);
+    metrics::gauge!(STORE_HEAD_REVISION).set(head.max(served) as f64);
+    metrics::gauge!(STORE_LAG_REVISIONS).set(head.saturating_sub(served) as f64);
+    metrics::gauge!(STORE_CONNECTED).set(1.0);
+}
+
+/// Records the store tuples served and those left out.
+pub fn set_store_tuples(tuples: usize, rejected: usize) {
+    metrics::gauge!(STORE_TUPLES).set(tuples as f64);
+    metrics::gauge!(STORE_REJECTED_TUPLES).set(rejected as f64);
+}
+
+/// Records the time since a store revision was last applied.
+pub fn set_store_staleness(since_applied: Duration) {
+    metrics::gauge!(STORE_SECONDS_SINCE_APPLIED).set(since_applied.as_secs_f64());
+}
+
+/// What a `WriteRelationships` call came to, for [`STORE_WRITES_TOTAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreWriteResult {
+    /// Committed.
+    Ok,
+    /// Refused before the database: a malformed or invalid item.
+    Invalid,
+    /// Refused by the database's state: exists, missing, a precondition.
+    Conflict,
+    /// The store was unreachable.
+    Unavailable,
+    /// Anything else.
+    Internal,
+}
+
+impl StoreWriteResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Invalid => "invalid",
+            Self::Conflict => "conflict",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// Counts one `WriteRelationships` call.
+pub fn record_store_write(result: StoreWriteResult) {
+    metrics::counter!(STORE_WRITES_TOTAL, "result" => result.as_str()).increment(1);
 }

@@ -22,6 +22,7 @@ use verdict::serving::SnapshotHandle;
 pub mod http1;
 pub mod jwt;
 pub mod pki;
+pub mod postgres;
 pub mod process;
 
 /// The example bundle shipped in `policies/`.
@@ -310,6 +311,7 @@ pub fn check(
         entities: Vec::new(),
         properties: Vec::new(),
         token: String::new(),
+        consistency: None,
     }
 }
 

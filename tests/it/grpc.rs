@@ -129,6 +129,7 @@ async fn batch_check_answers_every_item_in_order_from_one_snapshot() {
                 read_scope(),
             ),
         ],
+        consistency: None,
     };
     let answer = client.batch_check(small).await.unwrap().into_inner();
     assert_eq!(answer.results.len(), 3);
@@ -163,7 +164,10 @@ async fn batch_check_answers_every_item_in_order_from_one_snapshot() {
         })
         .collect();
     let answer = client
-        .batch_check(proto::BatchCheckRequest { checks })
+        .batch_check(proto::BatchCheckRequest {
+            checks,
+            consistency: None,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -416,7 +420,10 @@ async fn malformed_requests_get_invalid_argument_and_the_server_keeps_answering(
     // Over the batch limit.
     let checks = (0..101).map(|_| good()).collect();
     let status = client
-        .batch_check(proto::BatchCheckRequest { checks })
+        .batch_check(proto::BatchCheckRequest {
+            checks,
+            consistency: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);

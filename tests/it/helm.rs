@@ -275,6 +275,8 @@ fn optional_objects_appear_only_when_switched_on() {
     ));
     for wanted in [
         "HorizontalPodAutoscaler",
+        // The relationship store's migrations (store.migrations: job).
+        "Job",
         "NetworkPolicy",
         "PodDisruptionBudget",
         "ServiceMonitor",

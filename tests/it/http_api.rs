@@ -368,6 +368,7 @@ fn check_proto(input: &verdict_core::CheckInput) -> proto::CheckRequest {
             .collect(),
         properties: input.properties.clone(),
         token: String::new(),
+        ..proto::CheckRequest::default()
     }
 }
 
@@ -431,6 +432,7 @@ fn every_example_request_gets_the_same_answer_over_grpc_and_http() {
         let over_grpc = runtime
             .block_on(client.batch_check(proto::BatchCheckRequest {
                 checks: proto_chunk.to_vec(),
+                ..proto::BatchCheckRequest::default()
             }))
             .unwrap()
             .into_inner();

@@ -3,21 +3,20 @@
 //! Each module was a test crate of its own; the harness they share is in `tests/common/` and
 //! `tests/envoy/harness.rs`, where the benchmarks also find it.
 
-#[path = "../common/mod.rs"]
-mod common;
-#[allow(dead_code, reason = "the benchmarks use the parts the tests do not")]
-#[path = "../envoy/harness.rs"]
-mod envoy_harness;
-
 mod architecture;
 mod auth;
 mod authzen;
 mod bad_bundles;
 mod cli;
+#[path = "../common/mod.rs"]
+mod common;
 mod decision_tables;
 mod differential;
 mod envoy;
 mod envoy_config;
+#[allow(dead_code, reason = "the benchmarks use the parts the tests do not")]
+#[path = "../envoy/harness.rs"]
+mod envoy_harness;
 mod ext_authz;
 mod fuzz_regressions;
 mod grpc;
@@ -31,5 +30,6 @@ mod reload;
 mod shutdown;
 mod slice;
 mod stock_clients;
+mod store;
 mod tls;
 mod tokens;

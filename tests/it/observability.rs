@@ -116,7 +116,10 @@ fn a_real_prometheus_scrapes_decision_metrics_and_promtool_lints_them() {
             .map(|user| read_check(user, "roadmap"))
             .collect();
         client
-            .batch_check(proto::BatchCheckRequest { checks })
+            .batch_check(proto::BatchCheckRequest {
+                checks,
+                consistency: None,
+            })
             .await
             .unwrap();
     });
@@ -272,6 +275,7 @@ fn ten_thousand_distinct_requests_add_no_series() {
         entities: Vec::new(),
         properties: Vec::new(),
         token: String::new(),
+        consistency: None,
     };
     // Every kind of answer once: allow, deny, unknown action, evaluation error, rejection.
     runtime.block_on(async {

@@ -205,7 +205,10 @@ async fn forged_conflicting_and_unconfigured_tokens_are_refused() {
         ),
     ];
     let batch = client
-        .batch_check(proto::BatchCheckRequest { checks })
+        .batch_check(proto::BatchCheckRequest {
+            checks,
+            consistency: None,
+        })
         .await
         .unwrap()
         .into_inner();

@@ -20,7 +20,7 @@ pub(crate) const MAX_LINE_BYTES: usize = 256;
 const MAX_ERRORS_PER_FILE: usize = 50;
 
 /// The revoked token ids of one bundle. Immutable once loaded.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Revocations {
     ids: FxHashSet<String>,
 }

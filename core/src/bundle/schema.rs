@@ -27,7 +27,7 @@ const USERSET_FRAGMENT: &str = "namespace Verdict { entity Userset in [Userset];
 
 /// A parsed schema and what Verdict needs to know about it.
 #[derive(Debug)]
-pub(super) struct LoadedSchema {
+pub(crate) struct LoadedSchema {
     pub(super) schema: Schema,
     /// Every declared entity type, fully qualified.
     entity_types: FxHashSet<String>,
@@ -221,7 +221,7 @@ impl RelationCatalog {
     /// Adds the model's relations or, without a model, the tuples' relations (only without a
     /// schema: a schema's list is complete), and resolves every relation to its id in the
     /// index.
-    pub(super) fn with_tuple_relations(
+    pub(crate) fn with_tuple_relations(
         mut self,
         index: &TupleIndex,
         model: Option<&RelationModel>,

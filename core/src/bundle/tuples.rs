@@ -103,6 +103,19 @@ pub(super) fn load(
     }
 }
 
+/// Checks one tuple that does not come from a file (a write to the relationship store)
+/// exactly as a tuple file's line is checked: Cedar's type syntax, the schema, and the
+/// relation model's type restrictions when there is one.
+pub(crate) fn check_one(
+    tuple: &TupleText<'_>,
+    schema: Option<&LoadedSchema>,
+    model: Option<&RelationModel>,
+) -> Result<(), String> {
+    let mut valid_types = FxHashSet::default();
+    check(tuple, schema, &mut valid_types).map_err(|(_, message)| message)?;
+    model.map_or(Ok(()), |model| model.check_tuple(tuple))
+}
+
 /// Cuts a file into runs of whole lines of about [`PIECE_BYTES`] each.
 fn split_into_pieces(file: &BundleFile) -> Vec<Piece<'_>> {
     let text = file.text.as_str();

@@ -59,7 +59,7 @@ dense_id!(
 );
 
 /// The immutable index of every tuple in a bundle.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct TupleIndex {
     type_names: Vec<Box<str>>,
     type_ids: FxHashMap<Box<str>, TypeId>,
@@ -222,6 +222,38 @@ impl TupleIndex {
     }
 }
 
+impl TupleIndex {
+    /// Returns whether the index holds `tuple` itself (not whether a search would find its
+    /// subject through other tuples): what "the bundle defines this tuple" means.
+    pub fn contains(&self, tuple: &TupleText<'_>) -> bool {
+        self.find(tuple).unwrap_or(false)
+    }
+
+    fn find(&self, tuple: &TupleText<'_>) -> Option<bool> {
+        let object_type = self.type_id(tuple.object.entity_type)?;
+        let object = self.entity(object_type, &tuple.object.id)?;
+        let userset = self.userset(object, self.relation_id(tuple.relation)?)?;
+        let edges = self.edges(userset);
+        Some(match &tuple.subject {
+            SubjectText::Entity(subject) => {
+                let subject_type = self.type_id(subject.entity_type)?;
+                let subject = self.entity(subject_type, &subject.id)?;
+                edges.direct.binary_search(&subject).is_ok()
+            }
+            SubjectText::Wildcard { entity_type } => {
+                let subject_type = self.type_id(entity_type)?;
+                edges.wildcards.binary_search(&subject_type).is_ok()
+            }
+            SubjectText::Userset { object, relation } => {
+                let subject_type = self.type_id(object.entity_type)?;
+                let subject = self.entity(subject_type, &object.id)?;
+                let child = self.userset(subject, self.relation_id(relation)?)?;
+                edges.children.binary_search(&child).is_ok()
+            }
+        })
+    }
+}
+
 /// Collects tuples, then freezes them into a [`TupleIndex`].
 #[derive(Debug, Default)]
 pub struct TupleIndexBuilder {
@@ -243,6 +275,49 @@ impl TupleIndexBuilder {
     /// Returns an empty builder.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Returns a builder that already holds every tuple of `index`, with the same interned
+    /// ids, so more tuples can be added to a copy of a frozen index (the bundle's tuples with
+    /// the relationship store's on top) without parsing the first ones again.
+    pub fn from_index(index: &TupleIndex) -> Self {
+        let mut direct_edges = Vec::with_capacity(index.direct.len());
+        let mut wildcard_edges = Vec::with_capacity(index.wildcards.len());
+        let mut child_edges = Vec::with_capacity(index.children.len());
+        for u in 0..index.userset_count() {
+            let userset = UsersetId(to_u32(u));
+            let edges = index.edges(userset);
+            direct_edges.extend(edges.direct.iter().map(|&e| (userset, e)));
+            wildcard_edges.extend(edges.wildcards.iter().map(|&t| (userset, t)));
+            child_edges.extend(edges.children.iter().map(|&c| (userset, c)));
+        }
+        let mut type_relations = FxHashSet::default();
+        for (t, relations) in index.relations_by_type.iter().enumerate() {
+            for &relation in relations {
+                type_relations.insert((TypeId(to_u32(t)), relation));
+            }
+        }
+        // The frozen arrays are rebuilt by `finish`; only the interning tables are kept.
+        let index = TupleIndex {
+            type_names: index.type_names.clone(),
+            type_ids: index.type_ids.clone(),
+            relation_names: index.relation_names.clone(),
+            relation_ids: index.relation_ids.clone(),
+            entities: index.entities.clone(),
+            entity_count: index.entity_count,
+            entity_keys: index.entity_keys.clone(),
+            usersets: index.usersets.clone(),
+            userset_keys: index.userset_keys.clone(),
+            ..TupleIndex::default()
+        };
+        Self {
+            index,
+            direct_edges,
+            wildcard_edges,
+            child_edges,
+            type_relations,
+            full: false,
+        }
     }
 
     /// Adds one tuple; duplicates are counted once.
@@ -457,6 +532,46 @@ mod tests {
             index.edges(index.userset(t, member).unwrap()).direct.len(),
             1
         );
+    }
+
+    #[test]
+    fn a_builder_from_an_index_keeps_its_tuples_and_takes_more() {
+        let lines = [
+            r##"Doc::"a"#viewer@User::"u1""##,
+            r##"Doc::"a"#viewer@User::*"##,
+            r##"Doc::"a"#viewer@Team::"t"#member"##,
+            r##"Team::"t"#member@User::"u2""##,
+        ];
+        let base = build(&lines);
+        let mut builder = TupleIndexBuilder::from_index(&base);
+        let extra = r##"Doc::"b"#owner@User::"u1""##;
+        builder.add(&parse_tuple_line(extra).unwrap().unwrap());
+        // A duplicate of a base tuple counts once.
+        builder.add(&parse_tuple_line(lines[0]).unwrap().unwrap());
+        let merged = builder.finish().unwrap();
+        assert_eq!(merged.tuple_count(), 5);
+        for line in lines.iter().chain([&extra]) {
+            assert!(
+                merged.contains(&parse_tuple_line(line).unwrap().unwrap()),
+                "{line}"
+            );
+        }
+        assert!(!base.contains(&parse_tuple_line(extra).unwrap().unwrap()));
+        // Ids of the base are kept.
+        assert_eq!(merged.type_id("Doc"), base.type_id("Doc"));
+        assert_eq!(merged.relation_id("member"), base.relation_id("member"));
+        for absent in [
+            r##"Doc::"a"#viewer@User::"u2""##,
+            r##"Doc::"a"#owner@User::"u1""##,
+            r##"Doc::"a"#viewer@Robot::*"##,
+            r##"Doc::"a"#viewer@Team::"t"#owner"##,
+            r##"Nope::"a"#viewer@User::"u1""##,
+        ] {
+            assert!(
+                !merged.contains(&parse_tuple_line(absent).unwrap().unwrap()),
+                "{absent}"
+            );
+        }
     }
 
     #[test]

@@ -86,6 +86,19 @@ pub fn display_uid(entity_type: &str, id: &str) -> String {
     format!("{entity_type}::\"{}\"", id.escape_debug())
 }
 
+/// Writes the tuple in the syntax of a tuple file, ids escaped so that
+/// [`parse_tuple_line`] reads back the same tuple: the canonical text of a tuple.
+impl fmt::Display for TupleText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}@", self.object, self.relation)?;
+        match &self.subject {
+            SubjectText::Entity(uid) => write!(f, "{uid}"),
+            SubjectText::Userset { object, relation } => write!(f, "{object}#{relation}"),
+            SubjectText::Wildcard { entity_type } => write!(f, "{entity_type}::*"),
+        }
+    }
+}
+
 impl fmt::Display for EntityUidText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}::\"{}\"", self.entity_type, self.id.escape_debug())
@@ -378,6 +391,19 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_canonical_text_of_a_tuple_parses_back_to_the_same_tuple() {
+        for line in [
+            r##"Doc::"a"#viewer@User::"u1""##,
+            r##"Acme::Doc::"q\"uo\\te"#viewer@User::*"##,
+            r##"Doc::"tab\there\u{1b}"#viewer@Team::"t'x"#member"##,
+        ] {
+            let tuple = parse_tuple_line(line).unwrap().unwrap();
+            let text = tuple.to_string();
+            assert_eq!(parse_tuple_line(&text).unwrap().unwrap(), tuple, "{text}");
+        }
+    }
 
     fn uid<'a>(entity_type: &'a str, id: &'a str) -> EntityUidText<'a> {
         EntityUidText {

@@ -142,6 +142,7 @@ pub fn check_request(value: &Value, path: &str) -> Result<proto::CheckRequest, H
             "entities",
             "properties",
             "token",
+            "consistency",
         ],
         path,
     )?;
@@ -184,20 +185,79 @@ pub fn check_request(value: &Value, path: &str) -> Result<proto::CheckRequest, H
         entities,
         properties,
         token: string(object, "token", path)?,
+        consistency: consistency(object, path)?,
     })
+}
+
+/// Parses `consistency` (proto3 JSON: one of `minimizeLatency`, `atLeastAsFresh`,
+/// `fullyConsistent`, or their proto names), if present.
+fn consistency(
+    object: &Map<String, Value>,
+    path: &str,
+) -> Result<Option<proto::Consistency>, HttpError> {
+    use proto::consistency::Requirement;
+    let Some(value) = get(object, "consistency") else {
+        return Ok(None);
+    };
+    let at = format!("{path}consistency");
+    let fields = as_object(value, &at)?;
+    let prefix = format!("{at}.");
+    const NAMES: [(&str, &str); 3] = [
+        ("minimizeLatency", "minimize_latency"),
+        ("atLeastAsFresh", "at_least_as_fresh"),
+        ("fullyConsistent", "fully_consistent"),
+    ];
+    let known: Vec<&str> = NAMES.iter().flat_map(|(a, b)| [*a, *b]).collect();
+    only_known(fields, &known, &prefix)?;
+    if fields.len() > 1 {
+        return Err(HttpError::invalid(format!(
+            "{at}: at most one of minimizeLatency, atLeastAsFresh, fullyConsistent"
+        )));
+    }
+    let Some((key, value)) = fields.iter().next() else {
+        return Ok(Some(proto::Consistency { requirement: None }));
+    };
+    let boolean = |value: &Value| match value {
+        Value::Bool(flag) => Ok(*flag),
+        other => Err(HttpError::wrong_type(
+            &format!("{prefix}{key}"),
+            "a boolean",
+            other,
+        )),
+    };
+    let requirement = match key.as_str() {
+        "minimizeLatency" | "minimize_latency" => Requirement::MinimizeLatency(boolean(value)?),
+        "fullyConsistent" | "fully_consistent" => Requirement::FullyConsistent(boolean(value)?),
+        _ => match value {
+            Value::String(token) => Requirement::AtLeastAsFresh(token.clone()),
+            other => {
+                return Err(HttpError::wrong_type(
+                    &format!("{prefix}{key}"),
+                    "a string",
+                    other,
+                ));
+            }
+        },
+    };
+    Ok(Some(proto::Consistency {
+        requirement: Some(requirement),
+    }))
 }
 
 /// Parses a `BatchCheckRequest`.
 pub fn batch_check_request(
     object: &Map<String, Value>,
 ) -> Result<proto::BatchCheckRequest, HttpError> {
-    only_known(object, &["checks"], "")?;
+    only_known(object, &["checks", "consistency"], "")?;
     let checks = array(object, "checks", "")?
         .iter()
         .enumerate()
         .map(|(i, check)| check_request(check, &format!("checks[{i}].")))
         .collect::<Result<_, _>>()?;
-    Ok(proto::BatchCheckRequest { checks })
+    Ok(proto::BatchCheckRequest {
+        checks,
+        consistency: consistency(object, "")?,
+    })
 }
 
 fn decision_name(code: i32) -> &'static str {
