@@ -3,11 +3,19 @@
 //! Each module was a test crate of its own; the harness they share is in `tests/common/` and
 //! `tests/envoy/harness.rs`, where the benchmarks also find it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, and the harness they share"
+)]
+
 mod architecture;
 mod auth;
 mod authzen;
 mod bad_bundles;
 mod cli;
+
 #[path = "../common/mod.rs"]
 mod common;
 mod decision_tables;
