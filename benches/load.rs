@@ -1,7 +1,8 @@
 //! The load benchmark: gRPC over loopback against Verdict, a no-op server with the same API
 //! (the transport ceiling), and Cerbos (a peer PDP), and Verdict's HTTP API (AuthZEN
-//! evaluation, and evaluations of 100, over keep-alive HTTP/1.1: target `verdict-http`), with
-//! the same generator and equivalent requests, in the same run.
+//! evaluation, and evaluations of 100, over keep-alive HTTP/1.1: target `verdict-http`) against
+//! Cerbos's HTTP API (`POST /api/check/resources`, JSON: target `cerbos-http`), with the same
+//! generator and equivalent requests, in the same run.
 //!
 //! ```sh
 //! cargo bench --bench load                       # everything, 10 s per measurement
@@ -213,6 +214,9 @@ enum Target {
     VerdictHttp,
     Noop,
     Cerbos,
+    /// Cerbos's HTTP API (`POST /api/check/resources`, JSON) over keep-alive HTTP/1.1: the
+    /// peer of `verdict-http`.
+    CerbosHttp,
 }
 
 impl Target {
@@ -222,6 +226,7 @@ impl Target {
             Self::VerdictHttp => "verdict-http",
             Self::Noop => "noop",
             Self::Cerbos => "cerbos",
+            Self::CerbosHttp => "cerbos-http",
         }
     }
 
@@ -231,6 +236,7 @@ impl Target {
             "verdict-http" => Self::VerdictHttp,
             "noop" => Self::Noop,
             "cerbos" => Self::Cerbos,
+            "cerbos-http" => Self::CerbosHttp,
             other => panic!("unknown target {other}"),
         }
     }
@@ -458,7 +464,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_cerbos() -> Server {
+/// Starts Cerbos; `addr` is its gRPC port, or its HTTP port when `http`.
+fn start_cerbos(http_api: bool) -> Server {
     let binary = cerbos_binary();
     let scratch = tempfile::tempdir().unwrap();
     let policies = scratch.path().join("policies");
@@ -482,7 +489,8 @@ fn start_cerbos() -> Server {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
+    let port = if http_api { http } else { grpc };
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let started = Instant::now();
     while std::net::TcpStream::connect(addr).is_err() {
         assert!(
@@ -592,6 +600,9 @@ enum Prepared {
     VerdictBatch(proto::BatchCheckRequest, Vec<bool>),
     /// An AuthZEN request: its path, its JSON body, and the decisions it must get.
     Http(&'static str, bytes::Bytes, Vec<bool>),
+    /// A Cerbos HTTP `CheckResources`: its JSON body, each resource's action, and the
+    /// decisions it must get.
+    CerbosHttp(bytes::Bytes, Vec<&'static str>, Vec<bool>),
     Cerbos(cerbos::CheckResourcesRequest, Vec<bool>),
 }
 
@@ -658,6 +669,31 @@ fn prepare(target: Target, mode: Mode) -> Vec<Prepared> {
                 )
             })
             .collect(),
+        (Target::CerbosHttp, Mode::Check) => all
+            .iter()
+            .map(|&c| {
+                Prepared::CerbosHttp(
+                    cerbos_http_body(c.user, &[c]),
+                    vec![c.action],
+                    vec![expected(c.user, c.action, c.document)],
+                )
+            })
+            .collect(),
+        (Target::CerbosHttp, Mode::Batch) => all
+            .chunks(BATCH)
+            .map(|chunk| {
+                let user = chunk[0].user;
+                let checks: Vec<Check> = chunk.iter().map(|&c| Check { user, ..c }).collect();
+                Prepared::CerbosHttp(
+                    cerbos_http_body(user, &checks),
+                    checks.iter().map(|c| c.action).collect(),
+                    checks
+                        .iter()
+                        .map(|c| expected(c.user, c.action, c.document))
+                        .collect(),
+                )
+            })
+            .collect(),
         (Target::Cerbos, Mode::Check) => all
             .iter()
             .map(|&c| {
@@ -692,6 +728,25 @@ fn prepare(target: Target, mode: Mode) -> Vec<Prepared> {
     }
 }
 
+/// The JSON body of Cerbos's HTTP `CheckResources` for `checks`, all by `user` (the same
+/// principal, roles and resource attributes as the gRPC requests).
+fn cerbos_http_body(user: usize, checks: &[Check]) -> bytes::Bytes {
+    let principal = cerbos_principal(user);
+    let body = serde_json::json!({
+        "requestId": "load",
+        "principal": {"id": principal.id, "roles": principal.roles},
+        "resources": checks.iter().map(|c| serde_json::json!({
+            "actions": [c.action],
+            "resource": {
+                "kind": "document",
+                "id": format!("d{}", c.document),
+                "attr": {"owner": format!("u{}", owner(c.document))},
+            },
+        })).collect::<Vec<_>>(),
+    });
+    serde_json::to_vec(&body).unwrap().into()
+}
+
 /// The AuthZEN evaluation of one check.
 fn authzen_evaluation(check: Check) -> serde_json::Value {
     serde_json::json!({
@@ -717,7 +772,7 @@ enum Conn {
 
 /// Opens a connection to `target` at `addr`.
 async fn connect(target: Target, addr: SocketAddr) -> Conn {
-    if target == Target::VerdictHttp {
+    if matches!(target, Target::VerdictHttp | Target::CerbosHttp) {
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
         connector.set_nodelay(true);
         let client =
@@ -735,12 +790,14 @@ async fn connect(target: Target, addr: SocketAddr) -> Conn {
     )
 }
 
-/// Sends one AuthZEN request and checks its decisions.
+/// Sends one JSON request over HTTP and checks its decisions: an AuthZEN request when
+/// `cerbos_actions` is `None`, else a Cerbos `CheckResources` whose resources ask those actions.
 async fn send_http(
     client: &HttpClient,
     addr: SocketAddr,
     path: &str,
     body: &bytes::Bytes,
+    cerbos_actions: Option<&[&str]>,
     want: &[bool],
 ) -> Result<usize, String> {
     use http_body_util::BodyExt;
@@ -760,9 +817,21 @@ async fn send_http(
         return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes)));
     }
     let answer: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-    let got: Vec<bool> = match answer.get("evaluations").and_then(|e| e.as_array()) {
-        Some(items) => items.iter().map(|i| i["decision"] == true).collect(),
-        None => vec![answer["decision"] == true],
+    let got: Vec<bool> = match (cerbos_actions, answer.get("evaluations")) {
+        (Some(actions), _) => answer["results"]
+            .as_array()
+            .map(|results| {
+                results
+                    .iter()
+                    .zip(actions)
+                    .map(|(r, action)| r["actions"][action] == "EFFECT_ALLOW")
+                    .collect()
+            })
+            .unwrap_or_default(),
+        (None, Some(serde_json::Value::Array(items))) => {
+            items.iter().map(|i| i["decision"] == true).collect()
+        }
+        (None, _) => vec![answer["decision"] == true],
     };
     if got != want {
         return Err(format!("unexpected decisions {got:?} for {path}"));
@@ -775,13 +844,19 @@ async fn send(conn: &Conn, prepared: &Prepared) -> Result<usize, String> {
     let allow = proto::Decision::Allow as i32;
     let channel = match (conn, prepared) {
         (Conn::Http(client, addr), Prepared::Http(path, body, want)) => {
-            return send_http(client, *addr, path, body, want).await;
+            return send_http(client, *addr, path, body, None, want).await;
+        }
+        (Conn::Http(client, addr), Prepared::CerbosHttp(body, actions, want)) => {
+            let path = "/api/check/resources";
+            return send_http(client, *addr, path, body, Some(actions), want).await;
         }
         (Conn::Grpc(channel), _) => channel,
         (Conn::Http(..), _) => return Err("a gRPC request on an HTTP connection".to_owned()),
     };
     match prepared {
-        Prepared::Http(..) => Err("an HTTP request on a gRPC channel".to_owned()),
+        Prepared::Http(..) | Prepared::CerbosHttp(..) => {
+            Err("an HTTP request on a gRPC channel".to_owned())
+        }
         Prepared::Verdict(request, want) => {
             let mut client = proto::authorization_client::AuthorizationClient::new(channel.clone());
             let answer = client
@@ -1173,6 +1248,7 @@ fn main() {
             Target::Verdict,
             Target::VerdictHttp,
             Target::Cerbos,
+            Target::CerbosHttp,
         ],
         Err(_) => vec![Target::Noop, Target::Verdict, Target::VerdictHttp],
     };
@@ -1238,7 +1314,8 @@ fn tables(
             Target::Verdict => start_verdict(),
             Target::VerdictHttp => start_verdict_http(),
             Target::Noop => start_noop(),
-            Target::Cerbos => start_cerbos(),
+            Target::Cerbos => start_cerbos(false),
+            Target::CerbosHttp => start_cerbos(true),
         };
         for &mode in modes {
             for &in_flight in concurrencies {
