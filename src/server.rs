@@ -367,6 +367,7 @@ pub async fn run_with_authenticator(
                 max_concurrent_streams: config.listener.max_concurrent_streams,
                 keepalive_interval: config.listener.http2_keepalive_interval,
                 keepalive_timeout: config.listener.http2_keepalive_timeout,
+                idle_timeout: config.listener.idle_timeout,
             },
         };
         let acceptor = accept::Acceptor::new(listener, caps.api, "http_api");

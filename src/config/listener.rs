@@ -46,8 +46,8 @@ pub struct ListenerArgs {
     /// How long a keepalive ping may go unanswered before the connection is closed.
     #[arg(long, env = "VERDICT_HTTP2_KEEPALIVE_TIMEOUT", default_value = DEFAULT_HTTP2_KEEPALIVE_TIMEOUT, value_parser = parse_duration)]
     pub http2_keepalive_timeout: Duration,
-    /// Close a connection with no request in progress for this long (`0` never); keepalive
-    /// pings do not count as activity, an open stream does.
+    /// Close a connection with no request in progress for this long (`0` never), on the gRPC
+    /// port and the HTTP API's; keepalive pings do not count as activity, an open stream does.
     #[arg(long, env = "VERDICT_IDLE_TIMEOUT", default_value = DEFAULT_IDLE_TIMEOUT, value_parser = parse_duration)]
     pub idle_timeout: Duration,
     /// Ask clients to reconnect (HTTP/2 GOAWAY) once a connection is this old (`0` never), so

@@ -21,8 +21,10 @@
 //!   `authorization: Bearer <key>` and, with `--tls-client-ca`, the client certificate's
 //!   identities; a refusal is 401 or 403 with the JSON error body. The metadata and the
 //!   OpenAPI document are open.
-//! - **Slow clients.** Headers must arrive within [`HEADER_READ_TIMEOUT`] (the same timer
-//!   closes a kept-alive HTTP/1 connection idle for that long); the body within
+//! - **Slow and idle clients.** Headers must arrive within [`HEADER_READ_TIMEOUT`] (the same
+//!   timer closes a kept-alive HTTP/1 connection idle for that long); an h2c or HTTP/2
+//!   connection with no request in progress for `--idle-timeout` is closed, as on the gRPC
+//!   port (`super::limits::IdleTimeout`: keepalive pings do not count); the body within
 //!   `--request-body-timeout` (408). A request takes a slot only once its body is in, as on
 //!   the gRPC port (`super::admission`), so slow bodies cannot starve others of slots.
 //! - **Drain.** On shutdown the listener stops accepting, connections finish their requests in
@@ -49,6 +51,7 @@ use tower::ServiceExt;
 use super::accept::Acceptor;
 use super::auth::{self, ClientCertificates};
 use super::http::HEADER_READ_TIMEOUT;
+use super::limits::{IdleTimeout, RequestInProgress};
 use super::tls::TlsState;
 use crate::api::http::{HttpError, OPEN_ROUTES, route_label};
 use crate::api::record::RequestId;
@@ -73,6 +76,10 @@ pub(super) struct ApiTransport {
     /// HTTP/2 keepalive pings (`--http2-keepalive-*`).
     pub(super) keepalive_interval: Option<Duration>,
     pub(super) keepalive_timeout: Duration,
+    /// A connection with no request in progress for this long is closed (`--idle-timeout`,
+    /// `None` when off), as on the gRPC port: HTTP/1 keep-alive connections are closed sooner
+    /// by the header timer, h2c and HTTP/2 connections only by this.
+    pub(super) idle_timeout: Option<Duration>,
 }
 
 /// What each request goes through before the router; cheap to clone.
@@ -240,7 +247,7 @@ pub(super) async fn serve(
             let accept_cancel = cancel.child_token();
             let mut incoming = tls.incoming_with_alpn(
                 acceptor,
-                None,
+                gate.transport.idle_timeout,
                 accept_cancel.clone(),
                 Some(vec![b"h2".to_vec(), b"http/1.1".to_vec()]),
             );
@@ -257,11 +264,17 @@ pub(super) async fn serve(
                     .1
                     .peer_certificates()
                     .map(|certs| ClientCertificates(Arc::new(certs.to_vec())));
+                let activity = connection.get_ref().0.activity();
                 let gate = gate.clone();
                 let service = hyper::service::service_fn(move |request| {
                     let gate = gate.clone();
                     let certificates = certificates.clone();
-                    async move { Ok::<_, Infallible>(gate.handle(request, certificates).await) }
+                    let in_progress = RequestInProgress::start(&activity);
+                    async move {
+                        let response = gate.handle(request, certificates).await;
+                        drop(in_progress);
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let served = graceful.watch(
                     builder
@@ -302,10 +315,17 @@ async fn http1_and_h2c(
             connection = acceptor.accept() => connection,
         };
         let _ = connection.get_ref().set_nodelay(true);
+        let connection = IdleTimeout::new(connection, gate.transport.idle_timeout);
+        let activity = connection.activity();
         let gate = gate.clone();
         let service = hyper::service::service_fn(move |request| {
             let gate = gate.clone();
-            async move { Ok::<_, Infallible>(gate.handle(request, None).await) }
+            let in_progress = RequestInProgress::start(&activity);
+            async move {
+                let response = gate.handle(request, None).await;
+                drop(in_progress);
+                Ok::<_, Infallible>(response)
+            }
         });
         let served = graceful.watch(
             builder

@@ -224,7 +224,7 @@ pub(super) struct RequestInProgress(Arc<ConnectionActivity>);
 impl Observer for RequestInProgress {}
 
 impl RequestInProgress {
-    fn start(activity: &Arc<ConnectionActivity>) -> Self {
+    pub(super) fn start(activity: &Arc<ConnectionActivity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         Self(Arc::clone(activity))
     }
@@ -272,6 +272,12 @@ pub(super) fn track_request(request: &http::Request<Body>) -> Option<RequestInPr
 }
 
 impl<IO> IdleTimeout<IO> {
+    /// This connection's activity, for a server that counts its requests itself (the HTTP
+    /// API's, which tonic's connection info does not reach).
+    pub(super) fn activity(&self) -> Arc<ConnectionActivity> {
+        Arc::clone(&self.activity)
+    }
+
     pub(super) fn new(inner: IO, idle: Option<Duration>) -> Self {
         Self {
             inner,

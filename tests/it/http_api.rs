@@ -626,6 +626,50 @@ fn h2c_prior_knowledge_is_served() {
     runtime.block_on(server.stop());
 }
 
+/// An h2c connection that answered one request and then sends nothing but answers to the
+/// server's keepalive pings is closed after `--idle-timeout`, as on the gRPC port (hyper's
+/// header timer closes only idle HTTP/1 connections); others keep being answered.
+#[test]
+fn an_idle_h2c_connection_is_closed_after_the_idle_timeout() {
+    let runtime = runtime();
+    let (server, addr) = start_with(&runtime, &todo_bundle(), |config| {
+        config.listener.idle_timeout = Some(Duration::from_millis(800));
+        config.listener.http2_keepalive_interval = Some(Duration::from_millis(100));
+    });
+    runtime.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{addr}/access/v1/evaluation"))
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let (response, mut send) = client.send_request(request, false).unwrap();
+        send.send_data(allowed_evaluation().to_string().into(), true)
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(30), response)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            body.flow_control().release_capacity(chunk.len()).unwrap();
+        }
+        // Then nothing but pings and their answers: the server closes the connection.
+        let closed = tokio::time::timeout(Duration::from_secs(20), connection).await;
+        assert!(
+            closed.is_ok(),
+            "an h2c connection with no request for 20 s was still open"
+        );
+    });
+    still_answers(addr);
+    runtime.block_on(server.stop());
+}
+
 #[test]
 fn http_decisions_are_counted_and_logged_as_the_http_front_end() {
     let mut verdict = common::process::Verdict::start(
