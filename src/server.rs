@@ -422,7 +422,10 @@ pub async fn run_with_authenticator(
         }
         // Keep answering while load balancers take the pod out of rotation.
         if !shutdown_delay.is_zero() {
-            tracing::info!(delay = ?shutdown_delay, "still answering until the listener closes");
+            tracing::info!(
+                delay = %humantime::format_duration(shutdown_delay),
+                "still answering until the listener closes"
+            );
             tokio::time::sleep(shutdown_delay).await;
         }
         draining_started.notify_one();
@@ -457,7 +460,10 @@ pub async fn run_with_authenticator(
             draining.notified().await;
             tokio::time::sleep(grace).await;
         } => {
-            tracing::warn!(?grace, "shutdown grace period over; closing the remaining connections");
+            tracing::warn!(
+                grace = %humantime::format_duration(grace),
+                "shutdown grace period over; closing the remaining connections"
+            );
             Ok(())
         }
     };

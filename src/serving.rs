@@ -220,7 +220,10 @@ impl SnapshotHandle {
                 if merge.rejected > 0 {
                     tracing::warn!(
                         rejected = merge.rejected,
-                        first = ?merge.first_rejections.first().map(|(_, why)| why),
+                        first = merge
+                            .first_rejections
+                            .first()
+                            .map_or("", |(_, why)| why.as_str()),
                         "store tuples this bundle refuses are left out of the graph"
                     );
                 }

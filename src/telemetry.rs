@@ -48,7 +48,9 @@ pub fn init_tracing(
     // A second initialisation (tests) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        // Flat: the event's fields beside `timestamp`, `level`, `target` and `message`, not
+        // nested under `fields`, so log pipelines index them without a JSON path.
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     guard
 }

@@ -5,11 +5,10 @@
 //! the route.
 //!
 //! Also the request id both use: the caller's `x-request-id` when it is a sane token, else a
-//! number the server hands out.
+//! ULID the server assigns.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use verdict_core::Decision;
@@ -45,7 +44,9 @@ impl FrontEnd {
 #[derive(Debug, Clone)]
 pub(crate) enum RequestId {
     Given(Arc<str>),
-    Numbered(u64),
+    /// Assigned by Verdict: a ULID (time-ordered, unique across restarts and replicas, unlike a
+    /// per-process counter).
+    Assigned(ulid::Ulid),
 }
 
 /// The longest `x-request-id` taken as given.
@@ -53,9 +54,8 @@ const MAX_REQUEST_ID_BYTES: usize = 128;
 
 impl RequestId {
     /// Returns `given` when it is a sane id (1 to 128 letters, digits, `-`, `_`, `.` or `:`),
-    /// else the next number.
+    /// else a new ULID.
     pub(crate) fn from_given(given: Option<&str>) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let given = given.filter(|id| {
             !id.is_empty()
                 && id.len() <= MAX_REQUEST_ID_BYTES
@@ -65,7 +65,7 @@ impl RequestId {
         });
         match given {
             Some(id) => Self::Given(Arc::from(id)),
-            None => Self::Numbered(NEXT.fetch_add(1, Ordering::Relaxed)),
+            None => Self::Assigned(ulid::Ulid::generate()),
         }
     }
 }
@@ -74,7 +74,7 @@ impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Given(id) => f.write_str(id),
-            Self::Numbered(n) => write!(f, "verdict-{n:x}"),
+            Self::Assigned(id) => write!(f, "{id}"),
         }
     }
 }
@@ -149,7 +149,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sane_request_id_is_kept_and_anything_else_numbered() {
+    fn a_sane_request_id_is_kept_and_anything_else_gets_a_ulid() {
         assert_eq!(
             RequestId::from_given(Some("abc-123_x.y:z")).to_string(),
             "abc-123_x.y:z"
@@ -163,7 +163,12 @@ mod tests {
             Some(&*"a".repeat(129)),
         ] {
             let id = RequestId::from_given(bad).to_string();
-            assert!(id.starts_with("verdict-"), "{bad:?}: {id}");
+            assert!(id.parse::<ulid::Ulid>().is_ok(), "{bad:?}: {id}");
         }
+        // Assigned ids differ, even within one millisecond.
+        assert_ne!(
+            RequestId::from_given(None).to_string(),
+            RequestId::from_given(None).to_string()
+        );
     }
 }

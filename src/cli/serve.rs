@@ -36,7 +36,7 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         max_bundle_file_bytes = config.bundle.max_file_bytes,
         max_bundle_bytes = config.bundle.max_bundle_bytes,
         allow_empty_bundle = config.bundle.allow_empty,
-        max_reload_drop = ?config.reload.max_drop,
+        max_reload_drop = config.reload.max_drop.unwrap_or(1.0),
         "starting verdict {}",
         env!("CARGO_PKG_VERSION")
     );
@@ -106,7 +106,7 @@ pub(super) fn run(args: ServeArgs) -> u8 {
     let tokens = &config.identity.verifier;
     if tokens.is_enabled() {
         let issuers: Vec<&str> = tokens.issuers().collect();
-        tracing::info!(issuers = ?issuers, "bearer tokens accepted from these issuers");
+        tracing::info!(issuers = %issuers.join(","), "bearer tokens accepted from these issuers");
     }
 
     // 3. The first snapshot; an invalid bundle stops here with every error, unless asked to
@@ -160,7 +160,12 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         if let Some(store) = config.store.as_ref().filter(|store| store.migrate) {
             match crate::store::migrate(&store.connection).await {
                 Ok(report) => tracing::info!(
-                    applied = ?report.applied,
+                    applied = %report
+                        .applied
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
                     version = report.version,
                     "relationship store schema up to date"
                 ),
@@ -216,7 +221,7 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         == Some(telemetry::decision_log::CloseOutcome::TimedOut)
     {
         tracing::warn!(
-            timeout = ?DECISION_LOG_FLUSH_TIMEOUT,
+            timeout = %humantime::format_duration(DECISION_LOG_FLUSH_TIMEOUT),
             "the decision log could not be flushed in time (its output is blocked); queued records are lost"
         );
     }

@@ -209,7 +209,10 @@ impl BundleWatch {
             Ok(watcher) => {
                 tracing::info!(
                     path = %self.configured.display(),
-                    target = ?now.as_ref().map(|(real, _)| real.display().to_string()),
+                    target = %now.as_ref().map_or_else(
+                        || "(nothing there)".to_owned(),
+                        |(real, _)| real.display().to_string()
+                    ),
                     "bundle path moved; watching the new target"
                 );
                 self._watcher = watcher;

@@ -189,7 +189,7 @@ impl Acceptor {
                 Err(error) => {
                     let pause = next_backoff(self.backoff);
                     self.backoff = Some(pause);
-                    tracing::warn!(listener = self.name, %error, ?pause, "accept failed; pausing before the next");
+                    tracing::warn!(listener = self.name, %error, pause = %humantime::format_duration(pause), "accept failed; pausing before the next");
                     self.pause = Some(Box::pin(tokio::time::sleep(pause)));
                 }
             }

@@ -195,7 +195,7 @@ impl Authenticator {
             admin = Some(policy.check(&presented, Role::Admin).is_ok());
             if let Err(presented) = policy.check(&presented, required) {
                 record_auth("certificate", AuthResult::PermissionDenied);
-                tracing::warn!(identities = ?presented, path, "client identity not allowed");
+                tracing::warn!(identities = %presented.join(","), path, "client identity not allowed");
                 let shown = if presented.is_empty() {
                     "a certificate without SAN identities".to_owned()
                 } else {

@@ -17,15 +17,21 @@ use tonic::body::Body;
 use tonic::codegen::http::{self, HeaderMap};
 
 use super::observe::Observer;
-use crate::telemetry::metrics::record_grpc;
+use crate::telemetry::metrics::{record_grpc, record_grpc_started};
 
 /// Methods with their own label; anything else is `other`, so labels stay bounded.
-const METHODS: [&str; 9] = [
+const METHODS: [&str; 15] = [
     "verdict.v1.Authorization/Check",
     "envoy.service.auth.v3.Authorization/Check",
     "verdict.v1.Authorization/BatchCheck",
+    "verdict.v1.Authorization/CheckRelation",
+    "verdict.v1.Authorization/LookupResources",
+    "verdict.v1.Authorization/LookupSubjects",
     "verdict.v1.Authorization/Status",
     "verdict.v1.Authorization/Reload",
+    "verdict.v1.Relationships/WriteRelationships",
+    "verdict.v1.Relationships/ReadRelationships",
+    "verdict.v1.Relationships/WatchRelationships",
     "grpc.health.v1.Health/Check",
     "grpc.health.v1.Health/Watch",
     "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
@@ -103,8 +109,10 @@ impl GrpcCall {
     /// Starts timing `request`; every request is observed.
     pub(super) fn start(request: &http::Request<Body>) -> Option<Self> {
         let started = Instant::now();
+        let method = method_label(request.uri().path());
+        record_grpc_started(method);
         Some(Self {
-            method: method_label(request.uri().path()),
+            method,
             started,
             client_deadline: client_timeout(request.headers())
                 .and_then(|timeout| started.checked_add(timeout)),

@@ -50,9 +50,9 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     let Some(handle) = state.metrics else {
         return (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response();
     };
-    // Rendering drains every histogram's recent samples: off the async workers, so a scrape
-    // does not hold up requests.
-    match tokio::task::spawn_blocking(move || handle.render()).await {
+    // Rendering reads /proc and drains every histogram's recent samples: off the async
+    // workers, so a scrape does not hold up requests.
+    match tokio::task::spawn_blocking(move || crate::telemetry::metrics::render(&handle)).await {
         Ok(text) => ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response(),
         Err(error) => {
             tracing::warn!(%error, "rendering metrics failed");

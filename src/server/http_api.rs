@@ -295,7 +295,7 @@ pub(super) async fn serve(
         .is_err()
     {
         tracing::warn!(
-            ?grace,
+            grace = %humantime::format_duration(grace),
             "shutdown grace period over; closing the remaining http api connections"
         );
     }

@@ -23,7 +23,6 @@ mod writer;
 pub use writer::{CloseOutcome, DecisionLogWriter};
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -84,32 +83,9 @@ impl DecisionLogSettings {
         if rate <= 0.0 {
             return false;
         }
-        uniform() < rate
+        // fastrand's per-thread generator: sampling needs speed, not secrecy.
+        fastrand::f64() < rate
     }
-}
-
-thread_local! {
-    static RANDOM: Cell<u64> = Cell::new(seed());
-}
-
-fn seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let address = &nanos as *const u64 as u64;
-    (nanos ^ address.rotate_left(32)) | 1
-}
-
-/// A number in [0, 1) from a per-thread xorshift generator: sampling needs speed, not secrecy.
-fn uniform() -> f64 {
-    RANDOM.with(|state| {
-        let mut x = state.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        state.set(x);
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    })
 }
 
 /// One decision, as the decision log records it.

@@ -53,6 +53,15 @@ pub const BATCH_SIZE: &str = "verdict_batch_size";
 pub const GRPC_REQUESTS_TOTAL: &str = "verdict_grpc_requests_total";
 /// gRPC request latency by `method`, until the last byte of the response.
 pub const GRPC_REQUEST_DURATION_SECONDS: &str = "verdict_grpc_request_duration_seconds";
+/// The conventional gRPC server families (go-grpc-prometheus, grpc-ecosystem's
+/// `grpc_prometheus`), so existing dashboards and alerts work unchanged: RPCs started, by
+/// `grpc_type` (`unary`, `server_stream`), `grpc_service` and `grpc_method` (`other` for
+/// methods Verdict does not serve, so labels stay bounded)...
+pub const GRPC_SERVER_STARTED_TOTAL: &str = "grpc_server_started_total";
+/// ... RPCs completed, with `grpc_code` in Go's spelling (`OK`, `PermissionDenied`, ...) ...
+pub const GRPC_SERVER_HANDLED_TOTAL: &str = "grpc_server_handled_total";
+/// ... and their latency until the response is complete.
+pub const GRPC_SERVER_HANDLING_SECONDS: &str = "grpc_server_handling_seconds";
 /// HTTP API requests by `route` (the route template, such as `/access/v1/evaluation`, or
 /// `other`) and `status` (the HTTP status code).
 pub const HTTP_REQUESTS_TOTAL: &str = "verdict_http_requests_total";
@@ -144,10 +153,15 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
             Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_owned()),
             &LATENCY_BUCKETS,
         )?
+        .set_buckets_for_metric(
+            Matcher::Full(GRPC_SERVER_HANDLING_SECONDS.to_owned()),
+            &LATENCY_BUCKETS,
+        )?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.to_owned()), &BATCH_BUCKETS)?
         .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE_TIMEOUT))
         .install_recorder()?;
     describe();
+    process_collector().describe();
     // Counters with closed label sets start at 0, so `increase()` sees their first event.
     for result in [
         ReloadResult::Updated,
@@ -170,12 +184,39 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     Ok(handle)
 }
 
+/// The `process_*` metrics (CPU seconds, resident and virtual memory, open and maximum file
+/// descriptors, threads, start time), read from `/proc` by `metrics-process` at each scrape.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Renders every metric in the Prometheus text format, the `process_*` gauges read just
+/// before. Blocking (it reads `/proc` and drains histograms): call it off the async workers.
+pub fn render(handle: &PrometheusHandle) -> String {
+    process_collector().collect();
+    handle.render()
+}
+
 /// Registers the help text of every metric (the `# HELP` lines).
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         DECISIONS_TOTAL,
         "Decisions by result, action and front-end."
+    );
+    describe_counter!(
+        GRPC_SERVER_STARTED_TOTAL,
+        "Total number of RPCs started on the server."
+    );
+    describe_counter!(
+        GRPC_SERVER_HANDLED_TOTAL,
+        "Total number of RPCs completed on the server, regardless of success or failure."
+    );
+    describe_histogram!(
+        GRPC_SERVER_HANDLING_SECONDS,
+        Unit::Seconds,
+        "Response latency of gRPC calls handled by the server, until the response is complete."
     );
     describe_counter!(
         EXT_AUTHZ_REFUSALS_TOTAL,
@@ -614,6 +655,30 @@ pub fn record_batch_size(checks: usize) {
 pub fn record_grpc(method: &'static str, code: &'static str, duration: Duration) {
     static REQUESTS: HandleCache<(&'static str, &'static str), Counter> = HandleCache::new();
     static DURATIONS: HandleCache<&'static str, Histogram> = HandleCache::new();
+    static HANDLED: HandleCache<(&'static str, &'static str), Counter> = HandleCache::new();
+    static HANDLING: HandleCache<&'static str, Histogram> = HandleCache::new();
+    let (kind, service, name) = grpc_labels(method);
+    HANDLED
+        .get(&(method, code), || {
+            metrics::counter!(
+                GRPC_SERVER_HANDLED_TOTAL,
+                "grpc_type" => kind,
+                "grpc_service" => service,
+                "grpc_method" => name,
+                "grpc_code" => go_code_name(code),
+            )
+        })
+        .increment(1);
+    HANDLING
+        .get(&method, || {
+            metrics::histogram!(
+                GRPC_SERVER_HANDLING_SECONDS,
+                "grpc_type" => kind,
+                "grpc_service" => service,
+                "grpc_method" => name,
+            )
+        })
+        .record(duration.as_secs_f64());
     REQUESTS
         .get(
             &(method, code),
@@ -626,6 +691,59 @@ pub fn record_grpc(method: &'static str, code: &'static str, duration: Duration)
             || metrics::histogram!(GRPC_REQUEST_DURATION_SECONDS, "method" => method),
         )
         .record(duration.as_secs_f64());
+}
+
+/// Records the start of one gRPC call (`method` as for [`record_grpc`]).
+pub fn record_grpc_started(method: &'static str) {
+    static STARTED: HandleCache<&'static str, Counter> = HandleCache::new();
+    let (kind, service, name) = grpc_labels(method);
+    STARTED
+        .get(&method, || {
+            metrics::counter!(
+                GRPC_SERVER_STARTED_TOTAL,
+                "grpc_type" => kind,
+                "grpc_service" => service,
+                "grpc_method" => name,
+            )
+        })
+        .increment(1);
+}
+
+/// The conventional labels of a method label (`service/Method` or `other`): its type, service
+/// and method.
+fn grpc_labels(method: &'static str) -> (&'static str, &'static str, &'static str) {
+    let (service, name) = method.split_once('/').unwrap_or(("other", "other"));
+    let kind = match name {
+        // Reflection is a bidirectional stream; Go's interceptor reports it as such.
+        "ServerReflectionInfo" => "bidi_stream",
+        "Watch" | "WatchRelationships" | "LookupResources" | "LookupSubjects" => "server_stream",
+        _ => "unary",
+    };
+    (kind, service, name)
+}
+
+/// A gRPC status code name (`PERMISSION_DENIED`) as Go's `codes.Code.String()` spells it
+/// (`PermissionDenied`), which the conventional families use.
+fn go_code_name(code: &'static str) -> &'static str {
+    match code {
+        "OK" => "OK",
+        "CANCELLED" => "Canceled",
+        "INVALID_ARGUMENT" => "InvalidArgument",
+        "DEADLINE_EXCEEDED" => "DeadlineExceeded",
+        "NOT_FOUND" => "NotFound",
+        "ALREADY_EXISTS" => "AlreadyExists",
+        "PERMISSION_DENIED" => "PermissionDenied",
+        "RESOURCE_EXHAUSTED" => "ResourceExhausted",
+        "FAILED_PRECONDITION" => "FailedPrecondition",
+        "ABORTED" => "Aborted",
+        "OUT_OF_RANGE" => "OutOfRange",
+        "UNIMPLEMENTED" => "Unimplemented",
+        "INTERNAL" => "Internal",
+        "UNAVAILABLE" => "Unavailable",
+        "DATA_LOSS" => "DataLoss",
+        "UNAUTHENTICATED" => "Unauthenticated",
+        _ => "Unknown",
+    }
 }
 
 /// Records one HTTP API request: `route` is a route template or `other`, `status` a status

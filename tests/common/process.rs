@@ -118,7 +118,7 @@ impl Verdict {
             // Text logs say `addr=127.0.0.1:1234`, JSON logs `"addr":"127.0.0.1:1234"`.
             let addr = |line: &str| -> Option<SocketAddr> {
                 if let Ok(json) = serde_json::from_str::<Value>(line) {
-                    return json["fields"]["addr"].as_str()?.parse().ok();
+                    return json["addr"].as_str()?.parse().ok();
                 }
                 let rest = line.split("addr=").nth(1)?;
                 rest.split_whitespace().next()?.parse().ok()

@@ -231,8 +231,8 @@ fn key_text_never_reaches_the_logs() {
             .expect("no address");
         let parsed: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         lines.push(line);
-        if parsed["fields"]["message"] == "grpc listening" {
-            break parsed["fields"]["addr"].as_str().unwrap().to_owned();
+        if parsed["message"] == "grpc listening" {
+            break parsed["addr"].as_str().unwrap().to_owned();
         }
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -269,7 +269,7 @@ fn key_text_never_reaches_the_logs() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|v| v["target"] == "verdict::decision")
         .expect("no decision record");
-    assert_eq!(decision["fields"]["caller"], "gateway");
+    assert_eq!(decision["caller"], "gateway");
     assert!(everything.contains("API key without admin rights"));
     assert!(everything.contains("request without a valid API key"));
 }

@@ -785,8 +785,8 @@ fn run_rendered(jwt_values: Option<&Path>, set: &[&str], tls: Option<Tls>) {
             for line in text.lines() {
                 // JSON logs (the chart sets VERDICT_LOG_FORMAT=json).
                 if let Ok(record) = serde_json::from_str::<serde_json::Value>(line)
-                    && record["fields"]["message"] == "grpc listening"
-                    && let Some(addr) = record["fields"]["addr"].as_str()
+                    && record["message"] == "grpc listening"
+                    && let Some(addr) = record["addr"].as_str()
                 {
                     let _ = tx.send(addr.to_owned());
                 }

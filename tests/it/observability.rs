@@ -131,11 +131,33 @@ fn a_real_prometheus_scrapes_decision_metrics_and_promtool_lints_them() {
         "verdict_decisions_total{decision=\"deny\",action=\"read\",front_end=\"grpc\"} 12",
         "verdict_decision_duration_seconds_count 35",
         "verdict_grpc_requests_total{method=\"verdict.v1.Authorization/Check\",code=\"OK\"} 30",
+        // The conventional gRPC server families, as go-grpc-prometheus names and labels them.
+        "grpc_server_started_total{grpc_type=\"unary\",grpc_service=\"verdict.v1.Authorization\",grpc_method=\"Check\"} 30",
+        "grpc_server_handled_total{grpc_type=\"unary\",grpc_service=\"verdict.v1.Authorization\",grpc_method=\"Check\",grpc_code=\"OK\"} 30",
+        "grpc_server_handling_seconds_count{grpc_type=\"unary\",grpc_service=\"verdict.v1.Authorization\",grpc_method=\"BatchCheck\"} 1",
         "verdict_ready 1",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
             "missing `{line}` in:\n{metrics}"
+        );
+    }
+    // The process's own gauges, with values read from /proc.
+    for family in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_threads",
+        "process_start_time_seconds",
+    ] {
+        let value: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(family)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("missing `{family}` in:\n{metrics}"));
+        assert!(
+            value > 0.0 || family == "process_cpu_seconds_total",
+            "{family} {value}"
         );
     }
     assert_eq!(http_get(verdict.metrics, "/healthz").0, 200);
@@ -467,12 +489,12 @@ fn the_decision_log_records_decisions_but_never_secrets() {
         .filter(|v| v["target"] == "verdict::decision")
         .collect();
     assert_eq!(records.len(), 3, "{lines:#?}");
-    let first = &records[0]["fields"];
+    let first = &records[0];
     assert_eq!(first["principal"], "User::\"alice\"");
     assert_eq!(first["action"], "Action::\"view\"");
     assert_eq!(first["resource"], "Doc::\"d\"");
     assert_eq!(first["decision"], "allow");
-    assert_eq!(first["determining_policies"], "viewers");
+    assert_eq!(first["determining_policies"], json!(["viewers"]));
     assert!(
         first["snapshot_version"]
             .as_str()
@@ -480,8 +502,8 @@ fn the_decision_log_records_decisions_but_never_secrets() {
     );
     assert!(first["latency_us"].as_u64().is_some());
     assert!(first["request_id"].as_str().is_some_and(|v| !v.is_empty()));
-    assert_eq!(records[1]["fields"]["decision"], "deny");
-    assert_eq!(records[2]["fields"]["principal"], "User::\"[redacted]\"");
+    assert_eq!(records[1]["decision"], "deny");
+    assert_eq!(records[2]["principal"], "User::\"[redacted]\"");
     let everything = lines.join("\n");
     for secret in secrets {
         assert!(

@@ -257,8 +257,8 @@ fn write_batch(output: &mut dyn Write, batch: &mut Vec<u8>, records: u64, shared
     batch.clear();
 }
 
-/// A record's fields, named and shaped as they were when records went through `tracing`
-/// (lists joined with commas), so log pipelines keep working.
+/// A record's fields, named as they were when records went through `tracing`. In JSON the
+/// lists are JSON arrays (the text format joins them with commas).
 #[derive(Serialize)]
 struct Fields<'a> {
     message: &'static str,
@@ -270,20 +270,30 @@ struct Fields<'a> {
     action: String,
     resource: String,
     decision: &'static str,
-    determining_policies: String,
-    errored_policies: String,
-    properties: String,
+    determining_policies: &'a [String],
+    errored_policies: &'a [String],
+    /// Each property decided, in the request's order.
+    properties: Vec<PropertyField>,
     snapshot_version: &'a str,
     latency_us: u64,
     relation_depth_exceeded: bool,
 }
 
-/// One JSON line, in the layout of `tracing-subscriber`'s JSON formatter (which writes the
-/// operational logs under `--log-format json`).
+/// One property's decision in a record.
+#[derive(Serialize)]
+struct PropertyField {
+    name: String,
+    decision: &'static str,
+}
+
+/// One JSON line, in the layout of `tracing-subscriber`'s flattened JSON formatter (which
+/// writes the operational logs under `--log-format json`): the record's fields beside
+/// `timestamp`, `level` and `target`.
 #[derive(Serialize)]
 struct JsonLine<'a> {
     timestamp: &'a str,
     level: &'static str,
+    #[serde(flatten)]
     fields: Fields<'a>,
     target: &'static str,
 }
@@ -293,9 +303,11 @@ fn format_line(out: &mut Vec<u8>, record: &QueuedRecord, format: LogFormat) {
     let properties = record
         .properties
         .iter()
-        .map(|(name, decision)| format!("{}={decision}", redact(name)))
-        .collect::<Vec<_>>()
-        .join(",");
+        .map(|(name, decision)| PropertyField {
+            name: redact(name).into_owned(),
+            decision,
+        })
+        .collect();
     let fields = Fields {
         message: "decision",
         request_id: &redact(&record.request_id),
@@ -306,8 +318,8 @@ fn format_line(out: &mut Vec<u8>, record: &QueuedRecord, format: LogFormat) {
         action: redacted_uid(&record.action),
         resource: redacted_uid(&record.resource),
         decision: record.decision,
-        determining_policies: record.determining_policies.join(","),
-        errored_policies: record.errored_policies.join(","),
+        determining_policies: &record.determining_policies,
+        errored_policies: &record.errored_policies,
         properties,
         snapshot_version: &record.snapshot_version,
         latency_us: u64::try_from(record.latency.as_micros()).unwrap_or(u64::MAX),
@@ -341,9 +353,14 @@ fn format_line(out: &mut Vec<u8>, record: &QueuedRecord, format: LogFormat) {
                 fields.action,
                 fields.resource,
                 fields.decision,
-                fields.determining_policies,
-                fields.errored_policies,
-                fields.properties,
+                fields.determining_policies.join(","),
+                fields.errored_policies.join(","),
+                fields
+                    .properties
+                    .iter()
+                    .map(|p| format!("{}={}", p.name, p.decision))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 fields.snapshot_version,
                 fields.latency_us,
                 fields.relation_depth_exceeded,
@@ -374,6 +391,8 @@ mod tests {
     )]
 
     use std::sync::mpsc;
+
+    use serde_json::json;
 
     use super::*;
 
@@ -453,11 +472,14 @@ mod tests {
         assert_eq!(lines.len(), 500);
         assert_eq!(writer.written(), 500);
         assert_eq!(writer.dropped(), 0);
-        assert_eq!(lines[499]["fields"]["request_id"], "r-499");
+        assert_eq!(lines[499]["request_id"], "r-499");
         assert_eq!(lines[0]["target"], TARGET);
-        assert_eq!(lines[0]["fields"]["determining_policies"], "deny-all");
-        assert_eq!(lines[0]["fields"]["snapshot_version"], "0123456789abcdef");
-        assert_eq!(lines[0]["fields"]["properties"], "title=deny");
+        assert_eq!(lines[0]["determining_policies"], json!(["deny-all"]));
+        assert_eq!(lines[0]["snapshot_version"], "0123456789abcdef");
+        assert_eq!(
+            lines[0]["properties"],
+            json!([{"name": "title", "decision": "deny"}])
+        );
         // A record after closing is dropped and counted, not queued for nobody.
         log_denies(&writer, 1);
         assert_eq!(writer.dropped(), 1);
@@ -527,10 +549,10 @@ mod tests {
         let text = String::from_utf8(memory.0.lock().unwrap().clone()).unwrap();
         assert!(!text.contains("eyJhbGci"), "{text}");
         let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-        assert_eq!(line["fields"]["principal"], "User::\"[redacted]\"");
-        assert_eq!(line["fields"]["caller"], "gateway");
-        assert_eq!(line["fields"]["errored_policies"], "broken");
-        assert_eq!(line["fields"]["relation_depth_exceeded"], true);
+        assert_eq!(line["principal"], "User::\"[redacted]\"");
+        assert_eq!(line["caller"], "gateway");
+        assert_eq!(line["errored_policies"], json!(["broken"]));
+        assert_eq!(line["relation_depth_exceeded"], true);
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
     }
 }
