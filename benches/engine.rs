@@ -284,6 +284,7 @@ fn telemetry_cost(c: &mut Criterion) {
                     snapshot_version: snapshot.version(),
                     latency: started.elapsed(),
                     relation_depth_exceeded: decision.relation_depth_exceeded,
+                    trace_id: None,
                 });
             });
         });

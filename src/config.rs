@@ -63,6 +63,8 @@
 //! | `--log-format` | `VERDICT_LOG_FORMAT` | `text` |
 //! | (filter) | `VERDICT_LOG`, else `RUST_LOG` | `info` |
 //! | `--metrics-addr` | `VERDICT_METRICS_ADDR` | `127.0.0.1:9180` (`off` turns it off) |
+//! | `--otlp-endpoint` | `VERDICT_OTLP_ENDPOINT` | unset (no traces exported) |
+//! | `--otlp-sample-ratio` | `VERDICT_OTLP_SAMPLE_RATIO` | `1.0` |
 //! | `--watch` | `VERDICT_WATCH` | `true` |
 //! | `--poll-interval` | `VERDICT_POLL_INTERVAL` | `2s` (`0` turns polling off) |
 //! | `--reload-debounce` | `VERDICT_RELOAD_DEBOUNCE` | `200ms` |
@@ -584,8 +586,8 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        // 62, and the relationship store's 9 (`config/store.rs`).
-        assert_eq!(count, 71);
+        // 62, the relationship store's 9 (`config/store.rs`) and OpenTelemetry's 2.
+        assert_eq!(count, 73);
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod http_api;
 mod limits;
 mod observe;
 mod tls;
+mod trace;
 
 pub use tls::load_server_config;
 
@@ -393,12 +394,13 @@ pub async fn run_with_authenticator(
         .http2_keepalive_interval(config.listener.http2_keepalive_interval)
         .http2_keepalive_timeout(Some(config.listener.http2_keepalive_timeout))
         // Outermost first: count the request as in progress on its connection, and time it
-        // (both until its response body ends); authenticate, answering refusals; turn tonic's
+        // (both until its response body ends); trace it (OpenTelemetry, when on); authenticate, answering refusals; turn tonic's
         // decoding errors into plain answers; bound the time to an answer.
         .layer(
             tower::ServiceBuilder::new()
                 .layer_fn(|inner| Observe::new(inner, limits::track_request))
                 .layer_fn(|inner| Observe::new(inner, grpc_metrics::GrpcCall::start))
+                .layer_fn(trace::Traced::new)
                 .map_result(auth::answer_refusal)
                 .filter(authenticator)
                 .map_response(limits::rewrite_decoding_errors)

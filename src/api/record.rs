@@ -16,6 +16,7 @@ use verdict_core::Decision;
 use crate::serving::Served;
 use crate::telemetry::decision_log::{self, DecisionLogSettings, DecisionRecord};
 use crate::telemetry::metrics::{self as telemetry_metrics, DecisionMetrics};
+use crate::telemetry::otel;
 
 /// The front-end a decision was asked through: a label in metrics and the decision log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +118,24 @@ pub(super) fn record_decision(
         errored_policies: &errored,
         relation_depth_exceeded: decision.relation_depth_exceeded,
     });
+    let trace_id = if otel::enabled() {
+        // An event on the request's span (the transport's, see `crate::server`): the
+        // outcome and action only, never the principal or the resource.
+        tracing::info!(
+            target: otel::TARGET,
+            decision = outcome,
+            action = %decision.action,
+            front_end = asked.front_end.as_str(),
+            "decision"
+        );
+        tracing::Span::current().record(
+            "verdict.snapshot_version",
+            asked.served.snapshot.served_version(),
+        );
+        otel::current_trace_id()
+    } else {
+        None
+    };
     if !asked.decision_log.sample(allowed) {
         return;
     }
@@ -141,6 +160,7 @@ pub(super) fn record_decision(
         snapshot_version: asked.served.snapshot.served_version(),
         latency: elapsed,
         relation_depth_exceeded: decision.relation_depth_exceeded,
+        trace_id: trace_id.as_deref(),
     });
 }
 

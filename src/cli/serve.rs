@@ -10,12 +10,40 @@ use crate::serving::SnapshotHandle;
 use crate::{server, telemetry};
 
 pub(super) fn run(args: ServeArgs) -> u8 {
+    // 0. The async runtime first: the OpenTelemetry exporter's channel lives on it.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return EXIT_FAILURE;
+        }
+    };
     // 1. Tracing. The filter is read here, in CLI glue: VERDICT_LOG, else RUST_LOG.
     let filter = std::env::var("VERDICT_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok();
-    // Held to the end: dropping it flushes the queued log lines.
-    let _log_guard = telemetry::init_tracing(args.telemetry.log_format, filter.as_deref());
+    let otlp = match args.telemetry.otlp() {
+        Ok(otlp) => otlp,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_USAGE;
+        }
+    };
+    // Held to the end, and dropped before the runtime: dropping it flushes the queued log
+    // lines and exports the last spans.
+    let mut telemetry_guard = {
+        let _entered = runtime.enter();
+        match telemetry::init_tracing(args.telemetry.log_format, filter.as_deref(), otlp.as_ref()) {
+            Ok(guard) => guard,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return EXIT_USAGE;
+            }
+        }
+    };
 
     // 2. Config, before anything is bound.
     let config = match args.validate() {
@@ -108,6 +136,13 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         let issuers: Vec<&str> = tokens.issuers().collect();
         tracing::info!(issuers = %issuers.join(","), "bearer tokens accepted from these issuers");
     }
+    if let Some(otlp) = &config.telemetry.otlp {
+        tracing::info!(
+            endpoint = %otlp.endpoint,
+            sample_ratio = otlp.sample_ratio,
+            "exporting a span per request by OTLP"
+        );
+    }
 
     // 3. The first snapshot; an invalid bundle stops here with every error, unless asked to
     //    start without one (UNAVAILABLE and NOT_SERVING until the watch finds a valid bundle).
@@ -145,16 +180,6 @@ pub(super) fn run(args: ServeArgs) -> u8 {
         }
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return EXIT_FAILURE;
-        }
-    };
     let code = runtime.block_on(async {
         // 3b. The relationship store's schema, when asked to migrate at start.
         if let Some(store) = config.store.as_ref().filter(|store| store.migrate) {
@@ -212,6 +237,8 @@ pub(super) fn run(args: ServeArgs) -> u8 {
             }
         }
     });
+    // The last spans, while the exporter's channel still has its runtime.
+    telemetry_guard.finish_traces();
     // Dropping the runtime would wait for every blocking task, and a bundle rebuild in
     // progress (seconds for a large bundle) would hold the exit past the shutdown timing the
     // chart relies on; the rebuild's result is not needed any more.

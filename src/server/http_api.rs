@@ -47,6 +47,7 @@ use tokio::sync::Semaphore;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use super::accept::Acceptor;
 use super::auth::{self, ClientCertificates};
@@ -108,7 +109,28 @@ impl Gate {
             request.extensions_mut().insert(certificates);
         }
         request.extensions_mut().insert(request_id);
-        let mut response = self.admit(request).await;
+        let mut response = if crate::telemetry::otel::enabled() {
+            let span = tracing::info_span!(
+                target: crate::telemetry::otel::TARGET,
+                "http",
+                otel.name = format!("{} {route}", request.method()),
+                otel.kind = "server",
+                http.request.method = request.method().as_str(),
+                http.route = route,
+                http.response.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+                verdict.snapshot_version = tracing::field::Empty,
+            );
+            crate::telemetry::otel::continue_trace(&span, request.headers());
+            let response = self.admit(request).instrument(span.clone()).await;
+            span.record("http.response.status_code", response.status().as_u16());
+            if response.status().is_server_error() {
+                span.record("otel.status_code", "ERROR");
+            }
+            response
+        } else {
+            self.admit(request).await
+        };
         if let Some(echoed) = echoed {
             response.headers_mut().insert(REQUEST_ID, echoed);
         }

@@ -119,6 +119,8 @@ pub struct DecisionRecord<'a> {
     pub latency: Duration,
     /// Whether a relation search hit the depth bound.
     pub relation_depth_exceeded: bool,
+    /// The OpenTelemetry trace the request belongs to, when traces are exported.
+    pub trace_id: Option<&'a str>,
 }
 
 /// The installed writer, and whether the log filter lets decision records through.
@@ -191,6 +193,7 @@ fn log_through_tracing(record: &DecisionRecord<'_>) {
         snapshot_version = record.snapshot_version,
         latency_us = record.latency.as_micros() as u64,
         relation_depth_exceeded = record.relation_depth_exceeded,
+        trace_id = record.trace_id.unwrap_or(""),
         "decision"
     );
 }

@@ -33,6 +33,7 @@ mod hostile_clients;
 mod http_api;
 mod limits;
 mod observability;
+mod otel;
 mod policy_scope;
 mod reload;
 mod shutdown;

@@ -501,6 +501,8 @@ fn the_decision_log_records_decisions_but_never_secrets() {
             .is_some_and(|v| v.len() == 16)
     );
     assert!(first["latency_us"].as_u64().is_some());
+    // No trace id without OpenTelemetry (tests/it/otel.rs has it with).
+    assert!(first.get("trace_id").is_none(), "{first}");
     assert!(first["request_id"].as_str().is_some_and(|v| !v.is_empty()));
     assert_eq!(records[1]["decision"], "deny");
     assert_eq!(records[2]["principal"], "User::\"[redacted]\"");

@@ -54,6 +54,7 @@ struct QueuedRecord {
     snapshot_version: String,
     latency: Duration,
     relation_depth_exceeded: bool,
+    trace_id: Option<String>,
 }
 
 impl QueuedRecord {
@@ -75,6 +76,7 @@ impl QueuedRecord {
             snapshot_version,
             latency,
             relation_depth_exceeded,
+            trace_id,
         } = *record;
         Self {
             at: SystemTime::now(),
@@ -95,6 +97,7 @@ impl QueuedRecord {
             snapshot_version: snapshot_version.to_owned(),
             latency,
             relation_depth_exceeded,
+            trace_id: trace_id.map(str::to_owned),
         }
     }
 }
@@ -277,6 +280,9 @@ struct Fields<'a> {
     snapshot_version: &'a str,
     latency_us: u64,
     relation_depth_exceeded: bool,
+    /// The OpenTelemetry trace id, only when traces are exported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
 }
 
 /// One property's decision in a record.
@@ -324,6 +330,7 @@ fn format_line(out: &mut Vec<u8>, record: &QueuedRecord, format: LogFormat) {
         snapshot_version: &record.snapshot_version,
         latency_us: u64::try_from(record.latency.as_micros()).unwrap_or(u64::MAX),
         relation_depth_exceeded: record.relation_depth_exceeded,
+        trace_id: record.trace_id.as_deref(),
     };
     let timestamp = timestamp(record.at);
     match format {
@@ -365,6 +372,9 @@ fn format_line(out: &mut Vec<u8>, record: &QueuedRecord, format: LogFormat) {
                 fields.latency_us,
                 fields.relation_depth_exceeded,
             );
+            if let Some(trace_id) = fields.trace_id {
+                let _ = write!(out, " trace_id={trace_id}");
+            }
         }
     }
     out.push(b'\n');
@@ -453,6 +463,7 @@ mod tests {
                 snapshot_version: "0123456789abcdef",
                 latency: Duration::from_micros(7),
                 relation_depth_exceeded: false,
+                trace_id: None,
             });
         }
     }
@@ -544,6 +555,7 @@ mod tests {
             snapshot_version: "v",
             latency: Duration::ZERO,
             relation_depth_exceeded: true,
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
         });
         assert_eq!(writer.close(Duration::from_secs(30)), CloseOutcome::Flushed);
         let text = String::from_utf8(memory.0.lock().unwrap().clone()).unwrap();
@@ -551,6 +563,7 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(line["principal"], "User::\"[redacted]\"");
         assert_eq!(line["caller"], "gateway");
+        assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(line["errored_policies"], json!(["broken"]));
         assert_eq!(line["relation_depth_exceeded"], true);
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
