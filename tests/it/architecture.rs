@@ -78,3 +78,32 @@ fn the_check_sees_a_serving_crate_where_there_is_one() {
         );
     }
 }
+
+#[test]
+fn verdict_client_depends_on_no_server_or_engine_crate() {
+    // A client: tonic's channel (which needs tokio and hyper's client), nothing of the server
+    // (axum, tonic's server side, telemetry, the file watcher) or of the engine.
+    let dependencies = normal_dependencies("verdict-client");
+    for expected in ["verdict-client", "tonic", "prost"] {
+        assert!(dependencies.contains(expected), "{dependencies:?}");
+    }
+    let server: Vec<&str> = [
+        "verdict",
+        "verdict-core",
+        "cedar-policy",
+        "axum",
+        "tonic-health",
+        "tonic-reflection",
+        "tracing-subscriber",
+        "metrics",
+        "notify",
+        "tokio-postgres",
+    ]
+    .into_iter()
+    .filter(|name| dependencies.contains(*name))
+    .collect();
+    assert!(
+        server.is_empty(),
+        "verdict-client depends on {server:?}; a client must not pull in the server"
+    );
+}

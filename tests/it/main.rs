@@ -15,6 +15,7 @@ mod auth;
 mod authzen;
 mod bad_bundles;
 mod cli;
+mod clients;
 
 #[path = "../common/mod.rs"]
 mod common;
