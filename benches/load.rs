@@ -10,6 +10,7 @@
 //! LOAD_MODES=check LOAD_IN_FLIGHT=64 LOAD_VERDICT_ARGS="--request-timeout 1s" cargo bench --bench load
 //! LOAD_DECISION_LOG=default LOAD_TARGETS=verdict cargo bench --bench load   # decision log on
 //! LOAD_MODES=soak LOAD_TARGETS=verdict cargo bench --bench load   # normal traffic under attack
+//! LOAD_BASELINE_BIN=/path/to/older/verdict LOAD_TARGETS=baseline,verdict cargo bench --bench load
 //! ```
 //!
 //! `LOAD_MODES=soak` runs the soak of `load/soak.rs` instead of the tables: normal traffic at
@@ -213,6 +214,9 @@ enum Target {
     /// keep-alive HTTP/1.1, one connection per request in flight.
     VerdictHttp,
     Noop,
+    /// Another build of Verdict (`LOAD_BASELINE_BIN`, e.g. the previous commit's release
+    /// binary) on the same scenario: a before/after comparison in one run.
+    Baseline,
     Cerbos,
     /// Cerbos's HTTP API (`POST /api/check/resources`, JSON) over keep-alive HTTP/1.1: the
     /// peer of `verdict-http`.
@@ -225,6 +229,7 @@ impl Target {
             Self::Verdict => "verdict",
             Self::VerdictHttp => "verdict-http",
             Self::Noop => "noop",
+            Self::Baseline => "baseline",
             Self::Cerbos => "cerbos",
             Self::CerbosHttp => "cerbos-http",
         }
@@ -235,6 +240,7 @@ impl Target {
             "verdict" => Self::Verdict,
             "verdict-http" => Self::VerdictHttp,
             "noop" => Self::Noop,
+            "baseline" => Self::Baseline,
             "cerbos" => Self::Cerbos,
             "cerbos-http" => Self::CerbosHttp,
             other => panic!("unknown target {other}"),
@@ -292,6 +298,18 @@ fn start_verdict() -> Server {
     start_verdict_with(&["--watch", "false", "--poll-interval", "0"], |_| {}, false)
 }
 
+/// The `LOAD_BASELINE_BIN` build of Verdict, started as [`start_verdict`] starts this one.
+fn start_baseline() -> Server {
+    let binary = std::env::var_os("LOAD_BASELINE_BIN")
+        .expect("target `baseline` needs LOAD_BASELINE_BIN, the path of another verdict build");
+    start_binary(
+        Path::new(&binary),
+        &["--watch", "false", "--poll-interval", "0"],
+        |_| {},
+        false,
+    )
+}
+
 /// Verdict with its HTTP API on; the server's `addr` is the HTTP API's.
 fn start_verdict_http() -> Server {
     start_verdict_with(
@@ -316,10 +334,25 @@ fn start_verdict_with(
     extra_files: impl FnOnce(&Path),
     wait_for_metrics: bool,
 ) -> Server {
+    start_binary(
+        Path::new(env!("CARGO_BIN_EXE_verdict")),
+        reload,
+        extra_files,
+        wait_for_metrics,
+    )
+}
+
+/// [`start_verdict_with`] for the `verdict` executable at `binary`.
+fn start_binary(
+    binary: &Path,
+    reload: &[&str],
+    extra_files: impl FnOnce(&Path),
+    wait_for_metrics: bool,
+) -> Server {
     let scratch = tempfile::tempdir().unwrap();
     write_bundle(scratch.path());
     extra_files(scratch.path());
-    let mut child = pinned(0, Path::new(env!("CARGO_BIN_EXE_verdict")))
+    let mut child = pinned(0, binary)
         .args([
             "serve",
             "--grpc-addr",
@@ -372,14 +405,19 @@ fn start_verdict_with(
             let Ok(record) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
-            let message = record["fields"]["message"].as_str().unwrap_or_default();
+            // Flat JSON, or nested under `fields` (builds before the logs were flattened,
+            // such as a LOAD_BASELINE_BIN).
+            let field = |name: &str| {
+                record
+                    .get(name)
+                    .or_else(|| record["fields"].get(name))
+                    .and_then(serde_json::Value::as_str)
+            };
+            let message = field("message").unwrap_or_default();
             let Some(what) = message.strip_suffix(" listening") else {
                 continue;
             };
-            if let Some(addr) = record["fields"]["addr"]
-                .as_str()
-                .and_then(|a| a.parse::<SocketAddr>().ok())
-            {
+            if let Some(addr) = field("addr").and_then(|a| a.parse::<SocketAddr>().ok()) {
                 let _ = tx.send((what.to_owned(), addr));
             }
         }
@@ -609,7 +647,7 @@ enum Prepared {
 fn prepare(target: Target, mode: Mode) -> Vec<Prepared> {
     let all = checks(10_000);
     match (target, mode) {
-        (Target::Verdict | Target::Noop, Mode::Check) => all
+        (Target::Verdict | Target::Baseline | Target::Noop, Mode::Check) => all
             .iter()
             .map(|&c| {
                 Prepared::Verdict(
@@ -618,7 +656,7 @@ fn prepare(target: Target, mode: Mode) -> Vec<Prepared> {
                 )
             })
             .collect(),
-        (Target::Verdict | Target::Noop, Mode::Batch) => all
+        (Target::Verdict | Target::Baseline | Target::Noop, Mode::Batch) => all
             .chunks(BATCH)
             .map(|chunk| {
                 // One principal per batch, as Cerbos requires.
@@ -1314,6 +1352,7 @@ fn tables(
             Target::Verdict => start_verdict(),
             Target::VerdictHttp => start_verdict_http(),
             Target::Noop => start_noop(),
+            Target::Baseline => start_baseline(),
             Target::Cerbos => start_cerbos(false),
             Target::CerbosHttp => start_cerbos(true),
         };
