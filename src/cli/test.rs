@@ -57,13 +57,15 @@ pub(super) fn run(args: TestArgs) -> u8 {
         );
         return EXIT_FAILURE;
     }
-    let (mut passed, mut failed) = (0usize, 0usize);
+    let (mut passed, mut failed, mut unreadable) = (0usize, 0usize, 0usize);
     for file in &files {
         let results = match cases::run_file(&snapshot, file) {
             Ok(results) => results,
             Err(error) => {
-                eprintln!("{error}");
-                failed += 1;
+                // A file whose cases cannot be read is not a failed case: it is counted on its
+                // own, so the summary never reads like a normal run.
+                eprintln!("error: {error}");
+                unreadable += 1;
                 continue;
             }
         };
@@ -87,6 +89,21 @@ pub(super) fn run(args: TestArgs) -> u8 {
             }
         }
     }
-    out!("{passed} passed, {failed} failed");
-    if failed == 0 { EXIT_OK } else { EXIT_FAILURE }
+    out!("{}", summary(passed, failed, unreadable, files.len()));
+    if failed == 0 && unreadable == 0 {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+/// Returns the last line of a run: `12 passed, 1 failed`, and the files that could not be run.
+fn summary(passed: usize, failed: usize, unreadable: usize, files: usize) -> String {
+    let mut text = format!("{passed} passed, {failed} failed");
+    if unreadable > 0 {
+        text.push_str(&format!(
+            "; {unreadable} of {files} test files could not be read, their cases did not run"
+        ));
+    }
+    text
 }

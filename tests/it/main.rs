@@ -12,6 +12,7 @@
 
 mod architecture;
 mod auth;
+mod authoring;
 mod authzen;
 mod bad_bundles;
 mod cli;
