@@ -60,3 +60,165 @@ fn validate_strict_makes_unloaded_files_errors() {
 fn test_summary_says_a_file_could_not_be_read() {
     assert_golden("test", &verdict(&["test", BUNDLE]));
 }
+
+#[test]
+fn test_reports_json_with_coverage() {
+    assert_golden(
+        "test-json",
+        &verdict(&["test", BUNDLE, "--output", "json", "--coverage"]),
+    );
+}
+
+#[test]
+fn test_filter_runs_the_matching_cases_and_refuses_a_filter_that_matches_none() {
+    assert_golden(
+        "test-filter",
+        &verdict(&[
+            "test",
+            BUNDLE,
+            "--filter",
+            "may read",
+            "--filter",
+            "nothing-else",
+            "-v",
+        ]),
+    );
+    assert_golden(
+        "test-filter-none",
+        &verdict(&["test", "policies", "--filter", "no such case"]),
+    );
+}
+
+/// The coverage of the example bundle, as the README shows it.
+#[test]
+fn test_coverage_of_the_example_bundle() {
+    assert_golden(
+        "test-coverage-example",
+        &verdict(&["test", "policies", "--coverage"]),
+    );
+}
+
+/// Installs junitparser (PyPI) into `.tools/` once, in a venv of its own.
+fn junitparser_python() -> std::path::PathBuf {
+    use std::sync::Mutex;
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = INSTALL.lock().unwrap();
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/junitparser-5.0.3");
+    let python = venv.join("bin/python");
+    let ready = venv.join("installed");
+    if std::fs::metadata(&ready).is_err() {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(status.success(), "python3 -m venv failed");
+        let status = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "junitparser==5.0.3"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "pip install junitparser failed");
+        std::fs::write(&ready, "").unwrap();
+    }
+    python
+}
+
+/// JUnit output as a CI system reads it: parsed by junitparser, a failed case is a failure,
+/// an unreadable case file an error, names and lines as written.
+#[test]
+fn junit_output_is_read_by_junitparser() {
+    let output = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["test", BUNDLE, "--output", "junit"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.xml");
+    std::fs::write(&report, &output.stdout).unwrap();
+    let script = r#"
+import json, sys
+from junitparser import JUnitXml, Failure, Error
+xml = JUnitXml.fromfile(sys.argv[1])
+suites = []
+for suite in xml:
+    cases = []
+    for case in suite:
+        kinds = [type(r).__name__ for r in case.result]
+        cases.append([case.name, kinds])
+    suites.append({"name": suite.name, "tests": suite.tests, "failures": suite.failures, "errors": suite.errors, "cases": cases})
+print(json.dumps({"tests": xml.tests, "failures": xml.failures, "errors": xml.errors, "suites": suites}))
+"#;
+    let parsed = Command::new(junitparser_python())
+        .arg("-c")
+        .arg(script)
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    assert_eq!(
+        parsed,
+        serde_json::json!({
+            "tests": 5, "failures": 1, "errors": 1,
+            "suites": [
+                {"name": "tests/data/authoring/bundle/tests/documents.yaml", "tests": 4, "failures": 1, "errors": 0,
+                 "cases": [["owner may read", []], ["team member may read", []],
+                           ["a stranger may not read", []],
+                           ["a stranger <eve> & \"friends\" may read (a wrong expectation)", ["Failure"]]]},
+                {"name": "tests/data/authoring/bundle/tests/typo.yaml", "tests": 1, "failures": 0, "errors": 1,
+                 "cases": [["(read the case file)", ["Error"]]]},
+            ]
+        })
+    );
+}
+
+/// `--watch` runs again when a decision table changes.
+#[test]
+fn test_watch_runs_again_when_a_case_file_changes() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path();
+    std::fs::create_dir(bundle.join("tests")).unwrap();
+    for name in ["schema.cedarschema", "documents.cedar", "documents.tuples"] {
+        std::fs::copy(std::path::Path::new(BUNDLE).join(name), bundle.join(name)).unwrap();
+    }
+    let cases = bundle.join("tests/cases.yaml");
+    let case = |decision: &str| {
+        format!(
+            "cases:\n  - name: owner may read\n    request: {{principal: User::\"alice\", action: read, resource: Document::\"d1\"}}\n    expect: {{decision: {decision}}}\n"
+        )
+    };
+    std::fs::write(&cases, case("allow")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(["test", "--watch"])
+        .arg(bundle)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let next_summary = |lines: &mut std::io::Lines<_>| loop {
+        let line: String = lines.next().expect("verdict exited").unwrap();
+        if line.contains(" passed, ") {
+            return line;
+        }
+    };
+    assert_eq!(next_summary(&mut lines), "1 passed, 0 failed");
+    // Change the case only once the watch is set up (a decision table is not in the poll
+    // fingerprint, which only backs up the watch for bundle files).
+    loop {
+        let line = lines.next().expect("verdict exited").unwrap();
+        if line.starts_with("watching ") {
+            break;
+        }
+    }
+    std::fs::write(&cases, case("deny")).unwrap();
+    let second = next_summary(&mut lines);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(second, "0 passed, 1 failed");
+}
