@@ -222,3 +222,55 @@ fn test_watch_runs_again_when_a_case_file_changes() {
     let _ = child.wait();
     assert_eq!(second, "0 passed, 1 failed");
 }
+
+/// Copies a bundle directory (one level of subdirectories, as the example has) into `to`.
+fn copy_bundle(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            std::fs::create_dir(&target).unwrap();
+            copy_bundle(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// `verdict fmt` formats the example's policies with Cedar's formatter, after which
+/// `fmt --check` is clean and every decision table still passes (formatting changed no
+/// meaning); an unparsable file is left alone and reported at file:line:column.
+#[test]
+fn fmt_formats_policies_without_changing_decisions_and_check_reports_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("policies");
+    std::fs::create_dir(&bundle).unwrap();
+    copy_bundle(std::path::Path::new("policies"), &bundle);
+    let bundle_arg = bundle.to_str().unwrap();
+
+    let check = verdict(&["fmt", "--check", bundle_arg]);
+    assert!(check.contains("exit: 1\n"), "{check}");
+    assert!(
+        check.contains("/policies/documents.cedar: not formatted"),
+        "{check}"
+    );
+
+    let format = verdict(&["fmt", bundle_arg]);
+    assert!(format.contains("exit: 0\n"), "{format}");
+    assert!(format.contains("formatted "), "{format}");
+    let again = verdict(&["fmt", "--check", bundle_arg]);
+    assert!(
+        again.contains("exit: 0\n--- stdout\n--- stderr\n"),
+        "{again}"
+    );
+    let tests = verdict(&["test", bundle_arg]);
+    assert!(
+        tests.contains("exit: 0\n--- stdout\n68 passed, 0 failed\n"),
+        "{tests}"
+    );
+
+    assert_golden(
+        "fmt-invalid",
+        &verdict(&["fmt", "--check", "tests/data/bad/invalid-cedar"]),
+    );
+}
