@@ -204,6 +204,16 @@ const NEEDS_AN_EXPECTATION: &str = "`expect` needs a `decision` or an `invalid`"
 /// Reads and parses a case file; a file that cannot be read or parsed is an error with its
 /// line and column.
 fn read_case_file(path: &Path) -> Result<(String, CaseFile), LoadError> {
+    // A FIFO or device named like a table would block the read (and `verdict validate`, which
+    // reads the tables too): only a regular file is read.
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| LoadError::file(path, format!("cannot read: {}", io_reason(&e))))?;
+    if !metadata.is_file() {
+        return Err(LoadError::file(
+            path,
+            "is not a regular file; a case file must be one",
+        ));
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| LoadError::file(path, format!("cannot read: {}", io_reason(&e))))?;
     let file: CaseFile = serde_yaml_ng::from_str(&text).map_err(|e| match e.location() {

@@ -35,6 +35,7 @@ mod http_api;
 mod limits;
 mod observability;
 mod policy_scope;
+mod readme;
 mod reload;
 mod shutdown;
 mod slice;
