@@ -1,8 +1,11 @@
 //! The README's command-line examples, executed: each ```sh block of `cargo run --release --`
 //! commands that is directly followed by a ```text block is run against the example bundle
 //! (with the built binary in place of `cargo run --release --`), and its printed output must be
-//! the text block exactly. Every snapshot version the README shows must be the example
-//! bundle's, so the README cannot drift from what Verdict prints (issue 21).
+//! the text block exactly. Each ```sh block of a `grpcurl` call directly followed by a ```json
+//! block is run against the example bundle served on a loopback port, and the answer must be
+//! that JSON. Every snapshot version the README shows must be the example bundle's, so the
+//! README cannot drift from what Verdict prints (issue 21). Not executed: the `validate`
+//! example on a `broken/` copy (its output is shown after prose, not directly).
 
 use std::process::Command;
 
@@ -107,6 +110,61 @@ fn readme_commands_print_what_the_readme_shows() {
         "expected the README's command examples, ran {ran}"
     );
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// The README's grpcurl examples, run against the example bundle served on a loopback port:
+/// each answer, as JSON, is the one the README shows (its formatting aside).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_grpcurl_examples_answer_what_the_readme_shows() {
+    let server = common::TestServer::start(&common::example_bundle()).await;
+    let addr = server.addr.to_string();
+    let grpcurl = crate::stock_clients::grpcurl().to_path_buf();
+    let readme = readme();
+    let blocks = blocks(&readme);
+    let mut ran = 0;
+    for pair in blocks.windows(2) {
+        let (command, output) = (&pair[0], &pair[1]);
+        if command.language != "sh"
+            || !command.text.starts_with("grpcurl ")
+            || output.language != "json"
+            || !output.follows_directly
+        {
+            continue;
+        }
+        let script = command.text.replace("127.0.0.1:50051", &addr);
+        let script = format!("\"$GRPCURL\"{}", &script["grpcurl".len()..]);
+        let grpcurl = grpcurl.clone();
+        let printed = tokio::task::spawn_blocking(move || {
+            Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .env("GRPCURL", grpcurl)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            printed.status.success(),
+            "README.md:{}: {}",
+            command.line,
+            String::from_utf8_lossy(&printed.stderr)
+        );
+        let got: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+        let shown: serde_json::Value = serde_json::from_str(&output.text)
+            .unwrap_or_else(|e| panic!("README.md:{}: {e}", output.line));
+        assert_eq!(
+            got, shown,
+            "README.md:{} differs from what grpcurl prints",
+            output.line
+        );
+        ran += 1;
+    }
+    assert!(
+        ran >= 2,
+        "expected the README's grpcurl examples, ran {ran}"
+    );
+    server.stop().await;
 }
 
 /// The versions in the README's gRPC answers are the example bundle's as it is.
