@@ -54,7 +54,7 @@ pub(super) fn run(args: ValidateArgs) -> u8 {
     match loaded {
         Ok(snapshot) if error_count == 0 => {
             out!(
-                "{}: valid: {} policies, {} tuples, {} entities, {}, {} test cases in {} files, version {}",
+                "{}: valid: {} policies, {} tuples, {} entities, {}, {} test cases ({} case files), version {}",
                 args.dir.display(),
                 snapshot.policy_count(),
                 snapshot.tuple_count(),
