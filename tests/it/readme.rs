@@ -1,11 +1,10 @@
-//! The README's command-line examples, executed: each ```sh block of `cargo run --release --`
-//! commands that is directly followed by a ```text block is run against the example bundle
-//! (with the built binary in place of `cargo run --release --`), and its printed output must be
-//! the text block exactly. Each ```sh block of a `grpcurl` call directly followed by a ```json
+//! The README's command-line examples, executed: each ```sh block running `cargo run --release
+//! --` that is directly followed by a ```text block is run by `sh` in a fresh directory holding
+//! a copy of the example bundle (with the built binary in place of `cargo run --release --`),
+//! and what it prints (stdout and stderr) must be the text block exactly. Each ```sh block of a `grpcurl` call directly followed by a ```json
 //! block is run against the example bundle served on a loopback port, and the answer must be
 //! that JSON. Every snapshot version the README shows must be the example bundle's, so the
-//! README cannot drift from what Verdict prints (issue 21). Not executed: the `validate`
-//! example on a `broken/` copy (its output is shown after prose, not directly).
+//! README cannot drift from what Verdict prints (issue 21).
 
 use std::process::Command;
 
@@ -69,11 +68,7 @@ fn readme_commands_print_what_the_readme_shows() {
     let mut mismatches = Vec::new();
     for pair in blocks.windows(2) {
         let (command, output) = (&pair[0], &pair[1]);
-        let runs_verdict = command
-            .text
-            .lines()
-            .next()
-            .is_some_and(|l| l.starts_with("cargo run --release -- "));
+        let runs_verdict = command.text.contains("cargo run --release -- ");
         if command.language != "sh" || output.language != "text" || !output.follows_directly {
             continue;
         }
@@ -85,13 +80,23 @@ fn readme_commands_print_what_the_readme_shows() {
         let script = command
             .text
             .replace("cargo run --release --", "\"$VERDICT\"");
+        // Each block runs in a fresh directory holding a copy of the example bundle, so an
+        // example may edit files (the `broken/` copy) without touching the repository.
+        let workdir = tempfile::tempdir().unwrap();
+        let copied = Command::new("cp")
+            .args(["-r", "policies"])
+            .arg(workdir.path())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(copied.success());
         let printed = Command::new("sh")
             .arg("-c")
-            .arg(format!("{script} 2>&1"))
+            .arg(format!("set -e\nexec 2>&1\n{script}"))
             .env("VERDICT", env!("CARGO_BIN_EXE_verdict"))
             .env_remove("VERDICT_POLICIES")
             .env_remove("RUST_LOG")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(workdir.path())
             .output()
             .unwrap();
         let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
@@ -106,7 +111,7 @@ fn readme_commands_print_what_the_readme_shows() {
         ran += 1;
     }
     assert!(
-        ran >= 2,
+        ran >= 3,
         "expected the README's command examples, ran {ran}"
     );
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
