@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `check`, `validate`, `test`, `migrate`,
+//! The command line: `serve` (the default), `check`, `validate`, `test`, `fmt`, `migrate`,
 //! `relationships import|export`.
 //!
 //! Exit codes:
@@ -12,6 +12,7 @@
 //! | 64 | bad usage, configuration or request |
 
 mod check;
+mod fmt;
 mod migrate;
 mod relationships;
 mod serve;
@@ -23,6 +24,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use check::CheckArgs;
+pub use fmt::FmtArgs;
 pub use migrate::MigrateArgs;
 pub use relationships::RelationshipsArgs;
 pub use test::TestArgs;
@@ -69,6 +71,8 @@ enum Command {
     Validate(ValidateArgs),
     /// Run the decision test cases kept with a bundle (tests/*.yaml).
     Test(TestArgs),
+    /// Format the bundle's Cedar policy files with Cedar's formatter (`--check` for CI).
+    Fmt(FmtArgs),
     /// Bring the relationship store's schema up to date (PostgreSQL, --store-url).
     Migrate(MigrateArgs),
     /// Bulk import and export of the relationship store's tuples.
@@ -120,6 +124,7 @@ pub fn main() -> ExitCode {
         Some(Command::Check(args)) => check::run(args),
         Some(Command::Validate(args)) => validate::run(args),
         Some(Command::Test(args)) => test::run(args),
+        Some(Command::Fmt(args)) => fmt::run(args),
         Some(Command::Migrate(args)) => migrate::run(args),
         Some(Command::Relationships(args)) => relationships::run(args),
     };

@@ -502,6 +502,62 @@ async fn watch_loop(reloader: Arc<Reloader>, settings: WatchSettings, cancel: Ca
     tracing::debug!("bundle watch stopped");
 }
 
+/// Calls `ready` once the watch is set up, then `on_change` after each burst of changes to the files below `dir` (bundle files and
+/// decision tables), debounced as the serving reload is, until `stop` completes: what
+/// `verdict test --watch` re-runs on. Uses the same watch (inotify with symlink swaps), and the
+/// poll fingerprint when the watch cannot be set up.
+pub async fn on_changes(
+    dir: &Path,
+    settings: WatchSettings,
+    ready: impl FnOnce(),
+    mut on_change: impl FnMut(),
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let (events_tx, mut events_rx) = mpsc::channel::<()>(64);
+    let mut bundle_watch = match watch::BundleWatch::new(dir, events_tx) {
+        Ok(bundle_watch) => Some(bundle_watch),
+        Err(error) => {
+            tracing::warn!(path = %dir.display(), %error, "cannot watch the bundle; relying on polling");
+            None
+        }
+    };
+    let mut poll = settings.poll_interval.map(|period| {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
+    let mut debounce = debounce::Debounce::new(settings.debounce, settings.max_delay);
+    let mut seen = fingerprint(dir).await;
+    ready();
+    tokio::pin!(stop);
+    loop {
+        let deadline = debounce.deadline();
+        tokio::select! {
+            () = &mut stop => break,
+            Some(()) = events_rx.recv() => debounce.note(tokio::time::Instant::now()),
+            () = tick(&mut poll) => {
+                let now = fingerprint(dir).await;
+                if now != seen {
+                    seen = now;
+                    debounce.note(tokio::time::Instant::now());
+                }
+            }
+            () = async {
+                if let Some(deadline) = deadline {
+                    tokio::time::sleep_until(deadline).await;
+                }
+            }, if deadline.is_some() => {
+                debounce.clear();
+                on_change();
+                seen = fingerprint(dir).await;
+                if let Some(current) = bundle_watch.as_mut() {
+                    current.refresh();
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]

@@ -45,6 +45,7 @@ mod policies;
 mod revocations;
 mod schema;
 mod tuples;
+mod unrecognised;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,6 +64,7 @@ pub use policies::PolicyLocation;
 pub(crate) use revocations::Revocations;
 pub(crate) use schema::{Relation, RelationCatalog, USERSET_TYPE};
 pub(crate) use tuples::check_one as check_tuple;
+pub use unrecognised::{UnrecognisedFile, unrecognised_files};
 
 /// Everything read from one valid bundle directory. Never modified after it is built; a
 /// snapshot that adds the relationship store's tuples clones it with another `tuples`.

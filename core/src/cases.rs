@@ -88,6 +88,12 @@ pub struct CaseResult {
     pub name: String,
     /// Why it failed; `None` when it passed.
     pub failure: Option<String>,
+    /// The policies that determined the decision (none for a rejected request), for coverage.
+    pub determining: Vec<String>,
+    /// The request's action id, such as `read`.
+    pub action: String,
+    /// The request's resource type, such as `Document`.
+    pub resource_type: String,
 }
 
 impl CaseResult {
@@ -134,25 +140,87 @@ pub fn discover(bundle_dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
 /// Runs every case of one file against `snapshot`; a file that cannot be read or parsed is an
 /// error with its line and column.
 pub fn run_file(snapshot: &Snapshot, path: &Path) -> Result<Vec<CaseResult>, LoadError> {
+    run_file_matching(snapshot, path, |_| true).map(|(results, _)| results)
+}
+
+/// Runs the cases of one file whose name `keep` accepts; returns their results and the number
+/// of cases left out.
+pub fn run_file_matching(
+    snapshot: &Snapshot,
+    path: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(Vec<CaseResult>, usize), LoadError> {
+    let (text, file) = read_case_file(path)?;
+    let mut search_from = 0;
+    let mut results = Vec::with_capacity(file.cases.len());
+    let mut left_out = 0;
+    for case in file.cases {
+        let line = find_name_line(&text, &case.name, &mut search_from);
+        if !keep(&case.name) {
+            left_out += 1;
+            continue;
+        }
+        let action = case.request.action.clone();
+        let resource_type = case.request.resource.entity_type.clone();
+        let (failure, determining) = match run_case(snapshot, case.request, &case.expect) {
+            Ok(determining) => (None, determining),
+            Err((failure, determining)) => (Some(failure), determining),
+        };
+        results.push(CaseResult {
+            path: path.to_path_buf(),
+            line,
+            name: case.name,
+            failure,
+            determining,
+            action,
+            resource_type,
+        });
+    }
+    Ok((results, left_out))
+}
+
+/// Checks one case file without running it, as `verdict validate` does: it must be readable,
+/// well-formed, use only known keys, and each case's `expect` must say what to expect. Returns
+/// the number of cases.
+pub fn check_file(path: &Path) -> Result<usize, LoadError> {
+    let (text, file) = read_case_file(path)?;
+    let mut search_from = 0;
+    for case in &file.cases {
+        let line = find_name_line(&text, &case.name, &mut search_from);
+        if case.expect.decision.is_none() && case.expect.invalid.is_none() {
+            let message = format!("case `{}`: {NEEDS_AN_EXPECTATION}", case.name);
+            return Err(if line == 0 {
+                LoadError::file(path, message)
+            } else {
+                LoadError::at(path, line, 1, message)
+            });
+        }
+    }
+    Ok(file.cases.len())
+}
+
+const NEEDS_AN_EXPECTATION: &str = "`expect` needs a `decision` or an `invalid`";
+
+/// Reads and parses a case file; a file that cannot be read or parsed is an error with its
+/// line and column.
+fn read_case_file(path: &Path) -> Result<(String, CaseFile), LoadError> {
+    // A FIFO or device named like a table would block the read (and `verdict validate`, which
+    // reads the tables too): only a regular file is read.
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| LoadError::file(path, format!("cannot read: {}", io_reason(&e))))?;
+    if !metadata.is_file() {
+        return Err(LoadError::file(
+            path,
+            "is not a regular file; a case file must be one",
+        ));
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| LoadError::file(path, format!("cannot read: {}", io_reason(&e))))?;
     let file: CaseFile = serde_yaml_ng::from_str(&text).map_err(|e| match e.location() {
         Some(at) => LoadError::at(path, at.line(), at.column(), yaml_reason(&e)),
         None => LoadError::file(path, yaml_reason(&e)),
     })?;
-    let mut search_from = 0;
-    let mut results = Vec::with_capacity(file.cases.len());
-    for case in file.cases {
-        let line = find_name_line(&text, &case.name, &mut search_from);
-        let failure = run_case(snapshot, case.request, &case.expect).err();
-        results.push(CaseResult {
-            path: path.to_path_buf(),
-            line,
-            name: case.name,
-            failure,
-        });
-    }
-    Ok(results)
+    Ok((text, file))
 }
 
 fn yaml_reason(error: &serde_yaml_ng::Error) -> String {
@@ -190,32 +258,44 @@ fn line_offsets(text: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
-fn run_case(snapshot: &Snapshot, input: CheckInput, expect: &Expect) -> Result<(), String> {
+/// Runs one case; returns the determining policies with the verdict, or why it failed.
+fn run_case(
+    snapshot: &Snapshot,
+    input: CheckInput,
+    expect: &Expect,
+) -> Result<Vec<String>, (String, Vec<String>)> {
     if expect.decision.is_none() && expect.invalid.is_none() {
-        return Err("`expect` needs a `decision` or an `invalid`".to_owned());
+        return Err((NEEDS_AN_EXPECTATION.to_owned(), Vec::new()));
     }
     let decision = snapshot.check(input, &Limits::default());
     let decision = match (decision, &expect.invalid) {
         (Err(error), Some(wanted)) => {
             let message = error.to_string();
             return if message.contains(wanted.as_str()) {
-                Ok(())
+                Ok(Vec::new())
             } else {
-                Err(format!(
-                    "expected a rejection containing `{wanted}`, got `{message}`"
+                Err((
+                    format!("expected a rejection containing `{wanted}`, got `{message}`"),
+                    Vec::new(),
                 ))
             };
         }
-        (Err(error), None) => return Err(format!("request rejected: {error}")),
+        (Err(error), None) => return Err((format!("request rejected: {error}"), Vec::new())),
         (Ok(decision), Some(wanted)) => {
-            return Err(format!(
-                "expected a rejection containing `{wanted}`, got {}",
-                describe(&decision)
+            return Err((
+                format!(
+                    "expected a rejection containing `{wanted}`, got {}",
+                    describe(&decision)
+                ),
+                decision.determining_policies.clone(),
             ));
         }
         (Ok(decision), None) => decision,
     };
-    check_decision(&decision, expect)
+    match check_decision(&decision, expect) {
+        Ok(()) => Ok(decision.determining_policies),
+        Err(failure) => Err((failure, decision.determining_policies)),
+    }
 }
 
 fn describe(decision: &Decision) -> String {

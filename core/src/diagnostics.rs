@@ -203,9 +203,40 @@ fn locate(diagnostic: &dyn Diagnostic, mut message: String) -> Located {
     Located { offset, message }
 }
 
+/// Returns the candidate nearest to `word` when it is near enough to be a typo of it (edit
+/// distance, transpositions counting one, of at most a third of the word's length and at least
+/// one), for "did you mean" hints. Ties go to the first candidate.
+pub(crate) fn nearest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    let mut best: Option<(usize, &'a str)> = None;
+    for candidate in candidates {
+        if candidate == word {
+            continue;
+        }
+        let distance = strsim::damerau_levenshtein(word, candidate);
+        if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, candidate));
+        }
+    }
+    best.map(|(_, candidate)| candidate)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nearest_suggests_only_near_names() {
+        let names = ["viewer", "owner", "editor"];
+        assert_eq!(nearest("veiwer", names), Some("viewer"));
+        assert_eq!(nearest("viewers", names), Some("viewer"));
+        assert_eq!(nearest("admin", names), None);
+        assert_eq!(nearest("viewer", names), None);
+        assert_eq!(nearest("Documnet", ["Document", "User"]), Some("Document"));
+    }
 
     #[test]
     fn offsets_become_lines_and_character_columns() {

@@ -65,10 +65,10 @@ mod snapshot;
 pub mod store;
 
 pub use bundle::{
-    InvalidBundle, LoadError, LoadErrorKind, PolicyLocation, fingerprint, is_bundle_file_name,
-    is_revocation_file_name, is_route_file_name,
+    InvalidBundle, LoadError, LoadErrorKind, PolicyLocation, UnrecognisedFile, fingerprint,
+    is_bundle_file_name, is_revocation_file_name, is_route_file_name, unrecognised_files,
 };
-pub use diagnostics::{error_chain, io_reason};
+pub use diagnostics::{error_chain, io_reason, line_column};
 pub use engine::{
     Decision, EvaluationError, Outcome, PROPERTY_CONTEXT_KEY, Prepared, PropertyDecision,
 };

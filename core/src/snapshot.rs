@@ -360,6 +360,20 @@ impl Snapshot {
         &self.index.known_actions
     }
 
+    /// Returns the resource types the schema's actions apply to, sorted; empty without a
+    /// schema.
+    pub fn resource_types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self
+            .bundle
+            .schema
+            .as_ref()
+            .map(|schema| schema.resources().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        types.sort();
+        types.dedup();
+        types
+    }
+
     /// Returns the bundle's policies, as Cedar parsed them (each with its id as written).
     pub fn policies(&self) -> &PolicySet {
         &self.bundle.policies

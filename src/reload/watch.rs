@@ -99,6 +99,10 @@ impl Relevance {
         };
         let loadable = verdict_core::is_bundle_file_name(last)
             || last == "..data"
+            // Decision tables (`tests/*.yaml`), for `verdict test --watch`. For the server, a
+            // rebuild they trigger finds the serving version and changes nothing.
+            || last.ends_with(".yaml")
+            || last.ends_with(".yml")
             // A name without a dot is likely a directory (it may be gone, so no stat).
             || !last.contains('.');
         all_visible && loadable

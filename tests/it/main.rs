@@ -12,6 +12,7 @@
 
 mod architecture;
 mod auth;
+mod authoring;
 mod authzen;
 mod bad_bundles;
 mod cli;
@@ -36,6 +37,7 @@ mod limits;
 mod observability;
 mod otel;
 mod policy_scope;
+mod readme;
 mod reload;
 mod shutdown;
 mod slice;

@@ -27,7 +27,7 @@ const BOB_READS_ROADMAP: &str = r#"{"principal": {"type": "User", "id": "bob"}, 
     "resource": {"type": "Document", "id": "roadmap"},
     "context": {"scopes": ["documents:read"]}}"#;
 
-fn grpcurl() -> &'static Path {
+pub(crate) fn grpcurl() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/grpcurl-1.8.6");

@@ -86,6 +86,19 @@ enum FileKind {
     Model,
 }
 
+/// The endings of the names the loader reads (besides `routes.yaml` and `revocations.txt`),
+/// for "did you mean" hints; [`classify`] is the rule.
+pub(super) const KNOWN_SUFFIXES: &[&str] = &[
+    ".cedar",
+    ".cedarschema",
+    ".cedarschema.json",
+    ".tuples",
+    ".entities.json",
+    ".fga",
+    ".routes.yaml",
+    ".revocations.txt",
+];
+
 /// Returns whether the loader reads a file of this name (by suffix).
 pub fn is_bundle_file_name(name: &str) -> bool {
     classify(name).is_some()

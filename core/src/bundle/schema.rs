@@ -10,7 +10,7 @@
 
 use std::str::FromStr;
 
-use cedar_policy::{EntityId, EntityTypeName, EntityUid, Schema, SchemaFragment};
+use cedar_policy::{EntityId, EntityTypeName, EntityUid, Schema, SchemaError, SchemaFragment};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{Map, Value, json};
 
@@ -39,6 +39,20 @@ impl LoadedSchema {
     /// Returns whether the schema declares `entity_type`.
     pub(super) fn declares_type(&self, entity_type: &str) -> bool {
         self.entity_types.contains(entity_type)
+    }
+
+    /// Returns every declared entity type, fully qualified.
+    pub(super) fn entity_types(&self) -> impl Iterator<Item = &str> {
+        self.entity_types.iter().map(String::as_str)
+    }
+
+    /// Returns the declared relation attributes of `entity_type`.
+    pub(super) fn relations_of(&self, entity_type: &str) -> impl Iterator<Item = &str> {
+        self.relations
+            .get(entity_type)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
     }
 
     /// Returns whether `relation` is a declared relation attribute of `entity_type`.
@@ -83,9 +97,18 @@ pub(super) fn load(files: &[BundleFile], errors: &mut Vec<LoadError>) -> Option<
     }
 
     let relations = relation_attributes(&fragments);
+    let declared = declared_type_names(&fragments);
     let schema = match combine(fragments) {
         Ok(schema) => schema,
-        Err(message) => {
+        Err(error) => {
+            if let CombineError::Schema(schema_error) = &error
+                && let SchemaError::TypeNotDefined(undefined) = schema_error.as_ref()
+                && let Some(located) = locate_undefined_types(undefined, files, &declared)
+            {
+                errors.extend(located);
+                return None;
+            }
+            let message = error.to_string();
             let path = match files {
                 [only] => only.path.clone(),
                 _ => files
@@ -106,11 +129,29 @@ pub(super) fn load(files: &[BundleFile], errors: &mut Vec<LoadError>) -> Option<
     })
 }
 
+/// Why the fragments do not make a schema.
+#[derive(Debug)]
+enum CombineError {
+    /// Cedar's own error, kept whole so its labels can be located in the files.
+    Schema(Box<SchemaError>),
+    /// Verdict's userset fragment did not parse (a bug, reported rather than panicking).
+    Userset(String),
+}
+
+impl std::fmt::Display for CombineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Schema(error) => f.write_str(&error_chain(error.as_ref())),
+            Self::Userset(message) => f.write_str(message),
+        }
+    }
+}
+
 /// Builds the schema, adding the userset type unless the fragments declare it.
-fn combine(fragments: Vec<SchemaFragment>) -> Result<Schema, String> {
+fn combine(fragments: Vec<SchemaFragment>) -> Result<Schema, CombineError> {
     let userset = SchemaFragment::from_cedarschema_str(USERSET_FRAGMENT)
         .map(|(fragment, _)| fragment)
-        .map_err(|e| error_chain(&e))?;
+        .map_err(|e| CombineError::Userset(error_chain(&e)))?;
     let with_userset = fragments.iter().cloned().chain([userset]);
     match Schema::from_schema_fragments(with_userset) {
         Ok(schema) => Ok(schema),
@@ -119,9 +160,128 @@ fn combine(fragments: Vec<SchemaFragment>) -> Result<Schema, String> {
             Ok(schema) if schema.entity_types().any(|t| t.to_string() == USERSET_TYPE) => {
                 Ok(schema)
             }
-            _ => Err(error_chain(&first_error)),
+            _ => Err(CombineError::Schema(Box::new(first_error))),
         },
     }
+}
+
+/// Returns the entity and common types the fragments declare, qualified by namespace and
+/// sorted, for "did you mean" hints.
+fn declared_type_names(fragments: &[SchemaFragment]) -> Vec<String> {
+    let mut names = Vec::new();
+    for fragment in fragments {
+        let Ok(Value::Object(namespaces)) = fragment.clone().to_json_value() else {
+            continue;
+        };
+        for (namespace, body) in &namespaces {
+            for section in ["entityTypes", "commonTypes"] {
+                let Some(Value::Object(types)) = body.get(section) else {
+                    continue;
+                };
+                for name in types.keys() {
+                    names.push(if namespace.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{namespace}::{name}")
+                    });
+                }
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Turns Cedar's "failed to resolve types: A, A, …" (labels with byte offsets, no file) into one
+/// error per use of an undeclared type, at its file:line:column, with the declared type nearest
+/// to it. Cedar's labels do not say which file they are in: a label belongs to the first
+/// schema file whose text at that span is a type name. Returns `None` when a label cannot be
+/// placed (the JSON schema format has no source locations), so Cedar's message is kept.
+fn locate_undefined_types(
+    error: &cedar_policy::schema_errors::TypeNotDefinedError,
+    files: &[BundleFile],
+    declared: &[String],
+) -> Option<Vec<LoadError>> {
+    let is_type_name = |text: &str| {
+        !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == ':')
+    };
+    let mut located = Vec::new();
+    for label in miette::Diagnostic::labels(error)? {
+        let span = label.offset()..label.offset() + label.len();
+        let (file, name) = files.iter().find_map(|file| {
+            let name = file.text.get(span.clone())?;
+            is_type_name(name).then_some((file, name))
+        })?;
+        let (line, column) = line_column(&file.text, span.start);
+        // A use inside a namespace may name the type without its namespace.
+        let hint = crate::diagnostics::nearest(
+            name,
+            declared.iter().map(|d| {
+                if name.contains("::") {
+                    d.as_str()
+                } else {
+                    d.rsplit("::").next().unwrap_or(d)
+                }
+            }),
+        )
+        .map(|near| format!(" (did you mean `{near}`?)"))
+        .unwrap_or_default();
+        let message = format!("type `{name}` is not declared{hint}");
+        located.push(LoadError::at(&file.path, line, column, message.clone()));
+        // Cedar locates only the first use: the others are found in the text, so each is
+        // reported where it is (a list of bare names was all an author had before, issue 21).
+        let first = (file.path.clone(), span.start);
+        for other in files {
+            for offset in other_type_uses(&other.text, name) {
+                if (other.path.clone(), offset) != first {
+                    let (line, column) = line_column(&other.text, offset);
+                    located.push(LoadError::at(&other.path, line, column, message.clone()));
+                }
+            }
+        }
+    }
+    located.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
+    located.dedup();
+    (!located.is_empty()).then_some(located)
+}
+
+/// Returns the byte offsets at which `name` is used as a type in Cedar schema text: a whole
+/// name, outside comments and strings, after `:`, `[`, `,`, `<`, `=` or `in`, and not itself
+/// an attribute name (followed by `:` or `?:`).
+fn other_type_uses(text: &str, name: &str) -> Vec<usize> {
+    let is_name_char = |c: char| c.is_alphanumeric() || c == '_' || c == ':';
+    let mut uses = Vec::new();
+    for (offset, _) in text.match_indices(name) {
+        let before = &text[..offset];
+        let after = &text[offset + name.len()..];
+        if before.chars().next_back().is_some_and(is_name_char)
+            || after.chars().next().is_some_and(is_name_char)
+        {
+            continue;
+        }
+        let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+        let line_before = &before[line_start..];
+        if line_before.contains("//") || line_before.matches('"').count() % 2 == 1 {
+            continue;
+        }
+        let after = after.trim_start();
+        if after.starts_with(':') || after.starts_with("?:") {
+            continue;
+        }
+        let before = before.trim_end();
+        let after_separator = before.ends_with([':', '[', ',', '<', '=']);
+        let after_in = before
+            .strip_suffix("in")
+            .is_some_and(|rest| !rest.chars().next_back().is_some_and(is_name_char));
+        if after_separator || after_in {
+            uses.push(offset);
+        }
+    }
+    uses
 }
 
 /// Finds attributes typed `Verdict::Userset` in the fragments' JSON form.
@@ -321,6 +481,16 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn type_uses_are_found_but_not_declarations_attributes_or_comments() {
+        let text = "entity Doc in [Team, Doc] { Doc: Long, a: Set<Doc> };\n// Doc: x\naction r appliesTo { resource: Doc, principal: [ADoc] };\n";
+        let uses: Vec<(usize, usize)> = other_type_uses(text, "Doc")
+            .into_iter()
+            .map(|o| line_column(text, o))
+            .collect();
+        assert_eq!(uses, [(1, 22), (1, 47), (3, 32)]);
+    }
+
     fn file(name: &str, text: &str) -> BundleFile {
         BundleFile {
             path: PathBuf::from(format!("b/{name}")),
@@ -403,8 +573,29 @@ mod tests {
         );
         assert!(schema.is_none());
         assert_eq!(errors.len(), 1);
-        let text = errors[0].to_string();
-        assert!(text.starts_with("b/s.cedarschema: "), "{text}");
-        assert!(text.contains("Folder"), "{text}");
+        assert_eq!(
+            errors[0].to_string(),
+            "b/s.cedarschema:1:16: type `Folder` is not declared"
+        );
+    }
+
+    #[test]
+    fn each_use_of_a_misspelt_type_is_located_with_the_declared_name() {
+        let mut errors = Vec::new();
+        let a = "entity Documnet;\nentity User;\n";
+        let b = "action read appliesTo { principal: User, resource: Document };\n\naction write appliesTo { principal: User, resource: [Document] };\n";
+        let schema = load(
+            &[file("a.cedarschema", a), file("b.cedarschema", b)],
+            &mut errors,
+        );
+        assert!(schema.is_none());
+        let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "b/b.cedarschema:1:52: type `Document` is not declared (did you mean `Documnet`?)",
+                "b/b.cedarschema:3:54: type `Document` is not declared (did you mean `Documnet`?)",
+            ]
+        );
     }
 }

@@ -9,6 +9,7 @@ use rustc_hash::FxHashSet;
 use super::error::LoadError;
 use super::files::BundleFile;
 use super::schema::LoadedSchema;
+use crate::diagnostics::nearest;
 use crate::relations::{
     RelationModel, SubjectText, TupleIndex, TupleIndexBuilder, TupleText, parse_tuple_line,
 };
@@ -157,6 +158,7 @@ fn parse_piece<'a>(
         let problem = match parse_tuple_line(line) {
             Ok(None) => continue,
             Ok(Some(tuple)) => match check(&tuple, schema, &mut valid_types)
+                .map_err(|(part, message)| (column_of(line, part), message))
                 .and_then(|()| model.map_or(Ok(()), |m| m.check_tuple(&tuple).map_err(|e| (1, e))))
             {
                 Ok(()) => {
@@ -173,12 +175,13 @@ fn parse_piece<'a>(
 }
 
 /// Checks what the syntax cannot: entity types Cedar accepts and, under a schema, declared
-/// types and relations. Errors carry a column (always 1: the tuple as a whole).
+/// types and relations. An error carries the part of the tuple it is about (a slice of the
+/// tuple's text, for its column) and a "did you mean" when a declared name is near.
 fn check<'a>(
     tuple: &TupleText<'a>,
     schema: Option<&LoadedSchema>,
     valid_types: &mut FxHashSet<&'a str>,
-) -> Result<(), (usize, String)> {
+) -> Result<(), (&'a str, String)> {
     let (subject_type, subject_relation) = match &tuple.subject {
         SubjectText::Entity(uid) => (uid.entity_type, None),
         SubjectText::Userset { object, relation } => (object.entity_type, Some(*relation)),
@@ -188,7 +191,7 @@ fn check<'a>(
         if !valid_types.contains(entity_type) {
             EntityTypeName::from_str(entity_type).map_err(|_| {
                 (
-                    1,
+                    entity_type,
                     format!("`{entity_type}` is not a valid Cedar entity type"),
                 )
             })?;
@@ -200,18 +203,28 @@ fn check<'a>(
     };
     for entity_type in [tuple.object.entity_type, subject_type] {
         if !schema.declares_type(entity_type) {
+            // Sorted, so a tie between two near names is broken the same way every time.
+            let mut declared: Vec<&str> = schema.entity_types().collect();
+            declared.sort_unstable();
+            let hint = match nearest(entity_type, declared) {
+                Some(near) => format!(" (did you mean `{near}`?)"),
+                None => String::new(),
+            };
             return Err((
-                1,
-                format!("entity type `{entity_type}` is not declared in the schema"),
+                entity_type,
+                format!("entity type `{entity_type}` is not declared in the schema{hint}"),
             ));
         }
     }
-    let undeclared = |entity_type: &str, relation: &str| {
+    let undeclared = |entity_type: &str, relation: &'a str| {
+        let hint = match nearest(relation, schema.relations_of(entity_type)) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!("declare `{relation}: Verdict::Userset` on `{entity_type}`"),
+        };
         (
-            1,
+            relation,
             format!(
-                "relation `{relation}` of `{entity_type}` is not declared in the schema \
-                 (declare `{relation}: Verdict::Userset` on `{entity_type}`)"
+                "relation `{relation}` of `{entity_type}` is not declared in the schema ({hint})"
             ),
         )
     };
@@ -224,4 +237,31 @@ fn check<'a>(
         return Err(undeclared(subject_type, relation));
     }
     Ok(())
+}
+
+/// Returns the 1-based column, in characters, at which `part` starts in `line`, when `part` is
+/// a slice of `line` (the parser's output always is); 1 otherwise.
+fn column_of(line: &str, part: &str) -> usize {
+    let offset = (part.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+    let inside = offset
+        .checked_add(part.len())
+        .is_some_and(|end| end <= line.len());
+    match line.get(..offset) {
+        Some(before) if inside => before.chars().count() + 1,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_point_at_the_part_of_the_line() {
+        let line = "Doc::\"é\"#viewer@User::\"a\"";
+        let tuple = parse_tuple_line(line).unwrap().unwrap();
+        assert_eq!(column_of(line, tuple.object.entity_type), 1);
+        assert_eq!(column_of(line, tuple.relation), 10);
+        assert_eq!(column_of(line, "elsewhere"), 1);
+    }
 }
