@@ -91,6 +91,9 @@ pub(crate) use out;
 /// Parses the command line. `verdict` without a subcommand serves, so it takes every `serve`
 /// flag; they are hidden from `verdict --help`, which lists the subcommands, and shown by
 /// `verdict serve --help`.
+///
+/// With `--config FILE` (or `VERDICT_CONFIG`) for the server, the file's settings join the
+/// command line as the flags they name (`crate::config::file`), before clap parses it.
 fn parse() -> Result<Cli, clap::Error> {
     use clap::{CommandFactory, FromArgMatches};
     let command = Cli::command().mut_args(|arg| {
@@ -101,7 +104,77 @@ fn parse() -> Result<Cli, clap::Error> {
             arg.hide(true)
         }
     });
-    Cli::from_arg_matches(&command.try_get_matches()?)
+    let mut given: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let origins = match with_config_file(&mut given) {
+        Ok(origins) => origins,
+        Err(message) => {
+            return Err(Cli::command().error(clap::error::ErrorKind::InvalidValue, message));
+        }
+    };
+    let matches = command.try_get_matches_from(&given).map_err(|error| {
+        // A refused value from the file: say where it is written.
+        let flag = match error.get(clap::error::ContextKind::InvalidArg) {
+            Some(clap::error::ContextValue::String(arg)) => {
+                arg.split_whitespace().next().unwrap_or_default().to_owned()
+            }
+            _ => String::new(),
+        };
+        let at = origins.locate_flag(&flag);
+        if at.is_empty() {
+            error
+        } else {
+            let text = error.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            Cli::command().error(
+                error.kind(),
+                format!("{at}{}", first.trim_start_matches("error: ")),
+            )
+        }
+    })?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    match &mut cli.command {
+        Some(Command::Serve(args)) => args.origins = origins,
+        None => cli.serve.origins = origins,
+        Some(_) => {}
+    }
+    Ok(cli)
+}
+
+/// Inserts the settings of the server's configuration file (`--config FILE`, else
+/// `VERDICT_CONFIG`) into `args`, after `serve` (or the program name when `verdict` alone
+/// serves); other subcommands take no configuration file.
+fn with_config_file(
+    args: &mut Vec<std::ffi::OsString>,
+) -> Result<crate::config::file::ConfigOrigins, String> {
+    use clap::Args as _;
+    let serves = match args.get(1).and_then(|a| a.to_str()) {
+        Some("serve") => Some(2),
+        Some(first) if first.starts_with('-') => Some(1),
+        None => Some(1),
+        Some(_) => None,
+    };
+    let Some(at) = serves else {
+        return Ok(crate::config::file::ConfigOrigins::default());
+    };
+    let path = args.iter().enumerate().find_map(|(i, arg)| {
+        let arg = arg.to_str()?;
+        match arg.strip_prefix("--config") {
+            Some("") => args.get(i + 1).cloned(),
+            Some(rest) => rest.strip_prefix('=').map(std::ffi::OsString::from),
+            None => None,
+        }
+    });
+    let Some(path) = path.or_else(|| std::env::var_os("VERDICT_CONFIG")) else {
+        return Ok(crate::config::file::ConfigOrigins::default());
+    };
+    let command = ServeArgs::augment_args(clap::Command::new("verdict"));
+    let from_file =
+        crate::config::file::read(std::path::Path::new(&path), &command, args, &|name| {
+            std::env::var_os(name).is_some()
+        })?;
+    let at = at.min(args.len());
+    args.splice(at..at, from_file.arguments);
+    Ok(from_file.origins)
 }
 
 /// Parses the command line and runs it.

@@ -118,6 +118,7 @@ mod bundle;
 mod caller_auth;
 mod decision_log;
 mod ext_authz;
+pub mod file;
 mod http;
 mod identity;
 mod limits;
@@ -176,6 +177,14 @@ pub const DEFAULT_POLICIES: &str = "./policies";
 /// Settings for `verdict serve`: the bundle, and one flattened group per subsystem.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
+    /// A YAML file of these settings by their flag names (`grpc-addr: 0.0.0.0:50051`); flags
+    /// and `VERDICT_*` variables override it.
+    #[arg(long, env = "VERDICT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where settings read from the configuration file came from (set by the command line's
+    /// parser, for errors).
+    #[arg(skip)]
+    pub origins: file::ConfigOrigins,
     /// Policy bundle directory (policies, schema, tuples, entities).
     #[arg(long, env = "VERDICT_POLICIES", default_value = DEFAULT_POLICIES)]
     pub policies: PathBuf,
@@ -586,8 +595,8 @@ mod tests {
             assert_eq!(env_var(id), env);
             count += 1;
         }
-        // 62, the relationship store's 9 (`config/store.rs`) and OpenTelemetry's 2.
-        assert_eq!(count, 73);
+        // 62, the relationship store's 9 (`config/store.rs`), OpenTelemetry's 2 and --config.
+        assert_eq!(count, 74);
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub(super) fn run(args: ServeArgs) -> u8 {
     let otlp = match args.telemetry.otlp() {
         Ok(otlp) => otlp,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}{error}", args.origins.locate_flag(&error.flag()));
             return EXIT_USAGE;
         }
     };
@@ -46,11 +46,13 @@ pub(super) fn run(args: ServeArgs) -> u8 {
     };
 
     // 2. Config, before anything is bound.
+    let origins = args.origins.clone();
     let config = match args.validate() {
         Ok(config) => config,
         Err(error) => {
-            tracing::error!(%error, "invalid configuration");
-            eprintln!("error: {error}");
+            let at = origins.locate_flag(&error.flag());
+            tracing::error!(%error, location = %at.trim_end_matches([':', ' ']), "invalid configuration");
+            eprintln!("error: {at}{error}");
             return EXIT_USAGE;
         }
     };

@@ -17,6 +17,7 @@ mod authzen;
 mod bad_bundles;
 mod cli;
 mod clients;
+mod config_file;
 
 #[path = "../common/mod.rs"]
 mod common;
