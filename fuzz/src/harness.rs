@@ -595,6 +595,7 @@ fn proto_ref(r: &FuzzRef) -> proto::EntityRef {
 impl FuzzCheck {
     fn to_proto(&self) -> proto::CheckRequest {
         proto::CheckRequest {
+            contextual_tuples: Default::default(),
             principal: self.principal.as_ref().map(proto_ref),
             action: self.action.get(),
             resource: self.resource.as_ref().map(proto_ref),

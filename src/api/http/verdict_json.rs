@@ -178,6 +178,7 @@ pub fn check_request(value: &Value, path: &str) -> Result<proto::CheckRequest, H
         })
         .collect::<Result<_, _>>()?;
     Ok(proto::CheckRequest {
+        contextual_tuples: Default::default(),
         principal: optional_entity_ref(object, "principal", path)?,
         action: string(object, "action", path)?,
         resource: optional_entity_ref(object, "resource", path)?,
