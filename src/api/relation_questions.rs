@@ -5,7 +5,8 @@
 //! one snapshot loaded for the request (a page's work is bounded by the core), and the next
 //! page starts only while the client's deadline (`grpc-timeout`) has not passed; past it the
 //! stream ends with DEADLINE_EXCEEDED, after the pages already sent (each with its cursor).
-//! A page the client asks for after a reload resumes from its cursor, which names the version
+//! (While the first page is computed, tonic's own handling of `grpc-timeout` may answer first:
+//! it ends the call with CANCELLED, "Timeout expired".) A page the client asks for after a reload resumes from its cursor, which names the version
 //! it was issued against: another version answers FAILED_PRECONDITION, never a mix.
 
 use std::pin::Pin;
@@ -221,6 +222,9 @@ pub async fn stream<T: Send + 'static>(
     deadline: Option<Instant>,
     pick: fn(Page) -> Option<T>,
 ) -> Result<PageStream<T>, ApiError> {
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Err(ApiError::DeadlineExceeded);
+    }
     let (tx, rx) = tokio::sync::mpsc::channel(PAGE_BUFFER);
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
     tokio::task::spawn_blocking(move || {

@@ -34,6 +34,7 @@ mod http_api;
 mod limits;
 mod observability;
 mod policy_scope;
+mod relations_api;
 mod reload;
 mod shutdown;
 mod slice;
