@@ -18,7 +18,7 @@ pub mod http;
 mod prescan;
 pub mod proto;
 pub(crate) mod record;
-mod relation_questions;
+pub(crate) mod relation_questions;
 pub mod relationships;
 mod token;
 

@@ -325,3 +325,78 @@ async fn grpcurl_checks_a_relation_with_contextual_tuples_through_reflection() {
     assert_eq!(answer["allowed"], true, "{stdout}");
     server.stop().await;
 }
+
+#[test]
+fn http_routes_answer_the_relation_questions_page_by_page() {
+    use crate::common::http1::post_json;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), "");
+    let mut config = test_config(dir.path());
+    config.http.addr = Some("127.0.0.1:0".parse().unwrap());
+    let server = runtime.block_on(TestServer::start_with(config));
+    let addr = server.api_addr.unwrap();
+
+    let asked = json!({
+        "object": {"type": "Document", "id": "x"}, "relation": "viewer",
+        "subject": {"entity": {"type": "User", "id": "bob"}},
+        "contextualTuples": [{"object": {"type": "Document", "id": "x"}, "relation": "editor",
+                              "subject": {"entity": {"type": "User", "id": "bob"}}}]
+    });
+    let response = post_json(addr, "/v1/check-relation", &asked);
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    assert_eq!(response.json()["allowed"], true);
+    let bad = json!({
+        "object": {"type": "Document", "id": "x"}, "relation": "viewer",
+        "subject": {"entity": {"type": "User", "id": "bob"}},
+        "contextual_tuples": [{"object": {"type": "Document", "id": "x"}, "relation": "owner",
+                               "subject": {"entity": {"type": "User", "id": "bob"}}}]
+    });
+    assert_eq!(post_json(addr, "/v1/check-relation", &bad).status, 400);
+
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let response = post_json(
+            addr,
+            "/v1/lookup-resources",
+            &json!({"subject": {"entity": {"type": "User", "id": "anne"}}, "relation": "viewer",
+                    "resourceType": "Document", "pageSize": 5, "cursor": cursor}),
+        );
+        assert_eq!(
+            response.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
+        let page = response.json();
+        for id in page["resourceIds"].as_array().unwrap() {
+            ids.push(id.as_str().unwrap().to_owned());
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), DOCS - 1);
+
+    let response = post_json(
+        addr,
+        "/v1/lookup-subjects",
+        &json!({"object": {"type": "Document", "id": "d00"}, "relation": "viewer",
+                "subjectType": "User"}),
+    );
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    assert_eq!(response.json()["subjects"].as_array().unwrap().len(), 8);
+    runtime.block_on(server.stop());
+}
