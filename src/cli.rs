@@ -13,6 +13,7 @@
 
 mod check;
 mod migrate;
+mod relation;
 mod relationships;
 mod serve;
 mod test;
@@ -24,6 +25,7 @@ use clap::{Parser, Subcommand};
 
 pub use check::CheckArgs;
 pub use migrate::MigrateArgs;
+pub use relation::RelationArgs;
 pub use relationships::RelationshipsArgs;
 pub use test::TestArgs;
 pub use validate::ValidateArgs;
@@ -73,6 +75,8 @@ enum Command {
     Migrate(MigrateArgs),
     /// Bulk import and export of the relationship store's tuples.
     Relationships(RelationshipsArgs),
+    /// Ask the bundle's relation model (`*.fga`) a relation question, without a server.
+    Relation(RelationArgs),
 }
 
 /// Prints a line to stdout, ignoring a closed pipe (`verdict check … | head`).
@@ -122,6 +126,7 @@ pub fn main() -> ExitCode {
         Some(Command::Test(args)) => test::run(args),
         Some(Command::Migrate(args)) => migrate::run(args),
         Some(Command::Relationships(args)) => relationships::run(args),
+        Some(Command::Relation(args)) => relation::run(args),
     };
     ExitCode::from(code)
 }

@@ -60,6 +60,27 @@ impl RelationSubject {
         }
     }
 
+    /// Parses a subject in tuple syntax: `User::"anne"`, `Team::"eng"#member`, `User::*`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        use crate::relations::SubjectText;
+        let line = format!("X::\"x\"#r@{text}");
+        let tuple = match parse_tuple_line(&line) {
+            Ok(Some(tuple)) => tuple,
+            Ok(None) => return Err("an empty subject".to_owned()),
+            Err(error) => return Err(format!("`{text}` is not a subject: {}", error.reason)),
+        };
+        Ok(match tuple.subject {
+            SubjectText::Entity(uid) => {
+                Self::Entity(EntityRef::new(uid.entity_type, uid.id.into_owned()))
+            }
+            SubjectText::Userset { object, relation } => Self::Userset(
+                EntityRef::new(object.entity_type, object.id.into_owned()),
+                relation.to_owned(),
+            ),
+            SubjectText::Wildcard { entity_type } => Self::Wildcard(entity_type.to_owned()),
+        })
+    }
+
     /// Returns the subject in tuple syntax: `User::"anne"`, `Team::"eng"#member`, `User::*`.
     pub fn text(&self) -> String {
         match self {

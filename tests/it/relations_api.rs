@@ -400,3 +400,46 @@ fn http_routes_answer_the_relation_questions_page_by_page() {
     assert_eq!(response.json()["subjects"].as_array().unwrap().len(), 8);
     runtime.block_on(server.stop());
 }
+
+#[test]
+fn the_cli_asks_the_three_questions_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), "");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_verdict"))
+            .arg("relation")
+            .args(args)
+            .arg("--policies")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run(&["check", "Document::\"d01\"", "viewer", "User::\"anne\""]);
+    assert_eq!((code, out.trim()), (Some(0), "allowed"));
+    let (code, out, _) = run(&["check", "Document::\"d05\"", "viewer", "User::\"anne\""]);
+    assert_eq!((code, out.trim()), (Some(2), "denied"));
+    let (code, out, _) = run(&[
+        "check",
+        "Document::\"x\"",
+        "viewer",
+        "User::\"bob\"",
+        "--tuple",
+        "Document::\"x\"#editor@User::\"bob\"",
+    ]);
+    assert_eq!((code, out.trim()), (Some(0), "allowed"));
+    let (code, out, _) = run(&["lookup-resources", "User::\"anne\"", "viewer", "Document"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), DOCS - 1);
+    assert!(out.starts_with("Document::\"d00\"\n"), "{out}");
+    let (code, out, _) = run(&["lookup-subjects", "Document::\"d00\"", "viewer", "User"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 8, "{out}");
+    let (code, _, err) = run(&["check", "Document::\"x\"", "owner", "User::\"bob\""]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("owner"), "{err}");
+}
