@@ -26,8 +26,10 @@ const PARALLEL_BATCH_THRESHOLD: usize = 32;
 const HEAVY_WEIGHT: usize = 32;
 
 /// A request this heavy is decided on a blocking thread rather than on an async worker.
+/// Contextual tuples always are: the core re-indexes the snapshot's tuples with them.
 fn is_heavy(request: &proto::CheckRequest) -> bool {
     request.entities.len() + request.properties.len() > HEAVY_WEIGHT / 2
+        || !request.contextual_tuples.is_empty()
 }
 
 /// The caller a request was authenticated as (an API key's name): put in the request's
@@ -489,7 +491,15 @@ impl Authorization for AuthorizationService {
         // blocking one.
         let weight: usize = checks
             .iter()
-            .map(|(c, _)| 1 + c.entities.len() + c.properties.len())
+            .map(|(c, _)| {
+                1 + c.entities.len()
+                    + c.properties.len()
+                    + if c.contextual_tuples.is_empty() {
+                        0
+                    } else {
+                        HEAVY_WEIGHT
+                    }
+            })
             .sum();
         let results = if checks.len() < PARALLEL_BATCH_THRESHOLD && weight < HEAVY_WEIGHT {
             checks
