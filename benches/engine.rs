@@ -368,6 +368,7 @@ fn handler(c: &mut Criterion) {
         (
             "nested-team-read",
             proto::CheckRequest {
+                contextual_tuples: Default::default(),
                 principal: entity("User", "bob"),
                 action: "read".to_owned(),
                 resource: entity("Document", "roadmap"),
@@ -397,6 +398,7 @@ fn handler(c: &mut Criterion) {
         (
             "function-level",
             proto::CheckRequest {
+                contextual_tuples: Default::default(),
                 principal: entity("User", "erin"),
                 action: "DeleteUser".to_owned(),
                 resource: entity("Api", "admin"),
@@ -474,6 +476,7 @@ when { context.s7.containsAny(context.s8) && context.s9.contains("late") };
         id: id.to_owned(),
     };
     let with_context = |context: Vec<(String, prost_types::Value)>| proto::CheckRequest {
+        contextual_tuples: Default::default(),
         principal: Some(entity("User", "e0")),
         action: "read".to_owned(),
         resource: Some(entity("Doc", "d")),

@@ -135,6 +135,7 @@ fn owner_requests(checks: &[owner_scenario::Check]) -> Vec<verdict::api::proto::
     checks
         .iter()
         .map(|c| proto::CheckRequest {
+            contextual_tuples: Default::default(),
             principal: Some(entity("User", format!("u{}", c.user))),
             action: c.action.to_owned(),
             resource: Some(entity("Document", format!("d{}", c.document))),

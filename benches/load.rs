@@ -76,6 +76,7 @@ const BATCH: usize = 100;
 const CONNECTIONS_MAX: usize = 4;
 fn verdict_check(check: Check) -> proto::CheckRequest {
     proto::CheckRequest {
+        contextual_tuples: Default::default(),
         principal: Some(proto::EntityRef {
             r#type: "User".to_owned(),
             id: format!("u{}", check.user),
@@ -599,6 +600,41 @@ impl proto::authorization_server::Authorization for Noop {
         &self,
         _request: tonic::Request<proto::ReloadRequest>,
     ) -> Result<tonic::Response<proto::ReloadResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("noop"))
+    }
+
+    async fn check_relation(
+        &self,
+        _request: tonic::Request<proto::CheckRelationRequest>,
+    ) -> Result<tonic::Response<proto::CheckRelationResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("noop"))
+    }
+
+    type LookupResourcesStream = std::pin::Pin<
+        Box<
+            dyn tokio_stream::Stream<Item = Result<proto::LookupResourcesResponse, tonic::Status>>
+                + Send,
+        >,
+    >;
+
+    async fn lookup_resources(
+        &self,
+        _request: tonic::Request<proto::LookupResourcesRequest>,
+    ) -> Result<tonic::Response<Self::LookupResourcesStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("noop"))
+    }
+
+    type LookupSubjectsStream = std::pin::Pin<
+        Box<
+            dyn tokio_stream::Stream<Item = Result<proto::LookupSubjectsResponse, tonic::Status>>
+                + Send,
+        >,
+    >;
+
+    async fn lookup_subjects(
+        &self,
+        _request: tonic::Request<proto::LookupSubjectsRequest>,
+    ) -> Result<tonic::Response<Self::LookupSubjectsStream>, tonic::Status> {
         Err(tonic::Status::unimplemented("noop"))
     }
 }

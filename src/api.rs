@@ -18,6 +18,7 @@ pub mod http;
 mod prescan;
 pub mod proto;
 pub(crate) mod record;
+pub(crate) mod relation_questions;
 pub mod relationships;
 mod token;
 
@@ -26,3 +27,23 @@ pub use convert::ProtocolError;
 pub use error::ApiError;
 pub use prescan::{BATCH_CHECK_PATH, CHECK_PATH, prescan};
 pub use relationships::RelationshipsService;
+
+/// The time a `grpc-timeout` header value gives (at most 8 digits and a unit, `H`, `M`, `S`,
+/// `m`, `u` or `n`); `None` when malformed.
+pub fn grpc_timeout(value: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let digits = value.get(..value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    match value.as_bytes().last()? {
+        b'H' => Some(Duration::from_secs(amount * 3600)),
+        b'M' => Some(Duration::from_secs(amount * 60)),
+        b'S' => Some(Duration::from_secs(amount)),
+        b'm' => Some(Duration::from_millis(amount)),
+        b'u' => Some(Duration::from_micros(amount)),
+        b'n' => Some(Duration::from_nanos(amount)),
+        _ => None,
+    }
+}

@@ -14,6 +14,7 @@
 mod check;
 mod fmt;
 mod migrate;
+mod relation;
 mod relationships;
 mod serve;
 mod test;
@@ -26,6 +27,7 @@ use clap::{Parser, Subcommand};
 pub use check::CheckArgs;
 pub use fmt::FmtArgs;
 pub use migrate::MigrateArgs;
+pub use relation::RelationArgs;
 pub use relationships::RelationshipsArgs;
 pub use test::TestArgs;
 pub use validate::ValidateArgs;
@@ -77,6 +79,8 @@ enum Command {
     Migrate(MigrateArgs),
     /// Bulk import and export of the relationship store's tuples.
     Relationships(RelationshipsArgs),
+    /// Ask the bundle's relation model (`*.fga`) a relation question, without a server.
+    Relation(RelationArgs),
 }
 
 /// Prints a line to stdout, ignoring a closed pipe (`verdict check … | head`).
@@ -200,6 +204,7 @@ pub fn main() -> ExitCode {
         Some(Command::Fmt(args)) => fmt::run(args),
         Some(Command::Migrate(args)) => migrate::run(args),
         Some(Command::Relationships(args)) => relationships::run(args),
+        Some(Command::Relation(args)) => relation::run(args),
     };
     ExitCode::from(code)
 }

@@ -1116,6 +1116,7 @@ fn large_set_frame() -> Bytes {
         )]),
     };
     let request = proto::CheckRequest {
+        contextual_tuples: Default::default(),
         principal: Some(proto::EntityRef {
             r#type: "User".to_owned(),
             id: "u1".to_owned(),

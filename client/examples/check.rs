@@ -9,7 +9,7 @@
 //! ```text
 //! ALLOW
 //!   determining policy: document-read
-//!   snapshot: 114e47848b949e40
+//!   snapshot: a9ad369067764895
 //! ```
 //!
 //! The same example in Python and TypeScript: `examples/clients/` in the repository.

@@ -59,6 +59,7 @@ mod diagnostics;
 mod engine;
 mod input;
 mod limits;
+mod questions;
 pub mod relations;
 mod routes;
 mod snapshot;
@@ -78,6 +79,10 @@ pub use limits::{
     DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_PROPERTIES, DEFAULT_MAX_REQUEST_ENTITIES,
     DEFAULT_MAX_REQUEST_WORK, DEFAULT_MAX_STRING_BYTES, ENTITY_WORK, EntityTrust, Limits,
     WorkBudget,
+};
+pub use questions::{
+    ContextualTuples, LookupCursor, MAX_CONTEXTUAL_TUPLES, MAX_LOOKUP_PAGE, RelationAnswer,
+    RelationError, RelationSubject, ResourcesPage, SubjectsPage,
 };
 pub use routes::{
     PathRefusal, PrincipalSource, Route, RouteMatch, RouteRefusal, UpstreamHeaders,

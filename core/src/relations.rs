@@ -21,7 +21,10 @@ pub use check::{CheckSubject, MAX_VISITS, RelationCheck};
 pub use index::{
     EntityIdx, IndexFull, RelationId, TupleIndex, TupleIndexBuilder, TypeId, UsersetId,
 };
-pub use lookup::{FoundSubject, LookupError, LookupPage, lookup_resources, lookup_subjects};
+pub use lookup::{
+    FoundSubject, LookupError, LookupPage, MAX_CANDIDATES_PER_PAGE, lookup_resources,
+    lookup_subjects,
+};
 pub use model::{ModelError, ModelSource, RelationModel};
 pub use search::{Membership, SearchScratch, Subject};
 pub use tuple::{

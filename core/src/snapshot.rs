@@ -178,7 +178,27 @@ impl Snapshot {
                 first_rejections.push((line.to_owned(), verdict));
             }
         }
-        let tuples = builder.finish()?;
+        let revision = store.revision();
+        let served_version = format!(
+            "{}@{}",
+            self.bundle.version,
+            ConsistencyToken::new(revision)
+        );
+        Ok(StoreMerge {
+            snapshot: self.with_tuples(builder.finish()?, served_version, Some(revision)),
+            rejected,
+            first_rejections,
+        })
+    }
+
+    /// Returns this snapshot with its tuple index replaced by `tuples` (a superset built from
+    /// it), answering as `served_version`.
+    pub(crate) fn with_tuples(
+        &self,
+        tuples: TupleIndex,
+        served_version: String,
+        store_revision: Option<u64>,
+    ) -> Self {
         let mut bundle = self.bundle.clone();
         bundle.relations = bundle.relations.with_tuple_relations(
             &tuples,
@@ -187,19 +207,14 @@ impl Snapshot {
         );
         bundle.tuples = Arc::new(tuples);
         let index = Index::build(&bundle);
-        let revision = store.revision();
-        Ok(StoreMerge {
-            snapshot: Self {
-                served_version: format!("{}@{}", bundle.version, ConsistencyToken::new(revision)),
-                bundle,
-                index,
-                max_relation_depth: self.max_relation_depth,
-                loaded_at: self.loaded_at,
-                store_revision: Some(revision),
-            },
-            rejected,
-            first_rejections,
-        })
+        Self {
+            served_version,
+            bundle,
+            index,
+            max_relation_depth: self.max_relation_depth,
+            loaded_at: self.loaded_at,
+            store_revision,
+        }
     }
 
     /// Checks a tuple to be written to the relationship store exactly as a line of a tuple file

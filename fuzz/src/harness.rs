@@ -34,7 +34,7 @@ use verdict_core::{
 
 /// The example bundle (`policies/`), embedded: seeds for the bundle target and the snapshot the
 /// request targets decide against.
-pub const EXAMPLE_BUNDLE: [(&str, &str); 10] = [
+pub const EXAMPLE_BUNDLE: [(&str, &str); 11] = [
     (
         "schema.cedarschema",
         include_str!("../../policies/schema.cedarschema"),
@@ -58,6 +58,7 @@ pub const EXAMPLE_BUNDLE: [(&str, &str); 10] = [
         include_str!("../../policies/documents.tuples"),
     ),
     ("teams.tuples", include_str!("../../policies/teams.tuples")),
+    ("acme.fga", include_str!("../../policies/acme.fga")),
     (
         "documents.entities.json",
         include_str!("../../policies/documents.entities.json"),
@@ -595,6 +596,7 @@ fn proto_ref(r: &FuzzRef) -> proto::EntityRef {
 impl FuzzCheck {
     fn to_proto(&self) -> proto::CheckRequest {
         proto::CheckRequest {
+            contextual_tuples: Default::default(),
             principal: self.principal.as_ref().map(proto_ref),
             action: self.action.get(),
             resource: self.resource.as_ref().map(proto_ref),

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::proto;
 use super::proto::authorization_server::Authorization;
 use super::record::{Asked, FrontEnd, RequestId, record_decision};
+use super::relation_questions;
 use super::token::{self, Presented};
 use crate::identity::TokenVerifier;
 use crate::serving::{Served, SnapshotHandle};
@@ -25,8 +26,10 @@ const PARALLEL_BATCH_THRESHOLD: usize = 32;
 const HEAVY_WEIGHT: usize = 32;
 
 /// A request this heavy is decided on a blocking thread rather than on an async worker.
+/// Contextual tuples always are: the core re-indexes the snapshot's tuples with them.
 fn is_heavy(request: &proto::CheckRequest) -> bool {
     request.entities.len() + request.properties.len() > HEAVY_WEIGHT / 2
+        || !request.contextual_tuples.is_empty()
 }
 
 /// The caller a request was authenticated as (an API key's name): put in the request's
@@ -246,11 +249,27 @@ struct Call {
 /// batch it is, `presented` what its token (if any) gave.
 fn decide(
     call: &Call,
-    request: proto::CheckRequest,
+    mut request: proto::CheckRequest,
     item: Item,
     presented: Presented,
 ) -> Result<proto::CheckResponse, ApiError> {
     let started = Instant::now();
+    let contextual = std::mem::take(&mut request.contextual_tuples);
+    let scoped = super::convert::contextual_tuples(contextual, &item.to_string())
+        .map_err(ApiError::from)
+        .and_then(|texts| {
+            call.served
+                .snapshot
+                .with_contextual_tuples(texts)
+                .map_err(|error| ApiError::Request(error.with_field_prefix(&item.to_string())))
+        });
+    let scoped = match scoped {
+        Ok(scoped) => scoped,
+        Err(error) => {
+            record_rejection(&error);
+            return Err(error);
+        }
+    };
     let input = presented.and_then(|verified| {
         let mut input = check_input(request, item, &call.limits)?;
         if let Some(verified) = verified {
@@ -259,8 +278,7 @@ fn decide(
         Ok(input)
     });
     let decided = input.and_then(|input| {
-        call.served
-            .snapshot
+        scoped
             .check(input, &call.limits)
             .map_err(|error| ApiError::Request(error.with_field_prefix(&item.to_string())))
     });
@@ -342,8 +360,82 @@ fn timestamp(time: SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(time)
 }
 
+/// The client's deadline, from its `grpc-timeout`.
+fn deadline<T>(request: &Request<T>) -> Option<Instant> {
+    let timeout = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    Some(Instant::now() + super::grpc_timeout(timeout)?)
+}
+
 #[tonic::async_trait]
 impl Authorization for AuthorizationService {
+    #[tracing::instrument(name = "CheckRelation", level = "debug", skip_all)]
+    async fn check_relation(
+        &self,
+        request: Request<proto::CheckRelationRequest>,
+    ) -> Result<Response<proto::CheckRelationResponse>, Status> {
+        let served = self
+            .fresh_snapshot(request.get_ref().consistency.as_ref())
+            .await?;
+        // INVARIANT: one snapshot answers, contextual tuples included (the core re-indexes
+        // them with its tuples, off the async workers when there are any).
+        let request = request.into_inner();
+        let response = if request.contextual_tuples.is_empty() {
+            relation_questions::check_relation(&served, request)
+        } else {
+            tokio::task::spawn_blocking(move || {
+                relation_questions::check_relation(&served, request)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("check worker failed: {e}")))?
+        };
+        response.map(Response::new).map_err(|error| {
+            record_rejection(&error);
+            error.into()
+        })
+    }
+
+    type LookupResourcesStream = relation_questions::PageStream<proto::LookupResourcesResponse>;
+
+    #[tracing::instrument(name = "LookupResources", level = "debug", skip_all)]
+    async fn lookup_resources(
+        &self,
+        request: Request<proto::LookupResourcesRequest>,
+    ) -> Result<Response<Self::LookupResourcesStream>, Status> {
+        let served = self
+            .fresh_snapshot(request.get_ref().consistency.as_ref())
+            .await?;
+        let deadline = deadline(&request);
+        let lookup = relation_questions::resources_question(request.into_inner())?;
+        let stream = relation_questions::stream(
+            served,
+            lookup,
+            deadline,
+            relation_questions::resources_page,
+        )
+        .await
+        .inspect_err(record_rejection)?;
+        Ok(Response::new(stream))
+    }
+
+    type LookupSubjectsStream = relation_questions::PageStream<proto::LookupSubjectsResponse>;
+
+    #[tracing::instrument(name = "LookupSubjects", level = "debug", skip_all)]
+    async fn lookup_subjects(
+        &self,
+        request: Request<proto::LookupSubjectsRequest>,
+    ) -> Result<Response<Self::LookupSubjectsStream>, Status> {
+        let served = self
+            .fresh_snapshot(request.get_ref().consistency.as_ref())
+            .await?;
+        let deadline = deadline(&request);
+        let lookup = relation_questions::subjects_question(request.into_inner())?;
+        let stream =
+            relation_questions::stream(served, lookup, deadline, relation_questions::subjects_page)
+                .await
+                .inspect_err(record_rejection)?;
+        Ok(Response::new(stream))
+    }
+
     #[tracing::instrument(name = "Check", level = "debug", skip_all)]
     async fn check(
         &self,
@@ -399,7 +491,15 @@ impl Authorization for AuthorizationService {
         // blocking one.
         let weight: usize = checks
             .iter()
-            .map(|(c, _)| 1 + c.entities.len() + c.properties.len())
+            .map(|(c, _)| {
+                1 + c.entities.len()
+                    + c.properties.len()
+                    + if c.contextual_tuples.is_empty() {
+                        0
+                    } else {
+                        HEAVY_WEIGHT
+                    }
+            })
             .sum();
         let results = if checks.len() < PARALLEL_BATCH_THRESHOLD && weight < HEAVY_WEIGHT {
             checks
@@ -542,6 +642,7 @@ mod tests {
 
     fn request() -> proto::CheckRequest {
         proto::CheckRequest {
+            contextual_tuples: Default::default(),
             principal: Some(entity("User", "u")),
             action: "read".to_owned(),
             resource: Some(entity("Document", "d")),

@@ -9,7 +9,7 @@ use serde_json::{Map, Number, Value};
 use super::proto;
 use verdict_core::{
     CheckInput, Decision, EntityInput, EntityRef, EvaluationError, Limits, Outcome,
-    PropertyDecision, WorkBudget,
+    PropertyDecision, RelationSubject, WorkBudget,
 };
 
 use super::error::ApiError;
@@ -69,6 +69,8 @@ pub fn check_input(
         token: _,
         // Honoured for the whole request before conversion (`Authorization::check`).
         consistency: _,
+        // Taken out by `decide` before conversion: they scope the snapshot, not the input.
+        contextual_tuples: _,
     } = request;
     let budget = &mut limits.work_budget();
     let context = struct_to_map(context, || format!("{item}context"), budget)?;
@@ -86,6 +88,97 @@ pub fn check_input(
         properties,
         verified_principal: None,
     })
+}
+
+/// Converts contextual tuples to tuple syntax (`Document::"d"#viewer@User::"anne"`), for
+/// [`verdict_core::Snapshot::with_contextual_tuples`], which validates them; `prefix` goes
+/// before `contextual_tuples[i]` in errors.
+pub fn contextual_tuples(
+    tuples: Vec<proto::RelationTuple>,
+    prefix: &str,
+) -> Result<Vec<String>, ProtocolError> {
+    tuples
+        .into_iter()
+        .enumerate()
+        .map(|(i, tuple)| {
+            let field = || format!("{prefix}contextual_tuples[{i}]");
+            let proto::RelationTuple {
+                object,
+                relation,
+                subject,
+            } = tuple;
+            let object = entity_ref(object, || format!("{}.object", field()))?;
+            let subject = relation_subject(subject, || format!("{}.subject", field()))?;
+            Ok(format!("{object}#{relation}@{}", subject.text()))
+        })
+        .collect()
+}
+
+/// Converts a `Subject`: an entity, a userset (`relation` set) or a wildcard (`wildcard` set,
+/// `entity.id` empty).
+pub fn relation_subject(
+    subject: Option<proto::Subject>,
+    field: impl Fn() -> String,
+) -> Result<RelationSubject, ProtocolError> {
+    let proto::Subject {
+        entity,
+        relation,
+        wildcard,
+    } = subject.ok_or_else(|| ProtocolError::Missing(field()))?;
+    let entity = entity_ref(entity, || format!("{}.entity", field()))?;
+    if entity.entity_type.is_empty() {
+        return Err(ProtocolError::Invalid {
+            field: format!("{}.entity.type", field()),
+            reason: "must not be empty".to_owned(),
+        });
+    }
+    match (wildcard, relation.is_empty(), entity.id.is_empty()) {
+        (true, true, true) => Ok(RelationSubject::Wildcard(entity.entity_type)),
+        (true, _, _) => Err(ProtocolError::Invalid {
+            field: field(),
+            reason: "a wildcard has no relation and an empty `entity.id`".to_owned(),
+        }),
+        (false, _, true) => Err(ProtocolError::Invalid {
+            field: format!("{}.entity.id", field()),
+            reason: "must not be empty (set `wildcard` for every entity of the type)".to_owned(),
+        }),
+        (false, true, false) => Ok(RelationSubject::Entity(entity)),
+        (false, false, false) => Ok(RelationSubject::Userset(entity, relation)),
+    }
+}
+
+/// Returns a required entity (type and id non-empty).
+pub fn required_entity(
+    entity: Option<proto::EntityRef>,
+    field: &str,
+) -> Result<EntityRef, ProtocolError> {
+    let entity = entity_ref(entity, || field.to_owned())?;
+    if entity.entity_type.is_empty() || entity.id.is_empty() {
+        return Err(ProtocolError::Invalid {
+            field: field.to_owned(),
+            reason: "type and id must not be empty".to_owned(),
+        });
+    }
+    Ok(entity)
+}
+
+/// Converts a `RelationSubject` back to a `Subject`.
+pub fn subject_message(subject: RelationSubject) -> proto::Subject {
+    let (entity, relation, wildcard) = match subject {
+        RelationSubject::Entity(e) => (e, String::new(), false),
+        RelationSubject::Userset(e, relation) => (e, relation, false),
+        RelationSubject::Wildcard(entity_type) => {
+            (EntityRef::new(entity_type, ""), String::new(), true)
+        }
+    };
+    proto::Subject {
+        entity: Some(proto::EntityRef {
+            r#type: entity.entity_type,
+            id: entity.id,
+        }),
+        relation,
+        wildcard,
+    }
 }
 
 /// Field names are built by `field` only when an error needs them (most requests have none).
@@ -270,6 +363,7 @@ mod tests {
             properties: Vec::new(),
             token: String::new(),
             consistency: None,
+            contextual_tuples: Vec::new(),
         }
     }
 

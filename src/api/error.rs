@@ -9,13 +9,16 @@
 //! | a relationship write of a tuple that exists / a delete of one that does not | `ALREADY_EXISTS` / `NOT_FOUND` |
 //! | a write's precondition does not hold | `FAILED_PRECONDITION` |
 //! | an admin RPC that is disabled | `UNIMPLEMENTED` |
+//! | a relation question's unknown type or relation, a malformed cursor | `INVALID_ARGUMENT` |
+//! | a relation question without a relation model; a cursor of a snapshot no longer served | `FAILED_PRECONDITION` |
+//! | a lookup past the client's deadline (`grpc-timeout`) | `DEADLINE_EXCEEDED` |
 //! | anything else | `INTERNAL`, with a generic message; the detail is logged |
 
 use tonic::{Code, Status};
 
 use super::convert::ProtocolError;
 use crate::identity::TokenRefusal;
-use verdict_core::RequestError;
+use verdict_core::{RelationError, RequestError};
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +53,24 @@ pub enum ApiError {
     /// A relationship write conflicts with the store's state.
     #[error(transparent)]
     Conflict(crate::store::WriteError),
+    /// A relation question (`CheckRelation`, the lookups) has no answer.
+    #[error(transparent)]
+    Relation(verdict_core::RelationError),
+    /// The client's deadline passed before a lookup finished.
+    #[error("the deadline passed before the lookup finished; resume from the last cursor")]
+    DeadlineExceeded,
     /// A bug or an environment failure; the detail is logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<verdict_core::RelationError> for ApiError {
+    fn from(error: verdict_core::RelationError) -> Self {
+        match error {
+            verdict_core::RelationError::Request(error) => Self::Request(error),
+            other => Self::Relation(other),
+        }
+    }
 }
 
 impl ApiError {
@@ -76,6 +94,16 @@ impl ApiError {
             }
             Self::Conflict(crate::store::WriteError::Store(_)) => Code::Internal,
             Self::ReloadDisabled => Code::Unimplemented,
+            Self::Relation(error) => match error {
+                RelationError::Request(RequestError::Internal(_)) => Code::Internal,
+                RelationError::Request(_)
+                | RelationError::Unknown { .. }
+                | RelationError::BadCursor(_) => Code::InvalidArgument,
+                RelationError::NoModel | RelationError::StaleCursor { .. } => {
+                    Code::FailedPrecondition
+                }
+            },
+            Self::DeadlineExceeded => Code::DeadlineExceeded,
         }
     }
 

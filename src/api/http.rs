@@ -56,11 +56,11 @@ const ENVELOPE_DEPTH: usize = 8;
 /// Every route of the HTTP API, as (method, path): the `route` label of the HTTP metrics, and
 /// what `docs/openapi.json` must describe (a test checks it).
 ///
-/// The relation questions of `verdict.v1` (`CheckRelation`, `LookupResources`,
-/// `LookupSubjects`) join as `POST /v1/check-relation`, `/v1/lookup-resources` and
-/// `/v1/lookup-subjects`, each answered by its gRPC handler as `/v1/check` is, once those RPCs
-/// exist (TODO(#18): add them to `verdict_routes`, here and to the OpenAPI document).
-pub const ROUTES: [(&str, &str); 9] = [
+/// The relation questions of `verdict.v1` are `POST /v1/check-relation`,
+/// `/v1/lookup-resources` and `/v1/lookup-subjects`, each answered by its gRPC handler as
+/// `/v1/check` is; a lookup answers one page per HTTP request (its first streamed message),
+/// and the caller passes `nextCursor` back as `cursor` for the next.
+pub const ROUTES: [(&str, &str); 12] = [
     ("GET", "/.well-known/authzen-configuration"),
     ("POST", "/access/v1/evaluation"),
     ("POST", "/access/v1/evaluations"),
@@ -69,6 +69,9 @@ pub const ROUTES: [(&str, &str); 9] = [
     ("POST", "/access/v1/search/action"),
     ("POST", "/v1/check"),
     ("POST", "/v1/batch-check"),
+    ("POST", "/v1/check-relation"),
+    ("POST", "/v1/lookup-resources"),
+    ("POST", "/v1/lookup-subjects"),
     ("GET", "/openapi.json"),
 ];
 
@@ -212,6 +215,104 @@ fn verdict_routes() -> Router<HttpApi> {
     Router::new()
         .route("/v1/check", post(check))
         .route("/v1/batch-check", post(batch_check))
+        .route("/v1/check-relation", post(check_relation))
+        .route("/v1/lookup-resources", post(lookup_resources))
+        .route("/v1/lookup-subjects", post(lookup_subjects))
+}
+
+async fn check_relation(
+    State(api): State<HttpApi>,
+    request_id: Option<Extension<RequestId>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let call = CallInfo::of(request_id, caller);
+    let answered = async {
+        let body = api.body(&headers, &body)?;
+        let message = verdict_json::check_relation_request(&body)?;
+        let response = api
+            .inner
+            .verdict
+            .check_relation(grpc_request(message, &call))
+            .await
+            .map_err(|status| HttpError::from_status(&status))?
+            .into_inner();
+        Ok::<_, HttpError>(answer(
+            &verdict_json::check_relation_response(&response),
+            &response.snapshot_version,
+        ))
+    };
+    answered.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Answers a lookup's first streamed page as one JSON body.
+async fn first_page<T>(
+    stream: Result<tonic::Response<crate::api::relation_questions::PageStream<T>>, tonic::Status>,
+) -> Result<T, HttpError> {
+    use tokio_stream::StreamExt;
+    let mut stream = stream
+        .map_err(|status| HttpError::from_status(&status))?
+        .into_inner();
+    match stream.next().await {
+        Some(Ok(page)) => Ok(page),
+        Some(Err(status)) => Err(HttpError::from_status(&status)),
+        None => Err(HttpError::from_status(&tonic::Status::internal(
+            "the lookup answered no page",
+        ))),
+    }
+}
+
+async fn lookup_resources(
+    State(api): State<HttpApi>,
+    request_id: Option<Extension<RequestId>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let call = CallInfo::of(request_id, caller);
+    let answered = async {
+        let body = api.body(&headers, &body)?;
+        let message = verdict_json::lookup_resources_request(&body)?;
+        let page = first_page(
+            api.inner
+                .verdict
+                .lookup_resources(grpc_request(message, &call))
+                .await,
+        )
+        .await?;
+        Ok::<_, HttpError>(answer(
+            &verdict_json::lookup_resources_response(&page),
+            &page.snapshot_version,
+        ))
+    };
+    answered.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn lookup_subjects(
+    State(api): State<HttpApi>,
+    request_id: Option<Extension<RequestId>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let call = CallInfo::of(request_id, caller);
+    let answered = async {
+        let body = api.body(&headers, &body)?;
+        let message = verdict_json::lookup_subjects_request(&body)?;
+        let page = first_page(
+            api.inner
+                .verdict
+                .lookup_subjects(grpc_request(message, &call))
+                .await,
+        )
+        .await?;
+        Ok::<_, HttpError>(answer(
+            &verdict_json::lookup_subjects_response(&page),
+            &page.snapshot_version,
+        ))
+    };
+    answered.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Who asked: put in the request's extensions by the server's HTTP layer.

@@ -274,6 +274,7 @@ mod tests {
             })),
         };
         proto::CheckRequest {
+            contextual_tuples: Default::default(),
             principal: None,
             action: "read".to_owned(),
             resource: None,

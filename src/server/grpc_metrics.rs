@@ -77,21 +77,7 @@ fn status_code(headers: &HeaderMap) -> Option<&'static str> {
 /// The time a `grpc-timeout` header gives (gRPC over HTTP/2: at most 8 digits and a unit,
 /// `H`, `M`, `S`, `m`, `u` or `n`); `None` when absent or malformed.
 fn client_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
-    let digits = value.get(..value.len().checked_sub(1)?)?;
-    if digits.is_empty() || digits.len() > 8 {
-        return None;
-    }
-    let amount: u64 = digits.parse().ok()?;
-    match value.as_bytes().last()? {
-        b'H' => Some(Duration::from_secs(amount * 3600)),
-        b'M' => Some(Duration::from_secs(amount * 60)),
-        b'S' => Some(Duration::from_secs(amount)),
-        b'm' => Some(Duration::from_millis(amount)),
-        b'u' => Some(Duration::from_micros(amount)),
-        b'n' => Some(Duration::from_nanos(amount)),
-        _ => None,
-    }
+    crate::api::grpc_timeout(headers.get("grpc-timeout")?.to_str().ok()?)
 }
 
 /// One gRPC call being timed: made when the request arrives, recorded once, with the status

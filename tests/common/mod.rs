@@ -304,6 +304,7 @@ pub fn check(
     context: serde_json::Value,
 ) -> proto::CheckRequest {
     proto::CheckRequest {
+        contextual_tuples: Default::default(),
         principal: Some(entity(principal.0, principal.1)),
         action: action.to_owned(),
         resource: Some(entity(resource.0, resource.1)),

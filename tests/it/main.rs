@@ -39,6 +39,7 @@ mod observability;
 mod otel;
 mod policy_scope;
 mod readme;
+mod relations_api;
 mod reload;
 mod shutdown;
 mod slice;

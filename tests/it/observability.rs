@@ -290,6 +290,7 @@ fn ten_thousand_distinct_requests_add_no_series() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = verdict.client(&runtime);
     let check = |principal: String, action: String, resource: String| proto::CheckRequest {
+        contextual_tuples: Default::default(),
         principal: Some(common::entity("User", &principal)),
         action,
         resource: Some(common::entity("Doc", &resource)),

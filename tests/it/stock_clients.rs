@@ -68,7 +68,7 @@ pub(crate) fn grpcurl() -> &'static Path {
     })
 }
 
-fn run_grpcurl(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn run_grpcurl(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(grpcurl()).args(args).output().unwrap();
     (
         output.status.success(),

@@ -25,13 +25,23 @@ use super::model::{RelationModel, Rewrite};
 use super::search::Membership;
 use super::tuple::display_uid;
 
+/// The most candidates one page confirms with a check before it ends (with
+/// [`LookupPage::more`] set) even if it holds fewer answers than asked: the server's bound on
+/// the work of one page.
+pub const MAX_CANDIDATES_PER_PAGE: usize = 10_000;
+
 /// One page of a reverse question.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupPage<T> {
     /// The answers, sorted.
     pub items: Vec<T>,
-    /// Whether answers remain after this page (resume after the last item).
+    /// Whether answers may remain after this page: resume after [`Self::resume_after`].
     pub more: bool,
+    /// The last candidate this page examined (a member or not) when [`Self::more`] is set:
+    /// the next page starts after it. A page stops when it is full or after
+    /// [`MAX_CANDIDATES_PER_PAGE`] candidates, so its work is bounded even when few
+    /// candidates are members.
+    pub resume_after: Option<T>,
     /// Whether some candidate could not be decided within the depth bound (it is left out,
     /// as a check would deny it).
     pub relation_depth_exceeded: bool,
@@ -142,13 +152,17 @@ pub fn lookup_resources(
     let mut page = LookupPage {
         items: Vec::new(),
         more: false,
+        resume_after: None,
         relation_depth_exceeded: false,
     };
-    for id in candidates {
-        if page.items.len() >= page_size {
+    let mut last: Option<&str> = None;
+    for (examined, id) in candidates.into_iter().enumerate() {
+        if page.items.len() >= page_size || examined >= MAX_CANDIDATES_PER_PAGE {
             page.more = true;
+            page.resume_after = last.map(str::to_owned);
             break;
         }
+        last = Some(id);
         match check.check(object_type, id, relation) {
             Membership::Member => page.items.push(id.to_owned()),
             Membership::NotMember => {}
@@ -190,13 +204,17 @@ pub fn lookup_subjects(
     let mut page = LookupPage {
         items: Vec::new(),
         more: false,
+        resume_after: None,
         relation_depth_exceeded: false,
     };
-    for candidate in candidates {
-        if page.items.len() >= page_size {
+    let mut last: Option<FoundSubject> = None;
+    for (examined, candidate) in candidates.into_iter().enumerate() {
+        if page.items.len() >= page_size || examined >= MAX_CANDIDATES_PER_PAGE {
             page.more = true;
+            page.resume_after = last;
             break;
         }
+        last = Some(candidate.clone());
         let subject = match (&candidate, subject_relation) {
             (FoundSubject::Wildcard, _) => CheckSubject::Wildcard {
                 entity_type: subject_type,

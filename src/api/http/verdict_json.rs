@@ -143,6 +143,8 @@ pub fn check_request(value: &Value, path: &str) -> Result<proto::CheckRequest, H
             "properties",
             "token",
             "consistency",
+            "contextual_tuples",
+            "contextualTuples",
         ],
         path,
     )?;
@@ -178,6 +180,7 @@ pub fn check_request(value: &Value, path: &str) -> Result<proto::CheckRequest, H
         })
         .collect::<Result<_, _>>()?;
     Ok(proto::CheckRequest {
+        contextual_tuples: contextual_tuples(object, path)?,
         principal: optional_entity_ref(object, "principal", path)?,
         action: string(object, "action", path)?,
         resource: optional_entity_ref(object, "resource", path)?,
@@ -187,6 +190,253 @@ pub fn check_request(value: &Value, path: &str) -> Result<proto::CheckRequest, H
         token: string(object, "token", path)?,
         consistency: consistency(object, path)?,
     })
+}
+
+/// Looks `key` up under its proto name or its lowerCamelCase JSON name.
+fn get_either<'v>(object: &'v Map<String, Value>, proto: &str, json: &str) -> Option<&'v Value> {
+    get(object, proto).or_else(|| get(object, json))
+}
+
+fn subject(value: &Value, path: &str) -> Result<proto::Subject, HttpError> {
+    let object = as_object(value, path)?;
+    let prefix = format!("{path}.");
+    only_known(object, &["entity", "relation", "wildcard"], &prefix)?;
+    let wildcard = match get(object, "wildcard") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(HttpError::wrong_type(
+                &format!("{prefix}wildcard"),
+                "a boolean",
+                other,
+            ));
+        }
+    };
+    Ok(proto::Subject {
+        entity: optional_entity_ref(object, "entity", &prefix)?,
+        relation: string(object, "relation", &prefix)?,
+        wildcard,
+    })
+}
+
+fn optional_subject(
+    object: &Map<String, Value>,
+    path: &str,
+) -> Result<Option<proto::Subject>, HttpError> {
+    get(object, "subject")
+        .map(|value| subject(value, &format!("{path}subject")))
+        .transpose()
+}
+
+/// Parses `contextual_tuples` (or `contextualTuples`) under `path`.
+fn contextual_tuples(
+    object: &Map<String, Value>,
+    path: &str,
+) -> Result<Vec<proto::RelationTuple>, HttpError> {
+    let Some(value) = get_either(object, "contextual_tuples", "contextualTuples") else {
+        return Ok(Vec::new());
+    };
+    let Value::Array(items) = value else {
+        return Err(HttpError::wrong_type(
+            &format!("{path}contextual_tuples"),
+            "an array",
+            value,
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = format!("{path}contextual_tuples[{i}]");
+            let fields = as_object(item, &at)?;
+            let prefix = format!("{at}.");
+            only_known(fields, &["object", "relation", "subject"], &prefix)?;
+            Ok(proto::RelationTuple {
+                object: optional_entity_ref(fields, "object", &prefix)?,
+                relation: string(fields, "relation", &prefix)?,
+                subject: optional_subject(fields, &prefix)?,
+            })
+        })
+        .collect()
+}
+
+fn page_size(object: &Map<String, Value>) -> Result<u32, HttpError> {
+    match get_either(object, "page_size", "pageSize") {
+        None => Ok(0),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| HttpError::invalid("page_size: not a 32-bit unsigned integer")),
+        Some(other) => Err(HttpError::wrong_type("page_size", "a number", other)),
+    }
+}
+
+/// Parses a `CheckRelationRequest`.
+pub fn check_relation_request(
+    object: &Map<String, Value>,
+) -> Result<proto::CheckRelationRequest, HttpError> {
+    only_known(
+        object,
+        &[
+            "object",
+            "relation",
+            "subject",
+            "contextual_tuples",
+            "contextualTuples",
+            "consistency",
+        ],
+        "",
+    )?;
+    Ok(proto::CheckRelationRequest {
+        object: optional_entity_ref(object, "object", "")?,
+        relation: string(object, "relation", "")?,
+        subject: optional_subject(object, "")?,
+        contextual_tuples: contextual_tuples(object, "")?,
+        consistency: consistency(object, "")?,
+    })
+}
+
+/// Parses a `LookupResourcesRequest`.
+pub fn lookup_resources_request(
+    object: &Map<String, Value>,
+) -> Result<proto::LookupResourcesRequest, HttpError> {
+    only_known(
+        object,
+        &[
+            "subject",
+            "relation",
+            "resource_type",
+            "resourceType",
+            "contextual_tuples",
+            "contextualTuples",
+            "page_size",
+            "pageSize",
+            "cursor",
+            "consistency",
+        ],
+        "",
+    )?;
+    let resource_type = match get_either(object, "resource_type", "resourceType") {
+        Some(Value::String(s)) => s.clone(),
+        None => String::new(),
+        Some(other) => return Err(HttpError::wrong_type("resource_type", "a string", other)),
+    };
+    Ok(proto::LookupResourcesRequest {
+        subject: optional_subject(object, "")?,
+        relation: string(object, "relation", "")?,
+        resource_type,
+        contextual_tuples: contextual_tuples(object, "")?,
+        page_size: page_size(object)?,
+        cursor: string(object, "cursor", "")?,
+        consistency: consistency(object, "")?,
+    })
+}
+
+/// Parses a `LookupSubjectsRequest`.
+pub fn lookup_subjects_request(
+    object: &Map<String, Value>,
+) -> Result<proto::LookupSubjectsRequest, HttpError> {
+    only_known(
+        object,
+        &[
+            "object",
+            "relation",
+            "subject_type",
+            "subjectType",
+            "subject_relation",
+            "subjectRelation",
+            "contextual_tuples",
+            "contextualTuples",
+            "page_size",
+            "pageSize",
+            "cursor",
+            "consistency",
+        ],
+        "",
+    )?;
+    let text = |proto: &str, json: &str| match get_either(object, proto, json) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        None => Ok(String::new()),
+        Some(other) => Err(HttpError::wrong_type(proto, "a string", other)),
+    };
+    Ok(proto::LookupSubjectsRequest {
+        object: optional_entity_ref(object, "object", "")?,
+        relation: string(object, "relation", "")?,
+        subject_type: text("subject_type", "subjectType")?,
+        subject_relation: text("subject_relation", "subjectRelation")?,
+        contextual_tuples: contextual_tuples(object, "")?,
+        page_size: page_size(object)?,
+        cursor: string(object, "cursor", "")?,
+        consistency: consistency(object, "")?,
+    })
+}
+
+/// A `CheckRelationResponse` in proto3 JSON (defaults left out).
+pub fn check_relation_response(response: &proto::CheckRelationResponse) -> Value {
+    let mut out = Map::new();
+    if response.allowed {
+        out.insert("allowed".to_owned(), Value::Bool(true));
+    }
+    out.insert(
+        "snapshotVersion".to_owned(),
+        json!(response.snapshot_version),
+    );
+    if response.relation_depth_exceeded {
+        out.insert("relationDepthExceeded".to_owned(), Value::Bool(true));
+    }
+    Value::Object(out)
+}
+
+fn page_json(mut out: Map<String, Value>, cursor: &str, version: &str, exceeded: bool) -> Value {
+    if !cursor.is_empty() {
+        out.insert("nextCursor".to_owned(), json!(cursor));
+    }
+    out.insert("snapshotVersion".to_owned(), json!(version));
+    if exceeded {
+        out.insert("relationDepthExceeded".to_owned(), Value::Bool(true));
+    }
+    Value::Object(out)
+}
+
+/// A `LookupResourcesResponse` (one page) in proto3 JSON.
+pub fn lookup_resources_response(page: &proto::LookupResourcesResponse) -> Value {
+    let mut out = Map::new();
+    out.insert("resourceIds".to_owned(), json!(page.resource_ids));
+    page_json(
+        out,
+        &page.next_cursor,
+        &page.snapshot_version,
+        page.relation_depth_exceeded,
+    )
+}
+
+/// A `LookupSubjectsResponse` (one page) in proto3 JSON.
+pub fn lookup_subjects_response(page: &proto::LookupSubjectsResponse) -> Value {
+    let subjects: Vec<Value> = page
+        .subjects
+        .iter()
+        .map(|s| {
+            let mut out = Map::new();
+            if let Some(e) = &s.entity {
+                out.insert("entity".to_owned(), json!({"type": e.r#type, "id": e.id}));
+            }
+            if !s.relation.is_empty() {
+                out.insert("relation".to_owned(), json!(s.relation));
+            }
+            if s.wildcard {
+                out.insert("wildcard".to_owned(), Value::Bool(true));
+            }
+            Value::Object(out)
+        })
+        .collect();
+    let mut out = Map::new();
+    out.insert("subjects".to_owned(), Value::Array(subjects));
+    page_json(
+        out,
+        &page.next_cursor,
+        &page.snapshot_version,
+        page.relation_depth_exceeded,
+    )
 }
 
 /// Parses `consistency` (proto3 JSON: one of `minimizeLatency`, `atLeastAsFresh`,
