@@ -81,8 +81,9 @@ pub use limits::{
     WorkBudget,
 };
 pub use questions::{
-    ContextualTuples, LookupCursor, MAX_CONTEXTUAL_TUPLES, MAX_LOOKUP_PAGE, RelationAnswer,
-    RelationError, RelationSubject, ResourcesPage, SubjectsPage,
+    ContextualTuples, LookupCursor, MAX_CONTEXTUAL_TUPLES, MAX_LOOKUP_PAGE,
+    MAX_TUPLES_WITH_CONTEXTUAL, RelationAnswer, RelationError, RelationSubject, ResourcesPage,
+    SubjectsPage,
 };
 pub use routes::{
     PathRefusal, PrincipalSource, Route, RouteMatch, RouteRefusal, UpstreamHeaders,

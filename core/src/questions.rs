@@ -30,6 +30,13 @@ use crate::snapshot::Snapshot;
 /// The most contextual tuples one request may carry (OpenFGA's limit too).
 pub const MAX_CONTEXTUAL_TUPLES: usize = 100;
 
+/// The most tuples a snapshot may hold for a request to bring contextual tuples: they are
+/// indexed by rebuilding the snapshot's tuple index with them (a per-request overlay is not
+/// built yet), which costs time in proportion to the snapshot's tuples, a few microseconds
+/// each. Past this bound (tens of milliseconds) such a request is refused, so that no caller
+/// can make every request cost seconds of CPU on a large bundle.
+pub const MAX_TUPLES_WITH_CONTEXTUAL: usize = 20_000;
+
 /// The largest page a lookup returns, whatever the caller asks; also the default page size.
 pub const MAX_LOOKUP_PAGE: usize = 1_000;
 
@@ -286,6 +293,15 @@ impl Snapshot {
                 limit: crate::input::Limit::Entities,
                 count: tuples.len(),
                 max: MAX_CONTEXTUAL_TUPLES,
+            });
+        }
+        let indexed = self.tuples().tuple_count();
+        if indexed > MAX_TUPLES_WITH_CONTEXTUAL {
+            return Err(RequestError::TooLarge {
+                field: "contextual_tuples (re-indexing the bundle's tuples for them)".to_owned(),
+                limit: crate::input::Limit::Work,
+                count: indexed,
+                max: MAX_TUPLES_WITH_CONTEXTUAL,
             });
         }
         let mut builder = TupleIndexBuilder::from_index(self.tuples());

@@ -265,7 +265,7 @@ fn fmt_formats_policies_without_changing_decisions_and_check_reports_the_rest() 
     );
     let tests = verdict(&["test", bundle_arg]);
     assert!(
-        tests.contains("exit: 0\n--- stdout\n68 passed, 0 failed\n"),
+        tests.contains("exit: 0\n--- stdout\n72 passed, 0 failed\n"),
         "{tests}"
     );
 

@@ -159,3 +159,22 @@ fn relation_questions_without_a_model_say_so() {
     let answer = view.check_relation(&EntityRef::new("Document", "d"), "viewer", &user("a"));
     assert_eq!(answer, Err(RelationError::NoModel));
 }
+
+#[test]
+fn contextual_tuples_are_refused_on_a_snapshot_too_large_to_reindex_per_request() {
+    let tuples: String = (0..=MAX_TUPLES_WITH_CONTEXTUAL)
+        .map(|i| format!("Document::\"d{i}\"#editor@User::\"u{i}\"\n"))
+        .collect();
+    let (_dir, snapshot) = snapshot(&tuples);
+    let refused = snapshot
+        .with_contextual_tuples(vec!["Folder::\"f1\"#viewer@User::\"anne\"".to_owned()])
+        .err()
+        .unwrap();
+    assert_eq!(
+        refused.limit(),
+        Some(crate::input::Limit::Work),
+        "{refused}"
+    );
+    // Without contextual tuples the same snapshot answers as usual.
+    assert!(snapshot.with_contextual_tuples(Vec::new()).is_ok());
+}
