@@ -85,6 +85,9 @@ pub struct TupleIndex {
     /// Per `TypeId`: whether some tuple has a wildcard of that type as its subject.
     wildcard_types: Vec<bool>,
     tuple_count: usize,
+    /// Per `TypeId`: its entities sorted by id, built on first use (reverse lookups page
+    /// through it from a cursor instead of collecting and sorting every entity per page).
+    sorted_by_type: std::sync::OnceLock<Vec<Vec<EntityIdx>>>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -169,6 +172,24 @@ impl TupleIndex {
             .get(entity_type.index())
             .into_iter()
             .flat_map(|ids| ids.values().copied())
+    }
+
+    /// Returns every interned entity of `entity_type`, sorted by id (computed once per index,
+    /// on first use: a sort of the type's ids).
+    pub fn entities_of_type_sorted(&self, entity_type: TypeId) -> &[EntityIdx] {
+        let by_type = self.sorted_by_type.get_or_init(|| {
+            let mut by_type: Vec<Vec<EntityIdx>> = vec![Vec::new(); self.type_names.len()];
+            for (i, (t, _)) in self.entity_keys.iter().enumerate() {
+                if let Some(list) = by_type.get_mut(t.index()) {
+                    list.push(EntityIdx(to_u32(i)));
+                }
+            }
+            for list in &mut by_type {
+                list.sort_unstable_by(|&a, &b| self.entity_key(a).1.cmp(self.entity_key(b).1));
+            }
+            by_type
+        });
+        by_type.get(entity_type.index()).map_or(&[], Vec::as_slice)
     }
 
     /// Returns the object and relation of an interned userset.

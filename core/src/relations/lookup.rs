@@ -131,23 +131,28 @@ pub fn lookup_resources(
     page_size: usize,
 ) -> Result<LookupPage<String>, LookupError> {
     require(model, object_type, Some(relation))?;
-    let mut candidates: Vec<&str> = match tuples.type_id(object_type) {
-        Some(t) => tuples
-            .entities_of_type(t)
-            .map(|e| tuples.entity_key(e).1)
-            .collect(),
-        None => Vec::new(),
+    // The candidates in id order from just after the cursor: a binary search into the index's
+    // sorted entities of the type, read lazily, so a page costs what it examines, not the
+    // type's size.
+    let sorted = tuples
+        .type_id(object_type)
+        .map_or(&[][..], |t| tuples.entities_of_type_sorted(t));
+    let start = after.map_or(0, |a| {
+        sorted.partition_point(|&e| tuples.entity_key(e).1 <= a)
+    });
+    let indexed = sorted
+        .get(start..)
+        .unwrap_or_default()
+        .iter()
+        .map(|&e| tuples.entity_key(e).1);
+    // A userset subject of the object type is its own candidate, interned or not.
+    let own = match subject {
+        CheckSubject::Userset {
+            entity_type, id, ..
+        } if entity_type == object_type && after.is_none_or(|a| id > a) => Some(id),
+        _ => None,
     };
-    if let CheckSubject::Userset {
-        entity_type, id, ..
-    } = subject
-        && entity_type == object_type
-    {
-        candidates.push(id);
-    }
-    candidates.retain(|id| after.is_none_or(|a| *id > a));
-    candidates.sort_unstable();
-    candidates.dedup();
+    let candidates = merge_sorted(indexed, own);
     let mut check = RelationCheck::new(model, tuples, subject, max_depth);
     let mut page = LookupPage {
         items: Vec::new(),
@@ -170,6 +175,24 @@ pub fn lookup_resources(
         }
     }
     Ok(page)
+}
+
+/// `sorted` (ascending, no duplicates) with `extra` merged in at its place, once.
+fn merge_sorted<'a>(
+    sorted: impl Iterator<Item = &'a str>,
+    extra: Option<&'a str>,
+) -> impl Iterator<Item = &'a str> {
+    let mut sorted = sorted.peekable();
+    let mut extra = extra;
+    std::iter::from_fn(move || match (sorted.peek().copied(), extra) {
+        (Some(next), Some(own)) if own < next => extra.take(),
+        (Some(next), Some(own)) if own == next => {
+            extra = None;
+            sorted.next()
+        }
+        (Some(_), _) => sorted.next(),
+        (None, _) => extra.take(),
+    })
 }
 
 /// Returns up to `page_size` subjects of `subject_type` (usersets `subject_type#r` when
@@ -478,5 +501,18 @@ mod tests {
             .to_string(),
             "type `Doc` has no relation `editor` in the relation model"
         );
+    }
+
+    #[test]
+    fn the_own_candidate_merges_into_the_sorted_ids_once() {
+        let merged = |ids: &[&'static str], own: Option<&'static str>| -> Vec<&'static str> {
+            merge_sorted(ids.iter().copied(), own).collect()
+        };
+        assert_eq!(merged(&["b", "d"], Some("a")), ["a", "b", "d"]);
+        assert_eq!(merged(&["b", "d"], Some("c")), ["b", "c", "d"]);
+        assert_eq!(merged(&["b", "d"], Some("d")), ["b", "d"]);
+        assert_eq!(merged(&["b", "d"], Some("e")), ["b", "d", "e"]);
+        assert_eq!(merged(&[], Some("e")), ["e"]);
+        assert_eq!(merged(&["b"], None), ["b"]);
     }
 }
