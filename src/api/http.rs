@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -191,12 +191,6 @@ impl HttpApi {
             mapping: Arc::clone(&self.inner.mapping),
         }
     }
-
-    /// Parses the body as a JSON object, bounded by the request limits.
-    fn body(&self, headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, HttpError> {
-        json::require_json_content_type(headers)?;
-        json::parse_object(body, self.inner.limits.max_json_depth + ENVELOPE_DEPTH)
-    }
 }
 
 /// The AuthZEN routes.
@@ -222,28 +216,19 @@ fn verdict_routes() -> Router<HttpApi> {
 
 async fn check_relation(
     State(api): State<HttpApi>,
-    request_id: Option<Extension<RequestId>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = CallInfo::of(request_id, caller);
-    let answered = async {
-        let body = api.body(&headers, &body)?;
-        let message = verdict_json::check_relation_request(&body)?;
-        let response = api
-            .inner
+    JsonCall { call, body }: JsonCall,
+) -> Result<Response, HttpError> {
+    let message = verdict_json::check_relation_request(&body)?;
+    let response = unary(
+        api.inner
             .verdict
             .check_relation(grpc_request(message, &call))
-            .await
-            .map_err(|status| HttpError::from_status(&status))?
-            .into_inner();
-        Ok::<_, HttpError>(answer(
-            &verdict_json::check_relation_response(&response),
-            &response.snapshot_version,
-        ))
-    };
-    answered.await.unwrap_or_else(IntoResponse::into_response)
+            .await,
+    )?;
+    Ok(answer(
+        &verdict_json::check_relation_response(&response),
+        &response.snapshot_version,
+    ))
 }
 
 /// Answers a lookup's first streamed page as one JSON body.
@@ -265,54 +250,38 @@ async fn first_page<T>(
 
 async fn lookup_resources(
     State(api): State<HttpApi>,
-    request_id: Option<Extension<RequestId>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = CallInfo::of(request_id, caller);
-    let answered = async {
-        let body = api.body(&headers, &body)?;
-        let message = verdict_json::lookup_resources_request(&body)?;
-        let page = first_page(
-            api.inner
-                .verdict
-                .lookup_resources(grpc_request(message, &call))
-                .await,
-        )
-        .await?;
-        Ok::<_, HttpError>(answer(
-            &verdict_json::lookup_resources_response(&page),
-            &page.snapshot_version,
-        ))
-    };
-    answered.await.unwrap_or_else(IntoResponse::into_response)
+    JsonCall { call, body }: JsonCall,
+) -> Result<Response, HttpError> {
+    let message = verdict_json::lookup_resources_request(&body)?;
+    let page = first_page(
+        api.inner
+            .verdict
+            .lookup_resources(grpc_request(message, &call))
+            .await,
+    )
+    .await?;
+    Ok(answer(
+        &verdict_json::lookup_resources_response(&page),
+        &page.snapshot_version,
+    ))
 }
 
 async fn lookup_subjects(
     State(api): State<HttpApi>,
-    request_id: Option<Extension<RequestId>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = CallInfo::of(request_id, caller);
-    let answered = async {
-        let body = api.body(&headers, &body)?;
-        let message = verdict_json::lookup_subjects_request(&body)?;
-        let page = first_page(
-            api.inner
-                .verdict
-                .lookup_subjects(grpc_request(message, &call))
-                .await,
-        )
-        .await?;
-        Ok::<_, HttpError>(answer(
-            &verdict_json::lookup_subjects_response(&page),
-            &page.snapshot_version,
-        ))
-    };
-    answered.await.unwrap_or_else(IntoResponse::into_response)
+    JsonCall { call, body }: JsonCall,
+) -> Result<Response, HttpError> {
+    let message = verdict_json::lookup_subjects_request(&body)?;
+    let page = first_page(
+        api.inner
+            .verdict
+            .lookup_subjects(grpc_request(message, &call))
+            .await,
+    )
+    .await?;
+    Ok(answer(
+        &verdict_json::lookup_subjects_response(&page),
+        &page.snapshot_version,
+    ))
 }
 
 /// Who asked: put in the request's extensions by the server's HTTP layer.
@@ -322,13 +291,43 @@ struct CallInfo {
     caller: Option<Arc<str>>,
 }
 
-impl CallInfo {
-    fn of(request_id: Option<Extension<RequestId>>, caller: Option<Extension<Caller>>) -> Self {
-        Self {
-            request_id: request_id.map_or_else(|| RequestId::from_given(None), |e| e.0),
-            caller: caller.map(|c| Arc::from(c.0.0.as_str())),
-        }
+/// What every JSON route takes: who asked, and the body read strictly (`application/json`,
+/// an object, the nesting limit). A body that is not is answered with the JSON error.
+struct JsonCall {
+    call: CallInfo,
+    body: Map<String, Value>,
+}
+
+impl axum::extract::FromRequest<HttpApi> for JsonCall {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        api: &HttpApi,
+    ) -> Result<Self, Response> {
+        let extensions = request.extensions();
+        let call = CallInfo {
+            request_id: extensions
+                .get::<RequestId>()
+                .cloned()
+                .unwrap_or_else(|| RequestId::from_given(None)),
+            caller: extensions.get::<Caller>().map(|c| Arc::from(c.0.as_str())),
+        };
+        json::require_json_content_type(request.headers()).map_err(IntoResponse::into_response)?;
+        let bytes = Bytes::from_request(request, api)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let body = json::parse_object(&bytes, api.inner.limits.max_json_depth + ENVELOPE_DEPTH)
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self { call, body })
     }
+}
+
+/// A unary gRPC handler's answer, or its status as the HTTP error.
+fn unary<T>(answer: Result<tonic::Response<T>, tonic::Status>) -> Result<T, HttpError> {
+    answer
+        .map(tonic::Response::into_inner)
+        .map_err(|status| HttpError::from_status(&status))
 }
 
 /// A 200 answer with a JSON body and the answering snapshot's version.
@@ -349,49 +348,35 @@ fn answer(body: &Value, version: &str) -> Response {
 fn authzen_call(
     api: &HttpApi,
     call: &CallInfo,
-    headers: &HeaderMap,
-    body: &[u8],
+    body: &Map<String, Value>,
     handle: fn(&Asking, &Map<String, Value>) -> Result<Value, HttpError>,
 ) -> Result<Response, HttpError> {
-    let body = api.body(headers, body)?;
     let served = api.served()?;
     let asking = api.asking(Arc::clone(&served), call);
-    let value = handle(&asking, &body)?;
+    let value = handle(&asking, body)?;
     Ok(answer(&value, served.snapshot.version()))
 }
 
 async fn evaluation(
     State(api): State<HttpApi>,
-    request_id: Option<Extension<RequestId>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = CallInfo::of(request_id, caller);
-    authzen_call(&api, &call, &headers, &body, authzen::evaluation)
-        .unwrap_or_else(IntoResponse::into_response)
+    JsonCall { call, body }: JsonCall,
+) -> Result<Response, HttpError> {
+    authzen_call(&api, &call, &body, authzen::evaluation)
 }
 
 async fn evaluations(
     State(api): State<HttpApi>,
-    request_id: Option<Extension<RequestId>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = CallInfo::of(request_id, caller);
-    authzen_call(&api, &call, &headers, &body, authzen::evaluations)
-        .unwrap_or_else(IntoResponse::into_response)
+    JsonCall { call, body }: JsonCall,
+) -> Result<Response, HttpError> {
+    authzen_call(&api, &call, &body, authzen::evaluations)
 }
 
 async fn search(
     api: HttpApi,
     call: CallInfo,
-    headers: HeaderMap,
-    body: Bytes,
+    body: Map<String, Value>,
     searched: Searched,
 ) -> Result<Response, HttpError> {
-    let body = api.body(&headers, &body)?;
     let search = search::parse(searched, &body, api.inner.max_page)?;
     let served = api.served()?;
     let asking = api.asking(Arc::clone(&served), &call);
@@ -401,41 +386,23 @@ async fn search(
 
 async fn search_subject(
     State(api): State<HttpApi>,
-    request_id: Option<Extension<RequestId>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = CallInfo::of(request_id, caller);
-    search(api, call, headers, body, Searched::Subject)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    JsonCall { call, body }: JsonCall,
+) -> Result<Response, HttpError> {
+    search(api, call, body, Searched::Subject).await
 }
 
 async fn search_resource(
     State(api): State<HttpApi>,
-    request_id: Option<Extension<RequestId>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = CallInfo::of(request_id, caller);
-    search(api, call, headers, body, Searched::Resource)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    JsonCall { call, body }: JsonCall,
+) -> Result<Response, HttpError> {
+    search(api, call, body, Searched::Resource).await
 }
 
 async fn search_action(
     State(api): State<HttpApi>,
-    request_id: Option<Extension<RequestId>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = CallInfo::of(request_id, caller);
-    search(api, call, headers, body, Searched::Action)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    JsonCall { call, body }: JsonCall,
+) -> Result<Response, HttpError> {
+    search(api, call, body, Searched::Action).await
 }
 
 /// `GET /.well-known/authzen-configuration`: the PDP metadata, listing every endpoint served.
@@ -504,54 +471,31 @@ fn grpc_request<T>(message: T, call: &CallInfo) -> tonic::Request<T> {
 
 async fn check(
     State(api): State<HttpApi>,
-    request_id: Option<Extension<RequestId>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = CallInfo::of(request_id, caller);
-    let answered = async {
-        let body = api.body(&headers, &body)?;
-        let message = verdict_json::check_request(&Value::Object(body), "")?;
-        let response = api
-            .inner
-            .verdict
-            .check(grpc_request(message, &call))
-            .await
-            .map_err(|status| HttpError::from_status(&status))?
-            .into_inner();
-        Ok::<_, HttpError>(answer(
-            &verdict_json::check_response(&response),
-            &response.snapshot_version,
-        ))
-    };
-    answered.await.unwrap_or_else(IntoResponse::into_response)
+    JsonCall { call, body }: JsonCall,
+) -> Result<Response, HttpError> {
+    let message = verdict_json::check_request(&Value::Object(body), "")?;
+    let response = unary(api.inner.verdict.check(grpc_request(message, &call)).await)?;
+    Ok(answer(
+        &verdict_json::check_response(&response),
+        &response.snapshot_version,
+    ))
 }
 
 async fn batch_check(
     State(api): State<HttpApi>,
-    request_id: Option<Extension<RequestId>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = CallInfo::of(request_id, caller);
-    let answered = async {
-        let body = api.body(&headers, &body)?;
-        let message = verdict_json::batch_check_request(&body)?;
-        let response = api
-            .inner
+    JsonCall { call, body }: JsonCall,
+) -> Result<Response, HttpError> {
+    let message = verdict_json::batch_check_request(&body)?;
+    let response = unary(
+        api.inner
             .verdict
             .batch_check(grpc_request(message, &call))
-            .await
-            .map_err(|status| HttpError::from_status(&status))?
-            .into_inner();
-        Ok::<_, HttpError>(answer(
-            &verdict_json::batch_check_response(&response),
-            &response.snapshot_version,
-        ))
-    };
-    answered.await.unwrap_or_else(IntoResponse::into_response)
+            .await,
+    )?;
+    Ok(answer(
+        &verdict_json::batch_check_response(&response),
+        &response.snapshot_version,
+    ))
 }
 
 async fn not_found() -> Response {
