@@ -596,34 +596,51 @@ fn h2c_prior_knowledge_is_served() {
     let runtime = runtime();
     let (server, addr) = start_with(&runtime, &todo_bundle(), |_| {});
     let status = runtime.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let request = axum::http::Request::builder()
-            .method("POST")
-            .uri(format!("http://{addr}/access/v1/evaluation"))
-            .header("content-type", "application/json")
-            .body(())
-            .unwrap();
-        let (response, mut send) = client.send_request(request, false).unwrap();
-        send.send_data(allowed_evaluation().to_string().into(), true)
-            .unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(30), response)
-            .await
-            .unwrap()
-            .unwrap();
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = body.data().await {
-            bytes.extend_from_slice(&chunk.unwrap());
-        }
-        (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        let (status, body, _connection, _client) = h2c_evaluation(addr).await;
+        (status, serde_json::from_slice::<Value>(&body).unwrap())
     });
     assert_eq!(status, (200, json!({"decision": true})));
     runtime.block_on(server.stop());
+}
+
+/// Sends the allowed evaluation over a new h2c (prior knowledge) connection; returns the
+/// status, the body, the connection's task (it ends when the connection closes) and the
+/// client's handle (dropping it closes the connection from the client's side).
+async fn h2c_evaluation(
+    addr: SocketAddr,
+) -> (
+    u16,
+    Vec<u8>,
+    tokio::task::JoinHandle<()>,
+    h2::client::SendRequest<bytes::Bytes>,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/access/v1/evaluation"))
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    send.send_data(allowed_evaluation().to_string().into(), true)
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(30), response)
+        .await
+        .unwrap()
+        .unwrap();
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        body.flow_control().release_capacity(chunk.len()).unwrap();
+        bytes.extend_from_slice(&chunk);
+    }
+    (status, bytes, connection, client)
 }
 
 /// An h2c connection that answered one request and then sends nothing but answers to the
@@ -637,28 +654,9 @@ fn an_idle_h2c_connection_is_closed_after_the_idle_timeout() {
         config.listener.http2_keepalive_interval = Some(Duration::from_millis(100));
     });
     runtime.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
-        let connection = tokio::spawn(connection);
-        let request = axum::http::Request::builder()
-            .method("POST")
-            .uri(format!("http://{addr}/access/v1/evaluation"))
-            .header("content-type", "application/json")
-            .body(())
-            .unwrap();
-        let (response, mut send) = client.send_request(request, false).unwrap();
-        send.send_data(allowed_evaluation().to_string().into(), true)
-            .unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(30), response)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let mut body = response.into_body();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.unwrap();
-            body.flow_control().release_capacity(chunk.len()).unwrap();
-        }
+        // The client stays open: only the server can close the connection.
+        let (status, _, connection, _client) = h2c_evaluation(addr).await;
+        assert_eq!(status, 200);
         // Then nothing but pings and their answers: the server closes the connection.
         let closed = tokio::time::timeout(Duration::from_secs(20), connection).await;
         assert!(
