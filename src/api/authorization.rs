@@ -255,7 +255,14 @@ fn decide(
 ) -> Result<proto::CheckResponse, ApiError> {
     let started = Instant::now();
     let contextual = std::mem::take(&mut request.contextual_tuples);
-    let scoped = super::convert::contextual_tuples(contextual, &item.to_string())
+    // The item's field prefix only names a contextual tuple's errors: not made for a plain
+    // check (the decision path).
+    let prefix = if contextual.is_empty() {
+        String::new()
+    } else {
+        item.to_string()
+    };
+    let scoped = super::convert::contextual_tuples(contextual, &prefix)
         .map_err(ApiError::from)
         .and_then(|texts| {
             call.served
