@@ -296,7 +296,7 @@ fn optional_objects_appear_only_when_switched_on() {
 #[test]
 fn bad_values_are_rejected_with_a_reason() {
     let chart = chart();
-    let cases: [(&[&str], &str); 13] = [
+    let cases: [(&[&str], &str); 16] = [
         (&["replicaCount=two"], "replicaCount: Invalid type"),
         (
             &["surprise=1"],
@@ -347,6 +347,18 @@ fn bad_values_are_rejected_with_a_reason() {
             &["policies.source=configMap"],
             "policies.configMap.name is required",
         ),
+        (
+            &["extraConfig.max-batch=5"],
+            "extraConfig.max-batch: the chart sets max-batch from its own values",
+        ),
+        (
+            &["extraConfig.Max_Batch=5"],
+            "extraConfig: Does not match pattern",
+        ),
+        (
+            &["config.otlpEndpoint=collector:4317"],
+            "config.otlpEndpoint: Does not match pattern",
+        ),
     ];
     for (set, expected) in cases {
         let mut args = vec!["template", "verdict", chart.to_str().unwrap()];
@@ -357,6 +369,70 @@ fn bad_values_are_rejected_with_a_reason() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{set:?} rendered");
         assert!(stderr.contains(expected), "{set:?}: {stderr}");
+    }
+}
+
+/// Every scenario's rendered configuration file is one Verdict reads: known settings only
+/// (`extraConfig` included), each value one its flag accepts, the file named by VERDICT_CONFIG
+/// on a mounted volume.
+#[test]
+fn every_rendered_configuration_file_is_read_by_verdict() {
+    use clap::{Args as _, FromArgMatches as _};
+    for values in scenarios() {
+        let name = values.display();
+        let rendered = render(Some(&values), &[]);
+        let docs = documents(&rendered);
+        let deployment = docs.iter().find(|d| kind(d) == "Deployment").unwrap();
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let config = container["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "VERDICT_CONFIG")
+            .and_then(|v| v["value"].as_str())
+            .unwrap_or_else(|| panic!("{name}: no VERDICT_CONFIG"));
+        assert_eq!(config, "/etc/verdict/config/verdict.yaml", "{name}");
+        let map = docs
+            .iter()
+            .find(|d| kind(d) == "ConfigMap" && d["data"]["verdict.yaml"].is_string())
+            .unwrap_or_else(|| panic!("{name}: no verdict.yaml"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("verdict.yaml");
+        std::fs::write(&file, map["data"]["verdict.yaml"].as_str().unwrap()).unwrap();
+        let command = verdict::config::ServeArgs::augment_args(clap::Command::new("verdict"));
+        let read = verdict::config::file::read(&file, &command, &[], &|_| false)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut arguments = vec![std::ffi::OsString::from("verdict")];
+        arguments.extend(read.arguments);
+        let matches = command
+            .try_get_matches_from(&arguments)
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{arguments:?}"));
+        let args = verdict::config::ServeArgs::from_arg_matches(&matches).unwrap();
+        let policies = args.policies.display().to_string();
+        assert!(
+            policies == "/etc/verdict/policies" || policies.starts_with("/git/current"),
+            "{name}: {policies}"
+        );
+    }
+    // The values that only the file carries reach Verdict: OTLP and `extraConfig`.
+    let rendered = render(Some(&chart().join("ci/all-optional-values.yaml")), &[]);
+    let docs = documents(&rendered);
+    let map = docs
+        .iter()
+        .find(|d| kind(d) == "ConfigMap" && d["data"]["verdict.yaml"].is_string())
+        .unwrap();
+    let settings: serde_yaml_ng::Mapping =
+        serde_yaml_ng::from_str(map["data"]["verdict.yaml"].as_str().unwrap()).unwrap();
+    for (key, value) in [
+        (
+            "otlp-endpoint",
+            Value::from("http://otel-collector.observability:4317"),
+        ),
+        ("otlp-sample-ratio", Value::from(0.1)),
+        ("max-header-list-bytes", Value::from(32768)),
+        ("authzen-reasons", Value::from(true)),
+    ] {
+        assert_eq!(settings.get(key), Some(&value), "{key}: {settings:?}");
     }
 }
 
@@ -623,40 +699,101 @@ fn run_rendered(jwt_values: Option<&Path>, set: &[&str], tls: Option<Tls>) {
         .iter()
         .map(|a| a.as_str().unwrap().to_owned())
         .collect();
-    // The environment: the envFrom ConfigMap, then env.
-    let env_config = container["envFrom"][0]["configMapRef"]["name"]
-        .as_str()
-        .unwrap();
-    let mut env = config_maps
-        .iter()
-        .find(|c| c["metadata"]["name"].as_str() == Some(env_config))
-        .map(|c| string_map(&c["data"]))
-        .unwrap();
+    // The environment: the container's `env` (the chart uses no `envFrom`).
+    assert!(
+        container["envFrom"].is_null(),
+        "settings come from the file"
+    );
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
     for var in container["env"].as_sequence().into_iter().flatten() {
         env.insert(
             var["name"].as_str().unwrap().to_owned(),
             var["value"].as_str().unwrap().to_owned(),
         );
     }
+    let volume_of = |name: &str| {
+        deployment["spec"]["template"]["spec"]["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} volume"))
+    };
+    let mount_of = |name: &str| {
+        let mount = container["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} mount"));
+        assert!(
+            mount.get("subPath").is_none(),
+            "{name}: subPath blocks updates"
+        );
+        mount["mountPath"].as_str().unwrap().to_owned()
+    };
+    let config_map = |name: &str| {
+        config_maps
+            .iter()
+            .find(|c| c["metadata"]["name"].as_str() == Some(name))
+            .map(|c| string_map(&c["data"]))
+            .unwrap_or_else(|| panic!("no ConfigMap {name}"))
+    };
+    // The settings: the configuration file the chart renders, named by VERDICT_CONFIG, in the
+    // `config` ConfigMap volume.
+    let config_mount = mount_of("config");
+    let config_file = env["VERDICT_CONFIG"]
+        .strip_prefix(&format!("{config_mount}/"))
+        .unwrap_or_else(|| panic!("VERDICT_CONFIG outside the config mount: {env:?}"))
+        .to_owned();
+    let config_name = volume_of("config")["configMap"]["name"].as_str().unwrap();
+    let mut settings: serde_yaml_ng::Mapping =
+        serde_yaml_ng::from_str(&config_map(config_name)[&config_file]).unwrap();
+    let setting = |settings: &serde_yaml_ng::Mapping, name: &str| {
+        settings
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    // Every file path in the settings (or in the environment) under `mount` now points into
+    // `local`; returns how many did.
+    let relocate = |settings: &mut serde_yaml_ng::Mapping,
+                    env: &mut BTreeMap<String, String>,
+                    mount: &str,
+                    local: &Path| {
+        let mut pointed = 0;
+        let mut move_one = |value: &mut String| {
+            if let Some(file) = value.strip_prefix(&format!("{mount}/")) {
+                *value = local.join(file).display().to_string();
+                pointed += 1;
+            } else if value == mount {
+                *value = local.display().to_string();
+                pointed += 1;
+            }
+        };
+        for value in settings.values_mut() {
+            if let Value::String(text) = value {
+                move_one(text);
+            }
+        }
+        for value in env.values_mut() {
+            move_one(value);
+        }
+        pointed
+    };
     // The policies volume: the ConfigMap's files, laid out as kubelet mounts them.
-    let mount = container["volumeMounts"][0]["mountPath"].as_str().unwrap();
+    let mount = mount_of("policies");
     assert_eq!(container["volumeMounts"][0]["name"], "policies");
-    let volume_config = deployment["spec"]["template"]["spec"]["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "policies")
-        .and_then(|v| v["configMap"]["name"].as_str())
-        .unwrap();
-    let files = config_maps
-        .iter()
-        .find(|c| c["metadata"]["name"].as_str() == Some(volume_config))
-        .map(|c| string_map(&c["data"]))
-        .unwrap();
+    let files = config_map(volume_of("policies")["configMap"]["name"].as_str().unwrap());
     let volume = tempfile::tempdir().unwrap();
     configmap_volume(volume.path(), &files);
+    assert_eq!(
+        setting(&settings, "policies").as_deref(),
+        Some(mount.as_str())
+    );
+    relocate(&mut settings, &mut env, &mount, volume.path());
     // Every other ConfigMap volume (the JWT issuers file and its JWKS), laid out the same way;
-    // its mount path, in the environment and inside its files, becomes the temporary directory.
+    // its mount path, in the settings and inside its files, becomes the temporary directory.
     let mut other_volumes = Vec::new();
     for spec in deployment["spec"]["template"]["spec"]["volumes"]
         .as_sequence()
@@ -666,42 +803,25 @@ fn run_rendered(jwt_values: Option<&Path>, set: &[&str], tls: Option<Tls>) {
             continue;
         };
         let name = spec["name"].as_str().unwrap();
-        if name == "policies" {
+        if name == "policies" || name == "config" {
             continue;
         }
-        let mount = container["volumeMounts"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} mount"))["mountPath"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let mount = mount_of(name);
         let dir = tempfile::tempdir().unwrap();
         let local = dir.path().display().to_string();
-        let files: BTreeMap<String, String> = config_maps
-            .iter()
-            .find(|c| c["metadata"]["name"].as_str() == Some(config))
-            .map(|c| string_map(&c["data"]))
-            .unwrap_or_else(|| panic!("no ConfigMap {config}"))
+        let files: BTreeMap<String, String> = config_map(config)
             .into_iter()
             .map(|(key, content)| (key, content.replace(&mount, &local)))
             .collect();
         configmap_volume(dir.path(), &files);
-        for value in env.values_mut() {
-            if value.starts_with(&format!("{mount}/")) {
-                *value = value.replacen(&mount, &local, 1);
-            }
-        }
+        relocate(&mut settings, &mut env, &mount, dir.path());
         other_volumes.push(dir);
     }
     assert_eq!(
-        env.contains_key("VERDICT_JWT_ISSUERS"),
+        settings.contains_key("jwt-issuers"),
         jwt_values.is_some(),
-        "VERDICT_JWT_ISSUERS only with jwt.issuers: {env:?}"
+        "jwt-issuers only with jwt.issuers: {settings:?}"
     );
-    // The TLS Secret, laid out the same way, at the path the mount names.
     // The TLS Secrets, laid out the same way, at the paths their mounts name.
     let secret_volumes: Vec<tempfile::TempDir> = match &tls {
         None => Vec::new(),
@@ -712,15 +832,9 @@ fn run_rendered(jwt_values: Option<&Path>, set: &[&str], tls: Option<Tls>) {
             .collect(),
     };
     if let Some(tls) = &tls {
-        let spec = &deployment["spec"]["template"]["spec"];
         let mut pointed = 0;
         for ((volume_name, secret_name, files), dir) in tls.secrets.iter().zip(&secret_volumes) {
-            let volume = spec["volumes"]
-                .as_sequence()
-                .unwrap()
-                .iter()
-                .find(|v| v["name"] == *volume_name)
-                .unwrap_or_else(|| panic!("no {volume_name} volume"));
+            let volume = volume_of(volume_name);
             assert_eq!(volume["secret"]["secretName"], *secret_name);
             let items: Vec<&str> = volume["secret"]["items"]
                 .as_sequence()
@@ -732,38 +846,40 @@ fn run_rendered(jwt_values: Option<&Path>, set: &[&str], tls: Option<Tls>) {
             let mut sorted = items.clone();
             sorted.sort_unstable();
             assert_eq!(sorted, keys, "{volume_name}: the mounted keys");
-            let mount = container["volumeMounts"]
-                .as_sequence()
-                .unwrap()
-                .iter()
-                .find(|m| m["name"] == *volume_name)
-                .unwrap_or_else(|| panic!("no {volume_name} mount"));
-            assert!(mount.get("subPath").is_none(), "subPath blocks rotation");
-            let mount = mount["mountPath"].as_str().unwrap().to_owned();
+            let mount = mount_of(volume_name);
             configmap_volume(dir.path(), files);
-            for value in env.values_mut() {
-                if let Some(file) = value.strip_prefix(&format!("{mount}/")) {
-                    *value = dir.path().join(file).display().to_string();
-                    pointed += 1;
-                }
-            }
+            pointed += relocate(&mut settings, &mut env, &mount, dir.path());
         }
-        assert_eq!(pointed, 3, "cert, key and client CA: {env:?}");
+        assert_eq!(pointed, 3, "cert, key and client CA: {settings:?}");
     }
 
-    // Exactly what the chart renders, with two substitutions this sandbox needs: the mount
-    // path becomes the temporary volume, and listeners bind loopback on free ports.
-    assert_eq!(env["VERDICT_POLICIES"], mount);
-    assert_eq!(env["VERDICT_GRPC_ADDR"], "0.0.0.0:50051");
-    env.insert(
-        "VERDICT_POLICIES".into(),
-        volume.path().display().to_string(),
+    // Exactly what the chart renders, with two substitutions this sandbox needs: mount paths
+    // become the temporary volumes (above), and listeners bind loopback on free ports. The
+    // listeners are moved by VERDICT_* variables, which win over the file as the README says.
+    assert_eq!(
+        setting(&settings, "grpc-addr").as_deref(),
+        Some("0.0.0.0:50051")
     );
     env.insert("VERDICT_GRPC_ADDR".into(), "127.0.0.1:0".into());
     env.insert("VERDICT_METRICS_ADDR".into(), "127.0.0.1:0".into());
     // The chart turns the HTTP API on; it binds loopback here too.
-    assert_eq!(env["VERDICT_HTTP_ADDR"], "0.0.0.0:8080");
+    assert_eq!(
+        setting(&settings, "http-addr").as_deref(),
+        Some("0.0.0.0:8080")
+    );
     env.insert("VERDICT_HTTP_ADDR".into(), "127.0.0.1:0".into());
+    let config_dir = tempfile::tempdir().unwrap();
+    configmap_volume(
+        config_dir.path(),
+        &BTreeMap::from([(
+            config_file.clone(),
+            serde_yaml_ng::to_string(&settings).unwrap(),
+        )]),
+    );
+    env.insert(
+        "VERDICT_CONFIG".into(),
+        config_dir.path().join(&config_file).display().to_string(),
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
         .args(&args)
         .env_clear()

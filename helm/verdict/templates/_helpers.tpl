@@ -59,7 +59,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if eq .Values.policies.source "gitSync" }}/git{{ else }}/etc/verdict/policies{{ end }}
 {{- end }}
 
-{{/* VERDICT_POLICIES: the bundle directory Verdict reads. */}}
+{{/* `policies` (the setting): the bundle directory Verdict reads. */}}
 {{- define "verdict.policiesPath" -}}
 {{- if eq .Values.policies.source "gitSync" }}
 {{- $sub := trimAll "/" .Values.policies.gitSync.subPath }}
