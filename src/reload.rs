@@ -380,7 +380,8 @@ const STABLE_READ_ATTEMPTS: usize = 3;
 /// so a change in between (an edit, a ConfigMap `..data` swap, a git-sync checkout) could mix
 /// old and new files; a changed fingerprint discards the load and reads again. The fingerprint
 /// taken first is returned: any change after it shows up as a difference later, so none is
-/// missed.
+/// missed. (The poll backstop compares this same fingerprint rather than running notify's
+/// `PollWatcher`: a watcher's events cannot bracket a load, which the fingerprint must.)
 fn fingerprint_and_load(
     dir: &Path,
     options: LoadOptions,

@@ -151,11 +151,11 @@ pub fn run_file_matching(
     keep: impl Fn(&str) -> bool,
 ) -> Result<(Vec<CaseResult>, usize), LoadError> {
     let (text, file) = read_case_file(path)?;
-    let mut search_from = 0;
+    let lines = case_lines(&text);
     let mut results = Vec::with_capacity(file.cases.len());
     let mut left_out = 0;
-    for case in file.cases {
-        let line = find_name_line(&text, &case.name, &mut search_from);
+    for (index, case) in file.cases.into_iter().enumerate() {
+        let line = lines.get(index).copied().unwrap_or(0);
         if !keep(&case.name) {
             left_out += 1;
             continue;
@@ -184,9 +184,9 @@ pub fn run_file_matching(
 /// the number of cases.
 pub fn check_file(path: &Path) -> Result<usize, LoadError> {
     let (text, file) = read_case_file(path)?;
-    let mut search_from = 0;
-    for case in &file.cases {
-        let line = find_name_line(&text, &case.name, &mut search_from);
+    let lines = case_lines(&text);
+    for (index, case) in file.cases.iter().enumerate() {
+        let line = lines.get(index).copied().unwrap_or(0);
         if case.expect.decision.is_none() && case.expect.invalid.is_none() {
             let message = format!("case `{}`: {NEEDS_AN_EXPECTATION}", case.name);
             return Err(if line == 0 {
@@ -231,31 +231,23 @@ fn yaml_reason(error: &serde_yaml_ng::Error) -> String {
     }
 }
 
-/// Finds the line of `name: <name>` at or after byte `from`, so cases are reported where they
-/// are written.
-fn find_name_line(text: &str, name: &str, from: &mut usize) -> usize {
-    let rest = text.get(*from..).unwrap_or_default();
-    for (offset, line) in line_offsets(rest) {
-        let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
-        if let Some(value) = trimmed.strip_prefix("name:") {
-            let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
-            if value == name {
-                let at = *from + offset;
-                *from = at + line.len();
-                return text[..at].matches('\n').count() + 1;
-            }
-        }
+/// The line where each case of `cases:` starts, in order, from the document's own spans (the
+/// file was already parsed by serde, which reports no positions for values that parse).
+fn case_lines(text: &str) -> Vec<usize> {
+    use saphyr::{LoadableYamlNode, MarkedYaml, YamlData};
+    let Ok(documents) = MarkedYaml::load_from_str(text) else {
+        return Vec::new();
+    };
+    let Some(cases) = documents
+        .first()
+        .and_then(|document| document.data.as_mapping_get("cases"))
+    else {
+        return Vec::new();
+    };
+    match &cases.data {
+        YamlData::Sequence(items) => items.iter().map(|item| item.span.start.line()).collect(),
+        _ => Vec::new(),
     }
-    0
-}
-
-fn line_offsets(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    let mut offset = 0;
-    text.split_inclusive('\n').map(move |line| {
-        let start = offset;
-        offset += line.len();
-        (start, line)
-    })
 }
 
 /// Runs one case; returns the determining policies with the verdict, or why it failed.
@@ -373,12 +365,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn case_names_are_found_in_order() {
-        let text = "cases:\n  - name: a\n    x: 1\n  - name: \"b\"\n  - name: a\n";
-        let mut from = 0;
-        assert_eq!(find_name_line(text, "a", &mut from), 2);
-        assert_eq!(find_name_line(text, "b", &mut from), 4);
-        assert_eq!(find_name_line(text, "a", &mut from), 5);
-        assert_eq!(find_name_line(text, "zzz", &mut from), 0);
+    fn cases_are_found_where_they_start_whatever_their_style() {
+        let text = "cases:\n  - name: a\n    x: 1\n  - {name: \"b\", x: 2}\n  -\n    # a comment\n    name: >-\n      a\n  - name: a\n";
+        assert_eq!(case_lines(text), [2, 4, 7, 9]);
+        assert_eq!(case_lines("cases: 3\n"), Vec::<usize>::new());
+        assert_eq!(case_lines("[1, 2]\n"), Vec::<usize>::new());
     }
 }

@@ -90,7 +90,9 @@ pub fn io_reason(error: &std::io::Error) -> String {
     }
 }
 
-/// Returns the 1-based line and character column of a byte offset in `text`.
+/// Returns the 1-based line and character column of a byte offset in `text`. (Not miette's
+/// `SourceCode::read_span`, already a dependency: its column counts bytes, so any non-ASCII
+/// character earlier on the line would move the reported column.)
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {

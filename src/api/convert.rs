@@ -247,6 +247,10 @@ fn fields_to_map(
     Ok(out)
 }
 
+/// A `Value` as JSON for the engine, checked on the way. (Not pbjson-types' serde: its `Struct`
+/// replaces prost-types' in every generated message and the client crate, and a serde round
+/// trip would check nulls, non-finite numbers and the work budget only afterwards, without
+/// the field's path in the error.)
 fn to_json(
     value: prost_types::Value,
     path: &mut String,

@@ -94,15 +94,16 @@ fn parse(
         .get_arguments()
         .filter(|arg| arg.get_long().is_some() && arg.get_id() != "config")
         .collect();
+    let lines = key_lines(text);
     let mut arguments = Vec::new();
-    let mut lines = HashMap::new();
+    let mut origins = HashMap::new();
     for (key, value) in map {
         let serde_yaml_ng::Value::String(name) = key else {
             return Err(format!(
                 "{shown}: a setting's name must be text, not {key:?}"
             ));
         };
-        let line = line_of(text, &name);
+        let line = lines.get(name.as_str()).copied().unwrap_or(1);
         let at = format!("{shown}:{line}");
         let Some(arg) = settings
             .iter()
@@ -136,7 +137,7 @@ fn parse(
         if on_command_line || in_environment {
             continue;
         }
-        lines.insert(arg.get_id().to_string(), line);
+        origins.insert(arg.get_id().to_string(), line);
         let repeatable = matches!(arg.get_action(), clap::ArgAction::Append);
         if repeatable {
             arguments.extend(values.iter().map(|v| OsString::from(format!("{flag}={v}"))));
@@ -148,7 +149,7 @@ fn parse(
         arguments,
         origins: ConfigOrigins {
             path: Some(path.to_owned()),
-            lines,
+            lines: origins,
         },
     })
 }
@@ -168,19 +169,20 @@ fn scalars(value: &serde_yaml_ng::Value) -> Option<Vec<String>> {
     }
 }
 
-/// The line (1-based) where the top-level key `name` is written: a line that starts with it,
-/// quoted or not, followed by `:`. A key in a flow map (`{a: 1}`) is on line 1.
-fn line_of(text: &str, name: &str) -> usize {
-    text.lines()
-        .position(|line| {
-            [name.to_owned(), format!("\"{name}\""), format!("'{name}'")]
-                .iter()
-                .any(|key| {
-                    line.strip_prefix(key.as_str())
-                        .is_some_and(|rest| rest.trim_start().starts_with(':'))
-                })
-        })
-        .map_or(1, |i| i + 1)
+/// The line (1-based) of each top-level key, from the document's own spans (serde_yaml_ng
+/// reports positions for errors only).
+fn key_lines(text: &str) -> HashMap<String, usize> {
+    use saphyr::{LoadableYamlNode, MarkedYaml, YamlData};
+    let Ok(documents) = MarkedYaml::load_from_str(text) else {
+        return HashMap::new();
+    };
+    match documents.first().map(|document| &document.data) {
+        Some(YamlData::Mapping(map)) => map
+            .keys()
+            .filter_map(|key| Some((key.data.as_str()?.to_owned(), key.span.start.line())))
+            .collect(),
+        _ => HashMap::new(),
+    }
 }
 
 #[cfg(test)]
@@ -250,6 +252,16 @@ mod tests {
             error("grpc-addr: [\n")
         );
         assert!(error("config: other.yaml\n").contains("unknown setting `config`"));
+        // Lines come from the document, whatever the key's style: quoted, after a block value,
+        // in a flow map.
+        assert!(
+            error("# settings\n\"log-format\": json\ntls-allowed-clients:\n  - a\n  - b\n'grpc-adr': x\n")
+                .starts_with("verdict.yaml:6: unknown setting `grpc-adr`")
+        );
+        assert!(
+            error("{log-format: json,\n grpc-adr: x}\n")
+                .starts_with("verdict.yaml:2: unknown setting `grpc-adr`")
+        );
     }
 
     #[test]

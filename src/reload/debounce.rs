@@ -13,6 +13,10 @@
 //!                  |<-------- max_delay -------->|
 //! rebuild:                                       R    (the next burst starts a new window)
 //! ```
+//!
+//! Kept by hand rather than notify-debouncer-full: that crate debounces each path on its own
+//! timer (one event per file) with no deadline for a whole burst, where a reload needs one
+//! rebuild per burst of the whole tree and a `max_delay` a steady stream cannot postpone.
 
 use std::time::Duration;
 

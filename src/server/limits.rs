@@ -121,7 +121,9 @@ fn decoding_failure(status: &Status) -> Option<DecodingFailure<'_>> {
 }
 
 /// Awaits `response`, or answers DEADLINE_EXCEEDED once `deadline` has passed: the future
-/// of every request, through `ServiceBuilder::map_future`.
+/// of every request, through `ServiceBuilder::map_future`. (tokio's timeout, not tower's
+/// `TimeoutLayer` or tonic's `Server::timeout`: their elapsed errors reach the client as
+/// UNKNOWN and CANCELLED, where gRPC's code for a deadline is DEADLINE_EXCEEDED, counted here.)
 pub(super) async fn within_deadline<F, E>(
     deadline: Duration,
     response: F,
