@@ -390,6 +390,10 @@ pub fn fingerprint(dir: &Path) -> u64 {
     hasher.finish()
 }
 
+/// Walks `dir` by hand rather than with walkdir: walkdir opens a directory (and lists it, when
+/// sorted) before `filter_entry` can refuse it, so a symlink leading out of the bundle or a
+/// hidden directory would be opened first; this walk decides from `lstat`/`stat` before it
+/// opens anything.
 fn walk(
     root: &Root<'_>,
     dir: &Path,

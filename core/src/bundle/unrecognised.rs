@@ -49,59 +49,85 @@ impl std::fmt::Display for UnrecognisedFile {
 }
 
 /// Returns the files below `dir` that Verdict neither loads nor knows, sorted by path; an
-/// entry that cannot be listed is returned as the error's text.
+/// entry that cannot be listed is returned as the error's text. walkdir follows symlinks as
+/// the loader does, and a symlink loop is reported once by walkdir and skipped here (the
+/// loader walks each directory once too). (walkdir opens a directory before its filter can
+/// skip it, which is why the loader's own walk is not walkdir; this walk never opens a file.)
 pub fn unrecognised_files(dir: &Path) -> Result<Vec<UnrecognisedFile>, String> {
+    let hidden = |entry: &walkdir::DirEntry| {
+        entry.depth() > 0
+            && entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with('.'))
+    };
     let mut found = Vec::new();
-    walk(dir, Path::new(""), 0, &mut found)?;
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .max_depth(MAX_DIR_DEPTH + 1)
+        .into_iter()
+        .filter_entry(|entry| !hidden(entry));
+    for entry in walker {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                let under_hidden = error.path().is_some_and(|path| {
+                    path.strip_prefix(dir).is_ok_and(|relative| {
+                        relative
+                            .components()
+                            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+                    })
+                });
+                if error.loop_ancestor().is_some() || under_hidden {
+                    continue;
+                }
+                // What cannot be stat-ed (a dangling symlink) is not a directory: reported by
+                // the loader when its name is a bundle file's, and here otherwise.
+                if let Some(path) = error.path()
+                    && error.depth() > 0
+                    && !std::fs::metadata(path).is_ok_and(|m| m.is_dir())
+                {
+                    push_unless_known(dir, path, &mut found);
+                    continue;
+                }
+                return Err(match (error.path(), error.io_error()) {
+                    (Some(path), Some(io)) => {
+                        format!(
+                            "{}: cannot read directory: {}",
+                            path.display(),
+                            io_reason(io)
+                        )
+                    }
+                    _ => format!("{}: {error}", dir.display()),
+                });
+            }
+        };
+        if entry.depth() == 0 || entry.file_type().is_dir() {
+            continue;
+        }
+        push_unless_known(dir, entry.path(), &mut found);
+    }
     found.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(found)
 }
 
-fn walk(
-    root: &Path,
-    relative: &Path,
-    depth: usize,
-    found: &mut Vec<UnrecognisedFile>,
-) -> Result<(), String> {
-    if depth > MAX_DIR_DEPTH {
-        return Ok(());
+/// Adds `path` (below `root`) unless Verdict loads or knows it.
+fn push_unless_known(root: &Path, path: &Path, found: &mut Vec<UnrecognisedFile>) {
+    let relative = path.strip_prefix(root).unwrap_or(path);
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        // Not UTF-8: no bundle file has such a name.
+        found.push(UnrecognisedFile {
+            path: path.to_path_buf(),
+            suggestion: None,
+        });
+        return;
+    };
+    if !is_known(relative, name) {
+        found.push(UnrecognisedFile {
+            path: path.to_path_buf(),
+            suggestion: suggest(name),
+        });
     }
-    let dir = root.join(relative);
-    let entries = std::fs::read_dir(&dir).map_err(|e| {
-        format!(
-            "{}: cannot read directory: {}",
-            dir.display(),
-            io_reason(&e)
-        )
-    })?;
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("{}: {}", dir.display(), io_reason(&e)))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            // Not UTF-8: no bundle file has such a name.
-            found.push(UnrecognisedFile {
-                path: entry.path(),
-                suggestion: None,
-            });
-            continue;
-        };
-        if name.starts_with('.') {
-            continue;
-        }
-        // Follows a symlink, as the loader does; a dangling one is reported by the loader when
-        // its name is a bundle file's, and here otherwise.
-        let is_dir = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir());
-        let child = relative.join(name);
-        if is_dir {
-            walk(root, &child, depth + 1, found)?;
-        } else if !is_known(&child, name) {
-            found.push(UnrecognisedFile {
-                path: root.join(&child),
-                suggestion: suggest(name),
-            });
-        }
-    }
-    Ok(())
 }
 
 fn is_known(relative: &Path, name: &str) -> bool {
@@ -169,5 +195,30 @@ mod tests {
             })
             .collect();
         assert_eq!(found, ["documents.ceder", "stray.yaml", "tests/notes.txt"]);
+    }
+
+    /// Symlinks are followed as the loader follows them: a loop is walked once and reported
+    /// nowhere, a dangling link is a file like any other, a symlinked ConfigMap layout lists
+    /// each file once.
+    #[test]
+    fn symlinks_loops_and_dangling_links() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("..2026/sub")).unwrap();
+        std::fs::write(root.join("..2026/policy.cedar"), "").unwrap();
+        std::fs::write(root.join("..2026/notes.txt"), "").unwrap();
+        symlink("..2026", root.join("..data")).unwrap();
+        symlink("..data/policy.cedar", root.join("policy.cedar")).unwrap();
+        symlink("..data/notes.txt", root.join("notes.txt")).unwrap();
+        std::fs::create_dir(root.join("nested")).unwrap();
+        symlink("..", root.join("nested/loop")).unwrap();
+        symlink("missing.cedar", root.join("nested/dangling.cedr")).unwrap();
+        let found: Vec<String> = unrecognised_files(root)
+            .unwrap()
+            .iter()
+            .map(|f| f.path.strip_prefix(root).unwrap().display().to_string())
+            .collect();
+        assert_eq!(found, ["nested/dangling.cedr", "notes.txt"]);
     }
 }
