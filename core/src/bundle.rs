@@ -152,33 +152,49 @@ pub(crate) fn load(
     let schema = schema::load(&files.schemas, &mut errors);
     let relations =
         RelationCatalog::new(schema.as_ref()).map_err(|message| LoadError::file(dir, message))?;
-    let (policies, policy_locations, warnings) = match previous {
-        Some(previous) if previous.reuse_keys.policies == reuse_keys.policies => (
-            Arc::clone(&previous.policies),
-            Arc::clone(&previous.policy_locations),
-            previous.warnings.clone(),
-        ),
-        _ => {
-            let (policies, locations, warnings) = policies::load(
-                &files.policies,
-                schema.as_ref().map(|s| &s.schema),
+    // The policies and the tuples do not depend on each other: both are built at once (each
+    // is parallel inside too, so a core that one side leaves idle, the tuple index's sequential
+    // steps for one, works for the other). Each side collects its own errors, reported in the
+    // order of a sequential load: the policies', then the model's and the tuples'.
+    let load_policies = || {
+        let mut errors = Vec::new();
+        let loaded = match previous {
+            Some(previous) if previous.reuse_keys.policies == reuse_keys.policies => (
+                Arc::clone(&previous.policies),
+                Arc::clone(&previous.policy_locations),
+                previous.warnings.clone(),
+            ),
+            _ => {
+                let (policies, locations, warnings) = policies::load(
+                    &files.policies,
+                    schema.as_ref().map(|s| &s.schema),
+                    &mut errors,
+                );
+                (Arc::new(policies), Arc::new(locations), warnings)
+            }
+        };
+        (loaded, errors)
+    };
+    let load_model_and_tuples = || {
+        let mut errors = Vec::new();
+        let model = load_model(&files.models, &mut errors);
+        let tuples = match previous {
+            Some(previous) if previous.reuse_keys.tuples == reuse_keys.tuples => {
+                Arc::clone(&previous.file_tuples)
+            }
+            _ => Arc::new(tuples::load(
+                &files.tuples,
+                schema.as_ref(),
+                model.as_ref(),
                 &mut errors,
-            );
-            (Arc::new(policies), Arc::new(locations), warnings)
-        }
+            )),
+        };
+        ((model, tuples), errors)
     };
-    let model = load_model(&files.models, &mut errors);
-    let tuples = match previous {
-        Some(previous) if previous.reuse_keys.tuples == reuse_keys.tuples => {
-            Arc::clone(&previous.file_tuples)
-        }
-        _ => Arc::new(tuples::load(
-            &files.tuples,
-            schema.as_ref(),
-            model.as_ref(),
-            &mut errors,
-        )),
-    };
+    let (((policies, policy_locations, warnings), policy_errors), ((model, tuples), tuple_errors)) =
+        rayon::join(load_policies, load_model_and_tuples);
+    errors.extend(policy_errors);
+    errors.extend(tuple_errors);
     let relations = relations.with_tuple_relations(&tuples, model.as_ref(), schema.is_some());
     let tuple_schema = schema.map(Arc::new);
     let schema = tuple_schema.as_ref().map(|s| s.schema.clone());

@@ -40,12 +40,18 @@ struct ParsedPiece<'a> {
     problems: Vec<(usize, usize, String)>,
 }
 
+impl<'a> AsRef<[TupleText<'a>]> for ParsedPiece<'a> {
+    fn as_ref(&self) -> &[TupleText<'a>] {
+        &self.tuples
+    }
+}
+
 /// Parses every tuple file into one index; bad lines are reported, never skipped silently.
 ///
 /// Files are cut into pieces of whole lines that are parsed and checked in parallel (rayon),
-/// a wave of pieces at a time; the tuples are then added to the index builder in file order,
-/// on this thread, while nothing else runs (interning numbers entities in first-seen order, so
-/// the index is the same as a sequential load's).
+/// a wave of pieces at a time; each wave's tuples are then added to the index builder in file
+/// order, interned in parallel too (`TupleIndexBuilder::add_runs`: entities and usersets are
+/// numbered in first-seen order all the same, so the index is the same as a sequential load's).
 ///
 /// With a relation model, every tuple must be one the model allows (as OpenFGA refuses to
 /// write any other).
@@ -66,16 +72,14 @@ pub(super) fn load(
             .unwrap_or_default()
     };
     for wave in pieces.chunks(PIECES_PER_WAVE) {
-        let parsed: Vec<ParsedPiece<'_>> = wave
+        let mut parsed: Vec<ParsedPiece<'_>> = wave
             .par_iter()
             .map(|piece| parse_piece(piece, schema, model))
             .collect();
-        for (piece, parsed) in wave.iter().zip(parsed) {
-            for tuple in &parsed.tuples {
-                builder.add(tuple);
-            }
+        builder.add_runs(&parsed);
+        for (piece, parsed) in wave.iter().zip(&mut parsed) {
             let count = &mut file_errors[file_index(piece.file)];
-            for (line, column, message) in parsed.problems {
+            for (line, column, message) in parsed.problems.drain(..) {
                 *count += 1;
                 if *count <= MAX_ERRORS_PER_FILE {
                     errors.push(LoadError::at(&piece.file.path, line, column, message));
