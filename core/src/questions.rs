@@ -337,6 +337,30 @@ fn unknown(field: &'static str) -> impl Fn(LookupError) -> RelationError {
     move |source| RelationError::Unknown { field, source }
 }
 
+/// Refuses a subject whose type (or, for a userset, whose relation) the model does not
+/// define, as OpenFGA refuses such a Check or ListObjects: no tuple could ever name it.
+fn require_subject(model: &RelationModel, subject: &RelationSubject) -> Result<(), RelationError> {
+    let (entity_type, relation) = match subject {
+        RelationSubject::Entity(e) => (&e.entity_type, None),
+        RelationSubject::Userset(e, relation) => (&e.entity_type, Some(relation)),
+        RelationSubject::Wildcard(entity_type) => (entity_type, None),
+    };
+    if !model.has_type(entity_type) {
+        return Err(unknown("subject")(LookupError::UnknownType(
+            entity_type.clone(),
+        )));
+    }
+    if let Some(relation) = relation
+        && !model.has_relation(entity_type, relation)
+    {
+        return Err(unknown("subject")(LookupError::UnknownRelation {
+            entity_type: entity_type.clone(),
+            relation: relation.clone(),
+        }));
+    }
+    Ok(())
+}
+
 impl ContextualTuples<'_> {
     fn model(&self) -> Result<&RelationModel, RelationError> {
         self.relation_model().ok_or(RelationError::NoModel)
@@ -361,6 +385,7 @@ impl ContextualTuples<'_> {
                 relation: relation.to_owned(),
             }));
         }
+        require_subject(model, subject)?;
         let mut check = crate::relations::RelationCheck::new(
             model,
             self.tuples(),
@@ -394,6 +419,7 @@ impl ContextualTuples<'_> {
         cursor: Option<&str>,
     ) -> Result<ResourcesPage, RelationError> {
         let model = self.model()?;
+        require_subject(model, subject)?;
         let subject_text = subject.text();
         let question = self.question(["resources", &subject_text, relation, resource_type]);
         let version = self.served_version();

@@ -59,6 +59,8 @@ const USERS: [&str; 4] = ["u0", "u1", "u2", "u3"];
 enum Restriction {
     User,
     UserWildcard,
+    /// An entity of an object type as the subject (`[group]`), not one of its usersets.
+    Object(&'static str),
     Userset(&'static str, String),
 }
 
@@ -80,6 +82,7 @@ fn restriction_text(r: &Restriction) -> String {
     match r {
         Restriction::User => "user".to_owned(),
         Restriction::UserWildcard => "user:*".to_owned(),
+        Restriction::Object(t) => (*t).to_owned(),
         Restriction::Userset(t, rel) => format!("{t}#{rel}"),
     }
 }
@@ -111,6 +114,9 @@ fn generate(rng: &mut Rng) -> Case {
                 }
                 if rng.chance(30) {
                     direct.push(Restriction::UserWildcard);
+                }
+                if rng.chance(15) {
+                    direct.push(Restriction::Object("group"));
                 }
                 if rng.chance(35) {
                     let target = *rng.pick(&TYPES);
@@ -152,14 +158,34 @@ fn generate(rng: &mut Rng) -> Case {
                 } else {
                     leaf(rng)
                 };
-                match rng.below(6) {
-                    0 => format!("{head} or {}", leaf(rng)),
-                    1 => format!("{head} or {} or {}", leaf(rng), leaf(rng)),
+                // Every operator, alone and nested: a lone computed relation or `from`,
+                // `or`, `and`, `but not`, and parentheses on either side of each.
+                // (`and` and `but not` over operands without their own entry point make OpenFGA
+                // refuse the model: unions are weighted up so most models load.)
+                match rng.below(14) {
+                    6 | 12 if !wants_direct => head,
+                    0 | 11 | 12 => format!("{head} or {}", leaf(rng)),
+                    1 | 13 => format!("{head} or {} or {}", leaf(rng), leaf(rng)),
                     2 => format!("{head} and {}", leaf(rng)),
                     3 => format!("{head} but not {}", leaf(rng)),
                     4 => format!("({head} or {}) but not {}", leaf(rng), leaf(rng)),
-                    _ => format!(
+                    5 => format!(
                         "({head} but not {}) or ({} and {})",
+                        leaf(rng),
+                        leaf(rng),
+                        leaf(rng)
+                    ),
+                    6 | 7 => format!("{head} and ({} or {})", leaf(rng), leaf(rng)),
+                    8 => format!("{head} but not ({} and {})", leaf(rng), leaf(rng)),
+                    9 => format!(
+                        "({head} or {}) and ({} but not {})",
+                        leaf(rng),
+                        leaf(rng),
+                        leaf(rng)
+                    ),
+                    _ => format!(
+                        "({head} and ({} or {})) but not ({} but not {})",
+                        leaf(rng),
                         leaf(rng),
                         leaf(rng),
                         leaf(rng)
@@ -198,6 +224,7 @@ fn generate(rng: &mut Rng) -> Case {
             match rng.pick(&spec.direct) {
                 Restriction::User => format!("user:{}", rng.pick(&USERS)),
                 Restriction::UserWildcard => "user:*".to_owned(),
+                Restriction::Object(t) => format!("{t}:{}", rng.pick(&IDS)),
                 Restriction::Userset(t, r) => format!("{t}:{}#{r}", rng.pick(&IDS)),
             }
         };
@@ -265,6 +292,7 @@ fn users(rng: &mut Rng, case: &Case) -> Vec<String> {
     let mut users: Vec<String> = USERS.iter().map(|u| format!("user:{u}")).collect();
     users.push("user:*".to_owned());
     users.push("user:nobody".to_owned());
+    users.push(format!("group:{}", rng.pick(&IDS)));
     for _ in 0..2 {
         let (entity_type, specs) = rng.pick(&case.relations);
         let spec = rng.pick(specs);
@@ -553,6 +581,7 @@ fn relation_checks_agree_with_openfga() {
     }
     let mut lists = 0usize;
     let mut disputes: Vec<(String, String, String, String, bool)> = Vec::new();
+    let mut entities_under_userset_filter = 0usize;
     for result in &results {
         let name = result["name"].as_str().unwrap();
         let (_, case, _) = expected.iter().find(|(n, _, _)| n == name).unwrap();
@@ -650,6 +679,19 @@ fn relation_checks_agree_with_openfga() {
             // its Check's answers, and OpenFGA's ListUsers does not always agree with its
             // Check (on models with cycles through `but not`).
             for (user, verdict_holds) in differ {
+                let verdict_holds = if filter_relation.is_some() && !user.contains('#') {
+                    // OpenFGA's ListUsers with a userset filter `T#r` also lists entities of
+                    // type `T` (and `T:*`) that a tuple names directly, whatever `r` is
+                    // (docs/relations.md); Verdict lists only usersets, as the filter asks.
+                    // Such an answer is not a userset: what is compared is Verdict's Check of
+                    // that entity against OpenFGA's.
+                    assert!(!verdict_holds, "verdict listed {user} for a userset filter");
+                    entities_under_userset_filter += 1;
+                    let mut checker = RelationCheck::new(&model, &tuples, subject(&user), 32);
+                    checker.check(object_type, object_id, relation) == Membership::Member
+                } else {
+                    verdict_holds
+                };
                 disputes.push((
                     name.to_owned(),
                     user,
@@ -689,6 +731,7 @@ fn relation_checks_agree_with_openfga() {
         let mut settled = 0;
         for result in run_fga(&fga, second.path()) {
             let name = result["name"].as_str().unwrap();
+            let (_, case, _) = expected.iter().find(|(n, _, _)| n == name).unwrap();
             for check in result["check_results"].as_array().unwrap() {
                 let request = &check["request"];
                 let key = (
@@ -706,8 +749,8 @@ fn relation_checks_agree_with_openfga() {
                     settled += 1;
                 } else {
                     mismatches.push(format!(
-                        "{name}: ListUsers and Check of {key:?}: openfga's Check {}, verdict {}",
-                        check["got"], dispute.4
+                        "{name}: ListUsers and Check of {key:?}: openfga's Check {}, verdict {}\nmodel:\n{}tuples: {:?}",
+                        check["got"], dispute.4, case.model, case.tuples
                     ));
                 }
             }
@@ -717,8 +760,9 @@ fn relation_checks_agree_with_openfga() {
             "every dispute was asked"
         );
         eprintln!(
-            "{} ListUsers answers where OpenFGA's ListUsers disagrees with its own Check; Verdict agrees with the Check",
-            settled
+            "{settled} ListUsers answers settled by OpenFGA's Check (Verdict agrees with it): \
+             {entities_under_userset_filter} entities OpenFGA lists under a userset filter, \
+             the rest where its ListUsers disagrees with its own Check"
         );
     }
     assert!(

@@ -178,3 +178,45 @@ fn contextual_tuples_are_refused_on_a_snapshot_too_large_to_reindex_per_request(
     // Without contextual tuples the same snapshot answers as usual.
     assert!(snapshot.with_contextual_tuples(Vec::new()).is_ok());
 }
+
+#[test]
+fn a_subject_the_model_does_not_define_is_refused_as_openfga_refuses_it() {
+    let (_dir, snapshot) = snapshot("Document::\"d\"#editor@User::\"anne\"\n");
+    let view = snapshot.with_contextual_tuples(Vec::new()).unwrap();
+    let doc = EntityRef::new("Document", "d");
+    for (subject, message) in [
+        (
+            RelationSubject::Entity(EntityRef::new("Robot", "r")),
+            "subject: type `Robot` is not defined in the relation model",
+        ),
+        (
+            RelationSubject::Userset(EntityRef::new("Folder", "f"), "owner".to_owned()),
+            "subject: type `Folder` has no relation `owner` in the relation model",
+        ),
+        (
+            RelationSubject::Wildcard("Robot".to_owned()),
+            "subject: type `Robot` is not defined in the relation model",
+        ),
+    ] {
+        let refused = view.check_relation(&doc, "viewer", &subject).unwrap_err();
+        assert_eq!(refused.to_string(), message);
+        let refused = view
+            .lookup_resources(&subject, "viewer", "Document", 10, None)
+            .unwrap_err();
+        assert_eq!(refused.to_string(), message);
+    }
+    // A defined subject type still answers, even one no tuple names.
+    let answer = view
+        .check_relation(
+            &doc,
+            "viewer",
+            &RelationSubject::Wildcard("User".to_owned()),
+        )
+        .unwrap();
+    assert!(!answer.allowed);
+    assert!(
+        view.check_relation(&doc, "viewer", &user("anne"))
+            .unwrap()
+            .allowed
+    );
+}
