@@ -15,7 +15,7 @@ use std::path::Path;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use verdict_core::CheckInput;
-use verdict_core::relations::{SearchScratch, TupleIndexBuilder, parse_tuple_line};
+use verdict_core::relations::{SearchScratch, TupleGraph, TupleIndexBuilder, parse_tuple_line};
 use verdict_core::{Limits, LoadOptions, Snapshot};
 
 #[path = "common/owner_scenario.rs"]
@@ -87,7 +87,7 @@ fn membership_by_depth(c: &mut Criterion) {
         }
         let last = format!("Team::\"t{depth}\"#member@User::\"u\"");
         builder.add(&parse_tuple_line(&last).unwrap().unwrap());
-        let index = builder.finish().unwrap();
+        let index = TupleGraph::from(builder.finish().unwrap());
         let team = index.type_id("Team").unwrap();
         let start = index
             .userset(
@@ -133,7 +133,7 @@ fn membership_by_fanout(c: &mut Criterion) {
             &mut builder,
             &format!("Team::\"t{}\"#member@User::\"u\"", fanout - 1),
         );
-        let index = builder.finish().unwrap();
+        let index = TupleGraph::from(builder.finish().unwrap());
         let start = index
             .userset(
                 index.entity(index.type_id("Doc").unwrap(), "d").unwrap(),
@@ -198,7 +198,7 @@ fn membership_by_graph_size(c: &mut Criterion) {
             };
             add(&mut builder, &line);
         }
-        let index = builder.finish().unwrap();
+        let index = TupleGraph::from(builder.finish().unwrap());
         let team = index.type_id("Team").unwrap();
         let start = index
             .userset(

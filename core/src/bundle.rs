@@ -54,7 +54,7 @@ use cedar_policy::{Entities, PolicySet, Schema};
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
-use crate::relations::{ModelError, ModelSource, RelationModel, TupleIndex};
+use crate::relations::{ModelError, ModelSource, RelationModel, TupleGraph, TupleIndex};
 use crate::routes::{RouteError, RouteSource, RouteTable};
 
 pub use error::{InvalidBundle, LoadError, LoadErrorKind};
@@ -66,8 +66,9 @@ pub(crate) use schema::{Relation, RelationCatalog, USERSET_TYPE};
 pub(crate) use tuples::check_one as check_tuple;
 pub use unrecognised::{UnrecognisedFile, unrecognised_files};
 
-/// Everything read from one valid bundle directory. Never modified after it is built; a
-/// snapshot that adds the relationship store's tuples clones it with another `tuples`.
+/// Everything read from one valid bundle directory. Never modified after it is built; every
+/// snapshot built from it (with the relationship store's tuples, or a request's contextual
+/// tuples) shares it behind an `Arc`.
 #[derive(Debug, Clone)]
 pub(crate) struct Bundle {
     /// Content hash of the bundle's files: the consistency token in every response.
@@ -85,11 +86,10 @@ pub(crate) struct Bundle {
     pub(crate) entities: Entities,
     /// The number of entities in the bundle's entity files (without the schema's actions).
     pub(crate) entity_count: usize,
-    /// Every relationship tuple (shared with the previous bundle when the tuple files and the
-    /// schema did not change).
-    pub(crate) tuples: Arc<TupleIndex>,
-    /// The tuples of the bundle's own files: `tuples` without the relationship store's (the
-    /// same index when no store is configured). A reload reuses this one, never the merge.
+    /// The tuples of the bundle's own files (shared with the previous bundle when the tuple
+    /// files and the schema did not change). A snapshot's graph starts from it and adds the
+    /// relationship store's and a request's contextual tuples; a reload reuses this one, never
+    /// a merge.
     pub(crate) file_tuples: Arc<TupleIndex>,
     /// The schema as tuples are checked against it (declared types and relations).
     pub(crate) tuple_schema: Option<Arc<schema::LoadedSchema>>,
@@ -195,7 +195,11 @@ pub(crate) fn load(
         rayon::join(load_policies, load_model_and_tuples);
     errors.extend(policy_errors);
     errors.extend(tuple_errors);
-    let relations = relations.with_tuple_relations(&tuples, model.as_ref(), schema.is_some());
+    let relations = relations.with_tuple_relations(
+        &TupleGraph::new(Arc::clone(&tuples)),
+        model.as_ref(),
+        schema.is_some(),
+    );
     let tuple_schema = schema.map(Arc::new);
     let schema = tuple_schema.as_ref().map(|s| s.schema.clone());
     let (entities, entity_count) =
@@ -226,8 +230,7 @@ pub(crate) fn load(
         schema,
         entities,
         entity_count,
-        file_tuples: Arc::clone(&tuples),
-        tuples,
+        file_tuples: tuples,
         tuple_schema,
         model,
         relations,

@@ -32,4 +32,5 @@ mod slice;
 
 pub use decision::{Decision, EvaluationError, Outcome, PropertyDecision};
 pub(crate) use index::Index;
+pub(crate) use references::{PolicyEntities, policy_entities};
 pub use request::{PROPERTY_CONTEXT_KEY, Prepared};

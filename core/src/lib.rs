@@ -81,9 +81,8 @@ pub use limits::{
     WorkBudget,
 };
 pub use questions::{
-    ContextualTuples, LookupCursor, MAX_CONTEXTUAL_TUPLES, MAX_LOOKUP_PAGE,
-    MAX_TUPLES_WITH_CONTEXTUAL, RelationAnswer, RelationError, RelationSubject, ResourcesPage,
-    SubjectsPage,
+    ContextualTuples, LookupCursor, MAX_CONTEXTUAL_TUPLES, MAX_LOOKUP_PAGE, RelationAnswer,
+    RelationError, RelationSubject, ResourcesPage, SubjectsPage,
 };
 pub use routes::{
     PathRefusal, PrincipalSource, Route, RouteMatch, RouteRefusal, UpstreamHeaders,
@@ -91,5 +90,5 @@ pub use routes::{
 };
 pub use snapshot::{
     DEFAULT_MAX_BUNDLE_BYTES, DEFAULT_MAX_BUNDLE_FILE_BYTES, DEFAULT_MAX_RELATION_DEPTH,
-    LoadOptions, Snapshot, StoreMerge,
+    LoadOptions, Snapshot, StoreMerge, StoreUpdate,
 };

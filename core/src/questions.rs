@@ -7,10 +7,12 @@
 //! binds a page to the snapshot version and the question. Does not own: the search itself
 //! (`crate::relations`), protocols, deadlines or streaming (the front-ends).
 //!
-//! Contextual tuples. The view with contextual tuples re-indexes the snapshot's tuples plus
-//! the request's, for this request only (the snapshot itself is never modified). That costs
-//! time proportional to the snapshot's tuples; requests without contextual tuples borrow the
-//! snapshot and cost nothing extra. At most [`MAX_CONTEXTUAL_TUPLES`] per request.
+//! Contextual tuples. The view with contextual tuples is the snapshot with the request's tuples
+//! in an overlay on its relation graph (`crate::relations::TupleGraph`), for this request only:
+//! the snapshot itself is never modified, and the cost is in proportion to the contextual
+//! tuples (and the overlay the snapshot's graph already holds, bounded by the store follower's
+//! compaction), not to the graph. Requests without contextual tuples borrow the snapshot and
+//! cost nothing extra. At most [`MAX_CONTEXTUAL_TUPLES`] per request.
 //!
 //! Cursors. A cursor is `v1.<version>.<question>.<after>` (each part hex): the served version
 //! it was issued against, a hash of the question (kind, subject or object, relation, type, the
@@ -22,20 +24,13 @@ use std::ops::Deref;
 
 use crate::input::{EntityRef, RequestError};
 use crate::relations::{
-    CheckSubject, FoundSubject, LookupError, Membership, RelationModel, TupleIndexBuilder,
-    display_uid, lookup_resources, lookup_subjects, parse_tuple_line,
+    CheckSubject, FoundSubject, LookupError, Membership, RelationModel, display_uid,
+    lookup_resources, lookup_subjects, parse_tuple_line,
 };
 use crate::snapshot::Snapshot;
 
 /// The most contextual tuples one request may carry (OpenFGA's limit too).
 pub const MAX_CONTEXTUAL_TUPLES: usize = 100;
-
-/// The most tuples a snapshot may hold for a request to bring contextual tuples: they are
-/// indexed by rebuilding the snapshot's tuple index with them (a per-request overlay is not
-/// built yet), which costs time in proportion to the snapshot's tuples, a few microseconds
-/// each. Past this bound (tens of milliseconds) such a request is refused, so that no caller
-/// can make every request cost seconds of CPU on a large bundle.
-pub const MAX_TUPLES_WITH_CONTEXTUAL: usize = 20_000;
 
 /// The largest page a lookup returns, whatever the caller asks; also the default page size.
 pub const MAX_LOOKUP_PAGE: usize = 1_000;
@@ -295,16 +290,7 @@ impl Snapshot {
                 max: MAX_CONTEXTUAL_TUPLES,
             });
         }
-        let indexed = self.tuples().tuple_count();
-        if indexed > MAX_TUPLES_WITH_CONTEXTUAL {
-            return Err(RequestError::TooLarge {
-                field: "contextual_tuples (re-indexing the bundle's tuples for them)".to_owned(),
-                limit: crate::input::Limit::Work,
-                count: indexed,
-                max: MAX_TUPLES_WITH_CONTEXTUAL,
-            });
-        }
-        let mut builder = TupleIndexBuilder::from_index(self.tuples());
+        let mut edit = self.tuples().edit();
         for (i, line) in tuples.iter().enumerate() {
             let invalid = |reason: String| RequestError::Invalid {
                 field: format!("contextual_tuples[{i}]"),
@@ -316,13 +302,13 @@ impl Snapshot {
                 Err(error) => return Err(invalid(error.reason)),
             };
             self.validate_store_tuple(&tuple).map_err(invalid)?;
-            builder.add(&tuple);
+            edit.add(&tuple);
         }
-        let index = builder
+        let graph = edit
             .finish()
             .map_err(|_| RequestError::Internal("the tuple index is full".to_owned()))?;
-        let scoped = self.with_tuples(
-            index,
+        let scoped = self.with_graph(
+            graph,
             self.served_version().to_owned(),
             self.store_revision(),
         );

@@ -7,10 +7,13 @@
 //! Does not own: Cedar. This module knows entity types and ids only as strings; the engine turns
 //! search results into Cedar entities. It is pure and synchronous: no I/O, no async.
 //!
-//! Invariants: a [`TupleIndex`] is immutable once built; a search touches only the usersets
+//! Invariants: a [`TupleIndex`] is immutable once built; a [`TupleGraph`] (what searches ask)
+//! is a shared index plus a small overlay of tuples added and removed since it was built, and
+//! answers as an index rebuilt from the same tuples would; a search touches only the usersets
 //! reachable from the one it starts at, never a precomputed closure of the whole graph.
 
 mod check;
+mod graph;
 mod index;
 mod lookup;
 mod model;
@@ -18,6 +21,7 @@ mod search;
 mod tuple;
 
 pub use check::{CheckSubject, MAX_VISITS, RelationCheck};
+pub use graph::{GraphEdit, TupleGraph};
 pub use index::{
     EntityIdx, IndexFull, RelationId, TupleIndex, TupleIndexBuilder, TypeId, UsersetId,
 };

@@ -12,15 +12,15 @@ use std::time::SystemTime;
 
 use cedar_policy::{EntityUid, PolicySet};
 
-use crate::bundle::{self, Bundle, InvalidBundle, PolicyLocation, ReadLimits};
-use crate::engine::{Decision, Index, Prepared};
+use crate::bundle::{self, Bundle, InvalidBundle, PolicyLocation, ReadLimits, RelationCatalog};
+use crate::engine::{Decision, Index, PolicyEntities, Prepared, policy_entities};
 use crate::input::{CheckInput, RequestError};
 use crate::limits::Limits;
 use crate::relations::{
-    IndexFull, RelationModel, TupleIndex, TupleIndexBuilder, TupleText, parse_tuple_line,
+    IndexFull, RelationModel, TupleGraph, TupleIndexBuilder, TupleText, parse_tuple_line,
 };
 use crate::routes::{RouteMatch, RouteRefusal};
-use crate::store::{ConsistencyToken, StoreTuples};
+use crate::store::{ChangeKind, ConsistencyToken, StoreChange, StoreTuples};
 
 /// The default bound on nested usersets followed by one membership search.
 pub const DEFAULT_MAX_RELATION_DEPTH: u32 = 32;
@@ -64,8 +64,19 @@ impl Default for LoadOptions {
 /// is built; `Send + Sync`, so share it behind an `Arc`.
 #[derive(Debug)]
 pub struct Snapshot {
-    pub(crate) bundle: Bundle,
-    pub(crate) index: Index,
+    /// The bundle's data, shared by every snapshot built from it (store revisions, contextual
+    /// tuples).
+    pub(crate) bundle: Arc<Bundle>,
+    /// The engine's indexes over the bundle, shared likewise.
+    pub(crate) index: Arc<Index>,
+    /// The relation graph: the bundle's tuples, the store's and a request's.
+    pub(crate) tuples: TupleGraph,
+    /// The relations each entity type exposes to Cedar (with a bundle without schema or
+    /// model, those its tuples use).
+    pub(crate) relations: Arc<RelationCatalog>,
+    /// The entities and usersets the policies name that a slice may need (they depend on
+    /// `relations`).
+    pub(crate) policy_entities: Arc<PolicyEntities>,
     pub(crate) max_relation_depth: u32,
     loaded_at: SystemTime,
     /// The relationship store's revision merged in, when a store is configured.
@@ -83,6 +94,19 @@ pub struct StoreMerge {
     /// they were written): they are left out, never half-applied.
     pub rejected: usize,
     /// The first few refused tuples, each with why.
+    pub first_rejections: Vec<(String, String)>,
+}
+
+/// What [`Snapshot::with_store_changes`] did.
+#[derive(Debug)]
+pub struct StoreUpdate {
+    /// The snapshot with the changes (always set when returned).
+    pub snapshot: Option<Snapshot>,
+    /// Written tuples this bundle refuses: left out, counted like [`StoreMerge::rejected`].
+    pub newly_rejected: usize,
+    /// Deleted tuples this bundle refuses (they were counted as rejected).
+    pub no_longer_rejected: usize,
+    /// The first few newly refused tuples, each with why.
     pub first_rejections: Vec<(String, String)>,
 }
 
@@ -132,17 +156,21 @@ impl Snapshot {
     /// Returns whether this snapshot shares its tuple index with `other` (a reload that
     /// changed no tuple or schema file reuses it).
     pub fn shares_tuples_with(&self, other: &Snapshot) -> bool {
-        Arc::ptr_eq(&self.bundle.tuples, &other.bundle.tuples)
+        Arc::ptr_eq(&self.bundle.file_tuples, &other.bundle.file_tuples)
     }
 
-    /// Assembles a snapshot from a bundle's data and the indexes the engine derives from it:
-    /// the one place a snapshot is built.
+    /// Assembles a snapshot from a bundle's data and the indexes the engine derives from it.
     fn assemble(bundle: Bundle, options: &LoadOptions) -> Self {
         let index = Index::build(&bundle);
+        let policy_entities =
+            policy_entities(&bundle.policies, &bundle.relations, &bundle.entities);
         Self {
             served_version: bundle.version.clone(),
-            bundle,
-            index,
+            tuples: TupleGraph::new(Arc::clone(&bundle.file_tuples)),
+            relations: Arc::new(bundle.relations.clone()),
+            policy_entities: Arc::new(policy_entities),
+            bundle: Arc::new(bundle),
+            index: Arc::new(index),
             max_relation_depth: options.max_relation_depth,
             loaded_at: SystemTime::now(),
             store_revision: None,
@@ -184,37 +212,120 @@ impl Snapshot {
             self.bundle.version,
             ConsistencyToken::new(revision)
         );
+        let graph = TupleGraph::new(Arc::new(builder.finish()?));
         Ok(StoreMerge {
-            snapshot: self.with_tuples(builder.finish()?, served_version, Some(revision)),
+            snapshot: self.with_graph(graph, served_version, Some(revision)),
             rejected,
             first_rejections,
         })
     }
 
-    /// Returns this snapshot with its tuple index replaced by `tuples` (a superset built from
-    /// it), answering as `served_version`.
-    pub(crate) fn with_tuples(
+    /// Returns this snapshot (one with a store, see [`Snapshot::with_store`]) with the store
+    /// changes of revisions up to `revision` applied as an overlay on its graph: time in
+    /// proportion to the changes and the graph's overlay so far, not to the graph. The
+    /// changes must be effective (each write adds a tuple the store did not hold, each delete
+    /// removes one it held), in order. Tuples this bundle refuses are left out and counted, as
+    /// [`Snapshot::with_store`] does; tuples the bundle's own files define stay whatever the
+    /// store says (they belong to the bundle).
+    pub fn with_store_changes(
         &self,
-        tuples: TupleIndex,
+        changes: &[StoreChange],
+        revision: u64,
+    ) -> Result<StoreUpdate, IndexFull> {
+        let mut edit = self.tuples.edit();
+        let mut update = StoreUpdate {
+            snapshot: None,
+            newly_rejected: 0,
+            no_longer_rejected: 0,
+            first_rejections: Vec::new(),
+        };
+        for change in changes {
+            let tuple = match parse_tuple_line(&change.tuple) {
+                Ok(Some(tuple)) => match self.validate_store_tuple(&tuple) {
+                    Ok(()) => Ok(tuple),
+                    Err(reason) => Err(reason),
+                },
+                Ok(None) => Err("an empty tuple".to_owned()),
+                Err(error) => Err(error.reason),
+            };
+            match (tuple, change.kind) {
+                (Ok(tuple), _) if self.bundle_defines(&tuple) => {}
+                (Ok(tuple), ChangeKind::Write) => {
+                    edit.add(&tuple);
+                }
+                (Ok(tuple), ChangeKind::Delete) => {
+                    edit.remove(&tuple);
+                }
+                (Err(reason), ChangeKind::Write) => {
+                    update.newly_rejected += 1;
+                    if update.first_rejections.len() < MAX_LISTED_REJECTIONS {
+                        update.first_rejections.push((change.tuple.clone(), reason));
+                    }
+                }
+                (Err(_), ChangeKind::Delete) => update.no_longer_rejected += 1,
+            }
+        }
+        let served_version = format!(
+            "{}@{}",
+            self.bundle.version,
+            ConsistencyToken::new(revision)
+        );
+        update.snapshot = Some(self.with_graph(edit.finish()?, served_version, Some(revision)));
+        Ok(update)
+    }
+
+    /// Returns this snapshot answering from `tuples` (this snapshot's graph with changes), as
+    /// `served_version`. Shares the bundle and the engine's indexes; derives again only what
+    /// depends on the graph's types and relations: O(types × relations), not O(tuples).
+    pub(crate) fn with_graph(
+        &self,
+        tuples: TupleGraph,
         served_version: String,
         store_revision: Option<u64>,
     ) -> Self {
-        let mut bundle = self.bundle.clone();
-        bundle.relations = bundle.relations.with_tuple_relations(
+        let relations = self.bundle.relations.clone().with_tuple_relations(
             &tuples,
-            bundle.model.as_ref(),
-            bundle.schema.is_some(),
+            self.bundle.model.as_ref(),
+            self.bundle.schema.is_some(),
         );
-        bundle.tuples = Arc::new(tuples);
-        let index = Index::build(&bundle);
+        let (relations, policy_entities) = if relations == *self.relations {
+            (
+                Arc::clone(&self.relations),
+                Arc::clone(&self.policy_entities),
+            )
+        } else {
+            let entities =
+                policy_entities(&self.bundle.policies, &relations, &self.bundle.entities);
+            (Arc::new(relations), Arc::new(entities))
+        };
         Self {
             served_version,
-            bundle,
-            index,
+            bundle: Arc::clone(&self.bundle),
+            index: Arc::clone(&self.index),
+            tuples,
+            relations,
+            policy_entities,
             max_relation_depth: self.max_relation_depth,
             loaded_at: self.loaded_at,
             store_revision,
         }
+    }
+
+    /// Returns this snapshot with its graph's overlay folded into a new base computed now
+    /// (O(graph)), prepared so that later changes can remove tuples without computing the
+    /// base's counts then: a snapshot built off the request path to follow a store from.
+    pub fn prepared_for_changes(&self) -> Self {
+        self.with_graph(
+            self.tuples.prepared_for_removals(),
+            self.served_version.clone(),
+            self.store_revision,
+        )
+    }
+
+    /// Returns how many tuple changes this snapshot's graph holds over its frozen base: what
+    /// a follower compacts by.
+    pub fn overlay_len(&self) -> usize {
+        self.tuples.overlay_len()
     }
 
     /// Checks a tuple to be written to the relationship store exactly as a line of a tuple file
@@ -335,12 +446,12 @@ impl Snapshot {
 
     /// Returns the number of relationship tuples (the bundle's and the store's).
     pub fn tuple_count(&self) -> usize {
-        self.bundle.tuples.tuple_count()
+        self.tuples.tuple_count()
     }
 
-    /// Returns the relationship tuples, indexed.
-    pub fn tuples(&self) -> &TupleIndex {
-        &self.bundle.tuples
+    /// Returns the relation graph: every relationship tuple, indexed.
+    pub fn tuples(&self) -> &TupleGraph {
+        &self.tuples
     }
 
     /// Returns the relation model, when the bundle has `*.fga` files.
@@ -398,7 +509,7 @@ impl Snapshot {
     /// `entity_type::"id"` in Cedar (`Verdict::Userset::"Document::\"d1\"#owner"`): what
     /// `principal in resource.owner` tests membership of.
     pub fn userset_uid(&self, entity_type: &str, id: &str, relation: &str) -> EntityUid {
-        self.bundle.relations.userset_uid(entity_type, id, relation)
+        self.relations.userset_uid(entity_type, id, relation)
     }
 
     /// Returns whether the bundle knows `uid`: defines it in its entity files, names it in a
@@ -408,7 +519,7 @@ impl Snapshot {
         if self.bundle.entities.get(uid).is_some() || self.index.literal_entities.contains(uid) {
             return true;
         }
-        let tuples = &self.bundle.tuples;
+        let tuples = &self.tuples;
         tuples
             .type_id(&uid.type_name().to_string())
             .is_some_and(|entity_type| tuples.entity(entity_type, uid.id().unescaped()).is_some())
@@ -439,7 +550,7 @@ impl Snapshot {
                 .filter(|uid| same_type(uid))
                 .map(|uid| uid.id().unescaped().to_owned()),
         );
-        let tuples = &self.bundle.tuples;
+        let tuples = &self.tuples;
         if let Some(type_id) = tuples.type_id(entity_type) {
             ids.extend(
                 tuples

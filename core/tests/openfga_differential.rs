@@ -25,7 +25,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use verdict_core::relations::{
-    CheckSubject, FoundSubject, Membership, ModelSource, RelationCheck, RelationModel, TupleIndex,
+    CheckSubject, FoundSubject, Membership, ModelSource, RelationCheck, RelationModel, TupleGraph,
     TupleIndexBuilder, lookup_resources, lookup_subjects, parse_tuple_line,
 };
 
@@ -261,13 +261,13 @@ fn to_verdict(fga: &str) -> String {
     }
 }
 
-fn index(case: &Case) -> TupleIndex {
+fn index(case: &Case) -> TupleGraph {
     let mut builder = TupleIndexBuilder::new();
     for (user, relation, object) in &case.tuples {
         let line = format!("{}#{relation}@{}", to_verdict(object), to_verdict(user));
         builder.add(&parse_tuple_line(&line).unwrap().unwrap());
     }
-    builder.finish().unwrap()
+    builder.finish().unwrap().into()
 }
 
 fn subject(fga_user: &str) -> CheckSubject<'_> {
@@ -406,7 +406,7 @@ fn test_file(name: &str, case: &Case, questions: &[Question], rng: &mut Rng) -> 
 /// Whether the check of `user` on `object#relation` went through `but not` over a cycle.
 fn check_is_ill_defined(
     model: &RelationModel,
-    tuples: &TupleIndex,
+    tuples: &TupleGraph,
     user: &str,
     object: &str,
     relation: &str,

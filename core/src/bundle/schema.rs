@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use super::error::LoadError;
 use super::files::BundleFile;
 use crate::diagnostics::{error_chain, line_column, located_messages, serde_position};
-use crate::relations::{RelationId, RelationModel, TupleIndex};
+use crate::relations::{RelationId, RelationModel, TupleGraph};
 
 /// The Cedar entity type of userset entities.
 pub const USERSET_TYPE: &str = "Verdict::Userset";
@@ -347,7 +347,7 @@ pub struct Relation {
 ///
 /// The relation `viewer` of `Document::"roadmap"` is the attribute `viewer` of that entity,
 /// whose value is the userset entity `Verdict::Userset::"Document::\"roadmap\"#viewer"`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RelationCatalog {
     by_type: FxHashMap<Box<str>, Vec<Relation>>,
     userset_type: EntityTypeName,
@@ -383,7 +383,7 @@ impl RelationCatalog {
     /// index.
     pub(crate) fn with_tuple_relations(
         mut self,
-        index: &TupleIndex,
+        index: &TupleGraph,
         model: Option<&RelationModel>,
         from_schema: bool,
     ) -> Self {

@@ -1,10 +1,12 @@
 //! The engine's per-snapshot indexes, derived once from a bundle's data so that a request does
 //! no work that does not depend on it.
 //!
-//! Owns: the flattened action entities, the parsed entity type names, the entities and
-//! usersets the policies name literally, each bundle entity's references, the policy scope of
-//! every known action, and Cedar's authorizer. Built by [`Index::build`]; `crate::snapshot`
-//! keeps it beside the bundle it was built from.
+//! Owns: the flattened action entities, the parsed entity type names, each bundle entity's
+//! references, the policy scope of every known action, and Cedar's authorizer. Built by
+//! [`Index::build`] from the bundle alone (never from the relationship store's or a request's
+//! tuples), so every snapshot of one bundle shares one `Index`; `crate::snapshot` keeps it
+//! beside the bundle it was built from. The entities and usersets the policies name
+//! (`PolicyEntities`) depend on the relation catalog, so a snapshot keeps them itself.
 
 use std::str::FromStr;
 
@@ -14,7 +16,7 @@ use cedar_policy::{
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::action_scope::{self, ActionScopes};
-use super::references::{self, PolicyEntities};
+use super::references;
 use crate::bundle::Bundle;
 use crate::relations::TupleIndex;
 
@@ -26,10 +28,9 @@ pub(crate) struct Index {
     /// Every action the bundle knows: declared in the schema or the entity files, or named in
     /// a policy's action scope. Sorted, without duplicates.
     pub(crate) known_actions: Vec<EntityUid>,
-    /// Every entity type the bundle names, parsed once.
+    /// Every entity type the bundle names, parsed once (a cache: a type only the store's
+    /// tuples name is parsed per request).
     pub(crate) type_names: FxHashMap<Box<str>, EntityTypeName>,
-    /// Entities and usersets the policies name literally that a slice may need.
-    pub(crate) policy_entities: PolicyEntities,
     /// Every entity a policy names literally (`Role::"admin"`).
     pub(crate) literal_entities: FxHashSet<EntityUid>,
     /// For each bundle entity, the entities its attributes point at.
@@ -45,12 +46,10 @@ impl Index {
     pub(crate) fn build(bundle: &Bundle) -> Self {
         let actions = flattened_actions(&bundle.entities);
         let known_actions = known_actions(&actions, &bundle.policies);
-        let type_names = known_type_names(bundle.schema.as_ref(), &bundle.entities, &bundle.tuples);
-        let policy_entities = references::policy_entities(
-            &bundle.policies,
-            &bundle.relations,
+        let type_names = known_type_names(
+            bundle.schema.as_ref(),
             &bundle.entities,
-            &bundle.tuples,
+            &bundle.file_tuples,
         );
         let entity_references = references::entity_references(&bundle.entities);
         let literal_entities = bundle
@@ -64,7 +63,6 @@ impl Index {
             actions,
             known_actions,
             type_names,
-            policy_entities,
             literal_entities,
             entity_references,
             action_scopes,

@@ -6,7 +6,7 @@ use cedar_policy::{Entities, Entity, EntityUid, EvalResult, PolicySet};
 use rustc_hash::FxHashMap;
 
 use crate::bundle::{RelationCatalog, USERSET_TYPE};
-use crate::relations::{TupleIndex, UsersetId, parse_entity_uid};
+use crate::relations::parse_entity_uid;
 
 /// Entities and usersets named literally in the policies.
 #[derive(Debug, Clone, Default)]
@@ -15,10 +15,10 @@ pub(crate) struct PolicyEntities {
     /// with relations (`Group::"banned".member`). Entities with neither only matter as the
     /// right-hand side of `in`, which needs no entity.
     pub entities: Vec<EntityUid>,
-    /// Literal userset entities (`Verdict::Userset::"Group::\"banned\"#member"`), with their
-    /// place in the tuple index if any tuple gives them a subject, and the object type, id and
-    /// relation they name (for a relation model's checks), when the id reads as one.
-    pub usersets: Vec<(EntityUid, Option<UsersetId>, Option<UsersetKey>)>,
+    /// Literal userset entities (`Verdict::Userset::"Group::\"banned\"#member"`), with the
+    /// object type, id and relation they name, when the id reads as one (a request finds the
+    /// userset in its snapshot's graph by them).
+    pub usersets: Vec<(EntityUid, Option<UsersetKey>)>,
 }
 
 /// The object type, object id and relation a userset entity stands for.
@@ -34,11 +34,12 @@ pub(crate) fn type_of(uid: &EntityUid) -> String {
     uid.type_name().to_string()
 }
 
-pub(super) fn policy_entities(
+/// Returns the entities and usersets `policies` name literally that a slice may need, given
+/// the relations each type has (`relations`) and the bundle's entity data.
+pub(crate) fn policy_entities(
     policies: &PolicySet,
     relations: &RelationCatalog,
     entities: &Entities,
-    tuples: &TupleIndex,
 ) -> PolicyEntities {
     let mut literals: Vec<EntityUid> = policies
         .policies()
@@ -50,9 +51,8 @@ pub(super) fn policy_entities(
     for uid in literals {
         let entity_type = type_of(&uid);
         if entity_type == USERSET_TYPE {
-            let userset = userset_of(uid.id().unescaped(), tuples);
             let key = userset_key(uid.id().unescaped());
-            out.usersets.push((uid, userset, key));
+            out.usersets.push((uid, key));
         } else if uid.type_name().basename() == "Action" {
             // Actions reach the slice as the request's action, with their groups as parents.
         } else {
@@ -65,15 +65,6 @@ pub(super) fn policy_entities(
         }
     }
     out
-}
-
-/// Finds the userset named by a userset entity id such as `Group::"banned"#member`.
-fn userset_of(id: &str, tuples: &TupleIndex) -> Option<UsersetId> {
-    let (object, relation) = id.rsplit_once('#')?;
-    let object = parse_entity_uid(object).ok()?;
-    let entity_type = tuples.type_id(object.entity_type)?;
-    let entity = tuples.entity(entity_type, &object.id)?;
-    tuples.userset(entity, tuples.relation_id(relation)?)
 }
 
 /// Reads a userset entity id such as `Group::"banned"#member` as its parts.

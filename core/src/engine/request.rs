@@ -507,7 +507,7 @@ fn supplied_entity(
             .map_err(|e| invalid(field, error_chain(&e)))?,
         None => json!({
             "uid": {"type": entity_type, "id": input.uid.id},
-            "attrs": snapshot.bundle.relations.attributes_json(entity_type, &input.uid.id),
+            "attrs": snapshot.relations.attributes_json(entity_type, &input.uid.id),
             "parents": [],
         }),
     };
@@ -522,7 +522,7 @@ fn supplied_entity(
     let mut attrs = attrs;
     let mut parents = parents;
     for (name, value) in input.attrs {
-        if snapshot.bundle.relations.is_relation(entity_type, &name) {
+        if snapshot.relations.is_relation(entity_type, &name) {
             return Err(invalid(
                 format!("{field}.attrs.{name}"),
                 format!("`{name}` is a relation of `{entity_type}`; relations come from tuples"),

@@ -88,7 +88,6 @@ pub(super) fn build(
     queue.extend(request.context_entities.iter().map(|uid| (uid.clone(), 0)));
     queue.extend(
         snapshot
-            .index
             .policy_entities
             .entities
             .iter()
@@ -105,7 +104,7 @@ pub(super) fn build(
             .map(Data::Supplied)
             .or_else(|| snapshot.bundle.entities.get(&uid).map(Data::Bundle));
         let entity_type = type_text(uid.type_name());
-        let has_relations = !snapshot.bundle.relations.relations(&entity_type).is_empty();
+        let has_relations = !snapshot.relations.relations(&entity_type).is_empty();
         if data.is_none() && !has_relations && !is_target(&uid) {
             continue;
         }
@@ -146,7 +145,7 @@ pub(super) fn build(
             };
             let mut check = RelationCheck::new(
                 model,
-                &snapshot.bundle.tuples,
+                &snapshot.tuples,
                 subject,
                 snapshot.max_relation_depth,
             );
@@ -162,10 +161,7 @@ pub(super) fn build(
             }
             return found;
         }
-        let subject = snapshot
-            .bundle
-            .tuples
-            .subject(&member.entity_type, &member.id);
+        let subject = snapshot.tuples.subject(&member.entity_type, &member.id);
         for scoped in &usersets {
             match search(snapshot, scoped.userset, subject, scratch) {
                 Membership::Member => found.push(scoped.uid.clone().into()),
@@ -258,12 +254,11 @@ fn search(
     scratch: &mut SearchScratch,
 ) -> Membership {
     match userset {
-        Some(userset) => snapshot.bundle.tuples.membership(
-            userset,
-            subject,
-            snapshot.max_relation_depth,
-            scratch,
-        ),
+        Some(userset) => {
+            snapshot
+                .tuples
+                .membership(userset, subject, snapshot.max_relation_depth, scratch)
+        }
         None => Membership::NotMember,
     }
 }
@@ -287,13 +282,13 @@ fn scoped_usersets<'a>(
     members: &'a FxHashMap<EntityUid, Member>,
     reads: impl Fn(&Relation) -> bool,
 ) -> Vec<ScopedUserset<'a>> {
-    let tuples = &snapshot.bundle.tuples;
+    let tuples = &snapshot.tuples;
     let mut scope = Vec::new();
     for (member_uid, member) in members {
         let object = tuples
             .type_id(&member.entity_type)
             .and_then(|t| tuples.entity(t, &member.id));
-        for relation in snapshot.bundle.relations.relations(&member.entity_type) {
+        for relation in snapshot.relations.relations(&member.entity_type) {
             if !reads(relation) {
                 continue;
             }
@@ -303,7 +298,7 @@ fn scoped_usersets<'a>(
             };
             // INVARIANT: members are distinct and so are a type's relations: no duplicates.
             scope.push(ScopedUserset {
-                uid: snapshot.bundle.relations.userset_uid(
+                uid: snapshot.relations.userset_uid(
                     &member.entity_type,
                     &member.id,
                     &relation.name,
@@ -314,11 +309,13 @@ fn scoped_usersets<'a>(
             });
         }
     }
-    for (uid, userset, key) in &snapshot.index.policy_entities.usersets {
+    for (uid, key) in &snapshot.policy_entities.usersets {
         if !scope.iter().any(|scoped| scoped.uid == *uid) {
             scope.push(ScopedUserset {
                 uid: uid.clone(),
-                userset: *userset,
+                userset: key
+                    .as_ref()
+                    .and_then(|k| tuples.userset_named(&k.entity_type, &k.id, &k.relation)),
                 of: None,
                 key: key
                     .as_ref()

@@ -161,22 +161,59 @@ fn relation_questions_without_a_model_say_so() {
 }
 
 #[test]
-fn contextual_tuples_are_refused_on_a_snapshot_too_large_to_reindex_per_request() {
-    let tuples: String = (0..=MAX_TUPLES_WITH_CONTEXTUAL)
+fn contextual_tuples_answer_on_a_large_graph_and_are_bounded_per_request() {
+    // Larger than any graph the per-request re-index used to accept (20,000 tuples).
+    let tuples: String = (0..50_000)
         .map(|i| format!("Document::\"d{i}\"#editor@User::\"u{i}\"\n"))
         .collect();
     let (_dir, snapshot) = snapshot(&tuples);
-    let refused = snapshot
-        .with_contextual_tuples(vec!["Folder::\"f1\"#viewer@User::\"anne\"".to_owned()])
-        .err()
+    let with = snapshot
+        .with_contextual_tuples(vec![
+            "Document::\"d7\"#parent@Folder::\"f1\"".to_owned(),
+            "Folder::\"f1\"#viewer@User::\"anne\"".to_owned(),
+        ])
         .unwrap();
-    assert_eq!(
-        refused.limit(),
-        Some(crate::input::Limit::Work),
+    let doc = EntityRef::new("Document", "d7");
+    assert!(
+        with.check_relation(&doc, "viewer", &user("anne"))
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        with.check_relation(&doc, "viewer", &user("u7"))
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        !with
+            .check_relation(&doc, "viewer", &user("u8"))
+            .unwrap()
+            .allowed
+    );
+    assert_eq!(with.tuple_count(), 50_002);
+    // The snapshot itself is untouched.
+    let plain = snapshot.with_contextual_tuples(Vec::new()).unwrap();
+    assert!(
+        !plain
+            .check_relation(&doc, "viewer", &user("anne"))
+            .unwrap()
+            .allowed
+    );
+    assert_eq!(snapshot.tuple_count(), 50_000);
+    // The bound is per request, and the error names it.
+    let too_many = (0..=MAX_CONTEXTUAL_TUPLES)
+        .map(|i| format!("Folder::\"f{i}\"#viewer@User::\"anne\""))
+        .collect();
+    let refused = snapshot.with_contextual_tuples(too_many).err().unwrap();
+    assert!(
+        refused.to_string().contains("contextual_tuples"),
         "{refused}"
     );
-    // Without contextual tuples the same snapshot answers as usual.
-    assert!(snapshot.with_contextual_tuples(Vec::new()).is_ok());
+    assert_eq!(
+        refused.limit(),
+        Some(crate::input::Limit::Entities),
+        "{refused}"
+    );
 }
 
 #[test]

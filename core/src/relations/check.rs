@@ -35,7 +35,8 @@
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::index::{EntityIdx, TupleIndex, TypeId, UsersetId};
+use super::graph::TupleGraph;
+use super::index::{EntityIdx, TypeId, UsersetId};
 use super::model::{RelationModel, Rewrite};
 use super::search::Membership;
 
@@ -114,7 +115,7 @@ impl Answer {
 /// about the same subject (answers below the questions are shared).
 pub struct RelationCheck<'a> {
     model: &'a RelationModel,
-    tuples: &'a TupleIndex,
+    tuples: &'a TupleGraph,
     subject: CheckSubject<'a>,
     resolved: Resolved,
     max_depth: u32,
@@ -130,7 +131,7 @@ impl<'a> RelationCheck<'a> {
     /// Prepares checks about `subject`, following at most `max_depth` levels.
     pub fn new(
         model: &'a RelationModel,
-        tuples: &'a TupleIndex,
+        tuples: &'a TupleGraph,
         subject: CheckSubject<'a>,
         max_depth: u32,
     ) -> Self {
@@ -280,7 +281,7 @@ impl<'a> RelationCheck<'a> {
                     return any.answer();
                 };
                 let tuples = self.tuples;
-                for &parent in tuples.edges(userset).direct {
+                for parent in tuples.edges(userset).direct() {
                     let parent = self.object_of(parent);
                     if self
                         .model
@@ -367,20 +368,16 @@ impl<'a> RelationCheck<'a> {
                 entity_type,
                 entity,
             } => {
-                entity.is_some_and(|e| edges.direct.binary_search(&e).is_ok())
-                    || entity_type.is_some_and(|t| edges.wildcards.binary_search(&t).is_ok())
+                entity.is_some_and(|e| edges.has_direct(e))
+                    || entity_type.is_some_and(|t| edges.has_wildcard(t))
             }
-            Resolved::Wildcard(entity_type) => {
-                entity_type.is_some_and(|t| edges.wildcards.binary_search(&t).is_ok())
-            }
-            Resolved::Userset(subject) => {
-                subject.is_some_and(|u| edges.children.binary_search(&u).is_ok())
-            }
+            Resolved::Wildcard(entity_type) => entity_type.is_some_and(|t| edges.has_wildcard(t)),
+            Resolved::Userset(subject) => subject.is_some_and(|u| edges.has_child(u)),
         };
         if direct_match {
             return Answer::new(Membership::Member);
         }
-        for &child in edges.children {
+        for child in edges.children() {
             let (child_object, child_relation) = tuples.userset_key(child);
             let child_object = self.object_of(child_object);
             let child_relation = tuples.relation_name(child_relation);

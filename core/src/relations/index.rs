@@ -35,12 +35,12 @@ macro_rules! dense_id {
 
         impl $name {
             #[allow(dead_code, reason = "not every kind of id indexes a vector")]
-            fn index(self) -> usize {
+            pub(crate) fn index(self) -> usize {
                 self.0 as usize
             }
 
             /// The id of the `len`-th value; `None` past what a `u32` can number.
-            fn from_len(len: usize) -> Option<Self> {
+            pub(crate) fn from_len(len: usize) -> Option<Self> {
                 u32::try_from(len).ok().filter(|&n| n < u32::MAX).map(Self)
             }
         }
@@ -125,6 +125,29 @@ impl TupleIndex {
     /// Returns the number of distinct entities named by tuples.
     pub fn entity_count(&self) -> usize {
         self.entity_count
+    }
+
+    /// Returns the number of interned entity types (ids `0..type_count`).
+    pub(crate) fn type_count(&self) -> usize {
+        self.type_names.len()
+    }
+
+    /// Returns the number of interned relations (ids `0..relation_count`).
+    pub(crate) fn relation_count(&self) -> usize {
+        self.relation_names.len()
+    }
+
+    /// Returns whether `entity` is the direct subject of some tuple.
+    pub(crate) fn is_direct_subject(&self, entity: EntityIdx) -> bool {
+        let i = entity.index();
+        self.direct_subjects
+            .get(i / 64)
+            .is_some_and(|word| word & (1 << (i % 64)) != 0)
+    }
+
+    /// Returns whether some tuple has the wildcard of `entity_type` as its subject.
+    pub(crate) fn has_wildcard_of(&self, entity_type: TypeId) -> bool {
+        self.wildcard_types.get(entity_type.index()) == Some(&true)
     }
 
     /// Returns every entity type named by some tuple.

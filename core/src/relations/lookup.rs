@@ -20,7 +20,7 @@
 use rustc_hash::FxHashSet;
 
 use super::check::{CheckSubject, MAX_VISITS, RelationCheck};
-use super::index::TupleIndex;
+use super::graph::TupleGraph;
 use super::model::{RelationModel, Rewrite};
 use super::search::Membership;
 use super::tuple::display_uid;
@@ -122,7 +122,7 @@ fn require(
 #[allow(clippy::too_many_arguments, reason = "one reverse question's inputs")]
 pub fn lookup_resources(
     model: &RelationModel,
-    tuples: &TupleIndex,
+    tuples: &TupleGraph,
     subject: CheckSubject<'_>,
     relation: &str,
     object_type: &str,
@@ -134,17 +134,10 @@ pub fn lookup_resources(
     // The candidates in id order from just after the cursor: a binary search into the index's
     // sorted entities of the type, read lazily, so a page costs what it examines, not the
     // type's size.
-    let sorted = tuples
+    let indexed = tuples
         .type_id(object_type)
-        .map_or(&[][..], |t| tuples.entities_of_type_sorted(t));
-    let start = after.map_or(0, |a| {
-        sorted.partition_point(|&e| tuples.entity_key(e).1 <= a)
-    });
-    let indexed = sorted
-        .get(start..)
-        .unwrap_or_default()
-        .iter()
-        .map(|&e| tuples.entity_key(e).1);
+        .into_iter()
+        .flat_map(|t| tuples.entity_ids_sorted_after(t, after));
     // A userset subject of the object type is its own candidate, interned or not.
     let own = match subject {
         CheckSubject::Userset {
@@ -201,7 +194,7 @@ fn merge_sorted<'a>(
 #[allow(clippy::too_many_arguments, reason = "one reverse question's inputs")]
 pub fn lookup_subjects(
     model: &RelationModel,
-    tuples: &TupleIndex,
+    tuples: &TupleGraph,
     (object_type, object_id): (&str, &str),
     relation: &str,
     (subject_type, subject_relation): (&str, Option<&str>),
@@ -267,7 +260,7 @@ pub fn lookup_subjects(
 /// Returns whether the expansion stopped at [`MAX_VISITS`].
 fn expand(
     model: &RelationModel,
-    tuples: &TupleIndex,
+    tuples: &TupleGraph,
     start: (&str, &str, &str),
     (subject_type, subject_relation): (&str, Option<&str>),
     out: &mut FxHashSet<FoundSubject>,
@@ -304,17 +297,17 @@ fn expand(
                     };
                     let edges = tuples.edges(userset);
                     if subject_relation.is_none() {
-                        for &e in edges.direct {
+                        for e in edges.direct() {
                             let (t, subject_id) = tuples.entity_key(e);
                             if Some(t) == subject_type_id {
                                 out.insert(FoundSubject::Entity(subject_id.to_owned()));
                             }
                         }
-                        if subject_type_id.is_some_and(|t| edges.wildcards.contains(&t)) {
+                        if subject_type_id.is_some_and(|t| edges.has_wildcard(t)) {
                             out.insert(FoundSubject::Wildcard);
                         }
                     }
-                    for &child in edges.children {
+                    for child in edges.children() {
                         let (e, r) = tuples.userset_key(child);
                         let (t, child_id) = tuples.entity_key(e);
                         stack.push((
@@ -331,7 +324,7 @@ fn expand(
                     let Some(userset) = userset_of(&tupleset.text) else {
                         continue;
                     };
-                    for &parent in tuples.edges(userset).direct {
+                    for parent in tuples.edges(userset).direct() {
                         let (t, parent_id) = tuples.entity_key(parent);
                         let parent_type = tuples.type_name(t);
                         if model.has_relation(parent_type, &computed.text) {
@@ -366,7 +359,7 @@ mod tests {
     const MODEL: &str = "model\n  schema 1.1\ntype User\ntype Team\n  relations\n    define member: [User, User:*, Team#member]\n\
         type Doc\n  relations\n    define owner: [User]\n    define blocked: [User]\n    define viewer: ([User, Team#member] or owner) but not blocked\n";
 
-    fn fixture() -> (RelationModel, TupleIndex) {
+    fn fixture() -> (RelationModel, TupleGraph) {
         let path = PathBuf::from("m.fga");
         let model = RelationModel::build(&[ModelSource {
             path: &path,
@@ -387,7 +380,7 @@ mod tests {
         ] {
             builder.add(&parse_tuple_line(line).unwrap().unwrap());
         }
-        (model, builder.finish().unwrap())
+        (model, builder.finish().unwrap().into())
     }
 
     #[test]

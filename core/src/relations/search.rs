@@ -23,7 +23,8 @@
 
 use rustc_hash::FxHashSet;
 
-use super::index::{EntityIdx, TupleIndex, TypeId, UsersetEdges, UsersetId};
+use super::graph::{Edges, TupleGraph};
+use super::index::{EntityIdx, TypeId, UsersetId};
 
 /// The subject of a membership question, resolved against one index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +46,7 @@ pub enum Membership {
     DepthExceeded,
 }
 
-/// Reusable buffers for [`TupleIndex::membership`], so searches need not allocate.
+/// Reusable buffers for [`TupleGraph::membership`], so searches need not allocate.
 #[derive(Debug, Default)]
 pub struct SearchScratch {
     visited: FxHashSet<UsersetId>,
@@ -71,7 +72,7 @@ impl SearchScratch {
     }
 }
 
-impl TupleIndex {
+impl TupleGraph {
     /// Resolves a subject given as type and id; unknown parts stay `None`.
     pub fn subject(&self, entity_type: &str, id: &str) -> Subject {
         let type_id = self.type_id(entity_type);
@@ -98,11 +99,8 @@ impl TupleIndex {
             // Never a direct subject and no wildcard of its type: no chain can end at it.
             return Membership::NotMember;
         }
-        let matches = |edges: &UsersetEdges<'_>| {
-            subject
-                .entity
-                .is_some_and(|e| edges.direct.binary_search(&e).is_ok())
-                || edges.wildcards.binary_search(&subject_type).is_ok()
+        let matches = |edges: &Edges<'_>| {
+            subject.entity.is_some_and(|e| edges.has_direct(e)) || edges.has_wildcard(subject_type)
         };
         if matches(&self.edges(userset)) {
             return Membership::Member;
@@ -117,9 +115,9 @@ impl TupleIndex {
         let mut depth = 0u32;
         while !scratch.frontier.is_empty() {
             for &current in &scratch.frontier {
-                for &child in self.edges(current).children {
+                for child in self.edges(current).children() {
                     let edges = self.edges(child);
-                    if edges.children.is_empty() {
+                    if !edges.has_children() {
                         // A leaf is explored completely by checking it, so it needs no visited
                         // entry; a match beyond the bound is not a proof, though.
                         if matches(&edges) {
@@ -160,16 +158,16 @@ mod tests {
     use super::*;
     use crate::relations::{SubjectText, TupleIndexBuilder, TupleText, parse_tuple_line};
 
-    fn build(lines: &[String]) -> TupleIndex {
+    fn build(lines: &[String]) -> TupleGraph {
         let mut builder = TupleIndexBuilder::new();
         for line in lines {
             builder.add(&parse_tuple_line(line).unwrap().unwrap());
         }
-        builder.finish().unwrap()
+        builder.finish().unwrap().into()
     }
 
     fn member(
-        index: &TupleIndex,
+        index: &TupleGraph,
         object: (&str, &str),
         rel: &str,
         subject: (&str, &str),
@@ -178,7 +176,7 @@ mod tests {
     }
 
     fn member_with_depth(
-        index: &TupleIndex,
+        index: &TupleGraph,
         (object_type, object_id): (&str, &str),
         rel: &str,
         (subject_type, subject_id): (&str, &str),
