@@ -83,6 +83,23 @@ struct StoreSide {
 struct Sources {
     bundle: Option<Arc<Served>>,
     store: Option<StoreTuples>,
+    /// The join last served, with the number of store tuples it left out: what the next
+    /// store revisions are applied to as an overlay, until the overlay is compacted.
+    joined: Option<Joined>,
+}
+
+#[derive(Debug)]
+struct Joined {
+    served: Arc<Served>,
+    rejected: usize,
+}
+
+/// The most tuple changes a served graph's overlay holds before the follower re-indexes the
+/// whole graph (a full join), for a graph of `tuples` tuples. Each applied revision copies
+/// the overlay, and each full join costs time in proportion to the graph: a bound in
+/// proportion to the graph keeps both small against the other, within fixed limits.
+fn compaction_bound(tuples: usize) -> usize {
+    (tuples / 32).clamp(4_096, 131_072)
 }
 
 /// What applying store changes did.
@@ -163,11 +180,13 @@ impl SnapshotHandle {
         let side = self.store.as_ref()?;
         let mut sources = side.sources.lock().unwrap_or_else(PoisonError::into_inner);
         sources.store = Some(state);
-        Some(self.publish(side, &sources))
+        Some(self.publish(side, &mut sources))
     }
 
     /// Applies whole store revisions, in order, and serves the result as one new snapshot.
-    /// A revision at or before the applied one is refused and nothing changes. CPU-bound:
+    /// A revision at or before the applied one is refused and nothing changes. The changes
+    /// are added to the served graph as an overlay (time in proportion to the changes), and
+    /// the graph is re-indexed whole once the overlay reaches [`compaction_bound`]. CPU-bound:
     /// call it on a blocking thread.
     pub fn apply_store_revisions(
         &self,
@@ -191,15 +210,84 @@ impl SnapshotHandle {
             }
             previous = *revision;
         }
+        let mut effective = Vec::new();
         for (revision, changes) in revisions {
-            store.apply(revision, changes)?;
+            effective.extend(store.apply(revision, changes)?);
         }
-        Ok(Some(self.publish(side, &sources)))
+        Ok(Some(self.follow(side, &mut sources, &effective)))
     }
 
-    /// Builds and serves the join of `sources`, when both sides are in; the lock on the
-    /// sources is held throughout, so two builds never race to the pointer.
-    fn publish(&self, side: &StoreSide, sources: &Sources) -> StoreApplied {
+    /// Serves the last join with `changes` (effective, in order, already applied to the
+    /// store's tuples) added as an overlay; a full join when there is none to add them to, the
+    /// overlay would exceed its bound, or the overlay cannot hold them.
+    fn follow(
+        &self,
+        side: &StoreSide,
+        sources: &mut Sources,
+        changes: &[StoreChange],
+    ) -> StoreApplied {
+        let (Some(store), Some(joined)) = (&sources.store, &sources.joined) else {
+            return self.publish(side, sources);
+        };
+        let snapshot = &joined.served.snapshot;
+        if snapshot.overlay_len() + changes.len() > compaction_bound(snapshot.tuple_count()) {
+            return self.publish(side, sources);
+        }
+        let revision = store.revision();
+        let update = match snapshot.with_store_changes(changes, revision) {
+            Ok(update) => update,
+            Err(full) => {
+                tracing::warn!(%full, revision, "the store's changes do not fit the graph's overlay; indexing the whole graph again");
+                return self.publish(side, sources);
+            }
+        };
+        let Some(snapshot) = update.snapshot else {
+            return self.publish(side, sources);
+        };
+        if update.newly_rejected > 0 {
+            tracing::warn!(
+                rejected = update.newly_rejected,
+                first = update
+                    .first_rejections
+                    .first()
+                    .map_or("", |(_, why)| why.as_str()),
+                "store tuples this bundle refuses are left out of the graph"
+            );
+        }
+        let rejected =
+            (joined.rejected + update.newly_rejected).saturating_sub(update.no_longer_rejected);
+        let tuples = store.len();
+        self.serve_join(side, sources, snapshot, rejected);
+        StoreApplied {
+            revision,
+            tuples,
+            rejected,
+        }
+    }
+
+    /// Serves `snapshot`, the join of `sources` at the store's revision, and keeps it to
+    /// follow the store from.
+    fn serve_join(
+        &self,
+        side: &StoreSide,
+        sources: &mut Sources,
+        snapshot: Snapshot,
+        rejected: usize,
+    ) {
+        let revision = snapshot.store_revision().unwrap_or_default();
+        let served = Arc::new(Served::new(snapshot));
+        self.current.store(Some(Arc::clone(&served)));
+        sources.joined = Some(Joined { served, rejected });
+        side.applied_tx.send_replace(revision);
+        *side
+            .applied_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// Builds and serves the join of `sources`, when both sides are in, indexing every tuple;
+    /// the lock on the sources is held throughout, so two builds never race to the pointer.
+    fn publish(&self, side: &StoreSide, sources: &mut Sources) -> StoreApplied {
         let Some(store) = &sources.store else {
             return StoreApplied {
                 revision: 0,
@@ -227,13 +315,7 @@ impl SnapshotHandle {
                         "store tuples this bundle refuses are left out of the graph"
                     );
                 }
-                self.current
-                    .store(Some(Arc::new(Served::new(merge.snapshot))));
-                side.applied_tx.send_replace(store.revision());
-                *side
-                    .applied_at
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                self.serve_join(side, sources, merge.snapshot, merge.rejected);
                 StoreApplied {
                     rejected: merge.rejected,
                     ..applied
@@ -241,6 +323,8 @@ impl SnapshotHandle {
             }
             Err(full) => {
                 tracing::error!(%full, revision = store.revision(), "the store's tuples do not fit the index; the previous snapshot keeps serving");
+                // The served join is behind the store now: never follow on from it.
+                sources.joined = None;
                 applied
             }
         }
@@ -268,7 +352,7 @@ impl SnapshotHandle {
             Some(side) => {
                 let mut sources = side.sources.lock().unwrap_or_else(PoisonError::into_inner);
                 sources.bundle = Some(Arc::new(Served::new(snapshot)));
-                self.publish(side, &sources);
+                self.publish(side, &mut sources);
             }
         }
         self.last_failure.store(None);
@@ -289,3 +373,6 @@ impl SnapshotHandle {
         self.last_failure.load_full()
     }
 }
+
+#[cfg(test)]
+mod tests;

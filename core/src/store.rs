@@ -90,31 +90,36 @@ impl StoreTuples {
         self.tuples.iter().map(AsRef::as_ref)
     }
 
-    /// Applies every change of `revision`, in order, and moves to it. A revision at or before
-    /// the current one is refused and changes nothing (a change is never applied twice).
+    /// Applies every change of `revision`, in order, and moves to it; returns the changes that
+    /// were effective (a write of a tuple not held, a delete of one held), in order: what a
+    /// graph built from the previous state needs to follow. A revision at or before the
+    /// current one is refused and changes nothing (a change is never applied twice).
     pub fn apply(
         &mut self,
         revision: u64,
         changes: impl IntoIterator<Item = StoreChange>,
-    ) -> Result<(), StaleRevision> {
+    ) -> Result<Vec<StoreChange>, StaleRevision> {
         if revision <= self.revision {
             return Err(StaleRevision {
                 applied: self.revision,
                 offered: revision,
             });
         }
+        let mut effective = Vec::new();
         for change in changes {
-            match change.kind {
+            let changed = match change.kind {
                 ChangeKind::Write => {
-                    self.tuples.insert(change.tuple.into_boxed_str());
+                    !self.tuples.contains(change.tuple.as_str())
+                        && self.tuples.insert(change.tuple.clone().into_boxed_str())
                 }
-                ChangeKind::Delete => {
-                    self.tuples.remove(change.tuple.as_str());
-                }
+                ChangeKind::Delete => self.tuples.remove(change.tuple.as_str()),
+            };
+            if changed {
+                effective.push(change);
             }
         }
         self.revision = revision;
-        Ok(())
+        Ok(effective)
     }
 }
 

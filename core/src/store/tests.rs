@@ -188,16 +188,27 @@ fn a_revision_is_applied_whole_and_never_twice() {
     );
     assert_eq!(store.len(), 2);
     // Within a revision, changes apply in order: a write then a delete of the same tuple.
-    store
+    // Only effective changes come back: not a write of a tuple held, nor a delete of one not.
+    let effective = store
         .apply(
             5,
             [
                 write("Doc::\"c\"#viewer@User::\"u\""),
+                write("Doc::\"b\"#viewer@User::\"u\""),
                 delete("Doc::\"c\"#viewer@User::\"u\""),
                 delete("Doc::\"a\"#viewer@User::\"u\""),
+                delete("Doc::\"z\"#viewer@User::\"u\""),
             ],
         )
         .unwrap();
+    assert_eq!(
+        effective,
+        [
+            write("Doc::\"c\"#viewer@User::\"u\""),
+            delete("Doc::\"c\"#viewer@User::\"u\""),
+            delete("Doc::\"a\"#viewer@User::\"u\""),
+        ]
+    );
     assert_eq!((store.revision(), store.len()), (5, 1));
     assert!(store.contains("Doc::\"b\"#viewer@User::\"u\""));
 }
