@@ -503,6 +503,89 @@ impl Store {
         Ok(to_u64(revision))
     }
 
+    /// Writes `rows` (valid and distinct; see `verdict relationships import`) in one
+    /// transaction and one revision, through `COPY … FROM STDIN` in PostgreSQL's binary
+    /// format into a temporary table, then into the store: tuples already held are left as
+    /// they are, and only the new ones enter the change log. Returns the revision and how many
+    /// tuples were new. Binary COPY sends typed values, never SQL text.
+    pub async fn import(&self, rows: &[TupleRow]) -> Result<(u64, u64), StoreError> {
+        use tokio_postgres::binary_copy::BinaryCopyInWriter;
+        use tokio_postgres::types::Type;
+
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // INVARIANT: the same row lock as `write`: revisions commit in order.
+        let revision: i64 = tx
+            .query_one(
+                "UPDATE verdict_head SET revision = revision + 1 RETURNING revision",
+                &[],
+            )
+            .await?
+            .get(0);
+        tx.batch_execute(
+            "CREATE TEMPORARY TABLE verdict_import (tuple text COLLATE \"C\", \
+             object_type text, object_id text, relation text, subject_type text, \
+             subject_id text, subject_relation text, subject_wildcard boolean) ON COMMIT DROP",
+        )
+        .await?;
+        let sink = tx
+            .copy_in(
+                "COPY verdict_import (tuple, object_type, object_id, relation, subject_type, \
+                 subject_id, subject_relation, subject_wildcard) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let types = [
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::BOOL,
+        ];
+        let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+        for row in rows {
+            writer
+                .as_mut()
+                .write(&[
+                    &row.text,
+                    &row.object_type,
+                    &row.object_id,
+                    &row.relation,
+                    &row.subject_type,
+                    &row.subject_id,
+                    &row.subject_relation,
+                    &row.subject_wildcard,
+                ])
+                .await?;
+        }
+        writer.as_mut().finish().await?;
+        tx.execute(
+            "INSERT INTO verdict_revisions (revision) VALUES ($1)",
+            &[&revision],
+        )
+        .await?;
+        let inserted = tx
+            .execute(
+                "WITH inserted AS (INSERT INTO verdict_relationships (tuple, object_type, \
+                 object_id, relation, subject_type, subject_id, subject_relation, \
+                 subject_wildcard, written_at) SELECT i.*, $1::bigint FROM verdict_import i \
+                 ON CONFLICT (tuple) DO NOTHING RETURNING tuple) \
+                 INSERT INTO verdict_changes (revision, seq, operation, tuple) \
+                 SELECT $1, (row_number() OVER (ORDER BY tuple))::int - 1, $2, tuple FROM inserted",
+                &[&revision, &operation_code(ChangeKind::Write)],
+            )
+            .await?;
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&CHANNEL, &revision.to_string()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((to_u64(revision), inserted))
+    }
+
     /// Returns the store's last committed revision.
     pub async fn head(&self) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;

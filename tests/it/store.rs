@@ -998,7 +998,7 @@ fn migrate_import_and_export_from_the_command_line() {
          Doc::\"i1\"#viewer@User::\"bob\"\nDoc::\"i3\"#viewer@User::*\n",
     )
     .unwrap();
-    for _ in 0..2 {
+    for new in [3, 0] {
         let (code, out, err) = verdict_cli(&[
             "relationships",
             "import",
@@ -1009,8 +1009,14 @@ fn migrate_import_and_export_from_the_command_line() {
             &url,
         ]);
         assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains(&format!("4 tuple(s) imported, {new} of them new")),
+            "{out}"
+        );
         assert!(out.contains("written_at vr1_"), "{out}");
     }
+    // Only what was new entered the change log.
+    assert_eq!(pg.psql("SELECT count(*) FROM verdict_changes"), "3");
     let (code, out, err) = verdict_cli(&["relationships", "export", "--store-url", &url]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
@@ -1024,6 +1030,35 @@ fn migrate_import_and_export_from_the_command_line() {
     // Without a store URL: a usage error.
     let (code, _, err) = verdict_cli(&["relationships", "export"]);
     assert_eq!(code, 64, "{err}");
+
+    // A large file goes in chunks of 50,000 lines, one revision each, every tuple logged once.
+    let many: String = (0..120_000)
+        .map(|i| format!("Doc::\"m{i}\"#viewer@User::\"bob\"\n"))
+        .collect();
+    std::fs::write(&file, many).unwrap();
+    let (code, out, err) = verdict_cli(&[
+        "relationships",
+        "import",
+        file.to_str().unwrap(),
+        "--policies",
+        policies,
+        "--store-url",
+        &url,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("120000 tuple(s) imported, 120000 of them new"),
+        "{out}"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM verdict_relationships"),
+        "120003"
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM verdict_changes"), "120003");
+    assert_eq!(
+        pg.psql("SELECT count(DISTINCT revision) FROM verdict_changes"),
+        "4"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1108,8 +1143,9 @@ async fn a_replica_that_fell_behind_the_collected_change_log_reloads_the_whole_s
 /// Measures writes and the time from commit to visible on another replica, and prints them
 /// (BENCHMARKS.md). Ignored by default: it measures, it does not test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement: cargo test --test it store:: -- --ignored --nocapture measure"]
+#[ignore = "a measurement: cargo test --release --test it store:: -- --ignored --nocapture measure"]
 async fn measure_write_throughput_and_write_to_visible_latency() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::Instant;
     let pg = postgres::Postgres::start();
     let dir = bundle();
@@ -1137,37 +1173,115 @@ async fn measure_write_throughput_and_write_to_visible_latency() {
     }
     let batched_rate = f64::from(batches * 1000) / started.elapsed().as_secs_f64();
 
-    // Commit (the write's answer) to visible on the other replica (a check carrying the token
-    // answers from a state that includes it).
-    let mut visible = Vec::new();
-    let mut checker = reader_replica.client().await;
-    for i in 0..200 {
-        let token = client
-            .write_relationships(batch(vec![write(viewer(&format!("v{i}"), "carol"))]))
-            .await
-            .unwrap()
-            .into_inner()
-            .written_at;
-        let committed = Instant::now();
-        let mut request = common::check(
-            ("User", "carol"),
-            "read",
-            ("Doc", &format!("v{i}")),
-            serde_json::json!({}),
-        );
-        request.consistency = at_least_as_fresh(&token);
-        let answer = checker.check(request).await.unwrap().into_inner();
-        assert_eq!(answer.decision, ALLOW);
-        visible.push(committed.elapsed());
+    fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+        samples.sort();
+        let at = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
+        (at(50), at(99))
     }
-    visible.sort();
-    let percentile = |p: usize| visible[(visible.len() * p / 100).min(visible.len() - 1)];
+    let mut checker = reader_replica.client().await;
+    // Commit (the write's answer) to visible on the other replica: a check carrying the
+    // token answers from a state that includes it.
+    let mut visible = async |client: &mut RelationshipsClient<Channel>, round: &str| {
+        let mut samples = Vec::new();
+        for i in 0..200 {
+            let doc = format!("{round}{i}");
+            let token = client
+                .write_relationships(batch(vec![write(viewer(&doc, "carol"))]))
+                .await
+                .unwrap()
+                .into_inner()
+                .written_at;
+            let committed = Instant::now();
+            let mut request = common::check(
+                ("User", "carol"),
+                "read",
+                ("Doc", &doc),
+                serde_json::json!({}),
+            );
+            request.consistency = at_least_as_fresh(&token);
+            let answer = checker.check(request).await.unwrap().into_inner();
+            assert_eq!(answer.decision, ALLOW);
+            samples.push(committed.elapsed());
+        }
+        percentiles(samples)
+    };
+    let small_size = read_all(&writer_replica, 1000).await.len();
+    let small = visible(&mut client, "v").await;
+
+    // The store grown tenfold, in batches of 1,000: the time to visible should not follow.
+    let grow = 200;
+    let started = Instant::now();
+    for b in 0..grow {
+        let updates = (0..1000)
+            .map(|i| write(viewer(&format!("g{b}-{i}"), "dave")))
+            .collect();
+        client.write_relationships(batch(updates)).await.unwrap();
+    }
+    let grow_rate = f64::from(grow * 1000) / started.elapsed().as_secs_f64();
+    let large_size = read_all(&writer_replica, 1000).await.len();
+    let large = visible(&mut client, "w").await;
+
+    // Check latency on the reader, alone and while single writes stream into the store.
+    let mut check_latencies = async |count: usize| {
+        let mut samples = Vec::with_capacity(count);
+        for _ in 0..count {
+            let request = common::check(
+                ("User", "carol"),
+                "read",
+                ("Doc", "v0"),
+                serde_json::json!({}),
+            );
+            let started = Instant::now();
+            let answer = checker.check(request).await.unwrap().into_inner();
+            samples.push(started.elapsed());
+            assert_eq!(answer.decision, ALLOW);
+        }
+        percentiles(samples)
+    };
+    let quiet = check_latencies(3000).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let streamed = Arc::new(AtomicU64::new(0));
+    let streaming = tokio::spawn({
+        let (stop, streamed, mut client) = (
+            Arc::clone(&stop),
+            Arc::clone(&streamed),
+            relationships(&writer_replica).await,
+        );
+        async move {
+            // Bounded in count as well as by the flag.
+            for i in 0..100_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                client
+                    .write_relationships(batch(vec![write(viewer(&format!("x{i}"), "erin"))]))
+                    .await
+                    .unwrap();
+                streamed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let started = Instant::now();
+    let busy = check_latencies(3000).await;
+    let busy_for = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    streaming.await.unwrap();
+    let streamed = streamed.load(Ordering::Relaxed);
     println!(
         "store: {single_rate:.0} single-tuple writes/s, {batched_rate:.0} tuples/s in batches of \
-         1000; commit to visible on another replica p50 {:?}, p99 {:?} (store of {} tuples)",
-        percentile(50),
-        percentile(99),
-        read_all(&writer_replica, 1000).await.len()
+         1000 ({grow_rate:.0} tuples/s growing the store); commit to visible on another replica \
+         p50 {:?}, p99 {:?} at {small_size} store tuples, p50 {:?}, p99 {:?} at {large_size}; \
+         check on the other replica p50 {:?}, p99 {:?} alone, p50 {:?}, p99 {:?} while {streamed} \
+         single writes streamed in ({:.0} writes/s)",
+        small.0,
+        small.1,
+        large.0,
+        large.1,
+        quiet.0,
+        quiet.1,
+        busy.0,
+        busy.1,
+        streamed as f64 / busy_for.as_secs_f64(),
     );
     reader_replica.stop().await;
     writer_replica.stop().await;
