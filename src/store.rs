@@ -685,8 +685,11 @@ async fn changes_after(client: &tokio_postgres::Client, after: u64) -> Result<Ch
     let through = to_i64(head).min(from.saturating_add(REVISIONS_PER_ROUND));
     let rows = client
         .query(
+            // The range is repeated on the change log so that PostgreSQL reads it through its
+            // key: joined on the revision alone, it scanned the whole log each round.
             "SELECT r.revision, c.operation, c.tuple FROM verdict_revisions r \
              LEFT JOIN verdict_changes c ON c.revision = r.revision \
+             AND c.revision > $1 AND c.revision <= $2 \
              WHERE r.revision > $1 AND r.revision <= $2 ORDER BY r.revision, c.seq",
             &[&from, &through],
         )
