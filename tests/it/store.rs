@@ -350,6 +350,93 @@ async fn a_write_is_seen_by_a_check_that_carries_its_token() {
     server.stop().await;
 }
 
+/// A second replica that is its own `verdict serve` process (the real binary, configured by
+/// flags alone) on the same database: a check with the write's token sees it; one with
+/// `minimize_latency` answers from whatever it has, never an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_verdict_process_sees_a_write_through_its_token() {
+    let pg = postgres::Postgres::start();
+    let dir = bundle();
+    let writer = replica(store_config(dir.path(), &pg.url(), &[])).await;
+    let url = pg.url();
+    let other = common::process::Verdict::start(
+        dir.path(),
+        &[
+            "--store-url",
+            &url,
+            "--store-poll-interval",
+            "200ms",
+            "--store-consistency-timeout",
+            "20s",
+        ],
+    );
+    let started = std::time::Instant::now();
+    while common::process::try_http_get(other.metrics, "/readyz").map(|(status, _)| status)
+        != Some(200)
+    {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the second process never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut client = other.client_async().await;
+    let mut writes = relationships(&writer).await;
+    for i in 0..20 {
+        let doc = format!("p{i}");
+        let token = writes
+            .write_relationships(batch(vec![write(viewer(&doc, "bob"))]))
+            .await
+            .unwrap()
+            .into_inner()
+            .written_at;
+        let mut request = common::check(
+            ("User", "bob"),
+            "read",
+            ("Doc", &doc),
+            serde_json::json!({}),
+        );
+        request.consistency = Some(Consistency {
+            requirement: Some(proto::consistency::Requirement::MinimizeLatency(true)),
+        });
+        let quick = client.check(request.clone()).await.unwrap().into_inner();
+        assert!(
+            quick.decision == ALLOW || quick.decision == DENY,
+            "{quick:?}"
+        );
+        request.consistency = at_least_as_fresh(&token);
+        let fresh = client.check(request).await.unwrap().into_inner();
+        assert_eq!(fresh.decision, ALLOW, "{fresh:?}");
+        let served = verdict_core::store::ConsistencyToken::parse(&fresh.snapshot_version).unwrap();
+        let wanted = verdict_core::store::ConsistencyToken::parse(&token).unwrap();
+        assert!(
+            served >= wanted,
+            "{} answered for {token}",
+            fresh.snapshot_version
+        );
+    }
+    // A delete through the first is seen by the second the same way.
+    let token = writes
+        .write_relationships(batch(vec![delete(viewer("p0", "bob"))]))
+        .await
+        .unwrap()
+        .into_inner()
+        .written_at;
+    let mut request = common::check(
+        ("User", "bob"),
+        "read",
+        ("Doc", "p0"),
+        serde_json::json!({}),
+    );
+    request.consistency = at_least_as_fresh(&token);
+    assert_eq!(
+        client.check(request).await.unwrap().into_inner().decision,
+        DENY
+    );
+    other.stop();
+    writer.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_with_one_bad_item_changes_nothing() {
     let pg = postgres::Postgres::start();
