@@ -19,8 +19,8 @@
 //! ```
 //!
 //! The searches (`search.rs`, `check.rs`, `lookup.rs`) ask the graph, never the base, so an
-//! answer with an overlay is meant to be the answer a full rebuild of the same tuples gives
-//! (TODO(#19): the differential test against a rebuilt index is not written yet):
+//! answer with an overlay is the answer a full rebuild of the same tuples gives
+//! (`core/tests/graph_overlay_differential.rs` compares the two after random changes):
 //!
 //! - a userset's edges are the base row minus the removed plus the added, in id order;
 //! - an entity or a type exists only while some tuple names it (a full rebuild interns nothing
