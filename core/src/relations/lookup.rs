@@ -8,10 +8,12 @@
 //! - objects: every object of the type some tuple names, plus the subject's own object when the
 //!   subject is a userset of that type (OpenFGA's reflexive rule);
 //! - subjects: those met by expanding the object's relation downwards through the model: the
-//!   direct subjects of every (object, relation) pair the rewrites reach (all operands of `or`
-//!   and `and`, the base of `but not`), the wildcard of the type when a tuple grants it, and for
-//!   a userset filter `T#r` every pair of that type and relation the expansion reaches. A
-//!   subject reached only through a wildcard is not listed: the wildcard is (as OpenFGA does).
+//!   direct subjects of every (object, relation) pair the rewrites reach (all operands of `or`,
+//!   `and` and `but not`: an entity named only on the subtracted side can hold through a
+//!   wildcard that does not hold for everyone), the wildcard of the type when a tuple grants
+//!   it, and for a userset filter `T#r` every pair of that type and relation the expansion
+//!   reaches. A subject that no tuple met on the way names is not listed even when the
+//!   wildcard covers it: the wildcard is (as OpenFGA does).
 //!
 //! Answers come in pages, sorted (objects by id, subjects by their text), each resumed after
 //! the last answer of the previous page: a page's work is bounded by the candidates it
@@ -339,8 +341,14 @@ fn expand(
                 Rewrite::Union(children) | Rewrite::Intersection(children) => {
                     rewrites.extend(children.iter());
                 }
-                // Subtracting can only remove subjects.
-                Rewrite::Exclusion(base, _) => rewrites.push(base),
+                // The subtracted side too: an entity named only there can hold the relation
+                // through a wildcard of the base that does not hold for everyone (`[user:*]
+                // but not (r2 but not r1)` holds for the users of `r1`). Every candidate is
+                // confirmed by a check, so a wider net lists nothing that does not hold.
+                Rewrite::Exclusion(base, subtract) => {
+                    rewrites.push(base);
+                    rewrites.push(subtract);
+                }
             }
         }
     }
