@@ -4,7 +4,9 @@
 //! Owns: the atomic pointer ([`SnapshotHandle`]) that `reload` writes and every front-end reads,
 //! and, with a relationship store (issue #19), the join of the two sources of a snapshot: the
 //! last bundle snapshot `reload` stored and the store's tuples at the last revision the
-//! follower applied. Either side changing builds one new merged snapshot from both.
+//! follower applied. Either side changing builds one new merged snapshot from both: a new
+//! bundle or a whole store state by indexing every tuple, a round of store revisions as an
+//! overlay on the graph last served (re-indexed whole past `compaction_bound`).
 //! Does not own: loading (`verdict_core`), deciding when to reload (`reload`), talking to the
 //! database (`store`).
 //!
@@ -186,7 +188,7 @@ impl SnapshotHandle {
     /// Applies whole store revisions, in order, and serves the result as one new snapshot.
     /// A revision at or before the applied one is refused and nothing changes. The changes
     /// are added to the served graph as an overlay (time in proportion to the changes), and
-    /// the graph is re-indexed whole once the overlay reaches [`compaction_bound`]. CPU-bound:
+    /// the graph is re-indexed whole once the overlay reaches `compaction_bound`. CPU-bound:
     /// call it on a blocking thread.
     pub fn apply_store_revisions(
         &self,

@@ -5,8 +5,8 @@
 //! and its migrations (`migrations.rs`), the connection pool for writes and reads, and the
 //! follower that keeps a replica's snapshot in step with the database (`follower.rs`).
 //! Does not own: validating tuples (the snapshot does, as for a tuple file: `api` asks it),
-//! joining the store's tuples with the bundle's (`verdict_core::Snapshot::with_store`, through
-//! `serving`), or the gRPC shapes (`api`).
+//! joining the store's tuples with the bundle's (`verdict_core::Snapshot::with_store` and
+//! `with_store_changes`, through `serving`), or the gRPC shapes (`api`).
 //!
 //! The tables (migration 1):
 //!
