@@ -583,7 +583,7 @@ impl TupleIndexBuilder {
     /// Each run is first interned on its own, in parallel, with run-local numbers (types and
     /// relations, a handful, are interned first, in order). Then the runs' entities, and after
     /// them their usersets (whose keys name shared entity numbers), are interned into the
-    /// shared tables shard by shard in parallel ([`intern_in_shards`]), and each run's edges
+    /// shared tables shard by shard in parallel (`intern_in_shards`), and each run's edges
     /// are translated to the shared numbers.
     pub fn add_runs<'a, R>(&mut self, runs: &[R])
     where
@@ -826,7 +826,7 @@ fn names_in_order<'t>(tuples: &'t [TupleText<'_>]) -> (Vec<&'t str>, Vec<&'t str
     (types, relations)
 }
 
-/// One shard's interning table, as [`intern_in_shards`] uses it, looked up by `Q`.
+/// One shard's interning table, as `intern_in_shards` uses it, looked up by `Q`.
 trait ShardTable<Q>: Send {
     /// What the index keeps for each numbered item (`entity_keys`, `userset_keys`).
     type Key: Clone + Send + Sync;
@@ -895,11 +895,11 @@ enum Found {
     Again(u32),
 }
 
-/// One run's items for [`intern_in_shards`]: its queries by local number, and its local
+/// One run's items for `intern_in_shards`: its queries by local number, and its local
 /// numbers by shard.
 type Run<'q, Q> = (&'q [Q], &'q [Vec<u32>]);
 
-/// What [`intern_in_shards`] returns: each run's shared numbers by local number, and the keys
+/// What `intern_in_shards` returns: each run's shared numbers by local number, and the keys
 /// of the new items in number order.
 type Interned<K> = (Vec<Vec<u32>>, Vec<K>);
 
