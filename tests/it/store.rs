@@ -1237,7 +1237,27 @@ async fn measure_write_throughput_and_write_to_visible_latency() {
     let pg = postgres::Postgres::start();
     let dir = bundle();
     let writer_replica = replica(store_config(dir.path(), &pg.url(), &[])).await;
-    let reader_replica = replica(store_config(dir.path(), &pg.url(), &[])).await;
+    // The reader is its own `verdict serve` process, as a second replica is in production:
+    // its checks do not share the test's runtime with the writer replica.
+    let url = pg.url();
+    let reader = common::process::Verdict::start(
+        dir.path(),
+        &[
+            "--store-url",
+            &url,
+            "--store-poll-interval",
+            "200ms",
+            "--store-consistency-timeout",
+            "20s",
+        ],
+    );
+    let ready = Instant::now();
+    while common::process::try_http_get(reader.metrics, "/readyz").map(|(status, _)| status)
+        != Some(200)
+    {
+        assert!(ready.elapsed() < PATIENCE, "the reader never got ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut client = relationships(&writer_replica).await;
 
     let singles = 300;
@@ -1265,7 +1285,7 @@ async fn measure_write_throughput_and_write_to_visible_latency() {
         let at = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
         (at(50), at(99))
     }
-    let mut checker = reader_replica.client().await;
+    let mut checker = reader.client_async().await;
     // Commit (the write's answer) to visible on the other replica: a check carrying the
     // token answers from a state that includes it.
     let mut visible = async |client: &mut RelationshipsClient<Channel>, round: &str| {
@@ -1370,6 +1390,6 @@ async fn measure_write_throughput_and_write_to_visible_latency() {
         busy.1,
         streamed as f64 / busy_for.as_secs_f64(),
     );
-    reader_replica.stop().await;
+    reader.stop();
     writer_replica.stop().await;
 }
