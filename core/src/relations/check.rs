@@ -21,8 +21,10 @@
 //! before the tuples of the other operands are read), the mark wins over a plain "no" in `and`
 //! and `but not`, and under `but not` it denies rather than allows (`define r: [User] but not
 //! s`, `define s: r` and the like have no consistent answer; OpenFGA denies). Intersections
-//! and exclusions therefore search all their operands unless one already rests on a cycle. Each pair's answer is remembered for the rest of the question when no
-//! cycle was cut below it, so a diamond is searched once. Every hop (a userset, a computed
+//! and exclusions therefore search all their operands unless one already rests on a cycle.
+//! Each pair's answer is remembered for the rest of the question when no cycle was cut below
+//! it, so a diamond is searched once; a pair of a relation that is only direct tuples, with
+//! none on its object, is answered "no" at once (not remembered, not counted). Every hop (a userset, a computed
 //! relation, a `from`) is one level; beyond `max_depth` levels the answer is
 //! [`Membership::DepthExceeded`], and so it is after [`MAX_VISITS`] pairs: the caller reports
 //! it (`relation_depth_exceeded`) and denies, never guesses. Nothing is precomputed beyond the
@@ -33,7 +35,9 @@
 //! any is; `a but not b` is not a member when `a` is not or `b` is, a member when `a` is and
 //! `b` is not, and depth-exceeded otherwise.
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::hash_map::Entry;
+
+use rustc_hash::FxHashMap;
 
 use super::graph::TupleGraph;
 use super::index::{EntityIdx, TypeId, UsersetId};
@@ -90,6 +94,15 @@ enum Resolved {
     Wildcard(Option<TypeId>),
 }
 
+/// What the search knows of an (object, relation) pair.
+#[derive(Debug, Clone, Copy)]
+enum Pair {
+    /// Being searched: met again, it is a cycle.
+    OnPath,
+    /// Answered, with no cycle cut below it.
+    Known(Membership),
+}
+
 /// One question's answer, whether it rests on a cycle, and whether a cycle was cut anywhere
 /// below it (then it depends on the path and is not remembered).
 #[derive(Debug, Clone, Copy)]
@@ -119,8 +132,8 @@ pub struct RelationCheck<'a> {
     subject: CheckSubject<'a>,
     resolved: Resolved,
     max_depth: u32,
-    path: FxHashSet<(&'a str, &'a str, &'a str)>,
-    memo: FxHashMap<(&'a str, &'a str, &'a str), Membership>,
+    /// Every (object type, object id, relation) pair on the current path or answered.
+    pairs: FxHashMap<(&'a str, &'a str, &'a str), Pair>,
     visits: usize,
     cycle_under_exclusion: bool,
     /// How many `but not` subtrahends the search is inside.
@@ -164,8 +177,7 @@ impl<'a> RelationCheck<'a> {
             subject,
             resolved,
             max_depth,
-            path: FxHashSet::default(),
-            memo: FxHashMap::default(),
+            pairs: FxHashMap::default(),
             visits: 0,
             cycle_under_exclusion: false,
             in_subtract: 0,
@@ -236,31 +248,53 @@ impl<'a> RelationCheck<'a> {
         {
             return Answer::new(Membership::Member);
         }
-        let key = (object.entity_type, object.id, relation);
-        if let Some(&known) = self.memo.get(&key) {
-            return Answer::new(known);
-        }
-        if self.path.contains(&key) {
-            self.cycle_under_exclusion |= self.in_subtract > 0;
-            return Answer {
-                membership: Membership::NotMember,
-                cycle: true,
-                cut: true,
-            };
-        }
-        if depth > self.max_depth || self.visits >= MAX_VISITS {
-            return Answer::new(Membership::DepthExceeded);
-        }
-        self.visits += 1;
         let model = self.model;
-        let Some(definition) = model.relation(object.entity_type, relation) else {
+        let definition = model.relation(object.entity_type, relation);
+        // A relation of direct tuples only, none of them on this object: "no", whatever the
+        // path. Answered before the pair is looked up, as most of a union's operands are:
+        // such a pair is never on the path (it has nothing to search below it) and nothing
+        // else is remembered for it. Within the bounds only, so that beyond them the answer
+        // stays the bound's.
+        if let Some(definition) = definition
+            && matches!(definition.rewrite, Rewrite::Direct(_))
+            && depth <= self.max_depth
+            && self.visits < MAX_VISITS
+            && self.userset(object, relation).is_none()
+        {
             return Answer::new(Membership::NotMember);
+        }
+        let key = (object.entity_type, object.id, relation);
+        let definition = match self.pairs.entry(key) {
+            Entry::Occupied(pair) => {
+                return match *pair.get() {
+                    Pair::Known(known) => Answer::new(known),
+                    Pair::OnPath => {
+                        self.cycle_under_exclusion |= self.in_subtract > 0;
+                        Answer {
+                            membership: Membership::NotMember,
+                            cycle: true,
+                            cut: true,
+                        }
+                    }
+                };
+            }
+            Entry::Vacant(pair) => {
+                if depth > self.max_depth || self.visits >= MAX_VISITS {
+                    return Answer::new(Membership::DepthExceeded);
+                }
+                self.visits += 1;
+                let Some(definition) = definition else {
+                    return Answer::new(Membership::NotMember);
+                };
+                pair.insert(Pair::OnPath);
+                definition
+            }
         };
-        self.path.insert(key);
         let answer = self.rewrite(object, relation, &definition.rewrite, depth);
-        self.path.remove(&key);
         if !answer.cut && answer.membership != Membership::DepthExceeded {
-            self.memo.insert(key, answer.membership);
+            self.pairs.insert(key, Pair::Known(answer.membership));
+        } else {
+            self.pairs.remove(&key);
         }
         answer
     }
