@@ -19,6 +19,9 @@
 //!   when N documents inherit the user's folder; after it, one timed pass over every page
 //!   prints the whole result's rate (results/s).
 //!
+//! - `store-revision/apply-one-at-overlay/K`: one store revision of one tuple applied to a
+//!   snapshot of 220,000 store tuples whose overlay holds K changes already.
+//!
 //! `cargo test --benches` runs a smoke version (small sizes).
 
 #![allow(
@@ -33,6 +36,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use verdict_core::store::{ChangeKind, StoreChange, StoreTuples};
 use verdict_core::{EntityRef, LoadOptions, RelationSubject, Snapshot};
 
 fn full_run() -> bool {
@@ -253,5 +257,45 @@ fn lookup_resources(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, check_relation, lookup_resources);
+/// One store revision (a single new tuple) applied to a snapshot of 220,000 store tuples whose
+/// overlay already holds `k` changes: what a replica pays per revision it follows.
+fn store_revision(c: &mut Criterion) {
+    let mut group = c.benchmark_group("store-revision");
+    group.sample_size(20);
+    let (size, overlays): (usize, &[usize]) = if full_run() {
+        (220_000, &[0, 1_000, 6_000])
+    } else {
+        (2_000, &[0, 100])
+    };
+    let (_dir, bundle) = snapshot("");
+    let store = StoreTuples::at(
+        1,
+        (0..size).map(|i| format!("Document::\"g{i}\"#viewer@User::\"dave\"")),
+    );
+    let one = |snapshot: &Snapshot, i: usize, revision: u64| {
+        let change = StoreChange {
+            kind: ChangeKind::Write,
+            tuple: format!("Document::\"x{i}\"#viewer@User::\"erin\""),
+        };
+        snapshot
+            .with_store_changes(&[change], revision)
+            .unwrap()
+            .snapshot
+            .unwrap()
+    };
+    for &k in overlays {
+        let mut with_overlay = bundle.with_store(&store).unwrap().snapshot;
+        for i in 0..k {
+            with_overlay = one(&with_overlay, i, i as u64 + 2);
+        }
+        assert_eq!(with_overlay.tuple_count(), size + k);
+        let revision = k as u64 + 2;
+        group.bench_with_input(BenchmarkId::new("apply-one-at-overlay", k), &k, |b, _| {
+            b.iter(|| one(black_box(&with_overlay), size + k, revision));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, check_relation, lookup_resources, store_revision);
 criterion_main!(benches);

@@ -33,17 +33,27 @@ use crate::telemetry::metrics::{ActionLabels, ReloadFailureReason};
 pub struct Served {
     /// The snapshot.
     pub snapshot: Snapshot,
-    /// The metric label of each action the snapshot knows.
-    pub action_labels: ActionLabels,
+    /// The metric label of each action the snapshot knows (shared by the snapshots a store
+    /// revision derives from this one: the same bundle, the same actions).
+    pub action_labels: Arc<ActionLabels>,
 }
 
 impl Served {
     /// Returns `snapshot` ready to serve.
     pub fn new(snapshot: Snapshot) -> Self {
-        let action_labels = ActionLabels::of(&snapshot);
+        let action_labels = Arc::new(ActionLabels::of(&snapshot));
         Self {
             snapshot,
             action_labels,
+        }
+    }
+
+    /// Returns `snapshot`, which has the same bundle as `previous` (only tuples changed),
+    /// ready to serve with `previous`'s labels.
+    fn with_labels_of(snapshot: Snapshot, previous: &Self) -> Self {
+        Self {
+            snapshot,
+            action_labels: Arc::clone(&previous.action_labels),
         }
     }
 }
@@ -97,9 +107,10 @@ struct Joined {
 }
 
 /// The most tuple changes a served graph's overlay holds before the follower re-indexes the
-/// whole graph (a full join), for a graph of `tuples` tuples. Each applied revision copies
-/// the overlay, and each full join costs time in proportion to the graph: a bound in
-/// proportion to the graph keeps both small against the other, within fixed limits.
+/// whole graph (a full join), for a graph of `tuples` tuples. An overlay answers more slowly
+/// than the frozen index (hash tries against sorted rows) and holds more memory per tuple,
+/// and each full join costs time in proportion to the graph: a bound in proportion to the
+/// graph keeps both small against the other, within fixed limits.
 fn compaction_bound(tuples: usize) -> usize {
     (tuples / 32).clamp(4_096, 131_072)
 }
@@ -259,7 +270,8 @@ impl SnapshotHandle {
         let rejected =
             (joined.rejected + update.newly_rejected).saturating_sub(update.no_longer_rejected);
         let tuples = store.len();
-        self.serve_join(side, sources, snapshot, rejected);
+        let served = Served::with_labels_of(snapshot, &joined.served);
+        self.serve_join(side, sources, served, rejected);
         StoreApplied {
             revision,
             tuples,
@@ -269,15 +281,9 @@ impl SnapshotHandle {
 
     /// Serves `snapshot`, the join of `sources` at the store's revision, and keeps it to
     /// follow the store from.
-    fn serve_join(
-        &self,
-        side: &StoreSide,
-        sources: &mut Sources,
-        snapshot: Snapshot,
-        rejected: usize,
-    ) {
-        let revision = snapshot.store_revision().unwrap_or_default();
-        let served = Arc::new(Served::new(snapshot));
+    fn serve_join(&self, side: &StoreSide, sources: &mut Sources, served: Served, rejected: usize) {
+        let revision = served.snapshot.store_revision().unwrap_or_default();
+        let served = Arc::new(served);
         self.current.store(Some(Arc::clone(&served)));
         sources.joined = Some(Joined { served, rejected });
         side.applied_tx.send_replace(revision);
@@ -317,7 +323,7 @@ impl SnapshotHandle {
                         "store tuples this bundle refuses are left out of the graph"
                     );
                 }
-                self.serve_join(side, sources, merge.snapshot, merge.rejected);
+                self.serve_join(side, sources, Served::new(merge.snapshot), merge.rejected);
                 StoreApplied {
                     rejected: merge.rejected,
                     ..applied

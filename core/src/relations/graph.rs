@@ -4,8 +4,8 @@
 //! Why: a relationship store changes the graph a few tuples at a time, and a request's
 //! contextual tuples add a few more for that request only. Re-indexing every tuple for each
 //! such change costs time in proportion to the whole graph; an overlay costs time in proportion
-//! to the change. [`TupleGraph::edit`] starts from a graph's overlay (a copy of it, bounded by
-//! the caller's compaction bound), and [`GraphEdit::finish`] returns a new graph sharing the
+//! to the change. [`TupleGraph::edit`] starts from a graph's overlay (a clone that shares the
+//! overlay's nodes, O(1); each change then copies O(log n) of them), and [`GraphEdit::finish`] returns a new graph sharing the
 //! same base: the old graph keeps answering, untouched, for whoever holds it.
 //!
 //! ```text
@@ -34,11 +34,11 @@
 //! the edges that name them stay valid) but are never reported: lookups skip them.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use imbl::{OrdMap, Vector};
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use super::index::{EntityIdx, IndexFull, RelationId, TupleIndex, TypeId, UsersetEdges, UsersetId};
 use super::tuple::{EntityUidText, SubjectText, TupleText};
@@ -51,7 +51,15 @@ pub struct TupleGraph {
     overlay: Option<Arc<Overlay>>,
 }
 
-/// Tuples added to and removed from a base, with the ids they needed.
+/// A hash map whose clone shares its nodes (a hash array mapped trie): an edit copies an
+/// overlay in O(1) and pays O(log n) per change, so a revision or a request's contextual
+/// tuples cost in proportion to themselves, not to the overlay they are added to.
+type SharedMap<K, V> =
+    imbl::GenericHashMap<K, V, FxBuildHasher, imbl::shared_ptr::DefaultSharedPtr>;
+
+/// Tuples added to and removed from a base, with the ids they needed. Cloned by every edit:
+/// what grows with the overlay is in structures that share their nodes when cloned; the
+/// type and relation names (a handful, bounded by the model or schema's names) are plain.
 #[derive(Debug, Clone, Default)]
 struct Overlay {
     type_names: Vec<Box<str>>,
@@ -59,11 +67,11 @@ struct Overlay {
     relation_names: Vec<Box<str>>,
     relation_ids: FxHashMap<Box<str>, RelationId>,
     /// Entities the base does not know, per type, sorted by id (lookups page through them).
-    entities: FxHashMap<TypeId, BTreeMap<Arc<str>, EntityIdx>>,
-    entity_keys: Vec<(TypeId, Arc<str>)>,
-    usersets: FxHashMap<(EntityIdx, RelationId), UsersetId>,
-    userset_keys: Vec<(EntityIdx, RelationId)>,
-    edges: FxHashMap<UsersetId, EdgeDelta>,
+    entities: SharedMap<TypeId, OrdMap<Arc<str>, EntityIdx>>,
+    entity_keys: Vector<(TypeId, Arc<str>)>,
+    usersets: SharedMap<(EntityIdx, RelationId), UsersetId>,
+    userset_keys: Vector<(EntityIdx, RelationId)>,
+    edges: SharedMap<UsersetId, EdgeDelta>,
     /// How many more (or fewer) tuples than in the base name each entity, type, ...
     deltas: CountDeltas,
     tuple_delta: i64,
@@ -77,15 +85,15 @@ struct Overlay {
 #[derive(Debug, Clone, Default)]
 struct CountDeltas {
     /// Tuples naming each entity (as object, direct subject, or a userset subject's object).
-    named: FxHashMap<EntityIdx, i64>,
+    named: SharedMap<EntityIdx, i64>,
     /// Tuples naming each type (any of the above, or a wildcard).
-    types: FxHashMap<TypeId, i64>,
+    types: SharedMap<TypeId, i64>,
     /// Tuples with each entity as their direct subject.
-    direct: FxHashMap<EntityIdx, i64>,
+    direct: SharedMap<EntityIdx, i64>,
     /// Tuples with the wildcard of each type as their subject.
-    wildcards: FxHashMap<TypeId, i64>,
+    wildcards: SharedMap<TypeId, i64>,
     /// Tuples with an object of each type and each relation.
-    pairs: FxHashMap<(TypeId, RelationId), i64>,
+    pairs: SharedMap<(TypeId, RelationId), i64>,
 }
 
 /// The same counts over a whole base: O(base) to compute, once per base, only when an
@@ -368,7 +376,7 @@ impl TupleGraph {
     }
 
     /// Starts a set of changes to this graph. The graph itself is not modified: the edit
-    /// copies its overlay (bounded by the caller's compaction bound), never its base.
+    /// starts from a clone of its overlay that shares its nodes, never from a copy of its base.
     pub fn edit(&self) -> GraphEdit<'_> {
         GraphEdit {
             base: &self.base,
@@ -549,7 +557,7 @@ impl TupleGraph {
             .and_then(|o| o.entities.get(&entity_type))
             .into_iter()
             .flat_map(move |ids| {
-                ids.range::<str, _>((lower.as_ref().map(String::as_str), Bound::Unbounded))
+                ids.range::<_, str>((lower.as_ref().map(String::as_str), Bound::Unbounded))
             })
             .filter(move |(_, e)| overlay.is_some_and(|o| self.entity_live(o, **e)))
             .map(|(id, _)| id.as_ref())
@@ -698,7 +706,7 @@ impl TupleGraph {
 }
 
 /// Changes to a [`TupleGraph`], collected into a new overlay; [`GraphEdit::finish`] returns the
-/// new graph. Costs time in proportion to the changes (plus one copy of the old overlay).
+/// new graph. Costs time in proportion to the changes (times the log of the overlay's size).
 pub struct GraphEdit<'g> {
     base: &'g Arc<TupleIndex>,
     overlay: Overlay,
@@ -910,7 +918,7 @@ impl GraphEdit<'_> {
             .entry(entity_type)
             .or_default()
             .insert(Arc::clone(&key), id);
-        self.overlay.entity_keys.push((entity_type, key));
+        self.overlay.entity_keys.push_back((entity_type, key));
         Some(id)
     }
 
@@ -920,7 +928,7 @@ impl GraphEdit<'_> {
         }
         let id = UsersetId::from_len(self.base.userset_count() + self.overlay.userset_keys.len())?;
         self.overlay.usersets.insert((object, relation), id);
-        self.overlay.userset_keys.push((object, relation));
+        self.overlay.userset_keys.push_back((object, relation));
         Some(id)
     }
 }
