@@ -24,8 +24,8 @@
 //! and exclusions therefore search all their operands unless one already rests on a cycle.
 //! Each pair's answer is remembered for the rest of the question when no cycle was cut below
 //! it, so a diamond is searched once; a pair of a relation that is only direct tuples, with
-//! none on its object, is answered "no" at once (not remembered, not counted). Every hop (a userset, a computed
-//! relation, a `from`) is one level; beyond `max_depth` levels the answer is
+//! none on its object, is answered "no" at once (not remembered, not counted). Every hop (a
+//! userset, a computed relation, a `from`) is one level; beyond `max_depth` levels the answer is
 //! [`Membership::DepthExceeded`], and so it is after [`MAX_VISITS`] pairs: the caller reports
 //! it (`relation_depth_exceeded`) and denies, never guesses. Nothing is precomputed beyond the
 //! index: the cost depends on the part of the graph the question reaches.

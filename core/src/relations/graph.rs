@@ -5,8 +5,8 @@
 //! contextual tuples add a few more for that request only. Re-indexing every tuple for each
 //! such change costs time in proportion to the whole graph; an overlay costs time in proportion
 //! to the change. [`TupleGraph::edit`] starts from a graph's overlay (a clone that shares the
-//! overlay's nodes, O(1); each change then copies O(log n) of them), and [`GraphEdit::finish`] returns a new graph sharing the
-//! same base: the old graph keeps answering, untouched, for whoever holds it.
+//! overlay's nodes, O(1); each change then copies O(log n) of them), and [`GraphEdit::finish`]
+//! returns a new graph sharing the same base: the old graph keeps answering, untouched, for whoever holds it.
 //!
 //! ```text
 //!             base (Arc<TupleIndex>, shared)          overlay (per graph, small)
