@@ -6,7 +6,8 @@
 //! such change costs time in proportion to the whole graph; an overlay costs time in proportion
 //! to the change. [`TupleGraph::edit`] starts from a graph's overlay (a clone that shares the
 //! overlay's nodes, O(1); each change then copies O(log n) of them), and [`GraphEdit::finish`]
-//! returns a new graph sharing the same base: the old graph keeps answering, untouched, for whoever holds it.
+//! returns a new graph sharing the same base: the old graph keeps answering, untouched, for
+//! whoever holds it.
 //!
 //! ```text
 //!             base (Arc<TupleIndex>, shared)          overlay (per graph, small)
