@@ -20,7 +20,9 @@
 //!   prints the whole result's rate (results/s).
 //!
 //! - `store-revision/apply-one-at-overlay/K`: one store revision of one tuple applied to a
-//!   snapshot of 220,000 store tuples whose overlay holds K changes already.
+//!   snapshot of 220,000 store tuples whose overlay holds K changes already; and
+//!   `store-revision/check-at-overlay/K`: two relation checks on that snapshot, one answered
+//!   through the overlay (a document of the last revision), one through the frozen index.
 //!
 //! `cargo test --benches` runs a smoke version (small sizes).
 
@@ -292,6 +294,31 @@ fn store_revision(c: &mut Criterion) {
         let revision = k as u64 + 2;
         group.bench_with_input(BenchmarkId::new("apply-one-at-overlay", k), &k, |b, _| {
             b.iter(|| one(black_box(&with_overlay), size + k, revision));
+        });
+        // A relation check answered through the overlay's maps (a document written in the
+        // last revision) and through the frozen index (one from the store's start).
+        let view = with_overlay.with_contextual_tuples(Vec::new()).unwrap();
+        let (fresh, old) = (
+            EntityRef::new("Document", format!("x{}", k.saturating_sub(1))),
+            EntityRef::new("Document", "g7"),
+        );
+        let (erin, dave) = (user("erin"), user("dave"));
+        assert_eq!(
+            view.check_relation(&fresh, "viewer", &erin)
+                .unwrap()
+                .allowed,
+            k > 0
+        );
+        assert!(view.check_relation(&old, "viewer", &dave).unwrap().allowed);
+        group.bench_with_input(BenchmarkId::new("check-at-overlay", k), &k, |b, _| {
+            b.iter(|| {
+                (
+                    view.check_relation(black_box(&fresh), "viewer", &erin)
+                        .unwrap(),
+                    view.check_relation(black_box(&old), "viewer", &dave)
+                        .unwrap(),
+                )
+            });
         });
     }
     group.finish();
