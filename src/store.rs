@@ -365,6 +365,10 @@ impl Store {
 
     /// Applies `batch` in one transaction and returns the revision it committed as; on any
     /// error nothing is written and no revision is used.
+    ///
+    /// Every statement is prepared once per pooled connection (`prepare_cached`): a statement
+    /// sent as text is parsed, planned and described on every call, an extra round trip each,
+    /// and a write runs seven of them.
     pub async fn write(&self, batch: &WriteBatch) -> Result<u64, WriteError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -372,7 +376,10 @@ impl Store {
         // order (see the module header).
         let revision: i64 = tx
             .query_one(
-                "UPDATE verdict_head SET revision = revision + 1 RETURNING revision",
+                &tx.prepare_cached(
+                    "UPDATE verdict_head SET revision = revision + 1 RETURNING revision",
+                )
+                .await?,
                 &[],
             )
             .await?
@@ -386,7 +393,10 @@ impl Store {
                 .collect();
             let existing = text_set(
                 tx.query(
-                    "SELECT tuple FROM verdict_relationships WHERE tuple = ANY($1)",
+                    &tx.prepare_cached(
+                        "SELECT tuple FROM verdict_relationships WHERE tuple = ANY($1)",
+                    )
+                    .await?,
                     &[&texts],
                 )
                 .await?,
@@ -420,11 +430,14 @@ impl Store {
                 .collect();
             text_set(
                 tx.query(
-                    "INSERT INTO verdict_relationships (tuple, object_type, object_id, relation, \
-                     subject_type, subject_id, subject_relation, subject_wildcard, written_at) \
-                     SELECT t.*, $9::bigint FROM UNNEST($1::text[], $2::text[], $3::text[], \
-                     $4::text[], $5::text[], $6::text[], $7::text[], $8::bool[]) AS t \
-                     ON CONFLICT (tuple) DO NOTHING RETURNING tuple",
+                    &tx.prepare_cached(
+                        "INSERT INTO verdict_relationships (tuple, object_type, object_id, \
+                         relation, subject_type, subject_id, subject_relation, subject_wildcard, \
+                         written_at) SELECT t.*, $9::bigint FROM UNNEST($1::text[], $2::text[], \
+                         $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                         $8::bool[]) AS t ON CONFLICT (tuple) DO NOTHING RETURNING tuple",
+                    )
+                    .await?,
                     &[
                         &column(|r| &r.text),
                         &column(|r| &r.object_type),
@@ -449,7 +462,10 @@ impl Store {
                 .collect();
             text_set(
                 tx.query(
-                    "DELETE FROM verdict_relationships WHERE tuple = ANY($1) RETURNING tuple",
+                    &tx.prepare_cached(
+                        "DELETE FROM verdict_relationships WHERE tuple = ANY($1) RETURNING tuple",
+                    )
+                    .await?,
                     &[&texts],
                 )
                 .await?,
@@ -481,21 +497,25 @@ impl Store {
             }
         }
         tx.execute(
-            "INSERT INTO verdict_revisions (revision) VALUES ($1)",
+            &tx.prepare_cached("INSERT INTO verdict_revisions (revision) VALUES ($1)")
+                .await?,
             &[&revision],
         )
         .await?;
         if !seqs.is_empty() {
             tx.execute(
-                "INSERT INTO verdict_changes (revision, seq, operation, tuple) \
+                &tx.prepare_cached(
+                    "INSERT INTO verdict_changes (revision, seq, operation, tuple) \
                  SELECT $1, t.* FROM UNNEST($2::int[], $3::smallint[], $4::text[]) AS t",
+                )
+                .await?,
                 &[&revision, &seqs, &operations, &tuples],
             )
             .await?;
         }
         // Delivered to listeners when (and only if) the transaction commits.
         tx.execute(
-            "SELECT pg_notify($1, $2)",
+            &tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
             &[&CHANNEL, &revision.to_string()],
         )
         .await?;
@@ -517,7 +537,10 @@ impl Store {
         // INVARIANT: the same row lock as `write`: revisions commit in order.
         let revision: i64 = tx
             .query_one(
-                "UPDATE verdict_head SET revision = revision + 1 RETURNING revision",
+                &tx.prepare_cached(
+                    "UPDATE verdict_head SET revision = revision + 1 RETURNING revision",
+                )
+                .await?,
                 &[],
             )
             .await?
@@ -658,7 +681,11 @@ impl Store {
     /// Returns the whole revisions after `after`, up to [`REVISIONS_PER_ROUND`] of them.
     pub async fn changes_after(&self, after: u64) -> Result<Changes, StoreError> {
         let client = self.pool.get().await?;
-        changes_after(&client, after).await
+        let queries = ChangeQueries {
+            head: client.prepare_cached(HEAD_QUERY).await?,
+            changes: client.prepare_cached(CHANGES_QUERY).await?,
+        };
+        changes_after(&client, &queries, after).await
     }
 
     /// Deletes change-log revisions older than `older_than` (never the newest) and returns
@@ -669,11 +696,45 @@ impl Store {
     }
 }
 
-/// The changes after `after` through `client` (see [`Store::changes_after`]).
-async fn changes_after(client: &tokio_postgres::Client, after: u64) -> Result<Changes, StoreError> {
-    let head = client
-        .query_one("SELECT revision, compacted_through FROM verdict_head", &[])
-        .await?;
+/// The statements a round of following the change log runs, prepared once per connection.
+pub(crate) struct ChangeQueries {
+    /// The head revision and how far the log was garbage-collected.
+    head: tokio_postgres::Statement,
+    /// Whole revisions in a range, with their changes in order.
+    changes: tokio_postgres::Statement,
+}
+
+const HEAD_QUERY: &str = "SELECT revision, compacted_through FROM verdict_head";
+// The range is repeated on the change log so that PostgreSQL reads it through its key: joined
+// on the revision alone, it scanned the whole log each round.
+const CHANGES_QUERY: &str = "SELECT r.revision, c.operation, c.tuple FROM verdict_revisions r \
+     LEFT JOIN verdict_changes c ON c.revision = r.revision \
+     AND c.revision > $1 AND c.revision <= $2 \
+     WHERE r.revision > $1 AND r.revision <= $2 ORDER BY r.revision, c.seq";
+
+impl ChangeQueries {
+    /// Prepares the statements on `client`'s connection.
+    pub(crate) async fn prepare(client: &tokio_postgres::Client) -> Result<Self, StoreError> {
+        Ok(Self {
+            head: client.prepare(HEAD_QUERY).await?,
+            changes: client.prepare(CHANGES_QUERY).await?,
+        })
+    }
+
+    /// The head revision, through `client` (the connection the statements were prepared on).
+    pub(crate) async fn head(&self, client: &tokio_postgres::Client) -> Result<u64, StoreError> {
+        Ok(to_u64(client.query_one(&self.head, &[]).await?.get(0)))
+    }
+}
+
+/// The changes after `after` through `client` (see [`Store::changes_after`]), with `queries`
+/// prepared on its connection.
+async fn changes_after(
+    client: &tokio_postgres::Client,
+    queries: &ChangeQueries,
+    after: u64,
+) -> Result<Changes, StoreError> {
+    let head = client.query_one(&queries.head, &[]).await?;
     let (head, compacted_through) = (to_u64(head.get(0)), to_u64(head.get(1)));
     if after < compacted_through {
         return Ok(Changes::Compacted { compacted_through });
@@ -683,17 +744,7 @@ async fn changes_after(client: &tokio_postgres::Client, after: u64) -> Result<Ch
     }
     let from = to_i64(after);
     let through = to_i64(head).min(from.saturating_add(REVISIONS_PER_ROUND));
-    let rows = client
-        .query(
-            // The range is repeated on the change log so that PostgreSQL reads it through its
-            // key: joined on the revision alone, it scanned the whole log each round.
-            "SELECT r.revision, c.operation, c.tuple FROM verdict_revisions r \
-             LEFT JOIN verdict_changes c ON c.revision = r.revision \
-             AND c.revision > $1 AND c.revision <= $2 \
-             WHERE r.revision > $1 AND r.revision <= $2 ORDER BY r.revision, c.seq",
-            &[&from, &through],
-        )
-        .await?;
+    let rows = client.query(&queries.changes, &[&from, &through]).await?;
     let mut revisions: Vec<(u64, Vec<StoreChange>)> = Vec::new();
     for row in rows {
         let revision = to_u64(row.get(0));

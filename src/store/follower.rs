@@ -28,7 +28,9 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 use verdict_core::store::StoreTuples;
 
-use super::{CHANNEL, Changes, LOAD_PAGE, Store, StoreError, collect_garbage, to_u64};
+use super::{
+    CHANNEL, ChangeQueries, Changes, LOAD_PAGE, Store, StoreError, collect_garbage, to_u64,
+};
 use crate::serving::SnapshotHandle;
 use crate::telemetry::metrics as telemetry_metrics;
 
@@ -112,6 +114,7 @@ async fn follow_connection(
     let _driver = AbortOnDrop(driver);
 
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    let queries = ChangeQueries::prepare(&client).await?;
     store.health.set_connected(None);
     telemetry_metrics::set_store_connected(true);
     tracing::info!(target_store = %crate::config::StoreTarget(&store.config.connection), "following the relationship store");
@@ -126,9 +129,10 @@ async fn follow_connection(
     loop {
         // Catch up, a bounded round at a time; each round is one new snapshot.
         loop {
-            let round = tokio::time::timeout(ROUND_TIMEOUT, catch_up(store, &client, snapshots))
-                .await
-                .map_err(|_| StoreError::Unavailable("following timed out".to_owned()))??;
+            let round =
+                tokio::time::timeout(ROUND_TIMEOUT, catch_up(store, &client, &queries, snapshots))
+                    .await
+                    .map_err(|_| StoreError::Unavailable("following timed out".to_owned()))??;
             match round {
                 Round::UpToDate => break,
                 Round::More => {}
@@ -179,10 +183,11 @@ enum Round {
 async fn catch_up(
     store: &Store,
     client: &tokio_postgres::Client,
+    queries: &ChangeQueries,
     snapshots: &Arc<SnapshotHandle>,
 ) -> Result<Round, StoreError> {
     let applied = snapshots.applied_revision().unwrap_or(0);
-    let revisions = match super::changes_after(client, applied).await? {
+    let revisions = match super::changes_after(client, queries, applied).await? {
         Changes::Revisions(revisions) => revisions,
         Changes::Compacted { compacted_through } => {
             tracing::warn!(
@@ -194,10 +199,7 @@ async fn catch_up(
         }
     };
     let Some(&(last, _)) = revisions.last() else {
-        let head = client
-            .query_one("SELECT revision FROM verdict_head", &[])
-            .await?;
-        let head = to_u64(head.get(0));
+        let head = queries.head(client).await?;
         store.health.set_connected(Some(head));
         telemetry_metrics::set_store_revisions(applied, head);
         if head < applied {
