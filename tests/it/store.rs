@@ -1345,50 +1345,119 @@ async fn measure_write_throughput_and_write_to_visible_latency() {
         }
         percentiles(samples)
     };
-    let quiet = check_latencies(3000).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let streamed = Arc::new(AtomicU64::new(0));
-    let streaming = tokio::spawn({
-        let (stop, streamed, mut client) = (
-            Arc::clone(&stop),
-            Arc::clone(&streamed),
-            relationships(&writer_replica).await,
-        );
-        async move {
-            // Bounded in count as well as by the flag.
-            for i in 0..100_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                client
-                    .write_relationships(batch(vec![write(viewer(&format!("x{i}"), "erin"))]))
-                    .await
-                    .unwrap();
-                streamed.fetch_add(1, Ordering::Relaxed);
+    // The reader's own time per `Check` (from its /metrics: the handling histogram's sum and
+    // count, and how many took over 250 µs and over 1 ms), between two scrapes: what the
+    // replica spends on a check, apart from the transport and the scheduling on shared cores.
+    let handling = || {
+        let (_, text) = common::process::try_http_get(reader.metrics, "/metrics")
+            .expect("the reader's metrics");
+        let mut totals = [0.0_f64; 4];
+        for line in text.lines().filter(|line| {
+            line.starts_with("grpc_server_handling_seconds")
+                && line.contains("grpc_method=\"Check\"")
+        }) {
+            let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            if line.starts_with("grpc_server_handling_seconds_sum") {
+                totals[0] += value;
+            } else if line.starts_with("grpc_server_handling_seconds_count") {
+                totals[1] += value;
+            } else if line.contains("le=\"0.00025\"") {
+                totals[2] += value;
+            } else if line.contains("le=\"0.001\"") {
+                totals[3] += value;
             }
         }
-    });
-    let started = Instant::now();
-    let busy = check_latencies(3000).await;
-    let busy_for = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    streaming.await.unwrap();
-    let streamed = streamed.load(Ordering::Relaxed);
+        totals
+    };
+    // And the reader process's CPU time (user + system, from /proc; Linux's 10 ms ticks).
+    let reader_pid = reader.child.id();
+    let cpu_seconds = move || {
+        let stat = std::fs::read_to_string(format!("/proc/{reader_pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks / 100.0
+    };
+    let server_side = |before: ([f64; 4], f64), after: ([f64; 4], f64)| {
+        let ((before, cpu_before), (after, cpu_after)) = (before, after);
+        let count = after[1] - before[1];
+        format!(
+            "the reader's own time per check: mean {:.1} µs, {:.2}% over 250 µs, {:.2}% over \
+             1 ms; the reader's CPU {:.2} s",
+            (after[0] - before[0]) / count * 1e6,
+            (count - (after[2] - before[2])) / count * 100.0,
+            (count - (after[3] - before[3])) / count * 100.0,
+            cpu_after - cpu_before,
+        )
+    };
+    let before = (handling(), cpu_seconds());
+    let quiet = check_latencies(10_000).await;
+    let quiet_server = server_side(before, (handling(), cpu_seconds()));
+    // Single writes streamed in while the checks run: paced at an application's rates (a
+    // write every 1/rate s), then as fast as one writer goes.
+    let mut streaming_phases = Vec::new();
+    for (phase, rate) in [(0, Some(50_u32)), (1, Some(200)), (2, None)] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let streamed = Arc::new(AtomicU64::new(0));
+        let streaming = tokio::spawn({
+            let (stop, streamed, mut client) = (
+                Arc::clone(&stop),
+                Arc::clone(&streamed),
+                relationships(&writer_replica).await,
+            );
+            async move {
+                let mut pace = rate.map(|rate| {
+                    let mut pace = tokio::time::interval(Duration::from_secs(1) / rate);
+                    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    pace
+                });
+                // Bounded in count as well as by the flag.
+                for i in 0..100_000 {
+                    if let Some(pace) = pace.as_mut() {
+                        pace.tick().await;
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    client
+                        .write_relationships(batch(vec![write(viewer(
+                            &format!("x{phase}-{i}"),
+                            "erin",
+                        ))]))
+                        .await
+                        .unwrap();
+                    streamed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let started = Instant::now();
+        let before = (handling(), cpu_seconds());
+        let busy = check_latencies(10_000).await;
+        let busy_server = server_side(before, (handling(), cpu_seconds()));
+        let busy_for = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        streaming.await.unwrap();
+        let streamed = streamed.load(Ordering::Relaxed);
+        streaming_phases.push(format!(
+            "p50 {:?}, p99 {:?} while {streamed} single writes streamed in ({:.0} writes/s, {}; \
+             {busy_server})",
+            busy.0,
+            busy.1,
+            streamed as f64 / busy_for.as_secs_f64(),
+            rate.map_or("unpaced".to_owned(), |rate| format!("paced at {rate}/s")),
+        ));
+    }
     println!(
         "store: {single_rate:.0} single-tuple writes/s, {batched_rate:.0} tuples/s in batches of \
          1000 ({grow_rate:.0} tuples/s growing the store); commit to visible on another replica \
          p50 {:?}, p99 {:?} at {small_size} store tuples, p50 {:?}, p99 {:?} at {large_size}; \
-         check on the other replica p50 {:?}, p99 {:?} alone, p50 {:?}, p99 {:?} while {streamed} \
-         single writes streamed in ({:.0} writes/s)",
+         check on the other replica p50 {:?}, p99 {:?} alone ({quiet_server}); {}",
         small.0,
         small.1,
         large.0,
         large.1,
         quiet.0,
         quiet.1,
-        busy.0,
-        busy.1,
-        streamed as f64 / busy_for.as_secs_f64(),
+        streaming_phases.join("; "),
     );
     reader.stop();
     writer_replica.stop().await;
