@@ -199,12 +199,14 @@ fn log_through_tracing(record: &DecisionRecord<'_>) {
 }
 
 fn redacted_uid(uid: &EntityUid) -> String {
-    let type_name = uid.type_name().to_string();
-    if looks_like_credential(&type_name) {
+    // `Type::"id"`, the id escaped: a type name has no `"`, so the first `::"` ends it.
+    let text = uid.to_string();
+    let type_name = text.find("::\"").map_or(text.as_str(), |end| &text[..end]);
+    if looks_like_credential(type_name) {
         return "[redacted]".to_owned();
     }
     match redact(uid.id().unescaped()) {
-        Cow::Borrowed(_) => uid.to_string(),
+        Cow::Borrowed(_) => text,
         Cow::Owned(redacted) => format!("{type_name}::\"{redacted}\""),
     }
 }
@@ -300,6 +302,10 @@ pub fn looks_like_credential(text: &str) -> bool {
         if assigned {
             return true;
         }
+    }
+    // Every form below is at least 11 characters long but a JSON Web Token: most ids stop here.
+    if trimmed.len() < 11 {
+        return is_jwt(trimmed);
     }
     if CREDENTIAL_PREFIXES
         .iter()
