@@ -65,6 +65,8 @@ use verdict::api::proto;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "load/h2load.rs"]
+mod h2load;
 #[path = "common/owner_scenario.rs"]
 mod owner_scenario;
 #[path = "load/soak.rs"]
@@ -1309,6 +1311,16 @@ fn main() {
     }
     if args.iter().any(|a| a == "--attacker") {
         return soak::run_attacker(&args);
+    }
+    if let Some(i) = args.iter().position(|a| a == "--h2load-setup") {
+        return h2load::setup(Path::new(&args[i + 1]));
+    }
+    if let Some(i) = args.iter().position(|a| a == "--h2load-verify") {
+        return h2load::verify(
+            args[i + 1].parse().unwrap(),
+            Path::new(&args[i + 2]),
+            &args[i + 3],
+        );
     }
     let full = args.iter().any(|a| a == "--bench");
     let seconds: f64 = std::env::var("LOAD_SECONDS")
