@@ -678,7 +678,7 @@ impl Store {
         })
     }
 
-    /// Returns the whole revisions after `after`, up to [`REVISIONS_PER_ROUND`] of them.
+    /// Returns the whole revisions after `after`, up to `REVISIONS_PER_ROUND` (100) of them.
     pub async fn changes_after(&self, after: u64) -> Result<Changes, StoreError> {
         let client = self.pool.get().await?;
         let queries = ChangeQueries {
