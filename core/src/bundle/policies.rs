@@ -478,6 +478,13 @@ mod tests {
             };
             let grouped = set.policy(&PolicyId::new(&id)).expect(&id);
             assert_eq!(locations[&id].line, line, "{id}");
+            // Parsed in a group: a policy's own text starts at its first token, where a chunk
+            // parsed alone keeps the comment before it.
+            assert!(grouped.to_cedar().unwrap().starts_with(['@', 'p']), "{id}");
+            if i % 7 != 0 {
+                let alone = alone.to_cedar().unwrap();
+                assert!(alone.trim_start().starts_with("// policy"), "{id}: {alone}");
+            }
             assert_eq!(
                 grouped.to_json().unwrap(),
                 alone.new_id(PolicyId::new(&id)).to_json().unwrap(),

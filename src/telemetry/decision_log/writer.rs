@@ -219,11 +219,12 @@ impl DecisionLogWriter {
 /// go, and repeats; ends when closing and the queue is empty.
 ///
 /// After a write that emptied the queue it sleeps for [`LINGER`] before it looks at the queue
-/// again, and only when the queue is then empty does it wait on it. A thread waiting on the queue is woken by the
-/// next record (a futex wake on the request's thread, a context switch and a `write` per
-/// record when requests come faster than the writer sleeps); a sleeping one is not, so under
-/// load the writer wakes at most once per [`LINGER`] and writes everything that came in
-/// meanwhile in one `write`. Under a light load it still writes each record as it comes.
+/// again, and only when the queue is then empty does it wait on it. A thread waiting on the
+/// queue is woken by the next record (a futex wake on the request's thread, a context switch
+/// and a `write` per record when requests come faster than the writer sleeps); a sleeping one
+/// is not, so under load the writer wakes at most once per [`LINGER`] and writes everything
+/// that came in meanwhile in one `write`. Under a light load it still writes each record as it
+/// comes.
 fn drain(
     queue_rx: Receiver<Message>,
     mut output: Box<dyn Write + Send>,
