@@ -4,10 +4,13 @@
 # against Verdict with its decision log off and as shipped (every deny and 1% of allows logged,
 # JSON lines on stderr into a file), one request body repeated: a deny (so every decision is
 # logged when the log is on: the all-deny load) or, with H2LOAD_BODY=allow, an allow.
-# Servers on CPU 0, h2load on CPU 1, as in the load bench. Installs nghttp2-client when missing.
+# Servers on CPU 0, h2load on CPU 1, as in the load bench; H2LOAD_PIN=0 pins nothing, so the
+# server and h2load share both cores as the scheduler likes (the server's decision-log writer
+# can then run beside its request threads). Installs nghttp2-client when missing.
 #
 #   benches/h2load.sh                      # 5 s per run after 1 s of warm-up
 #   H2LOAD_SECONDS=10 H2LOAD_ROUNDS=3 benches/h2load.sh
+#   H2LOAD_PIN=0 benches/h2load.sh
 #
 # h2load counts any HTTP 200 as a success whatever the grpc-status trailer says, so each
 # server's answer to the same body is first checked through tonic (--h2load-verify), and
@@ -18,6 +21,15 @@ cd "$(dirname "$0")/.."
 seconds=${H2LOAD_SECONDS:-5}
 rounds=${H2LOAD_ROUNDS:-1}
 body=${H2LOAD_BODY:-deny}
+if [ "${H2LOAD_PIN:-1}" = 0 ]; then
+    server_cpu=()
+    client_cpu=()
+    placement="nothing pinned"
+else
+    server_cpu=(taskset -c 0)
+    client_cpu=(taskset -c 1)
+    placement="servers on CPU 0, h2load on CPU 1"
+fi
 if ! command -v h2load >/dev/null; then
     apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null
 fi
@@ -51,7 +63,7 @@ wait_port() {
 
 # Runs h2load against $1 (host:port); prints "requests/s succeeded failed p50 p99"-ish fields.
 run_h2load() {
-    taskset -c 1 h2load -c 4 -m 16 -t 1 -D "$seconds" --warm-up-time 1 \
+    "${client_cpu[@]}" h2load -c 4 -m 16 -t 1 -D "$seconds" --warm-up-time 1 \
         -H 'content-type: application/grpc' -H 'te: trailers' \
         -d "$work/$body.grpc" "http://$1/verdict.v1.Authorization/Check" >"$work/h2load.out"
     python3 - "$work/h2load.out" <<'PY'
@@ -68,7 +80,7 @@ PY
 # Starts the no-op server; sets $noop to its address. (The servers are started by functions
 # called directly, never inside $(...), so that their pids are this shell's to stop.)
 start_noop() {
-    taskset -c 0 "$harness" --noop-server >"$work/noop.out" 2>&1 &
+    "${server_cpu[@]}" "$harness" --noop-server >"$work/noop.out" 2>&1 &
     pids+=($!)
     noop=
     for _ in $(seq 200); do
@@ -85,7 +97,7 @@ start_verdict() {
     shift
     grpc=127.0.0.1:$(free_port)
     metrics=127.0.0.1:$(free_port)
-    taskset -c 0 "$verdict" serve --policies "$work/bundle" --grpc-addr "$grpc" \
+    "${server_cpu[@]}" "$verdict" serve --policies "$work/bundle" --grpc-addr "$grpc" \
         --metrics-addr "$metrics" --log-format json --max-batch 100 "$@" \
         >/dev/null 2>"$work/$name.stderr" &
     pids+=($!)
@@ -120,7 +132,7 @@ print(f"Check calls by code {codes}, decisions {dict((k, int(v)) for k, v in sor
 '
 }
 
-echo "h2load: $seconds s per run after 1 s of warm-up, 4 connections x 16 streams, body: $body; servers on CPU 0, h2load on CPU 1"
+echo "h2load: $seconds s per run after 1 s of warm-up, 4 connections x 16 streams, body: $body; $placement"
 echo
 echo "| round | server | requests/s | / no-op | succeeded | failed | errored | HTTP 2xx | h2load's request times | the server's own counters |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
