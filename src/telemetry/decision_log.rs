@@ -199,9 +199,13 @@ fn log_through_tracing(record: &DecisionRecord<'_>) {
 }
 
 fn redacted_uid(uid: &EntityUid) -> String {
-    // `Type::"id"`, the id escaped: a type name has no `"`, so the first `::"` ends it.
+    // `Type::"id"`, the id escaped: a type name has no `"`, so the first `"` follows its `::`.
     let text = uid_text(uid);
-    let type_name = text.find("::\"").map_or(text.as_str(), |end| &text[..end]);
+    let type_name = text
+        .bytes()
+        .position(|b| b == b'"')
+        .and_then(|quote| text.get(..quote.saturating_sub(2)))
+        .unwrap_or(&text);
     if looks_like_credential(type_name) {
         return "[redacted]".to_owned();
     }
@@ -298,6 +302,22 @@ pub fn redact(text: &str) -> Cow<'_, str> {
 /// `=` or `:`) only run on text that has those characters: most ids have neither, and those
 /// searches were most of a record's cost (callgrind, BENCHMARKS.md).
 pub fn looks_like_credential(text: &str) -> bool {
+    // Ids of letters, digits, `-` and `_` alone (names, numbers, UUIDs, ULIDs: most ids) have
+    // no space, `=`, `:` or `.`, so only a prefixed key, a cloud key or a random run can match.
+    if text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return text.len() >= 11
+            && (has_credential_prefix(text)
+                || is_cloud_key(text)
+                || (text.len() >= 32 && looks_random(text)));
+    }
+    looks_like_credential_in_general(text)
+}
+
+/// [`looks_like_credential`] without its shortcut for plain ids.
+fn looks_like_credential_in_general(text: &str) -> bool {
     let trimmed = text.trim();
     let has_space = trimmed.contains(char::is_whitespace);
     let has_assignment = trimmed.contains(['=', ':']);
@@ -331,13 +351,20 @@ pub fn looks_like_credential(text: &str) -> bool {
     if trimmed.len() < 11 {
         return is_jwt(trimmed);
     }
-    if CREDENTIAL_PREFIXES
-        .iter()
-        .any(|p| trimmed.starts_with(p) && trimmed.len() >= p.len() + 8)
-    {
-        return true;
-    }
-    is_cloud_key(trimmed) || is_jwt(trimmed) || looks_random(trimmed)
+    has_credential_prefix(trimmed)
+        || is_cloud_key(trimmed)
+        || is_jwt(trimmed)
+        || looks_random(trimmed)
+}
+
+/// A well-known credential prefix followed by at least 8 more characters.
+fn has_credential_prefix(text: &str) -> bool {
+    let Some(&first) = text.as_bytes().first() else {
+        return false;
+    };
+    CREDENTIAL_PREFIXES.iter().any(|p| {
+        p.as_bytes().first() == Some(&first) && text.starts_with(p) && text.len() >= p.len() + 8
+    })
 }
 
 /// AWS access key ids (`AKIA` or `ASIA` and 16 upper-case letters or digits) and Google API
@@ -399,6 +426,38 @@ mod tests {
                 cedar_policy::EntityId::new(id),
             );
             assert_eq!(uid_text(&uid), uid.to_string(), "{type_name} {id}");
+        }
+    }
+
+    #[test]
+    fn the_shortcut_for_plain_ids_answers_as_the_general_checks() {
+        const ALPHABET: &[u8] = b"abcXYZ0189-_";
+        let mut rng = fastrand::Rng::with_seed(20);
+        let mut ids: Vec<String> = (0..20_000)
+            .map(|_| {
+                let len = rng.usize(0..48);
+                (0..len)
+                    .map(|_| char::from(ALPHABET[rng.usize(..ALPHABET.len())]))
+                    .collect()
+            })
+            .collect();
+        ids.extend(CREDENTIAL_PREFIXES.iter().flat_map(|p| {
+            [
+                format!("{p}abcdefgh"),
+                format!("{p}abcdefg"),
+                format!("{p}a1b2c3d4e5"),
+            ]
+        }));
+        ids.extend([
+            "AKIAIOSFODNN7EXAMPLE".to_owned(),
+            "01JEXAMPLE0ULID0000000000".to_owned(),
+        ]);
+        for id in ids {
+            assert_eq!(
+                looks_like_credential(&id),
+                looks_like_credential_in_general(&id),
+                "{id}"
+            );
         }
     }
 

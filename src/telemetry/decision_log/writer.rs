@@ -315,6 +315,116 @@ struct Fields<'a> {
     target: &'static str,
 }
 
+impl Fields<'_> {
+    /// Appends the fields as one JSON object, byte for byte what `serde_json` writes for them
+    /// (a unit test compares the two), without going through serde's serializer: that was
+    /// 6,900 of a record's 14,800 instructions on the writer thread.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let string = |out: &mut Vec<u8>, name: &str, value: &str| {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            json_string(out, value);
+        };
+        let strings = |out: &mut Vec<u8>, name: &str, values: &[String]| {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":[");
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_string(out, value);
+            }
+            out.push(b']');
+        };
+        out.extend_from_slice(b"{\"timestamp\":");
+        json_string(out, self.timestamp);
+        string(out, "level", self.level);
+        string(out, "message", self.message);
+        string(out, "request_id", self.request_id);
+        string(out, "caller", self.caller);
+        string(out, "front_end", self.front_end);
+        string(out, "route", self.route);
+        string(out, "principal", &self.principal);
+        string(out, "action", &self.action);
+        string(out, "resource", &self.resource);
+        string(out, "decision", self.decision);
+        strings(out, "determining_policies", self.determining_policies);
+        strings(out, "errored_policies", self.errored_policies);
+        out.extend_from_slice(b",\"properties\":[");
+        for (i, property) in self.properties.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"name\":");
+            json_string(out, &property.name);
+            string(out, "decision", property.decision);
+            out.push(b'}');
+        }
+        out.push(b']');
+        string(out, "snapshot_version", self.snapshot_version);
+        let _ = write!(out, ",\"latency_us\":{}", self.latency_us);
+        let _ = write!(
+            out,
+            ",\"relation_depth_exceeded\":{}",
+            self.relation_depth_exceeded
+        );
+        if let Some(trace_id) = self.trace_id {
+            string(out, "trace_id", trace_id);
+        }
+        string(out, "target", self.target);
+        out.push(b'}');
+    }
+}
+
+/// Appends `text` as a JSON string, escaped as `serde_json` escapes it: `"`, `\\` and the
+/// control characters below U+0020 (the short forms where JSON has them, else `\u00xx`).
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    /// The bytes JSON escapes, by value: one table lookup per byte of text.
+    const ESCAPED: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut byte = 0;
+        while byte < 0x20 {
+            table[byte] = true;
+            byte += 1;
+        }
+        table[b'"' as usize] = true;
+        table[b'\\' as usize] = true;
+        table
+    };
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    let mut plain_from = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        if !ESCAPED[usize::from(byte)] {
+            continue;
+        }
+        let short: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            _ => b"",
+        };
+        out.extend_from_slice(&bytes[plain_from..i]);
+        if short.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(byte >> 4)]);
+            out.push(HEX[usize::from(byte & 0xf)]);
+        } else {
+            out.extend_from_slice(short);
+        }
+        plain_from = i + 1;
+    }
+    out.extend_from_slice(&bytes[plain_from..]);
+    out.push(b'"');
+}
+
 /// One property's decision in a record.
 #[derive(Serialize)]
 struct PropertyField {
@@ -355,10 +465,7 @@ fn format_line(out: &mut Vec<u8>, record: &QueuedRecord, format: LogFormat) {
         target: TARGET,
     };
     match format {
-        LogFormat::Json => {
-            // Serialising plain strings, numbers and booleans into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, &fields);
-        }
+        LogFormat::Json => fields.write_json(out),
         LogFormat::Text => {
             let _ = write!(
                 out,
@@ -544,6 +651,64 @@ mod tests {
                 .contains("INFO verdict::decision: decision request_id=r-")
                 && line.contains("principal=User::\"alice\"")),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn json_lines_are_what_serde_json_writes() {
+        let policies = vec!["p1".to_owned(), "we\"ird\\\n\u{1}\u{7f}é❤".to_owned()];
+        let none: Vec<String> = Vec::new();
+        for (trace_id, properties, errored) in [
+            (None, vec![], &none),
+            (
+                Some("0af7651916cd43dd8448eb211c80319c"),
+                vec![
+                    PropertyField {
+                        name: "title".to_owned(),
+                        decision: "allow",
+                    },
+                    PropertyField {
+                        name: "x\"y\u{8}\u{c}\r".to_owned(),
+                        decision: "deny",
+                    },
+                ],
+                &policies,
+            ),
+        ] {
+            let fields = Fields {
+                timestamp: "2026-12-04T03:00:00.000001Z",
+                level: "INFO",
+                message: "decision",
+                request_id: "01J\u{0}\t",
+                caller: "anonymous",
+                front_end: "grpc",
+                route: "",
+                principal: "User::\"a\\\"b\"".to_owned(),
+                action: "Action::\"read\"".to_owned(),
+                resource: "[redacted]".to_owned(),
+                decision: "deny",
+                determining_policies: &policies,
+                errored_policies: errored,
+                properties,
+                snapshot_version: "sha256:abc@r12",
+                latency_us: 123,
+                relation_depth_exceeded: trace_id.is_some(),
+                trace_id,
+                target: TARGET,
+            };
+            let mut ours = Vec::new();
+            fields.write_json(&mut ours);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&fields).unwrap()
+            );
+        }
+        let every_ascii: String = (0_u8..0x80).map(char::from).collect();
+        let mut ours = Vec::new();
+        json_string(&mut ours, &every_ascii);
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            serde_json::to_string(&every_ascii).unwrap()
         );
     }
 
