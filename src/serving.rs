@@ -279,8 +279,8 @@ impl SnapshotHandle {
         }
     }
 
-    /// Serves `snapshot`, the join of `sources` at the store's revision, and keeps it to
-    /// follow the store from.
+    /// Serves `served`, the join of `sources` at the store's revision, and keeps it to follow
+    /// the store from.
     fn serve_join(&self, side: &StoreSide, sources: &mut Sources, served: Served, rejected: usize) {
         let revision = served.snapshot.store_revision().unwrap_or_default();
         let served = Arc::new(served);

@@ -132,10 +132,7 @@ pub(super) fn load(
                 .map(move |chunk| (file, chunk))
         })
         .collect();
-    let group = pieces
-        .len()
-        .div_ceil(rayon::current_num_threads() * 4)
-        .clamp(1, GROUP);
+    let group = share_of(pieces.len()).min(GROUP);
     let groups: Vec<&[(&BundleFile, Chunk)]> = pieces
         .chunk_by(|(a, _), (b, _)| std::ptr::eq(*a, *b))
         .flat_map(|same_file| same_file.chunks(group))
@@ -223,6 +220,12 @@ pub(super) fn load(
     (set, locations, warnings)
 }
 
+/// The size of the slices `len` items are cut into for rayon: four per worker thread, so that
+/// a slow slice does not leave the other threads idle, and at least one item.
+fn share_of(len: usize) -> usize {
+    len.div_ceil(rayon::current_num_threads() * 4).max(1)
+}
+
 /// Parses consecutive chunks of one file with one call of Cedar's parser, one result per chunk;
 /// when that call fails or does not give exactly one policy per chunk (a template, say), each
 /// chunk is parsed on its own so that every error is reported as for that chunk alone.
@@ -293,10 +296,7 @@ fn validate(
     warnings: &mut Vec<String>,
 ) {
     let validator = Validator::new(schema.clone());
-    let slice_len = policies
-        .len()
-        .div_ceil(rayon::current_num_threads() * 4)
-        .max(1);
+    let slice_len = share_of(policies.len());
     let results: Vec<(Vec<LoadError>, Vec<String>)> = policies
         .par_chunks(slice_len)
         .map(|slice| {
