@@ -18,6 +18,8 @@ use verdict_core::CheckInput;
 use verdict_core::relations::{SearchScratch, TupleGraph, TupleIndexBuilder, parse_tuple_line};
 use verdict_core::{Limits, LoadOptions, Snapshot};
 
+#[path = "common/context_scenario.rs"]
+mod context_scenario;
 #[path = "common/owner_scenario.rs"]
 mod owner_scenario;
 
@@ -74,6 +76,42 @@ fn decision(c: &mut Criterion) {
             b.iter(|| black_box(request).decide().unwrap());
         });
     }
+    group.finish();
+}
+
+/// A gateway's requests with a ten-field context under a schema (`common/context_scenario.rs`),
+/// 500 distinct ones in turn: preparing (reading the context) against deciding.
+fn gateway_context(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let w = context_scenario::Workload::new(dir.path(), 500);
+    let prepared: Vec<_> = w
+        .inputs
+        .iter()
+        .map(|input| {
+            w.snapshot
+                .prepare(input.clone(), &Limits::default())
+                .unwrap()
+        })
+        .collect();
+    let mut group = c.benchmark_group("decision/gateway-context");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    group.bench_function("prepare+decide", |b| {
+        b.iter(|| {
+            i = (i + 1) % w.inputs.len();
+            let request = w
+                .snapshot
+                .prepare(black_box(w.inputs[i].clone()), &Limits::default())
+                .unwrap();
+            request.decide().unwrap()
+        });
+    });
+    group.bench_function("decide", |b| {
+        b.iter(|| {
+            i = (i + 1) % prepared.len();
+            black_box(&prepared[i]).decide().unwrap()
+        });
+    });
     group.finish();
 }
 
@@ -584,6 +622,7 @@ criterion_group!(
     benches,
     worst_admitted_request,
     decision,
+    gateway_context,
     owner_scenario,
     handler,
     membership_by_depth,

@@ -13,7 +13,9 @@
 //! same checks in `BatchCheck`s of 100), `owner-handler-log-queued` (the decision log as
 //! shipped, default sampling, its writer thread counted too) and `owner-handler-log-tracing`
 //! (records formatted and written through `tracing` on the request's thread, as before issue
-//! 20). Arguments: the workload and
+//! 20), and `context-verdict` / `context-handler` (a gateway's requests with a ten-field
+//! context under a schema, in the core and through the gRPC handler with the context as a
+//! protobuf `Struct`). Arguments: the workload and
 //! the number of passes over its requests. Without arguments (`cargo test --benches`) every
 //! workload runs once, as a smoke test.
 
@@ -34,6 +36,8 @@ use verdict_core::{Limits, LoadOptions, Snapshot};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "common/context_scenario.rs"]
+mod context_scenario;
 #[path = "common/owner_scenario.rs"]
 mod owner_scenario;
 
@@ -148,6 +152,34 @@ fn owner_requests(checks: &[owner_scenario::Check]) -> Vec<verdict::api::proto::
         .collect()
 }
 
+/// The context scenario's requests as protobuf messages, their context a `Struct`.
+fn context_requests(requests: &[serde_json::Value]) -> Vec<verdict::api::proto::CheckRequest> {
+    use verdict::api::proto;
+    let entity = |text: &serde_json::Value| {
+        let uid: cedar_policy::EntityUid = text.as_str().unwrap().parse().unwrap();
+        proto::EntityRef {
+            r#type: uid.type_name().to_string(),
+            id: uid.id().unescaped().to_owned(),
+        }
+    };
+    requests
+        .iter()
+        .map(|r| proto::CheckRequest {
+            contextual_tuples: Default::default(),
+            principal: Some(entity(&r["principal"])),
+            action: r["action"].as_str().unwrap().to_owned(),
+            resource: Some(entity(&r["resource"])),
+            context: Some(context_scenario::to_struct(
+                r["context"].as_object().unwrap(),
+            )),
+            entities: Vec::new(),
+            properties: Vec::new(),
+            token: String::new(),
+            consistency: None,
+        })
+        .collect()
+}
+
 fn example_inputs() -> Vec<CheckInput> {
     let text = [
         r#"{"principal": "User::\"bob\"", "action": "read", "resource": "Document::\"roadmap\"", "context": {"scopes": ["documents:read"]}}"#,
@@ -224,6 +256,19 @@ fn run(workload: &str, passes: usize) {
                 measured_handler(&service, &requests, passes);
             }
         }
+        "context-verdict" => {
+            let w = context_scenario::Workload::new(dir.path(), REQUESTS);
+            measured_verdict(&w.snapshot, &w.inputs, passes);
+        }
+        "context-handler" => {
+            let w = context_scenario::Workload::new(dir.path(), REQUESTS);
+            let requests = context_requests(&w.requests);
+            let service = handler_service(
+                w.snapshot,
+                verdict::telemetry::decision_log::DecisionLogSettings::OFF,
+            );
+            measured_handler(&service, &requests, passes);
+        }
         "example-verdict" => {
             let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
             let snapshot = Snapshot::load(&policies, &LoadOptions::default()).unwrap();
@@ -248,6 +293,8 @@ fn main() {
                 "example-verdict",
                 "owner-handler",
                 "owner-batch",
+                "context-verdict",
+                "context-handler",
             ] {
                 run(workload, 1);
             }

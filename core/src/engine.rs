@@ -22,6 +22,7 @@
 //! | malformed request | `Err(RequestError)` (`crate::input`); callers treat it as deny |
 
 mod action_scope;
+mod context;
 mod decide;
 mod decision;
 mod index;

@@ -3,6 +3,8 @@
 //! Messages are destructured exhaustively, so a new proto field is a compile error here until it
 //! is handled.
 
+use std::fmt::Write as _;
+
 use prost_types::value::Kind;
 use serde_json::{Map, Number, Value};
 
@@ -279,7 +281,8 @@ fn to_json(
             let len = path.len();
             let mut out = Vec::with_capacity(list.values.len());
             for (i, item) in list.values.into_iter().enumerate() {
-                path.push_str(&format!("[{i}]"));
+                // Infallible: writing to a `String`.
+                let _ = write!(path, "[{i}]");
                 out.push(to_json(item, path, budget)?);
                 path.truncate(len);
             }

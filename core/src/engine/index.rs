@@ -2,7 +2,8 @@
 //! no work that does not depend on it.
 //!
 //! Owns: the flattened action entities, the parsed entity type names, each bundle entity's
-//! references, the policy scope of every known action, and Cedar's authorizer. Built by
+//! references, the policy scope of every known action, each action's context type, and Cedar's
+//! authorizer. Built by
 //! [`Index::build`] from the bundle alone (never from the relationship store's or a request's
 //! tuples), so every snapshot of one bundle shares one `Index`; `crate::snapshot` keeps it
 //! beside the bundle it was built from. The entities and usersets the policies name
@@ -16,6 +17,7 @@ use cedar_policy::{
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::action_scope::{self, ActionScopes};
+use super::context::ContextTypes;
 use super::references;
 use crate::bundle::Bundle;
 use crate::relations::TupleIndex;
@@ -37,6 +39,8 @@ pub(crate) struct Index {
     pub(crate) entity_references: FxHashMap<EntityUid, Vec<EntityUid>>,
     /// For each known action, the policies that can apply and the attributes they read.
     pub(crate) action_scopes: ActionScopes,
+    /// Each action's context type, for reading contexts without Cedar's JSON parser.
+    pub(crate) context_types: ContextTypes,
     /// Cedar's authorizer (stateless; kept here so it is built once).
     pub(crate) authorizer: Authorizer,
 }
@@ -66,6 +70,7 @@ impl Index {
             literal_entities,
             entity_references,
             action_scopes,
+            context_types: ContextTypes::build(bundle.schema.as_ref()),
             authorizer: Authorizer::new(),
         }
     }

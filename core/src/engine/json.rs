@@ -11,70 +11,104 @@ use crate::input::RequestError;
 /// The largest integer a double represents exactly (2^53).
 const MAX_EXACT_DOUBLE: f64 = 9_007_199_254_740_992.0;
 
-/// Returns `value` with whole numbers as integers, or the first problem found under `path`
-/// (such as `context.items[2]`).
-pub(super) fn normalize_json(
-    value: Value,
-    path: &str,
+/// Normalises every field of a record in place (whole numbers become integers; the record
+/// itself is not counted as a level), or returns the first problem found, named by its path
+/// under `root` (such as `context.items[2]`). Nothing is allocated unless there is a problem:
+/// the field's path is built on the way back up.
+pub(super) fn normalize_map(
+    fields: &mut Map<String, Value>,
+    root: impl FnOnce() -> String,
     max_depth: usize,
-) -> Result<Value, RequestError> {
-    let mut path_buf = path.to_owned();
-    normalize(value, &mut path_buf, max_depth)
+) -> Result<(), RequestError> {
+    normalize_fields(fields, max_depth).map_err(|fault| fault.into_error(root()))
 }
 
-fn normalize(value: Value, path: &mut String, depth_left: usize) -> Result<Value, RequestError> {
-    let invalid = |path: &str, reason: String| RequestError::Invalid {
-        field: path.to_owned(),
-        reason,
-    };
-    match value {
-        Value::Null => Err(invalid(path, "null is not a Cedar value".to_owned())),
-        Value::Bool(_) | Value::String(_) => Ok(value),
-        Value::Number(n) => normalize_number(&n).map_err(|reason| invalid(path, reason)),
-        Value::Array(items) => {
-            let depth_left = descend(path, depth_left)?;
-            let len = path.len();
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.into_iter().enumerate() {
-                path.push_str(&format!("[{i}]"));
-                out.push(normalize(item, path, depth_left)?);
-                path.truncate(len);
-            }
-            Ok(Value::Array(out))
+/// A step from a value to one inside it.
+enum Step {
+    Field(String),
+    Index(usize),
+}
+
+/// A problem, and the steps from where it was found up to the value normalised (innermost
+/// first).
+struct Fault {
+    steps: Vec<Step>,
+    problem: Problem,
+}
+
+enum Problem {
+    Invalid(String),
+    TooDeep,
+}
+
+impl Fault {
+    fn new(problem: Problem) -> Self {
+        Self {
+            steps: Vec::new(),
+            problem,
         }
-        Value::Object(fields) => {
-            let depth_left = descend(path, depth_left)?;
-            Ok(Value::Object(normalize_map(fields, path, depth_left)?))
+    }
+
+    fn at(mut self, step: Step) -> Self {
+        self.steps.push(step);
+        self
+    }
+
+    fn into_error(self, root: String) -> RequestError {
+        let mut field = root;
+        for step in self.steps.into_iter().rev() {
+            match step {
+                Step::Field(name) => {
+                    if !field.is_empty() {
+                        field.push('.');
+                    }
+                    field.push_str(&name);
+                }
+                Step::Index(i) => field.push_str(&format!("[{i}]")),
+            }
+        }
+        match self.problem {
+            Problem::Invalid(reason) => RequestError::Invalid { field, reason },
+            Problem::TooDeep => RequestError::TooDeep { field },
         }
     }
 }
 
-fn descend(path: &str, depth_left: usize) -> Result<usize, RequestError> {
+fn normalize(value: &mut Value, depth_left: usize) -> Result<(), Fault> {
+    match value {
+        Value::Null => Err(Fault::new(Problem::Invalid(
+            "null is not a Cedar value".to_owned(),
+        ))),
+        Value::Bool(_) | Value::String(_) => Ok(()),
+        Value::Number(n) => {
+            if !n.is_i64() {
+                *value = normalize_number(n).map_err(|r| Fault::new(Problem::Invalid(r)))?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            let depth_left = descend(depth_left)?;
+            for (i, item) in items.iter_mut().enumerate() {
+                normalize(item, depth_left).map_err(|f| f.at(Step::Index(i)))?;
+            }
+            Ok(())
+        }
+        Value::Object(fields) => normalize_fields(fields, descend(depth_left)?),
+    }
+}
+
+fn descend(depth_left: usize) -> Result<usize, Fault> {
     depth_left
         .checked_sub(1)
-        .ok_or_else(|| RequestError::TooDeep {
-            field: path.to_owned(),
-        })
+        .ok_or_else(|| Fault::new(Problem::TooDeep))
 }
 
 /// Normalises every field of a record (one level is already accounted for by the caller).
-pub(super) fn normalize_map(
-    fields: Map<String, Value>,
-    path: &mut String,
-    depth_left: usize,
-) -> Result<Map<String, Value>, RequestError> {
-    let len = path.len();
-    let mut out = Map::with_capacity(fields.len());
-    for (key, item) in fields {
-        if !path.is_empty() {
-            path.push('.');
-        }
-        path.push_str(&key);
-        let item = normalize(item, path, depth_left)?;
-        path.truncate(len);
-        out.insert(key, item);
+fn normalize_fields(fields: &mut Map<String, Value>, depth_left: usize) -> Result<(), Fault> {
+    for (key, item) in fields.iter_mut() {
+        normalize(item, depth_left).map_err(|f| f.at(Step::Field(key.clone())))?;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn normalize_number(n: &Number) -> Result<Value, String> {
@@ -116,7 +150,11 @@ mod tests {
     use super::*;
 
     fn norm(v: Value) -> Result<Value, String> {
-        normalize_json(v, "context", 4).map_err(|e| e.to_string())
+        let Value::Object(mut fields) = v else {
+            panic!("a record")
+        };
+        normalize_map(&mut fields, || "context".to_owned(), 3).map_err(|e| e.to_string())?;
+        Ok(Value::Object(fields))
     }
 
     #[test]

@@ -17,7 +17,7 @@ use cedar_policy_core::ast;
 use rustc_hash::FxHashSet;
 use serde_json::{Map, Value, json};
 
-use super::json::{normalize_json, normalize_map};
+use super::json::normalize_map;
 use crate::bundle::USERSET_TYPE;
 use crate::diagnostics::error_chain;
 pub use crate::input::PROPERTY_CONTEXT_KEY;
@@ -144,15 +144,17 @@ impl<'s> Prepared<'s> {
             ));
         }
 
-        // Most requests carry no context: skip Cedar's JSON parser for them (it tries every
-        // escape form on the top-level object first). `Request::new` below still checks an
-        // empty context against the schema.
         let context_is_empty = context.is_empty();
-        let context = if context_is_empty {
-            Context::empty()
-        } else {
-            Context::from_json_value(Value::Object(context), schema.map(|s| (s, &action)))
-                .map_err(|e| invalid("context", error_chain(&e)))?
+        let direct = direct_request(snapshot, &context, &principal, &action, &resource);
+        let read_directly = direct.is_some();
+        let (context, cedar) = match direct {
+            Some(read) => read,
+            None => cedar_read_request(
+                context,
+                context_is_empty,
+                (&principal, &action, &resource),
+                schema,
+            )?,
         };
         let cedar_request = |context: Context| {
             cedar_policy::Request::new(
@@ -164,27 +166,18 @@ impl<'s> Prepared<'s> {
             )
             .map_err(Box::new)
         };
-        let cedar = match cedar_request(context.clone()) {
-            Ok(request) => request,
-            Err(error) => {
-                // Cedar's context parser names what an empty context lacks; `Request::new`
-                // only says it is invalid.
-                if context_is_empty
-                    && let Some(schema) = schema
-                    && let Err(detail) =
-                        Context::from_json_value(Value::Object(Map::new()), Some((schema, &action)))
-                {
-                    return Err(invalid("context", error_chain(&detail)));
-                }
-                return Err(request_validation(error));
-            }
-        };
         // Each property's request is the context plus `property`. Cedar's `Context::merge`
         // would evaluate the whole context again for each one (100 properties over a large
         // context cost a third of a second); sharing the evaluated values costs one map copy of
         // the top-level attributes. The shapes are equal but for that string, so the schema
-        // validates the first and the rest are built without validating again.
-        let mut validated = false;
+        // validates the first and the rest are built without validating again; none needs
+        // validating when the context was read directly (so it conforms) and its type declares
+        // `property` as a string.
+        let mut validated = read_directly
+            && snapshot
+                .index
+                .context_types
+                .declares_string(&action, PROPERTY_CONTEXT_KEY);
         let properties = properties
             .into_iter()
             .map(|name| {
@@ -247,25 +240,94 @@ impl<'s> Prepared<'s> {
     }
 }
 
-/// Returns `input` with its JSON normalised for Cedar (see `normalize_json`), at most
+/// The context and Cedar request built directly (`super::context`): the context read without
+/// Cedar's JSON parser and already known to conform to the schema, the principal, action and
+/// resource checked by Cedar's own scope validation. `None` to build them through Cedar.
+fn direct_request(
+    snapshot: &Snapshot,
+    context: &Map<String, Value>,
+    principal: &EntityUid,
+    action: &EntityUid,
+    resource: &EntityUid,
+) -> Option<(Context, cedar_policy::Request)> {
+    let read = snapshot.index.context_types.read(context, action)?;
+    if let Some(schema) = snapshot.bundle.schema.as_ref() {
+        ast::RequestSchema::validate_scope_variables(
+            schema.as_ref(),
+            Some(principal.as_ref()),
+            Some(action.as_ref()),
+            Some(resource.as_ref()),
+        )
+        .ok()?;
+    }
+    let context = Context::from(read);
+    let request = cedar_policy::Request::new(
+        principal.clone(),
+        action.clone(),
+        resource.clone(),
+        context.clone(),
+        None,
+    )
+    .ok()?;
+    Some((context, request))
+}
+
+/// The context and request built by Cedar: its JSON parser under the schema, and
+/// `Request::new`'s validation. Every error a caller sees about a context comes from here.
+fn cedar_read_request(
+    context: Map<String, Value>,
+    context_is_empty: bool,
+    (principal, action, resource): (&EntityUid, &EntityUid, &EntityUid),
+    schema: Option<&cedar_policy::Schema>,
+) -> Result<(Context, cedar_policy::Request), RequestError> {
+    // An empty context skips Cedar's JSON parser (it tries every escape form on the top-level
+    // object first); `Request::new` below still checks it against the schema.
+    let context = if context_is_empty {
+        Context::empty()
+    } else {
+        Context::from_json_value(Value::Object(context), schema.map(|s| (s, action)))
+            .map_err(|e| invalid("context", error_chain(&e)))?
+    };
+    match cedar_policy::Request::new(
+        principal.clone(),
+        action.clone(),
+        resource.clone(),
+        context.clone(),
+        schema,
+    ) {
+        Ok(request) => Ok((context, request)),
+        Err(error) => {
+            // Cedar's context parser names what an empty context lacks; `Request::new`
+            // only says it is invalid.
+            if context_is_empty
+                && let Some(schema) = schema
+                && let Err(detail) =
+                    Context::from_json_value(Value::Object(Map::new()), Some((schema, action)))
+            {
+                return Err(invalid("context", error_chain(&detail)));
+            }
+            Err(request_validation(Box::new(error)))
+        }
+    }
+}
+
+/// Returns `input` with its JSON normalised for Cedar (see `normalize_map`), at most
 /// `max_depth` levels deep.
 fn normalized(mut input: CheckInput, max_depth: usize) -> Result<CheckInput, RequestError> {
-    let context = std::mem::take(&mut input.context);
-    input.context = normalize_map(context, &mut "context".to_owned(), max_depth)?;
+    normalize_map(&mut input.context, || "context".to_owned(), max_depth)?;
+    // An entity's attributes are a record one level down, as a nested value is.
+    let attrs_depth = |field: &dyn Fn() -> String| {
+        max_depth
+            .checked_sub(1)
+            .ok_or_else(|| RequestError::TooDeep { field: field() })
+    };
     for (i, entity) in input.entities.iter_mut().enumerate() {
-        let attrs = std::mem::take(&mut entity.attrs);
-        let path = format!("entities[{i}].attrs");
-        entity.attrs = match normalize_json(Value::Object(attrs), &path, max_depth)? {
-            Value::Object(attrs) => attrs,
-            _ => Map::new(),
-        };
+        let field = || format!("entities[{i}].attrs");
+        normalize_map(&mut entity.attrs, field, attrs_depth(&field)?)?;
     }
     if let Some(verified) = &mut input.verified_principal {
-        let attrs = std::mem::take(&mut verified.attrs);
-        verified.attrs = match normalize_json(Value::Object(attrs), "principal.attrs", max_depth)? {
-            Value::Object(attrs) => attrs,
-            _ => Map::new(),
-        };
+        let field = || "principal.attrs".to_owned();
+        normalize_map(&mut verified.attrs, field, attrs_depth(&field)?)?;
     }
     Ok(input)
 }
