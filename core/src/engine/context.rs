@@ -3,8 +3,9 @@
 //! `cedar_policy::Context::from_json_value` reads every value of a context through serde's
 //! untagged enums (an `__extn`/`unknown` escape tried first, then each form in turn, each
 //! failure formatting an error message), and `Request::new` then converts the values back to
-//! expressions to check them against the schema: 580,000 instructions for a gateway's ten-field
-//! context, twelve times the decision itself (BENCHMARKS.md, "Issue 20").
+//! expressions to check them against the schema: 630,000 instructions for a gateway's ten-field
+//! context, twelve times the decision itself (BENCHMARKS.md, "Reading a request's context
+//! directly").
 //!
 //! [`ContextTypes::read`] builds the same values directly, guided by the schema's context type
 //! for the action, for the forms callers send: booleans, whole numbers, strings, sets, records,

@@ -3,11 +3,11 @@
 //!
 //! Owns: the flattened action entities, the parsed entity type names, each bundle entity's
 //! references, the policy scope of every known action, each action's context type, and Cedar's
-//! authorizer. Built by
-//! [`Index::build`] from the bundle alone (never from the relationship store's or a request's
-//! tuples), so every snapshot of one bundle shares one `Index`; `crate::snapshot` keeps it
-//! beside the bundle it was built from. The entities and usersets the policies name
-//! (`PolicyEntities`) depend on the relation catalog, so a snapshot keeps them itself.
+//! authorizer. Built by [`Index::build`] from the bundle alone (never from the relationship
+//! store's or a request's tuples), so every snapshot of one bundle shares one `Index`;
+//! `crate::snapshot` keeps it beside the bundle it was built from. The entities and usersets
+//! the policies name (`PolicyEntities`) depend on the relation catalog, so a snapshot keeps
+//! them itself.
 
 use std::str::FromStr;
 
