@@ -16,7 +16,7 @@ echo "|---|---|---|"
 # The decision log's writer thread is counted too (its `drain`), so that a record's cost is
 # counted wherever it is paid, and so are tokio's blocking threads (large batches are decided
 # there).
-for workload in ${WORKLOADS:-owner-verdict owner-cedar example-verdict owner-handler owner-batch owner-handler-log-queued owner-handler-log-tracing}; do
+for workload in ${WORKLOADS:-owner-verdict owner-cedar example-verdict owner-handler owner-batch owner-handler-log-queued owner-handler-log-tracing context-verdict context-handler}; do
     valgrind --tool=callgrind --callgrind-out-file="$out/$workload" \
         --toggle-collect='instructions::measured_*' \
         --toggle-collect='*decision_log::writer::drain*' \

@@ -262,9 +262,11 @@ fn the_reader_builds_what_cedar_builds_under_a_schema() {
         read > CASES as usize / 4,
         "only {read} of {CASES} read directly"
     );
+    // Every plain context Cedar accepts was read directly (the match above); there must be
+    // many of them, or the forms callers send would go untested.
     assert!(
-        plain_accepted <= read,
-        "{plain_accepted} plain contexts Cedar accepts, {read} read"
+        plain_accepted > CASES as usize / 4,
+        "only {plain_accepted} of {CASES} contexts were plain and accepted by Cedar"
     );
 }
 
